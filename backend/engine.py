@@ -1,0 +1,293 @@
+"""The one query engine: validate -> cache -> embed -> retrieve -> fuse -> rerank -> prompt ->
+generate. The console, the CLI and any HTTP service call this module; nothing else answers."""
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from backend.cache import Cache, cache_key
+from backend.db import utcnow
+from backend.embeddings import Embedder
+from backend.errors import InputError
+from backend.generation import Generator, Usage
+from backend.policy import PROMPT_TEMPLATES, Policy
+from backend.pricing import cost_usd
+from backend.rerank import Reranker
+from backend.settings import Settings
+from backend.sparse import query_vector
+from backend.tokens import count_tokens
+from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore, payload_filter
+
+RRF_K = 60
+STAGES = ("cache", "embed", "retrieve", "rerank", "generate", "total")
+
+
+class SourceChunk(BaseModel):
+    rank: int
+    point_id: str
+    chunk_id: str
+    doc_id: str
+    title: str = ""
+    section: str = ""
+    source: str = ""
+    start: int = 0
+    end: int = 0
+    text: str
+    scores: dict[str, float | None]  # dense (cosine), sparse (BM25), fused (RRF or DBSF), rerank
+    dense_rank: int | None = None
+    sparse_rank: int | None = None
+
+
+class TokenUsage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    method: Literal["api", "tiktoken", "estimate", "none"] = "none"
+
+
+class Answer(BaseModel):
+    """Everything a user or an auditor needs to understand one answer."""
+
+    request_id: str
+    ts: str
+    user: str
+    question: str
+    answer: str
+    answer_kind: Literal["llm", "extractive", "retrieval_only"]
+    citations: list[int]
+    sources: list[SourceChunk]
+    latency_ms: dict[str, float]
+    usage: TokenUsage
+    cost_usd: float
+    price_known: bool
+    cache_hit: bool
+    policy: str
+    policy_hash: str
+    policy_spec: dict
+    index: str
+    collection: str
+    model: str
+    prompt: list[dict]
+    fusion: str
+
+
+@dataclass
+class Retrieval:
+    collection: str
+    sources: list[SourceChunk]
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    query_vec: np.ndarray | None = None
+
+
+@dataclass
+class Retrieved:
+    """Stream event: the sources are known, generation starts next."""
+
+    retrieval: Retrieval
+    prompt: list[dict]
+
+
+@contextmanager
+def _timed(latency: dict[str, float], stage: str) -> Iterator[None]:
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        latency[stage] = latency.get(stage, 0.0) + (time.perf_counter() - t) * 1000
+
+
+def rrf(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion: sum of 1 / (k + rank) over the lists a point appears in."""
+    out: dict[str, float] = {}
+    for ranking in rankings:
+        for r, pid in enumerate(ranking, 1):
+            out[pid] = out.get(pid, 0.0) + 1.0 / (k + r)
+    return out
+
+
+def dbsf(score_lists: list[dict[str, float]]) -> dict[str, float]:
+    """Distribution-based score fusion: each list scaled by mean +/- 3 std to [0, 1], then summed."""
+    out: dict[str, float] = {}
+    for scores in score_lists:
+        if not scores:
+            continue
+        vals = np.array(list(scores.values()), dtype=np.float64)
+        lo, hi = vals.mean() - 3 * vals.std(), vals.mean() + 3 * vals.std()
+        span = (hi - lo) or 1.0
+        for pid, s in scores.items():
+            out[pid] = out.get(pid, 0.0) + float(np.clip((s - lo) / span, 0.0, 1.0))
+    return out
+
+
+def citations_in(text: str, n_sources: int) -> list[int]:
+    found = {int(m) for m in re.findall(r"\[(\d{1,3})\]", text)}
+    return sorted(n for n in found if 1 <= n <= n_sources)
+
+
+class QueryEngine:
+    def __init__(self, settings: Settings, store: VectorStore, embedder: Embedder, generator: Generator,
+                 reranker: Reranker, cache: Cache):
+        self.settings, self.store, self.embedder = settings, store, embedder
+        self.generator, self.reranker, self.cache = generator, reranker, cache
+        self.recorders: list[Callable[[Answer], None]] = []  # called with every finished answer
+
+    # --- steps -----------------------------------------------------------------------------
+    def validate(self, question: str, policy: Policy) -> str:
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("the question is empty")
+        q = question.strip()
+        if len(q) > self.settings.max_question_chars:
+            raise InputError(f"the question has {len(q):,} characters; the limit is {self.settings.max_question_chars:,}")
+        if policy.prompt_template not in PROMPT_TEMPLATES:
+            raise InputError(f"unknown prompt template '{policy.prompt_template}'")
+        return q
+
+    def index_of(self, policy: Policy) -> str:
+        return policy.index or self.settings.index_alias
+
+    def retrieve(self, question: str, policy: Policy, filters: dict | None = None) -> Retrieval:
+        """Dense and/or BM25 search, fusion and optional rerank; every score kept per chunk."""
+        q = self.validate(question, policy)
+        collection = self.store.resolve(self.index_of(policy))
+        return self._retrieve(q, policy, collection, filters, {})
+
+    def _retrieve(self, q: str, policy: Policy, collection: str, filters: dict | None, latency: dict[str, float]) -> Retrieval:
+        flt = payload_filter(filters)
+        mode = policy.retrieval_mode
+        n = max(policy.candidates, policy.top_k, policy.rerank_candidates if policy.rerank else 0)
+        qvec = None
+        dense_hits: list[Hit] = []
+        sparse_hits: list[Hit] = []
+        if mode in ("dense", "hybrid") or policy.rerank:
+            with _timed(latency, "embed"):
+                qvec = self.embedder.embed_queries([q])[0]
+        with _timed(latency, "retrieve"):
+            if mode in ("dense", "hybrid"):
+                dense_hits = self.store.search(collection, qvec.tolist(), DENSE, n, flt)
+            if mode in ("sparse", "hybrid"):
+                sv = query_vector(q)
+                if sv.indices:
+                    sparse_hits = self.store.search(collection, sv, SPARSE, n, flt)
+            by_id: dict[str, Hit] = {h.point_id: h for h in sparse_hits + dense_hits}
+            dense = {h.point_id: h.score for h in dense_hits}
+            sparse = {h.point_id: h.score for h in sparse_hits}
+            dense_rank = {h.point_id: r for r, h in enumerate(dense_hits, 1)}
+            sparse_rank = {h.point_id: r for r, h in enumerate(sparse_hits, 1)}
+            if mode == "hybrid":
+                fused = rrf([list(dense), list(sparse)]) if policy.fusion == "rrf" else dbsf([dense, sparse])
+            else:
+                fused = dense if mode == "dense" else sparse
+            order = sorted(fused, key=lambda pid: -fused[pid])
+        rerank: dict[str, float] = {}
+        if policy.rerank and order:
+            pool = order[: policy.rerank_candidates]
+            with _timed(latency, "rerank"):
+                texts = [by_id[p].payload.get("text", "") for p in pool]
+                scores = self.reranker.scores(q, qvec, collection, pool, texts)
+            rerank = dict(zip(pool, scores))
+            order = sorted(pool, key=lambda pid: -rerank[pid])
+        sources = []
+        for rank, pid in enumerate(order[: policy.top_k], 1):
+            p = by_id[pid].payload
+            sources.append(
+                SourceChunk(
+                    rank=rank, point_id=pid, chunk_id=p.get("chunk_id", pid), doc_id=str(p.get("doc_id", "")),
+                    title=p.get("title", ""), section=p.get("section", ""), source=p.get("source", ""),
+                    start=int(p.get("start", 0)), end=int(p.get("end", 0)), text=p.get("text", ""),
+                    scores={
+                        "dense": dense.get(pid), "sparse": sparse.get(pid),
+                        "fused": fused.get(pid) if mode == "hybrid" else None, "rerank": rerank.get(pid),
+                    },
+                    dense_rank=dense_rank.get(pid), sparse_rank=sparse_rank.get(pid),
+                )
+            )
+        return Retrieval(collection, sources, latency, qvec)
+
+    def build_prompt(self, question: str, sources: list[SourceChunk], policy: Policy) -> list[dict]:
+        blocks = [f"[{s.rank}] {s.title}\n{s.text}" if s.title else f"[{s.rank}] {s.text}" for s in sources]
+        user = "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+        return [{"role": "system", "content": PROMPT_TEMPLATES[policy.prompt_template]}, {"role": "user", "content": user}]
+
+    # --- the whole query ---------------------------------------------------------------------
+    def stream(self, question: str, policy: Policy, user: str = "anonymous", filters: dict | None = None,
+               retrieval_only: bool = False) -> Iterator[Retrieved | str | Answer]:
+        """Yields one Retrieved event, then answer text deltas, then the final Answer."""
+        t0 = time.perf_counter()
+        latency: dict[str, float] = {}
+        q = self.validate(question, policy)
+        collection = self.store.resolve(self.index_of(policy))
+        model = policy.model or self.settings.llm_model
+        key = cache_key(q, policy.content(), collection, self.embedder.name)
+        common = dict(request_id=uuid.uuid4().hex, ts=utcnow().isoformat(), user=user, question=q,
+                      policy=policy.label(), policy_hash=policy.content_hash(), policy_spec=policy.content(),
+                      index=self.index_of(policy), collection=collection)
+        if not retrieval_only and not filters:
+            with _timed(latency, "cache"):
+                cached = self.cache.get(key)
+            if cached:
+                hit = Answer.model_validate_json(cached)
+                latency["total"] = (time.perf_counter() - t0) * 1000
+                answer = hit.model_copy(update={**common, "cache_hit": True, "latency_ms": latency, "cost_usd": 0.0})
+                yield Retrieved(Retrieval(collection, hit.sources, latency), hit.prompt)
+                yield answer.answer
+                yield self._finish(answer)
+                return
+        retrieval = self._retrieve(q, policy, collection, filters, latency)
+        messages = self.build_prompt(q, retrieval.sources, policy)
+        yield Retrieved(retrieval, messages)
+        if retrieval_only:
+            latency["total"] = (time.perf_counter() - t0) * 1000
+            yield self._finish(Answer(**common, answer="", answer_kind="retrieval_only", citations=[], sources=retrieval.sources,
+                                      latency_ms=latency, usage=TokenUsage(), cost_usd=0.0, price_known=True, cache_hit=False,
+                                      model=model, prompt=messages, fusion=policy.fusion))
+            return
+        parts: list[str] = []
+        usage = Usage(None, None, model)
+        with _timed(latency, "generate"):
+            for piece in self.generator.stream(messages, [s.text for s in retrieval.sources], q, model,
+                                               policy.temperature, policy.max_tokens):
+                if isinstance(piece, Usage):
+                    usage = piece
+                else:
+                    parts.append(piece)
+                    yield piece
+        text = "".join(parts)
+        tokens = self._usage(usage, messages, text)
+        model_used = usage.model if self.generator.kind == "llm" else "extractive"
+        cost, known = cost_usd(model_used, tokens.prompt_tokens, tokens.completion_tokens)
+        latency["total"] = (time.perf_counter() - t0) * 1000
+        answer = Answer(**common, answer=text, answer_kind=self.generator.kind, citations=citations_in(text, len(retrieval.sources)),
+                        sources=retrieval.sources, latency_ms=latency, usage=tokens, cost_usd=cost, price_known=known,
+                        cache_hit=False, model=model_used, prompt=messages, fusion=policy.fusion)
+        if not filters:
+            self.cache.set(key, answer.model_dump_json())
+        yield self._finish(answer)
+
+    def query(self, question: str, policy: Policy, user: str = "anonymous", filters: dict | None = None,
+              retrieval_only: bool = False) -> Answer:
+        answer = None
+        for event in self.stream(question, policy, user, filters, retrieval_only):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        return answer
+
+    def _usage(self, usage: Usage, messages: list[dict], text: str) -> TokenUsage:
+        if self.generator.kind != "llm":
+            return TokenUsage(method="none")
+        if usage.prompt_tokens is not None and usage.completion_tokens is not None:
+            return TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, method="api")
+        p, method = count_tokens("\n".join(m["content"] for m in messages))
+        c, _ = count_tokens(text)
+        return TokenUsage(prompt_tokens=p, completion_tokens=c, method=method)
+
+    def _finish(self, answer: Answer) -> Answer:
+        for record in self.recorders:
+            record(answer)
+        return answer

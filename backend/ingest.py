@@ -1,0 +1,174 @@
+"""Ingestion: documents -> chunks -> dense + BM25 sparse vectors -> a new versioned collection
+behind the family alias. An unchanged corpus (same chunks, model and parameters) is a no-op."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from qdrant_client import models
+
+from backend.audit import AuditLog
+from backend.chunking import Chunk, ChunkingParams, Document, chunk_document
+from backend.embeddings import Embedder
+from backend.errors import InputError, RagError
+from backend.sparse import doc_length, doc_vector
+from backend.vectorstore import DENSE, SPARSE, VectorStore
+from backend.versions import BUILDING, CANCELLED, FAILED, READY, IndexRegistry
+from backend.db import utcnow
+
+
+@dataclass
+class IngestProgress:
+    """A snapshot for progress bars: phase, counts, rate and time left."""
+
+    collection: str
+    phase: str  # chunking | embedding | done
+    docs: int
+    chunks_total: int
+    chunks_done: int = 0
+    rate: float = 0.0  # chunks per second
+    eta_s: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.chunks_done / self.chunks_total if self.chunks_total else 0.0
+
+
+@dataclass
+class IngestResult:
+    collection: str
+    version: int
+    reused: bool
+    promoted: bool
+    n_docs: int
+    n_chunks: int
+    written: int
+    seconds: float
+    skipped_files: list[str] = field(default_factory=list)
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.written / self.seconds if self.seconds else 0.0
+
+
+class Cancelled(RagError):
+    part = "ingest"
+
+
+def fingerprint(chunks: list[Chunk], model: str, params: ChunkingParams) -> str:
+    h = hashlib.sha256(f"{model}|{params.model_dump_json()}".encode())
+    for c in sorted(chunks, key=lambda c: c.chunk_id):
+        h.update(f"{c.chunk_id}:{c.text_hash}:{c.title}".encode())
+    return h.hexdigest()
+
+
+def _payload(c: Chunk, now: str) -> dict:
+    return {
+        "chunk_id": c.chunk_id,
+        "doc_id": c.doc_id,
+        "title": c.title,
+        "section": c.section,
+        "source": c.source,
+        "start": c.start,
+        "end": c.end,
+        "text": c.text,
+        "text_hash": c.text_hash,
+        "ingested_at": now,
+    }
+
+
+class Ingestor:
+    """Builds index versions; one instance per process, shared by CLI, console and jobs."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, registry: IndexRegistry, audit: AuditLog, batch_size: int = 32):
+        self.store, self.embedder, self.registry, self.audit = store, embedder, registry, audit
+        self.batch_size = batch_size
+
+    def ingest(
+        self,
+        documents: list[Document],
+        *,
+        actor: str,
+        family: str,
+        source: str,
+        params: ChunkingParams | None = None,
+        promote: bool = True,
+        progress: Callable[[IngestProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> IngestResult:
+        params = params or ChunkingParams()
+        t0 = time.perf_counter()
+        chunks = [c for d in documents for c in chunk_document(d, params)]
+        if not chunks:
+            raise InputError("the documents hold no text to index")
+        fp = fingerprint(chunks, self.embedder.name, params)
+        with self.audit.action(actor, "index.ingest", family, source=source, docs=len(documents), chunks=len(chunks)) as extra:
+            same = self.registry.find_ready(family, fp)
+            if same and same["collection"] in self.store.collections():
+                promoted = False
+                if promote and self.store.aliases().get(family) != same["collection"]:
+                    self.store.point_alias(family, same["collection"])
+                    promoted = True
+                extra.update(collection=same["collection"], reused=True)
+                if progress:
+                    progress(IngestProgress(same["collection"], "done", len(documents), len(chunks), len(chunks)))
+                return IngestResult(same["collection"], same["version"], True, promoted, len(documents), len(chunks), 0, time.perf_counter() - t0)
+
+            name, version = self.store.next_version_name(family)
+            extra["collection"] = name
+            avgdl = sum(doc_length(c.match_text) for c in chunks) / len(chunks)
+            self.registry.add(
+                collection=name, family=family, version=version, status=BUILDING, fingerprint=fp,
+                embedding_model=self.embedder.name, dim=self.embedder.dim,
+                params={**params.model_dump(), "avgdl": avgdl}, source=source,
+                n_docs=len(documents), n_chunks=len(chunks), created_by=actor,
+            )
+            try:
+                self.store.create_collection(name, self.embedder.dim)
+                written = self._write(name, chunks, avgdl, len(documents), progress, cancel)
+            except Cancelled:
+                self.registry.update(name, status=CANCELLED, error="cancelled by user")
+                raise
+            except Exception as exc:
+                self.registry.update(name, status=FAILED, error=str(exc)[:2000])
+                raise
+            self.registry.update(name, status=READY)
+            if promote:
+                self.store.point_alias(family, name)
+            return IngestResult(name, version, False, promote, len(documents), len(chunks), written, time.perf_counter() - t0)
+
+    def _write(self, name: str, chunks: list[Chunk], avgdl: float, n_docs: int,
+               progress: Callable[[IngestProgress], None] | None, cancel: threading.Event | None) -> int:
+        now = utcnow().isoformat()
+        state = IngestProgress(name, "embedding", n_docs, len(chunks))
+        if progress:
+            progress(state)
+        start = time.perf_counter()
+        for i in range(0, len(chunks), self.batch_size):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"ingest into {name} cancelled after {i} of {len(chunks)} chunks")
+            batch = chunks[i : i + self.batch_size]
+            texts = [c.match_text for c in batch]
+            dense = self.embedder.embed_passages(texts)
+            points = [
+                models.PointStruct(
+                    id=c.point_id,
+                    vector={DENSE: vec.tolist(), SPARSE: doc_vector(text, avgdl)},
+                    payload=_payload(c, now),
+                )
+                for c, text, vec in zip(batch, texts, dense)
+            ]
+            self.store.upsert(name, points)
+            state.chunks_done = i + len(batch)
+            elapsed = time.perf_counter() - start
+            state.rate = state.chunks_done / elapsed if elapsed else 0.0
+            state.eta_s = (state.chunks_total - state.chunks_done) / state.rate if state.rate else None
+            if progress:
+                progress(state)
+        state.phase = "done"
+        if progress:
+            progress(state)
+        return len(chunks)

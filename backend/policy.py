@@ -1,0 +1,109 @@
+"""Policies: a named, versioned, typed set of retrieval and generation knobs.
+
+Saving a policy with a name that exists creates the next version; old versions are never
+rewritten, so evaluation runs and A/B releases can point at an exact version."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Engine
+
+from backend.audit import AuditLog
+from backend.db import policies, utcnow
+from backend.errors import InputError, NotFoundError
+
+PROMPT_TEMPLATES: dict[str, str] = {
+    "default": (
+        "You answer questions using only the numbered sources below. Cite every claim with the source "
+        "number in square brackets, like [1] or [2][3]. If the sources do not contain the answer, reply exactly: "
+        "\"Not enough context to answer.\" Answer in the language of the question."
+    ),
+    "concise": (
+        "Answer in at most two sentences using only the numbered sources, citing them as [n]. "
+        "If they do not contain the answer, reply exactly: \"Not enough context to answer.\""
+    ),
+}
+
+
+class Policy(BaseModel):
+    """Everything that decides how a question is answered (the cache key includes all of it but the name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "default"
+    version: int | None = None
+    top_k: int = Field(8, ge=1, le=200)
+    retrieval_mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    candidates: int = Field(50, ge=1, le=500, description="Hits fetched from each retriever before fusion.")
+    rerank: bool = False
+    rerank_candidates: int = Field(20, ge=1, le=200)
+    prompt_template: str = "default"
+    model: str | None = None  # None: the LLM_MODEL setting
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1, le=8192)
+    index: str | None = None  # alias or collection; None: the INDEX_ALIAS setting
+
+    def content(self) -> dict:
+        return self.model_dump(exclude={"name", "version"})
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()
+
+    def label(self) -> str:
+        return f"{self.name} v{self.version}" if self.version else self.name
+
+
+class PolicyStore:
+    def __init__(self, engine: Engine, audit: AuditLog):
+        self._engine, self._audit = engine, audit
+
+    def save(self, policy: Policy, actor: str, note: str = "") -> Policy:
+        """Store as the next version of its name (returns the stored policy with its version)."""
+        if not policy.name.strip():
+            raise InputError("a policy needs a name")
+        if policy.prompt_template not in PROMPT_TEMPLATES:
+            raise InputError(f"unknown prompt template '{policy.prompt_template}'")
+        with self._audit.action(actor, "policy.save", policy.name, spec=policy.content()) as extra:
+            with self._engine.begin() as conn:
+                current = conn.execute(
+                    sa.select(sa.func.max(policies.c.version)).where(policies.c.name == policy.name)
+                ).scalar()
+                version = (current or 0) + 1
+                conn.execute(
+                    policies.insert().values(
+                        name=policy.name, version=version, spec=policy.content(), content_hash=policy.content_hash(),
+                        created_at=utcnow(), created_by=actor, note=note,
+                    )
+                )
+            extra["version"] = version
+        return policy.model_copy(update={"version": version})
+
+    def get(self, name: str, version: int | None = None) -> Policy:
+        q = sa.select(policies).where(policies.c.name == name)
+        q = q.where(policies.c.version == version) if version else q.order_by(policies.c.version.desc())
+        with self._engine.connect() as conn:
+            row = conn.execute(q.limit(1)).first()
+        if row is None:
+            if name == "default" and version is None:
+                return Policy()
+            raise NotFoundError(f"unknown policy '{name}'" + (f" version {version}" if version else ""))
+        return Policy(name=row.name, version=row.version, **row.spec)
+
+    def list(self) -> list[dict]:
+        """Latest version of every policy, plus its version count."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(policies).order_by(policies.c.name, policies.c.version)).all()
+        latest: dict[str, dict] = {}
+        for r in rows:
+            latest[r.name] = {**dict(r._mapping), "versions": r.version}
+        return list(latest.values())
+
+    def versions(self, name: str) -> list[Policy]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(policies).where(policies.c.name == name).order_by(policies.c.version)).all()
+        return [Policy(name=r.name, version=r.version, **r.spec) for r in rows]

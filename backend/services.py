@@ -1,0 +1,62 @@
+"""Builds every service once from the settings: the one place that wires the stack.
+
+Parts that can be down (Redis, an LLM endpoint) never stop the others from being built;
+their health is checked separately (backend.health)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from backend.audit import AuditLog
+from backend.cache import MemoryCache, RedisCache
+from backend.db import make_engine, migrate
+from backend.embeddings import Embedder, make_embedder
+from backend.engine import QueryEngine
+from backend.generation import make_generator
+from backend.ingest import Ingestor
+from backend.policy import PolicyStore
+from backend.rerank import make_reranker
+from backend.settings import Settings, get_settings
+from backend.traces import TraceStore
+from backend.vectorstore import VectorStore, open_client
+from backend.versions import IndexRegistry
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Engine
+    audit: AuditLog
+    store: VectorStore
+    embedder: Embedder
+    registry: IndexRegistry
+    ingestor: Ingestor
+    engine: QueryEngine
+    policies: PolicyStore
+    traces: TraceStore
+
+    def close(self) -> None:
+        self.store.client.close()
+        self.db.dispose()
+
+
+def build_services(settings: Settings | None = None, record_traces: bool = True) -> Services:
+    s = settings or get_settings()
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    db = make_engine(s.sql_url)
+    migrate(db)
+    audit = AuditLog(db)
+    store = VectorStore(open_client(s))
+    embedder = make_embedder(s)
+    registry = IndexRegistry(db)
+    cache = RedisCache(s.redis_url, s.cache_ttl_s) if s.redis_url else MemoryCache(s.cache_ttl_s, s.cache_max_items)
+    engine = QueryEngine(s, store, embedder, make_generator(s), make_reranker(s, store), cache)
+    trace_store = TraceStore(db, audit)
+    if record_traces:
+        engine.recorders.append(trace_store.record)
+    return Services(
+        settings=s, db=db, audit=audit, store=store, embedder=embedder, registry=registry,
+        ingestor=Ingestor(store, embedder, registry, audit, s.embedding_batch_size),
+        engine=engine, policies=PolicyStore(db, audit), traces=trace_store,
+    )

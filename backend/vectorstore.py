@@ -1,0 +1,161 @@
+"""Qdrant behind a small interface: versioned collections with a dense and a sparse (BM25)
+vector per chunk, aliases swapped atomically, and dense/sparse queries that keep every score.
+
+Only qdrant-client calls that local mode and the server share are used, so the same code
+runs on `QdrantClient(path=...)` and on a server or cluster."""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from qdrant_client import QdrantClient, models
+
+from backend.errors import DependencyError, NotFoundError
+from backend.settings import Settings
+
+DENSE = "dense"
+SPARSE = "sparse"
+
+
+@dataclass
+class Hit:
+    point_id: str
+    score: float
+    payload: dict
+
+
+def open_client(settings: Settings) -> QdrantClient:
+    """Qdrant server when QDRANT_URL is set, else local mode on disk (one process per folder)."""
+    try:
+        if settings.qdrant_url:
+            key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            return QdrantClient(url=settings.qdrant_url, api_key=key, timeout=int(max(1, settings.qdrant_timeout_s)))
+        settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+        return QdrantClient(path=str(settings.qdrant_path))
+    except RuntimeError as exc:  # local mode: folder locked by another process
+        raise DependencyError(
+            f"cannot open the local Qdrant store at {settings.qdrant_path}: {exc} "
+            "(local mode allows one process at a time: stop the console or set QDRANT_URL)",
+            part="vector store",
+        ) from exc
+
+
+def _wrap(exc: Exception, what: str) -> DependencyError:
+    return DependencyError(f"{what} failed: {type(exc).__name__}: {exc}", part="vector store")
+
+
+class VectorStore:
+    def __init__(self, client: QdrantClient):
+        self.client = client
+        self._lock = threading.Lock()  # serialises alias changes made from this process
+
+    # --- collections and aliases -------------------------------------------------------
+    def collections(self) -> list[str]:
+        try:
+            return sorted(c.name for c in self.client.get_collections().collections)
+        except Exception as exc:
+            raise _wrap(exc, "listing collections") from exc
+
+    def aliases(self) -> dict[str, str]:
+        """alias -> collection."""
+        try:
+            return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+        except Exception as exc:
+            raise _wrap(exc, "listing aliases") from exc
+
+    def resolve(self, name: str) -> str:
+        """The physical collection behind an alias, or the collection itself."""
+        aliases = self.aliases()
+        if name in aliases:
+            return aliases[name]
+        if name in self.collections():
+            return name
+        raise NotFoundError(f"unknown index alias or collection '{name}'")
+
+    def next_version_name(self, family: str) -> tuple[str, int]:
+        pattern = re.compile(rf"^{re.escape(family)}_v(\d+)$")
+        versions = [int(m.group(1)) for c in self.collections() if (m := pattern.match(c))]
+        n = max(versions, default=0) + 1
+        return f"{family}_v{n}", n
+
+    def create_collection(self, name: str, dim: int) -> None:
+        try:
+            self.client.create_collection(
+                name,
+                vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            )
+        except Exception as exc:
+            raise _wrap(exc, f"creating collection {name}") from exc
+
+    def delete_collection(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def point_alias(self, alias: str, collection: str) -> str | None:
+        """Point `alias` at `collection` in one atomic request; returns the previous target."""
+        with self._lock:
+            previous = self.aliases().get(alias)
+            ops: list = []
+            if previous is not None:
+                ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)))
+            try:
+                self.client.update_collection_aliases(change_aliases_operations=ops)
+            except Exception as exc:
+                raise _wrap(exc, f"pointing alias {alias} at {collection}") from exc
+            return previous
+
+    def count(self, collection: str) -> int:
+        try:
+            return self.client.count(collection, exact=True).count
+        except Exception as exc:
+            raise _wrap(exc, f"counting {collection}") from exc
+
+    # --- points ---------------------------------------------------------------------------
+    def upsert(self, collection: str, points: list[models.PointStruct]) -> None:
+        try:
+            self.client.upsert(collection, points=points, wait=True)
+        except Exception as exc:
+            raise _wrap(exc, f"writing to {collection}") from exc
+
+    def existing(self, collection: str, point_ids: list[str]) -> dict[str, str]:
+        """point id -> stored text hash, for the ids that are already in the collection."""
+        try:
+            recs = self.client.retrieve(collection, ids=point_ids, with_payload=["text_hash"], with_vectors=False)
+        except Exception as exc:
+            raise _wrap(exc, f"reading {collection}") from exc
+        return {str(r.id): (r.payload or {}).get("text_hash", "") for r in recs}
+
+    def vectors(self, collection: str, point_ids: list[str]) -> dict[str, list[float]]:
+        recs = self.client.retrieve(collection, ids=point_ids, with_payload=False, with_vectors=[DENSE])
+        return {str(r.id): r.vector[DENSE] for r in recs}  # type: ignore[index]
+
+    def search(
+        self,
+        collection: str,
+        query: list[float] | models.SparseVector,
+        using: str,
+        limit: int,
+        query_filter: models.Filter | None = None,
+    ) -> list[Hit]:
+        try:
+            res = self.client.query_points(
+                collection, query=query, using=using, limit=limit, query_filter=query_filter, with_payload=True
+            )
+        except Exception as exc:
+            raise _wrap(exc, f"{using} search in {collection}") from exc
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in res.points]
+
+
+def payload_filter(filters: dict | None) -> models.Filter | None:
+    """Exact-match filters on payload keys, e.g. {"doc_id": "123"} or {"source": ["a", "b"]}."""
+    if not filters:
+        return None
+    must = []
+    for key, value in filters.items():
+        if isinstance(value, (list, tuple, set)):
+            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
+        else:
+            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+    return models.Filter(must=must)
