@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import unicodedata
 from typing import Protocol
 
@@ -51,22 +52,31 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Short socket timeouts so a dead Redis costs a query at most ~0.5 s, then answers go on uncached."""
+    """Short socket timeouts, and after a failure Redis is skipped for `retry_after_s`, so a dead
+    Redis costs one query at most ~0.5 s and the next ones nothing; answers go on uncached."""
 
     name = "redis"
 
-    def __init__(self, url: str, ttl_s: int):
+    def __init__(self, url: str, ttl_s: int, retry_after_s: float = 5.0):
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._ttl = ttl_s
+        self._retry_after_s = retry_after_s
+        self._failed_at = 0.0
         self.last_error: str | None = None
 
     def _fail(self, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
+        self._failed_at = time.monotonic()
         log.warning("redis cache unavailable: %s", self.last_error)
 
+    def _skipping(self) -> bool:
+        return self.last_error is not None and time.monotonic() - self._failed_at < self._retry_after_s
+
     def get(self, key: str) -> str | None:
+        if self._skipping():
+            return None
         try:
             value = self._redis.get(key)
         except Exception as exc:  # redis-py raises ConnectionError/TimeoutError subclasses
@@ -76,6 +86,8 @@ class RedisCache:
         return value.decode() if value is not None else None
 
     def set(self, key: str, value: str) -> None:
+        if self._skipping():
+            return
         try:
             self._redis.set(key, value, ex=self._ttl)
             self.last_error = None

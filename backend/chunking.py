@@ -90,9 +90,10 @@ def chunk_document(doc: Document, params: ChunkingParams | None = None) -> list[
         j = i
         while j + 1 < len(pieces) and pieces[j + 1][1] - start <= p.target_chars:
             j += 1
-        # A short tail is merged into this chunk when it still fits under max_chars.
-        if j + 1 == len(pieces) - 1 and pieces[-1][1] - start <= p.max_chars:
-            j += 1
+        # A short tail (under half a target) is merged into this chunk when it still fits.
+        rest = pieces[-1][1] - pieces[j][1]
+        if 0 < rest < p.target_chars // 2 and pieces[-1][1] - start <= p.max_chars:
+            j = len(pieces) - 1
         end = pieces[j][1]
         chunk_text = text[start:end].strip()
         if chunk_text:

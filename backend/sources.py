@@ -84,7 +84,9 @@ def load_corpus_jsonl(path: Path) -> LoadResult:
                 continue
             try:
                 row = json.loads(line)
-                docs.append(Document(str(row["id"]), str(row.get("text") or ""), str(row.get("title") or ""), path.parent.name))
+                if not isinstance(row["text"], str):
+                    raise TypeError("'text' must be a string")
+                docs.append(Document(str(row["id"]), row["text"], str(row.get("title") or ""), path.parent.name))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise InputError(f"{path} line {n}: not a corpus row with 'id' and 'text' ({exc})") from exc
     return LoadResult(docs, str(path))

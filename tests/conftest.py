@@ -10,3 +10,4 @@ from services import (  # noqa: F401  (re-exported as fixtures)
     redis_server,
     redis_url,
 )
+from index_fixtures import services, small_datasets  # noqa: E402,F401  (small real index for backend tests)

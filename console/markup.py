@@ -1,0 +1,140 @@
+"""Pure text -> Markdown/HTML helpers for answers and source cards (no Streamlit import, so
+they are unit-testable). Everything that comes from documents or users is escaped here."""
+from __future__ import annotations
+
+import html
+import re
+
+from backend.engine import STAGES, SourceChunk
+# The backend's own tokenizer, so highlighting marks exactly the terms that BM25 matched.
+from backend.text import _TOKEN_RE, has_cjk, terms
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~:])")
+
+STAGE_COLORS = {
+    "cache": "#8d99ae", "embed": "#4e79a7", "retrieve": "#59a14f", "rerank": "#f1a340",
+    "generate": "#e15759", "other": "#c9c3bd",
+}
+
+
+def escape_md(text: str) -> str:
+    """Show text literally in st.markdown (no emphasis, links, LaTeX or :directives:)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def answer_md(text: str, kind: str) -> str:
+    """Model answers keep their Markdown (lists, bold) but never turn `$` into LaTeX;
+    extractive answers are document sentences and are shown literally."""
+    return text.replace("$", r"\$") if kind == "llm" else escape_md(text)
+
+
+# --- highlighting --------------------------------------------------------------------------
+def match_spans(text: str, question: str) -> list[tuple[int, int]]:
+    """Character spans of `text` that match the question's index terms: English words whose
+    stems match, and Chinese character bigrams the question shares (single characters are
+    too common to be worth marking)."""
+    wanted = set(terms(question))
+    if not wanted:
+        return []
+    spans: list[tuple[int, int]] = []
+    for m in _TOKEN_RE.finditer(text):
+        tok = m.group()
+        if has_cjk(tok[0]):
+            for i in range(len(tok) - 1):
+                if tok[i : i + 2].lower() in wanted:
+                    spans.append((m.start() + i, m.start() + i + 2))
+        elif any(t in wanted for t in terms(tok)):
+            spans.append(m.span())
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def highlight(text: str, question: str) -> str:
+    """HTML of `text` with the question's terms in <mark>; escaped first, so safe."""
+    out, pos = [], 0
+    for s, e in match_spans(text, question):
+        out.append(html.escape(text[pos:s]))
+        out.append(f"<mark>{html.escape(text[s:e])}</mark>")
+        pos = e
+    out.append(html.escape(text[pos:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+# --- source cards --------------------------------------------------------------------------
+def _score(value: float | None, digits: int, rank: int | None = None) -> str:
+    if value is None:
+        return '<span class="rag-none" title="this retriever did not return the chunk">—</span>'
+    extra = f' <span class="rag-rank">#{rank}</span>' if rank else ""
+    return f"{value:.{digits}f}{extra}"
+
+
+def score_columns(fusion: str, rerank_metric: str) -> list[tuple[str, str, str]]:
+    """(score key, label, what it measures) in card order."""
+    return [
+        ("dense", "dense", "cosine similarity"),
+        ("sparse", "sparse", "BM25"),
+        ("fused", "fused", fusion.upper()),
+        ("rerank", "rerank", rerank_metric),
+    ]
+
+
+def source_card(src: SourceChunk, question: str, fusion: str, rerank_metric: str, cited: bool) -> str:
+    """One numbered source: its [n] matches the markers in the answer and in the prompt."""
+    e = html.escape
+    digits = {"dense": 3, "sparse": 2, "fused": 4 if fusion == "rrf" else 3, "rerank": 3}
+    ranks = {"dense": src.dense_rank, "sparse": src.sparse_rank}
+    head = "".join(f'<th title="{e(what)}">{e(label)}<span>{e(what)}</span></th>'
+                   for _, label, what in score_columns(fusion, rerank_metric))
+    cells = "".join(f"<td>{_score(src.scores.get(key), digits[key], ranks.get(key))}</td>"
+                    for key, _, _ in score_columns(fusion, rerank_metric))
+    badge = '<span class="rag-cited">cited</span>' if cited else ""
+    title = e(src.title) if src.title else "<i>untitled</i>"
+    section = f' <span class="rag-section">§ {e(src.section)}</span>' if src.section else ""
+    meta = " · ".join([
+        f"doc <code>{e(src.doc_id)}</code>",
+        f"chunk <code>{e(src.chunk_id)}</code>",
+        f"chars {src.start:,}–{src.end:,}",
+        f"rank {src.rank}",
+        *([f"source <code>{e(src.source)}</code>"] if src.source else []),
+    ])
+    return (
+        f'<div class="rag-card{" rag-card-cited" if cited else ""}" id="src-{src.rank}">'
+        f'<div class="rag-card-head"><span class="rag-num">{src.rank}</span>'
+        f'<span class="rag-title">{title}</span>{section}{badge}</div>'
+        f'<div class="rag-meta">{meta}</div>'
+        f'<table class="rag-scores"><tr>{head}</tr><tr>{cells}</tr></table>'
+        f'<div class="rag-text">{highlight(src.text, question)}</div></div>'
+    )
+
+
+# --- latency -------------------------------------------------------------------------------
+def latency_parts(latency_ms: dict[str, float]) -> list[tuple[str, float]]:
+    """Stages in pipeline order, plus 'other' for the time no stage accounts for."""
+    parts = [(s, latency_ms[s]) for s in STAGES if s != "total" and s in latency_ms]
+    total = latency_ms.get("total", sum(v for _, v in parts))
+    rest = total - sum(v for _, v in parts)
+    if rest >= 1:
+        parts.append(("other", rest))
+    return parts
+
+
+def fmt_ms(v: float) -> str:
+    return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms" if v >= 1 else f"{v:.1f} ms"
+
+
+def latency_bar(latency_ms: dict[str, float]) -> str:
+    """A stacked horizontal bar, one segment per stage, with a legend that has the numbers."""
+    parts = latency_parts(latency_ms)
+    total = latency_ms.get("total") or sum(v for _, v in parts) or 1.0
+    segs = "".join(
+        f'<span style="width:{max(0.6, 100 * v / total):.2f}%;background:{STAGE_COLORS[s]}" title="{s} {fmt_ms(v)}"></span>'
+        for s, v in parts
+    )
+    legend = "".join(f'<span><i style="background:{STAGE_COLORS[s]}"></i>{s} {fmt_ms(v)}</span>' for s, v in parts)
+    return (f'<div class="rag-lat"><div class="rag-lat-bar">{segs}</div>'
+            f'<div class="rag-lat-legend">{legend}<b>total {fmt_ms(total)}</b></div></div>')

@@ -1,0 +1,150 @@
+"""Sidebar knobs for a retrieval/generation policy: load a saved one, tweak it, save it as a
+new version. Widget keys are namespaced by page (`<ns>.top_k`), and the loaded policy's name
+is mirrored to the URL (?policy=name) so a view can be linked and reloaded."""
+from __future__ import annotations
+
+import streamlit as st
+from pydantic import ValidationError
+
+from backend.errors import RagError
+from backend.policy import PROMPT_TEMPLATES, Policy
+from backend.services import Services
+from console.auth import current_user
+from console.state import describe
+
+KNOBS = ("top_k", "retrieval_mode", "fusion", "candidates", "rerank", "rerank_candidates", "prompt_template",
+         "model", "temperature", "max_tokens", "index")
+LIVE = "__live__"  # the index option meaning "whatever INDEX_ALIAS points at" (Policy.index None)
+
+
+class PolicyPanel:
+    def __init__(self, services: Services, ns: str):
+        self.services, self.ns = services, ns
+
+    def key(self, name: str) -> str:
+        return f"{self.ns}.{name}"
+
+    # --- state ---------------------------------------------------------------------------
+    def _fill(self, policy: Policy) -> None:
+        """Put a policy into the widgets' state (only from callbacks or before the widgets exist)."""
+        ss = st.session_state
+        for k in KNOBS:
+            ss[self.key(k)] = getattr(policy, k)
+        ss[self.key("model")] = policy.model or ""
+        ss[self.key("index")] = policy.index or LIVE
+        ss[self.key("base")] = policy
+        ss[self.key("load")] = policy.name
+
+    def _load(self, name: str) -> None:
+        try:
+            policy = self.services.policies.get(name)
+        except RagError as exc:
+            st.session_state[self.key("notice")] = ("warning", f"{describe(exc)}; showing the default policy")
+            policy = Policy()
+        self._fill(policy)
+        if policy.name == "default" and policy.version is None:
+            st.query_params.pop("policy", None)
+        else:
+            st.query_params["policy"] = policy.name
+
+    def _on_load(self) -> None:
+        self._load(st.session_state[self.key("load")])
+
+    def _on_save(self) -> None:
+        ss = st.session_state
+        name = (ss.get(self.key("save_name")) or "").strip()
+        try:
+            policy = self.current().model_copy(update={"name": name, "version": None})
+            stored = self.services.policies.save(policy, current_user(), note=ss.get(self.key("save_note"), ""))
+        except (RagError, ValidationError) as exc:
+            ss[self.key("notice")] = ("error", f"Not saved — {describe(exc) if isinstance(exc, RagError) else exc}")
+            return
+        self._fill(stored)
+        st.query_params["policy"] = stored.name
+        ss[self.key("notice")] = ("success", f"Saved as **{stored.name} v{stored.version}**")
+
+    def init(self) -> None:
+        """First visit of a session: the policy named in the URL, else the default one."""
+        if self.key("base") not in st.session_state:
+            self._load(st.query_params.get("policy", "default"))
+
+    # --- the policy the widgets describe ----------------------------------------------------
+    def current(self) -> Policy:
+        ss = st.session_state
+        base: Policy = ss[self.key("base")]
+        values = {k: ss[self.key(k)] for k in KNOBS}
+        values["model"] = values["model"].strip() or None
+        values["index"] = None if values["index"] == LIVE else values["index"]
+        edited = values != {k: getattr(base, k) for k in KNOBS}
+        if edited:
+            return Policy(name=f"{base.name} (edited)", **values)
+        return base.model_copy(update=values)
+
+    # --- widgets -----------------------------------------------------------------------------
+    def render(self) -> Policy:
+        """Draw the knobs (call inside `with st.sidebar`) and return the policy they describe."""
+        self.init()
+        k, s = self.key, self.services.settings
+        try:
+            saved = self.services.policies.list()
+        except Exception as exc:  # database down: knobs still work, loading/saving does not
+            saved = []
+            st.warning(f"Saved policies unavailable — {describe(exc)}")
+        versions = {p["name"]: p["versions"] for p in saved}
+        names = list(dict.fromkeys(["default", *versions, st.session_state[k("load")]]))
+        st.selectbox("Policy", names, key=k("load"), on_change=self._on_load,
+                     format_func=lambda n: f"{n} (v{versions[n]})" if n in versions else f"{n} (built-in)",
+                     help="Load the latest version of a saved policy. The URL keeps its name (?policy=…).")
+
+        st.slider("Top k (sources in the prompt)", 1, 30, key=k("top_k"))
+        st.segmented_control("Retrieval", ["hybrid", "dense", "sparse"], key=k("retrieval_mode"), required=True,
+                             help="dense: cosine on embeddings · sparse: BM25 · hybrid: both, fused")
+        hybrid = st.session_state[k("retrieval_mode")] == "hybrid"
+        c1, c2 = st.columns(2)
+        c1.selectbox("Fusion", ["rrf", "dbsf"], key=k("fusion"), disabled=not hybrid, format_func=str.upper,
+                     help="RRF: reciprocal rank fusion · DBSF: distribution-based score fusion")
+        c2.number_input("Candidates", 1, 500, key=k("candidates"), help="Hits fetched from each retriever before fusion")
+        c1, c2 = st.columns(2)
+        c1.toggle("Rerank", key=k("rerank"), help=f"Re-score candidates ({self.services.engine.reranker.name})")
+        c2.number_input("Rerank pool", 1, 200, key=k("rerank_candidates"), disabled=not st.session_state[k("rerank")])
+        st.selectbox("Prompt template", list(PROMPT_TEMPLATES), key=k("prompt_template"))
+        llm = bool(s.openai_base_url)
+        st.text_input("Model", key=k("model"), placeholder=s.llm_model, disabled=not llm,
+                      help="Empty: the LLM_MODEL setting" if llm else "No LLM configured: answers are extractive")
+        c1, c2 = st.columns(2)
+        c1.number_input("Temperature", 0.0, 2.0, step=0.1, key=k("temperature"), disabled=not llm)
+        c2.number_input("Max tokens", 1, 8192, step=64, key=k("max_tokens"), disabled=not llm)
+        st.selectbox("Index", self._index_options(), key=k("index"), format_func=self._index_label,
+                     help="The live alias follows every release; a collection pins one index version.")
+
+        policy = self.current()
+        self._notice()
+        self._save_form(policy)
+        return policy
+
+    def _index_options(self) -> list[str]:
+        try:
+            collections = self.services.store.collections()
+        except RagError:
+            collections = []
+        chosen = st.session_state.get(self.key("index"), LIVE)
+        return list(dict.fromkeys([LIVE, *collections, chosen]))
+
+    def _index_label(self, option: str) -> str:
+        return f"{self.services.settings.index_alias} (live alias)" if option == LIVE else option
+
+    def _notice(self) -> None:
+        notice = st.session_state.pop(self.key("notice"), None)
+        if notice:
+            getattr(st, notice[0])(notice[1])
+
+    def _save_form(self, policy: Policy) -> None:
+        base: Policy = st.session_state[self.key("base")]
+        state = "unsaved edits" if policy.name.endswith("(edited)") else (
+            f"saved as v{base.version}" if base.version else "built-in defaults")
+        st.caption(f"Using **{policy.label()}** — {state}")
+        with st.popover("💾 Save as policy", width="stretch"):
+            with st.form(self.key("save_form"), border=False):
+                st.text_input("Name", value=base.name, key=self.key("save_name"), max_chars=200)
+                st.text_input("Note", key=self.key("save_note"), placeholder="why this version (optional)")
+                st.form_submit_button("Save new version", type="primary", on_click=self._on_save)

@@ -1,0 +1,150 @@
+"""Process-wide console state: the services (built once per process), the first-start demo
+index build (one background thread per process, visible to every session), the live index
+and cached health checks. Pages get everything they share from here."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import streamlit as st
+
+from backend.demo import ensure_demo_index
+from backend.errors import RagError
+from backend.health import Health, check_all
+from backend.ingest import IngestProgress, IngestResult
+from backend.services import Services, build_services
+from backend.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+HEALTH_TTL_S = 15
+
+
+def describe(exc: BaseException) -> str:
+    """A readable one-line message: 'part: message' for our errors, the type for the rest."""
+    return str(exc) if isinstance(exc, RagError) else f"{type(exc).__name__}: {exc}"
+
+
+def _close(services: Services) -> None:
+    try:
+        services.close()
+    except Exception:  # closing is best effort; a failure here must not hide the next start
+        log.exception("closing services failed")
+
+
+@st.cache_resource(show_spinner="Starting services…", on_release=_close)
+def get_services() -> Services:
+    """Built once per process: the local Qdrant store allows one client per folder."""
+    return build_services(get_settings())
+
+
+# --- first-start demo index ----------------------------------------------------------------
+BuildState = Literal["idle", "running", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class BuildStatus:
+    state: BuildState
+    progress: IngestProgress | None = None
+    error: str | None = None
+    result: IngestResult | None = None
+    seconds: float = 0.0
+
+
+class DemoBuild:
+    """Builds the demo index in a background thread so the first page renders at once and every
+    session (and every reload) can watch the same progress."""
+
+    def __init__(self, services: Services):
+        self._services = services
+        self._lock = threading.Lock()
+        self._status = BuildStatus("idle")
+        self._t0 = 0.0
+
+    def status(self) -> BuildStatus:
+        with self._lock:
+            if self._status.state == "running":
+                return replace(self._status, seconds=time.monotonic() - self._t0)
+            return self._status
+
+    def start(self, actor: str = "system") -> bool:
+        """Start unless already running; returns whether a build started."""
+        with self._lock:
+            if self._status.state == "running":
+                return False
+            self._status, self._t0 = BuildStatus("running"), time.monotonic()
+        threading.Thread(target=self._run, args=(actor,), name="demo-index", daemon=True).start()
+        return True
+
+    def _progress(self, p: IngestProgress) -> None:
+        with self._lock:
+            self._status = replace(self._status, progress=replace(p))  # the ingestor mutates p
+
+    def _run(self, actor: str) -> None:
+        try:
+            result = ensure_demo_index(self._services, actor=actor, progress=self._progress)
+        except Exception as exc:  # shown to the user with a retry button
+            log.exception("demo index build failed")
+            with self._lock:
+                self._status = replace(self._status, state="failed", error=describe(exc),
+                                       seconds=time.monotonic() - self._t0)
+            return
+        with self._lock:
+            self._status = replace(self._status, state="done", result=result, seconds=time.monotonic() - self._t0)
+
+
+@st.cache_resource(show_spinner=False)
+def demo_build() -> DemoBuild:
+    return DemoBuild(get_services())
+
+
+# --- the live index ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IndexInfo:
+    alias: str
+    collection: str | None = None
+    points: int | None = None
+    version: dict | None = None  # the registry row: model, documents, chunks, created
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.collection is not None
+
+
+def index_info(services: Services) -> IndexInfo:
+    alias = services.settings.index_alias
+    try:
+        collection = services.store.aliases().get(alias)
+        if collection is None:
+            return IndexInfo(alias)
+        points = services.store.count(collection)
+        version = services.registry.get(collection)
+    except Exception as exc:  # vector store or database down: a status, not a crash
+        return IndexInfo(alias, error=describe(exc))
+    return IndexInfo(alias, collection, points, version)
+
+
+def ensure_live_index(services: Services) -> tuple[IndexInfo, BuildStatus]:
+    """First start: when the live alias does not exist, start the demo build (once per process)."""
+    info, build = index_info(services), demo_build()
+    if not info.ready and info.error is None and build.status().state == "idle":
+        build.start()
+    return info, build.status()
+
+
+# --- health --------------------------------------------------------------------------------
+@st.cache_data(ttl=HEALTH_TTL_S, show_spinner=False)
+def health() -> list[Health]:
+    """Shared by every session for a few seconds: a down endpoint costs its timeout once, not per rerun."""
+    return check_all(get_services())
+
+
+def reset() -> None:
+    """Forget services, builds, health and settings (tests; a 'reconnect' after fixing the env)."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    get_settings.cache_clear()

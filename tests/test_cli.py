@@ -1,0 +1,76 @@
+"""The command line as CI and users call it: real subprocesses on a fresh data folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend.settings import PROJECT_ROOT
+
+KEYS = {"recall@5", "recall@10", "ndcg@10", "mrr@10", "recall@100", "p50_ms", "p95_ms", "n_queries"}
+
+
+def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "DATA_DIR": str(data_dir), "OPENBLAS_NUM_THREADS": "1", **env}
+    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL"):
+        full_env.pop(key, None)
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    out = run(["--help"], tmp_path)
+    assert out.returncode == 0
+    for command in ("ingest", "query", "evaluate", "index", "policy", "demo"):
+        assert command in out.stdout
+
+
+def test_evaluate_json_contract_and_index_reuse(tmp_path: Path, small_datasets: dict[str, Path]) -> None:
+    first = run(["evaluate", "--dataset", str(small_datasets["cmrc2018"]), "--json"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    metrics = json.loads(first.stdout.strip().splitlines()[-1])
+    assert set(metrics) == KEYS
+    assert metrics["n_queries"] == 6
+    assert metrics["recall@5"] >= 0.8 and 0 < metrics["ndcg@10"] <= 1 and metrics["p95_ms"] >= metrics["p50_ms"] > 0
+    second = run(["evaluate", "--dataset", str(small_datasets["cmrc2018"]), "--json", "--mode", "sparse"], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "reused" in second.stdout  # same corpus, same model: the index is not rebuilt
+    assert set(json.loads(second.stdout.strip().splitlines()[-1])) == KEYS
+
+
+def test_ingest_folder_query_and_bad_input(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "qdrant.md").write_text("# Qdrant aliases\n\nAn alias swap in Qdrant is atomic. Queries in flight see the old or the new collection.\n")
+    (docs / "redis.html").write_text("<html><title>Redis cache</title><body><p>Redis keeps cached answers for one hour.</p><script>x()</script></body></html>")
+    (docs / "broken.txt").write_bytes(b"\xff\xfe\x00bad bytes \x81")
+    data = tmp_path / "data"
+    ing = run(["ingest", str(docs)], data)
+    assert ing.returncode == 0, ing.stderr
+    assert "skipped broken.txt" in ing.stderr and "2 documents" in ing.stdout and "alias rag_chunks -> rag_chunks_v1" in ing.stdout
+    again = run(["ingest", str(docs)], data)
+    assert "unchanged corpus" in again.stdout
+    q = run(["query", "Is an alias swap atomic?", "--top-k", "2"], data)
+    assert q.returncode == 0, q.stderr
+    assert "extractive answer" in q.stdout and "Qdrant aliases" in q.stdout and "atomic" in q.stdout
+    as_json = json.loads(run(["query", "How long does Redis keep answers?", "--json"], data).stdout)
+    assert as_json["sources"][0]["title"] == "Redis cache" and "x()" not in as_json["sources"][0]["text"]
+    empty = run(["query", "  "], data)
+    assert empty.returncode == 2 and "input: the question is empty" in empty.stderr and "Traceback" not in empty.stderr
+    (tmp_path / "nothing").mkdir()
+    none = run(["ingest", str(tmp_path / "nothing")], data)
+    assert none.returncode == 2 and "no documents with text found" in none.stderr
+    listing = run(["index", "list"], data)
+    assert "rag_chunks_v1" in listing.stdout and "ready" in listing.stdout
+
+
+@pytest.mark.parametrize("line", ['{"id": 1}', "not json"])
+def test_malformed_corpus_is_refused_with_the_line(tmp_path: Path, line: str) -> None:
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"id": "a", "title": "t", "text": "fine"}\n' + line + "\n")
+    out = run(["ingest", str(bad)], tmp_path / "data")
+    assert out.returncode == 2 and "line 2" in out.stderr
