@@ -28,6 +28,17 @@ def answer_md(text: str, kind: str) -> str:
     return text.replace("$", r"\$") if kind == "llm" else escape_md(text)
 
 
+_MARKER = re.compile(r"\\?\[(\d{1,3})\\?\]")
+
+
+def with_citation_badges(markdown: str, n_sources: int) -> str:
+    """[n] markers (escaped or not) as small numbered badges matching the source cards."""
+    def badge(m: re.Match) -> str:
+        n = int(m.group(1))
+        return f":blue-badge[{n}]" if 1 <= n <= n_sources else m.group(0)
+    return _MARKER.sub(badge, markdown)
+
+
 # --- highlighting --------------------------------------------------------------------------
 def match_spans(text: str, question: str) -> list[tuple[int, int]]:
     """Character spans of `text` that match the question's index terms: English words whose

@@ -96,9 +96,9 @@ class PolicyPanel:
                      format_func=lambda n: f"{n} (v{versions[n]})" if n in versions else f"{n} (built-in)",
                      help="Load the latest version of a saved policy. The URL keeps its name (?policy=…).")
 
-        st.slider("Top k (sources in the prompt)", 1, 30, key=k("top_k"))
-        st.segmented_control("Retrieval", ["hybrid", "dense", "sparse"], key=k("retrieval_mode"), required=True,
-                             help="dense: cosine on embeddings · sparse: BM25 · hybrid: both, fused")
+        st.number_input("Top k (sources in the prompt)", 1, 200, key=k("top_k"))
+        st.radio("Retrieval", ["hybrid", "dense", "sparse"], key=k("retrieval_mode"), horizontal=True,
+                 help="dense: cosine on embeddings · sparse: BM25 · hybrid: both, fused")
         hybrid = st.session_state[k("retrieval_mode")] == "hybrid"
         c1, c2 = st.columns(2)
         c1.selectbox("Fusion", ["rrf", "dbsf"], key=k("fusion"), disabled=not hybrid, format_func=str.upper,

@@ -32,8 +32,9 @@ def test_real_llm_streams_tokens_with_usage_and_cost(services: Services, llm_ser
     assert len(deltas) >= 2, "the answer arrives in several streamed pieces"
     assert answer.answer == "".join(deltas) and answer.answer.strip()
     assert answer.answer_kind == "llm"
-    assert answer.usage.method == "api"
-    assert answer.usage.prompt_tokens > 50 and 0 < answer.usage.completion_tokens <= 24
+    # llama.cpp's server sends no usage chunk on streams (stream_options is ignored): counted with tiktoken.
+    assert answer.usage.method in ("api", "tiktoken")
+    assert answer.usage.prompt_tokens > 50 and 0 < answer.usage.completion_tokens <= 40
     assert answer.price_known and answer.cost_usd == 0.0  # local model priced at 0
     assert "generate" in answer.latency_ms
 
@@ -64,13 +65,13 @@ def test_persistent_5xx_gives_a_clear_error_naming_the_llm(services: Services, f
 
 
 def test_llm_timeout_fails_fast_with_a_clear_error(services: Services, fault_llm) -> None:
-    fault_llm.delay_s = 5
+    fault_llm.delay_s = 10
     engine = _engine(services, openai_base_url=fault_llm.base_url, llm_model=fault_llm.model, llm_timeout_s=1, llm_max_retries=1)
     t = time.perf_counter()
     with pytest.raises(DependencyError, match="timed out after 1 s") as err:
         engine.query(QUESTION, Policy(top_k=2))
     assert err.value.part == "LLM"
-    assert time.perf_counter() - t < 4.5  # two 1 s attempts plus a short backoff, no hang
+    assert time.perf_counter() - t < 7  # two 1 s attempts plus backoff; the server would take 10 s
 
 
 def test_unreachable_llm_is_named(services: Services) -> None:
@@ -83,5 +84,5 @@ def test_usage_is_counted_when_the_server_reports_none(services: Services, fault
     fault_llm.omit_usage = True
     engine = _engine(services, openai_base_url=fault_llm.base_url, llm_model=fault_llm.model)
     answer = engine.query(QUESTION, Policy(top_k=2))
-    assert answer.usage.method in ("tiktoken", "estimate")
+    assert answer.usage.method == "tiktoken"
     assert answer.usage.prompt_tokens > 20 and answer.usage.completion_tokens > 3

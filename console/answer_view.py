@@ -1,0 +1,113 @@
+"""How one answer looks: kind badge, text with [n] markers, a one-line summary (latency,
+tokens, cost, cache, policy, index), feedback, and tabs with the numbered source cards, the
+per-stage timing and the exact prompt. Used for live answers and history alike."""
+from __future__ import annotations
+
+from typing import Callable
+
+import streamlit as st
+
+from backend.engine import Answer, SourceChunk
+from backend.tokens import count_tokens
+from console.markup import answer_md, escape_md, fmt_ms, latency_bar, source_card
+
+AVATARS = {"user": "🧑‍💻", "assistant": "🔎"}
+KINDS = {
+    "llm": ("🤖", "LLM answer", "blue"),
+    "extractive": ("📝", "Extractive answer — no LLM configured", "orange"),
+    "retrieval_only": ("🔍", "Retrieval only — no model called", "gray"),
+}
+HINTS = {
+    "LLM": "The sources were retrieved; switch on **Retrieval only** in the sidebar to keep working without the model.",
+    "vector store": "See the vector store's status in the sidebar.",
+    "embedding model": "See the embedding model's status in the sidebar; **sparse** retrieval works without it.",
+}
+
+
+def badges(answer: Answer) -> None:
+    icon, label, color = KINDS[answer.answer_kind]
+    with st.container(horizontal=True, gap="small"):
+        st.badge(label, icon=icon, color=color)
+        if answer.answer_kind == "llm":
+            st.badge(answer.model, color="gray")
+        if answer.cache_hit:
+            st.badge("cache hit", icon="⚡", color="green")
+
+
+def answer_text(answer: Answer) -> None:
+    if answer.answer_kind == "retrieval_only":
+        st.markdown(f"Retrieved **{len(answer.sources)}** sources. The **Prompt** tab shows exactly what the model "
+                    "would receive; no model was called.")
+    else:
+        st.markdown(answer_md(answer.answer, answer.answer_kind) or "_(the model returned an empty answer)_")
+
+
+def summary(a: Answer) -> str:
+    """One caption line with everything an operator checks first."""
+    if a.usage.method == "none":
+        tokens = "no model tokens"
+    else:
+        tokens = f"{a.usage.prompt_tokens:,} + {a.usage.completion_tokens:,} tokens ({a.usage.method})"
+    cost = f"\\${a.cost_usd:.6f}" if a.price_known else f"cost unknown (no price for {escape_md(a.model)})"
+    cache = "cache not used" if a.answer_kind == "retrieval_only" else ("cache hit" if a.cache_hit else "cache miss")
+    return " · ".join([
+        f"⏱ {fmt_ms(a.latency_ms.get('total', 0.0))}", tokens, cost, cache,
+        f"policy **{escape_md(a.policy)}**", f"index {escape_md(a.index)} → **{escape_md(a.collection)}**",
+    ])
+
+
+def feedback(answer: Answer, ns: str, send: Callable[[str], None]) -> None:
+    """Thumbs, then an optional comment once a thumb is picked; both save at once."""
+    rid = answer.request_id
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.feedback("thumbs", key=f"{ns}.fb.{rid}", on_change=send, args=(rid,))
+        if st.session_state.get(f"{ns}.fb.{rid}") is not None:
+            st.text_input("Comment", key=f"{ns}.fbc.{rid}", label_visibility="collapsed", width=420,
+                          placeholder="Optional comment — Enter saves it", on_change=send, args=(rid,))
+        note = st.session_state.get(f"{ns}.fbmsg.{rid}")
+        if note:
+            st.caption(note)
+
+
+def sources(items: list[SourceChunk], question: str, fusion: str, rerank_metric: str, cited: list[int]) -> None:
+    if not items:
+        st.info("No chunk matched. Try another retrieval mode, more candidates, or another index.")
+        return
+    st.html("".join(source_card(s, question, fusion, rerank_metric, s.rank in cited) for s in items))
+
+
+def timing(answer: Answer) -> None:
+    st.html(latency_bar(answer.latency_ms))
+    st.caption(f"fusion {answer.fusion.upper()} · request `{answer.request_id}` · {answer.ts}")
+
+
+def prompt(messages: list[dict]) -> None:
+    n, method = count_tokens("\n".join(m["content"] for m in messages))
+    st.caption(f"{len(messages)} messages · {n:,} prompt tokens ({method}) — exactly what the model receives")
+    for m in messages:
+        st.markdown(f"**{m['role']}**")
+        st.code(m["content"], language=None, wrap_lines=True, height=320 if len(m["content"]) > 1200 else "content")
+
+
+def details(answer: Answer, ns: str, rerank_metric: str, send_feedback: Callable[[str], None]) -> None:
+    st.caption(summary(answer))
+    if answer.answer_kind != "retrieval_only":
+        feedback(answer, ns, send_feedback)
+    names = {"sources": f"📚 Sources ({len(answer.sources)})", "timing": "⏱ Timing", "prompt": "🧾 Prompt"}
+    order = ["prompt", "sources", "timing"] if answer.answer_kind == "retrieval_only" else ["sources", "timing", "prompt"]
+    tabs = dict(zip(order, st.tabs([names[o] for o in order])))
+    with tabs["sources"]:
+        sources(answer.sources, answer.question, answer.fusion, rerank_metric, answer.citations)
+    with tabs["timing"]:
+        timing(answer)
+    with tabs["prompt"]:
+        prompt(answer.prompt)
+
+
+def error(message: str, part: str | None, items: list[SourceChunk], question: str, fusion: str, rerank_metric: str) -> None:
+    st.error(message, icon="⚠️")
+    if part in HINTS:
+        st.caption(HINTS[part])
+    if items:
+        with st.expander(f"📚 Sources retrieved before the error ({len(items)})"):
+            sources(items, question, fusion, rerank_metric, [])

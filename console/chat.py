@@ -1,0 +1,178 @@
+"""The chat tester's conversation: history in session state (keyed by page), streaming a
+question through QueryEngine.stream, feedback on answers and the JSON export. Errors become
+readable messages in the chat, never tracebacks, and the page stays usable."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import streamlit as st
+
+from backend.demo import demo_questions
+from backend.engine import Answer, Retrieved, SourceChunk
+from backend.errors import RagError
+from backend.policy import Policy
+from backend.services import Services
+from console import answer_view as view
+from console import state
+from console.auth import current_user
+from console.markup import answer_md, escape_md
+
+log = logging.getLogger(__name__)
+
+GENERIC_ERROR = "console: something unexpected went wrong ({}); the details are in the server log. Try again."
+
+
+@dataclass
+class Turn:
+    question: str
+    retrieval_only: bool = False
+    fusion: str = "rrf"
+    answer: Answer | None = None
+    error: str | None = None
+    error_part: str | None = None
+    sources: list[SourceChunk] = field(default_factory=list)  # kept when generation fails
+
+
+class Conversation:
+    def __init__(self, services: Services, ns: str = "chat"):
+        self.services, self.ns = services, ns
+        self.rerank_metric = services.engine.reranker.name
+
+    @property
+    def history(self) -> list[Turn]:
+        return st.session_state.setdefault(f"{self.ns}.history", [])
+
+    # --- readiness -------------------------------------------------------------------------
+    def blocked_reason(self, policy: Policy) -> str | None:
+        """Why questions cannot be asked yet (None when they can)."""
+        if policy.index:  # a pinned collection: the engine reports it if it is gone
+            return None
+        info = state.index_info(self.services)
+        if info.ready:
+            return None
+        if info.error:
+            return f"Index unavailable — {info.error}"
+        build = state.demo_build().status()
+        if build.state == "running":
+            return "Building the demo index… chat opens when it is ready"
+        return f"No index yet: the alias '{info.alias}' does not exist"
+
+    # --- input -----------------------------------------------------------------------------
+    def examples(self, disabled: bool) -> None:
+        corpus = self.services.settings.demo_corpus
+        questions = demo_questions(Path(corpus)) if corpus else []
+        if not questions:
+            return
+        st.caption("Try a question the demo index can answer (English: SciFact · Chinese: CMRC 2018):")
+        with st.container(horizontal=True, gap="small"):
+            for i, q in enumerate(questions):
+                st.button(q, key=f"{self.ns}.example.{i}", disabled=disabled, on_click=self._pick, args=(q,))
+
+    def _pick(self, question: str) -> None:
+        st.session_state[f"{self.ns}.pending"] = question
+
+    def question(self, blocked: str | None, retrieval_only: bool) -> str | None:
+        placeholder = blocked or ("Ask a question — retrieval only, no model call" if retrieval_only
+                                  else "Ask a question about the indexed documents")
+        typed = st.chat_input(placeholder, key=f"{self.ns}.input", disabled=blocked is not None)
+        pending = st.session_state.pop(f"{self.ns}.pending", None)
+        return typed if typed is not None else pending
+
+    # --- asking ----------------------------------------------------------------------------
+    def ask(self, question: str, policy: Policy, retrieval_only: bool) -> None:
+        """Stream one answer into the page, then keep it in the history."""
+        turn = Turn(question, retrieval_only, policy.fusion)
+        with st.chat_message("user", avatar=view.AVATARS["user"]):
+            st.markdown(escape_md(question))
+        with st.chat_message("assistant", avatar=view.AVATARS["assistant"]):
+            head, status = st.empty(), st.empty()
+            status.caption("🔎 Retrieving…")
+            try:
+                deltas = self._deltas(turn, policy, status)
+                if retrieval_only:
+                    for _ in deltas:
+                        pass
+                else:
+                    st.write_stream(deltas)
+            except RagError as exc:
+                turn.error, turn.error_part = str(exc), exc.part
+            except Exception as exc:  # a bug or an unexpected failure: logged, shown briefly
+                log.exception("chat question failed")
+                turn.error = GENERIC_ERROR.format(type(exc).__name__)
+            status.empty()
+            if turn.answer is not None:
+                with head.container():
+                    view.badges(turn.answer)
+                if retrieval_only:
+                    view.answer_text(turn.answer)
+                view.details(turn.answer, self.ns, self.rerank_metric, self.send_feedback)
+            else:
+                self._error(turn)
+        self.history.append(turn)
+
+    def _deltas(self, turn: Turn, policy: Policy, status) -> Iterator[str]:  # noqa: ANN001 - st.empty slot
+        kind = "retrieval_only" if turn.retrieval_only else self.services.engine.generator.kind
+        for event in self.services.engine.stream(turn.question, policy, current_user(), None, turn.retrieval_only):
+            if isinstance(event, Retrieved):
+                turn.sources = event.retrieval.sources
+                nxt = "" if turn.retrieval_only else " · generating the answer…"
+                status.caption(f"📚 {len(turn.sources)} sources from {event.retrieval.collection}{nxt}")
+            elif isinstance(event, Answer):
+                turn.answer = event
+            else:
+                yield answer_md(event, kind)
+
+    def _error(self, turn: Turn) -> None:
+        view.error(turn.error or "", turn.error_part, turn.sources, turn.question, turn.fusion, self.rerank_metric)
+
+    # --- history ---------------------------------------------------------------------------
+    def render_history(self) -> None:
+        for turn in self.history:
+            with st.chat_message("user", avatar=view.AVATARS["user"]):
+                st.markdown(escape_md(turn.question))
+            with st.chat_message("assistant", avatar=view.AVATARS["assistant"]):
+                if turn.answer is None:
+                    self._error(turn)
+                    continue
+                view.badges(turn.answer)
+                view.answer_text(turn.answer)
+                view.details(turn.answer, self.ns, self.rerank_metric, self.send_feedback)
+
+    def clear(self) -> None:
+        st.session_state[f"{self.ns}.history"] = []
+
+    # --- feedback and export -----------------------------------------------------------------
+    def send_feedback(self, request_id: str) -> None:
+        """Widget callback: thumbs (0 down, 1 up) plus the optional comment, saved on every change."""
+        ss = st.session_state
+        value = ss.get(f"{self.ns}.fb.{request_id}")
+        if value is None:
+            ss[f"{self.ns}.fbmsg.{request_id}"] = ""
+            return
+        comment = (ss.get(f"{self.ns}.fbc.{request_id}") or "").strip()
+        try:
+            self.services.traces.feedback(request_id, 1 if value == 1 else -1, current_user(), comment)
+        except Exception as exc:
+            ss[f"{self.ns}.fbmsg.{request_id}"] = f"⚠️ Feedback not saved — {state.describe(exc)}"
+            return
+        ss[f"{self.ns}.fbmsg.{request_id}"] = "✅ Feedback saved" + (" with your comment" if comment else "")
+
+    def export_json(self) -> str:
+        answers = [t.answer.model_dump(mode="json") for t in self.history if t.answer is not None]
+        return json.dumps(answers, ensure_ascii=False, indent=2)
+
+    def toolbar(self) -> None:
+        """New chat and export, right of the title."""
+        has_answers = any(t.answer for t in self.history)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        with st.container(horizontal=True, horizontal_alignment="right", gap="small"):
+            st.button("🧹 New chat", key=f"{self.ns}.clear", on_click=self.clear, disabled=not self.history)
+            st.download_button("⬇️ Export JSON", data=self.export_json() if has_answers else "[]",
+                               file_name=f"rag-chat-{stamp}.json", mime="application/json",
+                               key=f"{self.ns}.export", on_click="ignore", disabled=not has_answers,
+                               help="Every answer with its full trace: sources, scores, prompt, latency, policy")

@@ -1,0 +1,110 @@
+"""The frame around every page, drawn by the entry script before the page runs: styles, the
+sidebar status (live index, dependency health, stack) and the first-start build banner."""
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from backend.health import Health
+from backend.services import Services
+from console import state
+from console.auth import current_user
+from console.markup import escape_md
+from console.state import BuildStatus, IndexInfo, describe
+from console.styles import CSS
+
+log = logging.getLogger(__name__)
+
+ICONS = {"up": "🟢", "down": "🔴", "not configured": "⚪"}
+
+
+def services_or_error() -> Services | None:
+    """The services, or a readable reason and a retry: no page runs without them."""
+    try:
+        return state.get_services()
+    except Exception as exc:
+        log.exception("starting services failed")
+        st.error(f"The console could not start its services — {describe(exc)}", icon="🛑")
+        st.caption("Fix the setting or start the dependency, then retry. Settings come from environment variables "
+                   "or a .env file in the working directory.")
+        st.button("🔁 Retry", key="frame.retry_services", on_click=state.reset)
+        return None
+
+
+def render(services: Services) -> None:
+    st.html(CSS)
+    info, build = state.ensure_live_index(services)
+    with st.sidebar:
+        _index(info, build)
+        _health(state.health())
+        _stack(services)
+    _build_banner(info, build)
+
+
+# --- sidebar ---------------------------------------------------------------------------------
+def _index(info: IndexInfo, build: BuildStatus) -> None:
+    st.markdown("**📚 Live index**")
+    if info.error:
+        st.error(info.error, icon="🔴")
+    elif info.ready:
+        st.markdown(f"`{info.alias}` → `{info.collection}` · **{info.points:,}** points")
+        v = info.version
+        if v:
+            st.caption(f"{escape_md(v['embedding_model'])} · {v['n_docs']:,} docs · {v['n_chunks']:,} chunks · "
+                       f"built {v['created_at']:%Y-%m-%d %H:%M} by {escape_md(v['created_by'])}")
+    elif build.state == "running":
+        pct = f" {build.progress.fraction:.0%}" if build.progress else ""
+        st.caption(f"`{info.alias}`: building the demo index…{pct}")
+    else:
+        st.caption(f"`{info.alias}` does not exist yet")
+
+
+def _health(rows: list[Health]) -> None:
+    down = [h.part for h in rows if h.status == "down"]
+    label = f"🔴 Down: {', '.join(down)}" if down else "🟢 Dependencies up"
+    with st.expander(label, expanded=bool(down)):
+        for h in rows:
+            st.markdown(f"{ICONS[h.status]} **{h.part}** · {h.status}")
+            st.caption(escape_md(h.detail))
+
+
+def _stack(services: Services) -> None:
+    with st.expander("🧱 Stack in use"):
+        for part, where in services.settings.stack.items():
+            st.caption(f"**{part}** · {escape_md(where)}")
+
+
+# --- first-start build -----------------------------------------------------------------------
+def _build_banner(info: IndexInfo, build: BuildStatus) -> None:
+    if info.ready or info.error:
+        return
+    if build.state == "running":
+        st.info("**First start:** building a small demo index (a SciFact and CMRC 2018 sample) so you can ask "
+                "right away. Questions open when it is ready; this page updates by itself.", icon="🏗️")
+        _progress()
+    elif build.state == "failed":
+        st.error(f"Building the demo index failed — {build.error}", icon="🛑")
+        st.caption("Or ingest your own documents: `python -m backend ingest <folder>` (in local mode, stop the "
+                   "console first: the local vector store allows one process at a time).")
+        st.button("🔁 Retry the demo build", key="frame.retry_build", on_click=state.demo_build().start,
+                  args=(current_user(),))
+    else:
+        st.warning(f"The live index alias `{info.alias}` does not exist.", icon="📭")
+        st.button("🏗️ Build the demo index", key="frame.build", on_click=state.demo_build().start,
+                  args=(current_user(),))
+
+
+@st.fragment(run_every=1)
+def _progress() -> None:
+    """Redraws itself every second; reruns the whole app when the build ends (enables chat)."""
+    status = state.demo_build().status()
+    if status.state != "running":
+        st.rerun()
+    p = status.progress
+    if p is None or p.chunks_total == 0:
+        st.progress(0.0, text=f"Reading and chunking the demo documents… {status.seconds:.0f} s")
+        return
+    eta = f" · about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+    st.progress(p.fraction, text=f"Embedding **{p.chunks_done:,} / {p.chunks_total:,}** chunks into "
+                                 f"`{p.collection}` · {p.rate:.1f} chunks/s{eta}")

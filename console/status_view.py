@@ -1,0 +1,71 @@
+"""Sections of the status page: the live index, dependency health, index versions, stack."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+
+from backend.health import Health
+from backend.services import Services
+from console import state
+from console.frame import ICONS
+
+CHAT_PAGE = Path(__file__).resolve().parent.parent / "pages" / "chat.py"
+
+
+def live_index(services: Services) -> None:
+    info = state.index_info(services)
+    st.subheader("📚 Live index")
+    if info.error:
+        st.error(info.error, icon="🔴")
+        return
+    if not info.ready:
+        st.info(f"The alias `{info.alias}` does not exist yet (see the build progress above).", icon="📭")
+        return
+    v = info.version or {}
+    cols = st.columns(4)
+    cols[0].metric("Alias → collection", f"{info.alias} → {info.collection}")
+    cols[1].metric("Points", f"{info.points:,}")
+    cols[2].metric("Documents / chunks", f"{v.get('n_docs', 0):,} / {v.get('n_chunks', 0):,}")
+    cols[3].metric("Embedding model", v.get("embedding_model", "?"))
+    st.page_link(CHAT_PAGE, label="Ask it in the chat tester", icon="💬")
+
+
+def dependencies(rows: list[Health], on_recheck: Callable[[], None]) -> None:
+    head, button = st.columns([4, 1], vertical_alignment="bottom")
+    head.subheader("🩺 Dependencies")
+    button.button("🔄 Re-check now", key="status.recheck", on_click=on_recheck, width="stretch")
+    st.dataframe(
+        [{"status": f"{ICONS[h.status]} {h.status}", "part": h.part, "detail": h.detail,
+          "check ms": round(h.latency_ms, 1) if h.latency_ms is not None else None} for h in rows],
+        hide_index=True, width="stretch",
+        column_config={"detail": st.column_config.TextColumn(width="large")},
+    )
+    st.caption(f"Checked at most every {state.HEALTH_TTL_S} s; every check is bounded in time.")
+
+
+def versions(services: Services) -> None:
+    st.subheader("🗂️ Index versions")
+    alias = services.settings.index_alias
+    try:
+        live = services.store.aliases().get(alias)
+        rows = services.registry.list(family=alias)
+    except Exception as exc:
+        st.error(f"Index versions unavailable — {state.describe(exc)}", icon="🔴")
+        return
+    if not rows:
+        st.caption("No index version yet.")
+        return
+    st.dataframe(
+        [{"live": "✅" if r["collection"] == live else "", "collection": r["collection"], "status": r["status"],
+          "docs": r["n_docs"], "chunks": r["n_chunks"], "model": r["embedding_model"], "dim": r["dim"],
+          "created": r["created_at"], "by": r["created_by"], "source": r["source"], "error": r["error"]}
+         for r in sorted(rows, key=lambda r: -r["version"])],
+        hide_index=True, width="stretch",
+    )
+
+
+def stack(where: dict[str, str]) -> None:
+    st.subheader("🧱 Stack")
+    st.dataframe([{"part": k, "engine": v} for k, v in where.items()], hide_index=True, width="stretch")

@@ -1,0 +1,26 @@
+"""Chat tester: ask the index with a policy and see why each answer is what it is."""
+import streamlit as st
+
+from console import state
+from console.chat import Conversation
+from console.policy_panel import PolicyPanel
+
+services = state.get_services()
+with st.sidebar:
+    st.markdown("**⚙️ Policy**")
+    retrieval_only = st.toggle("Retrieval only", key="chat.retrieval_only",
+                               help="Show the sources and the exact prompt; never call the model")
+    policy = PolicyPanel(services, "chat").render()
+
+chat = Conversation(services, "chat")
+title, tools = st.columns([3, 2], vertical_alignment="bottom")
+title.title("💬 Chat tester")
+with tools:
+    chat.toolbar()
+chat.render_history()
+blocked = chat.blocked_reason(policy)
+question = chat.question(blocked, retrieval_only)  # the input is pinned to the bottom wherever it is called
+if not chat.history and question is None:
+    chat.examples(disabled=blocked is not None)
+if question is not None:
+    chat.ask(question, policy, retrieval_only)
