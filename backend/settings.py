@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # Limits and demo
     max_question_chars: int = Field(4000, description="Longer questions are refused before any model call.")
     demo_corpus: Path | None = Field(PROJECT_ROOT.parent / "shared" / "datasets", description="Folder of the shared data sets the first-start demo index is built from.")
-    demo_docs: int = Field(200, description="Documents per data set in the first-start demo index (SciFact + CMRC 2018).")
+    demo_docs: int = Field(200, description="Documents in the first-start demo index (60% SciFact, 40% CMRC 2018; about a minute to build).")
 
     @property
     def qdrant_path(self) -> Path:

@@ -99,12 +99,33 @@ def sample(items: list[str], n: int) -> list[str]:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, n)]
 
 
-def encode_rate(embedder: Embedder, texts: list[str], batch: int) -> float:
-    """The model's own passages/s on these texts, same batch size as ingest: the ceiling for ingest."""
-    t = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        embedder.embed_passages(texts[i : i + batch])
-    return len(texts) / (time.perf_counter() - t)
+class EncodeProbe:
+    """Times the model alone on a sample of the pipeline's own chunk texts, in short bursts spread
+    over the ingest (same batch size), so the model rate and the ingest rate see the same machine
+    load; the burst time is then subtracted from the ingest time."""
+
+    def __init__(self, embedder: Embedder, texts: list[str], batch: int, total: int):
+        self.embedder, self.texts, self.batch = embedder, texts, batch
+        bursts = max(1, -(-len(texts) // batch))
+        self.marks = [int(total * (i + 0.5) / bursts) for i in range(bursts)]  # chunks done -> burst
+        self.seconds, self.encoded, self._next = 0.0, 0, 0
+
+    def __call__(self, done: int) -> None:
+        while self._next < len(self.marks) and done >= self.marks[self._next]:
+            part = self.texts[self._next * self.batch : (self._next + 1) * self.batch]
+            t = time.perf_counter()
+            self.embedder.embed_passages(part)
+            self.seconds += time.perf_counter() - t
+            self.encoded += len(part)
+            self._next += 1
+
+    def finish(self) -> None:
+        """Runs the bursts not reached yet (e.g. the ingest was reused)."""
+        self(10**12)
+
+    @property
+    def rate(self) -> float | None:
+        return self.encoded / self.seconds if self.seconds else None
 
 
 def quality(ranked: list[list[str]], golds: list[set[str]], deep: list[list[str]] | None = None) -> dict[str, float]:

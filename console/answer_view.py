@@ -9,7 +9,7 @@ import streamlit as st
 
 from backend.engine import Answer, SourceChunk
 from backend.tokens import count_tokens
-from console.markup import answer_md, escape_md, fmt_ms, latency_bar, source_card
+from console.markup import answer_md, escape_md, fmt_ms, latency_bar, source_card, with_citation_badges
 
 AVATARS = {"user": "🧑‍💻", "assistant": "🔎"}
 KINDS = {
@@ -39,7 +39,12 @@ def answer_text(answer: Answer) -> None:
         st.markdown(f"Retrieved **{len(answer.sources)}** sources. The **Prompt** tab shows exactly what the model "
                     "would receive; no model was called.")
     else:
-        st.markdown(answer_md(answer.answer, answer.answer_kind) or "_(the model returned an empty answer)_")
+        st.markdown(answer_markdown(answer))
+
+
+def answer_markdown(answer: Answer) -> str:
+    text = answer_md(answer.answer, answer.answer_kind)
+    return with_citation_badges(text, len(answer.sources)) if text.strip() else "_(the model returned an empty answer)_"
 
 
 def summary(a: Answer) -> str:

@@ -90,7 +90,7 @@ class Conversation:
         with st.chat_message("user", avatar=view.AVATARS["user"]):
             st.markdown(escape_md(question))
         with st.chat_message("assistant", avatar=view.AVATARS["assistant"]):
-            head, status = st.empty(), st.empty()
+            head, status, body = st.empty(), st.empty(), st.empty()
             status.caption("🔎 Retrieving…")
             try:
                 deltas = self._deltas(turn, policy, status)
@@ -98,7 +98,8 @@ class Conversation:
                     for _ in deltas:
                         pass
                 else:
-                    st.write_stream(deltas)
+                    with body:
+                        st.write_stream(deltas)
             except RagError as exc:
                 turn.error, turn.error_part = str(exc), exc.part
             except Exception as exc:  # a bug or an unexpected failure: logged, shown briefly
@@ -108,7 +109,7 @@ class Conversation:
             if turn.answer is not None:
                 with head.container():
                     view.badges(turn.answer)
-                if retrieval_only:
+                with body.container():  # the streamed text again, now with [n] badges
                     view.answer_text(turn.answer)
                 view.details(turn.answer, self.ns, self.rerank_metric, self.send_feedback)
             else:

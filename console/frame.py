@@ -100,6 +100,7 @@ def _progress() -> None:
     """Redraws itself every second; reruns the whole app when the build ends (enables chat)."""
     status = state.demo_build().status()
     if status.state != "running":
+        state.health.clear()  # the vector store's row names the new alias
         st.rerun()
     p = status.progress
     if p is None or p.chunks_total == 0:

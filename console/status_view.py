@@ -24,11 +24,14 @@ def live_index(services: Services) -> None:
         st.info(f"The alias `{info.alias}` does not exist yet (see the build progress above).", icon="📭")
         return
     v = info.version or {}
+    st.markdown(f"`{info.alias}` → `{info.collection}`" + (f" · built from {v['source']}" if v.get("source") else ""))
     cols = st.columns(4)
-    cols[0].metric("Alias → collection", f"{info.alias} → {info.collection}")
-    cols[1].metric("Points", f"{info.points:,}")
-    cols[2].metric("Documents / chunks", f"{v.get('n_docs', 0):,} / {v.get('n_chunks', 0):,}")
-    cols[3].metric("Embedding model", v.get("embedding_model", "?"))
+    cols[0].metric("Points", f"{info.points:,}")
+    cols[1].metric("Documents", f"{v.get('n_docs', 0):,}")
+    cols[2].metric("Chunks", f"{v.get('n_chunks', 0):,}")
+    cols[3].metric("Embedding dim", v.get("dim", "?"), help=v.get("embedding_model"))
+    st.caption(f"Embedding model **{v.get('embedding_model', '?')}** · built {v.get('created_at', '?'):%Y-%m-%d %H:%M} "
+               f"by {v.get('created_by', '?')}" if v else "No registry entry for this collection.")
     st.page_link(CHAT_PAGE, label="Ask it in the chat tester", icon="💬")
 
 

@@ -15,8 +15,6 @@ with st.sidebar:
 chat = Conversation(services, "chat")
 title, tools = st.columns([3, 2], vertical_alignment="bottom")
 title.title("💬 Chat tester")
-with tools:
-    chat.toolbar()
 chat.render_history()
 blocked = chat.blocked_reason(policy)
 question = chat.question(blocked, retrieval_only)  # the input is pinned to the bottom wherever it is called
@@ -24,3 +22,5 @@ if not chat.history and question is None:
     chat.examples(disabled=blocked is not None)
 if question is not None:
     chat.ask(question, policy, retrieval_only)
+with tools:  # drawn last so it counts the answer just given
+    chat.toolbar()
