@@ -97,7 +97,8 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent; runs at every service start)."""
+    """Bring the schema to the newest migrations (idempotent; runs at every service start).
+    "heads": each feature adds its tables in its own migration branched from 0001."""
     from alembic import command
     from alembic.config import Config
 
@@ -105,4 +106,4 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")

@@ -8,15 +8,25 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from backend.errors import InputError
 from backend.ingest import IngestProgress
 from backend.policy import Policy
-from backend.services import Services
 from backend.sources import load_source
+
+if TYPE_CHECKING:  # services imports this module's users; avoid the cycle at run time
+    from backend.services import Services
+
+
+RANKING_DEPTH = 150  # chunks retrieved per query: enough distinct documents for Recall@100
+
+
+def ranking_policy(policy: Policy, index: str) -> Policy:
+    """The policy as evaluation runs it: same knobs, deep enough for Recall@100, on `index`."""
+    return policy.model_copy(update={"index": index, "top_k": RANKING_DEPTH, "candidates": max(policy.candidates, RANKING_DEPTH)})
 
 
 def doc_ranking(doc_ids: list[str]) -> list[str]:
@@ -86,7 +96,7 @@ def evaluate_dataset(services: Services, dataset: str | Path, policy: Policy, ac
 
     corpus = load_source(root / "corpus.jsonl")
     result = services.ingestor.ingest(corpus.documents, actor=actor, family=family, source=str(root), progress=on_ingest)
-    run_policy = policy.model_copy(update={"index": family, "top_k": 150, "candidates": max(policy.candidates, 150)})
+    run_policy = ranking_policy(policy, family)
     sums = {"recall@5": 0.0, "recall@10": 0.0, "ndcg@10": 0.0, "mrr@10": 0.0, "recall@100": 0.0}
     latencies = []
     for i, q in enumerate(queries):

@@ -13,11 +13,16 @@ from backend.cache import MemoryCache, RedisCache
 from backend.db import make_engine, migrate
 from backend.embeddings import Embedder, make_embedder
 from backend.engine import QueryEngine
+from backend.eval_runs import EvalRuns
 from backend.generation import make_generator
+from backend.golden import GoldenSets
+from backend.index_admin import IndexAdmin
 from backend.ingest import Ingestor
+from backend.jobs import JobRunner
 from backend.policy import PolicyStore
 from backend.rerank import make_reranker
 from backend.settings import Settings, get_settings
+from backend.snapshots import SnapshotStore
 from backend.traces import TraceStore
 from backend.vectorstore import VectorStore, open_client
 from backend.versions import IndexRegistry
@@ -35,8 +40,14 @@ class Services:
     engine: QueryEngine
     policies: PolicyStore
     traces: TraceStore
+    golden: GoldenSets
+    evals: EvalRuns
+    jobs: JobRunner
+    index_admin: IndexAdmin
+    snapshots: SnapshotStore
 
     def close(self) -> None:
+        self.jobs.shutdown()
         self.store.client.close()
         self.db.dispose()
 
@@ -53,10 +64,16 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     cache = RedisCache(s.redis_url, s.cache_ttl_s) if s.redis_url else MemoryCache(s.cache_ttl_s, s.cache_max_items)
     engine = QueryEngine(s, store, embedder, make_generator(s), make_reranker(s, store), cache)
     trace_store = TraceStore(db, audit)
+    golden = GoldenSets(db, audit)
     if record_traces:
         engine.recorders.append(trace_store.record)
+    ingestor = Ingestor(store, embedder, registry, audit, s.embedding_batch_size)
+    policy_store = PolicyStore(db, audit)
+    jobs = JobRunner(db, audit)  # marks the jobs of a process that died as failed
     return Services(
         settings=s, db=db, audit=audit, store=store, embedder=embedder, registry=registry,
-        ingestor=Ingestor(store, embedder, registry, audit, s.embedding_batch_size),
-        engine=engine, policies=PolicyStore(db, audit), traces=trace_store,
+        ingestor=ingestor, engine=engine, policies=policy_store, traces=trace_store, golden=golden,
+        evals=EvalRuns(db, audit, engine, store, golden), jobs=jobs,
+        index_admin=IndexAdmin(s, db, store, registry, ingestor, engine, policy_store, audit, jobs),
+        snapshots=SnapshotStore(s, db, store, registry, audit),
     )
