@@ -114,15 +114,9 @@ def cmd_index_list(args) -> int:  # noqa: ANN001
 
 
 def cmd_index_promote(args) -> int:  # noqa: ANN001
-    from backend.versions import READY
-
-    services = _services()
-    row = services.registry.get(args.collection)
-    if row is None or row["status"] != READY:
-        raise RagError(f"{args.collection} is not a ready index version", part="input")
-    with services.audit.action(args.user, "index.promote", args.alias, to=args.collection) as extra:
-        extra["from"] = services.store.point_alias(args.alias, args.collection)
-    print(f"alias {args.alias}: {extra['from']} -> {args.collection}")
+    change = _services().index_admin.promote(args.user, args.collection, alias=args.alias, reason=args.reason,
+                                             require_gate=args.require_gate)
+    print(f"alias {change.alias}: {change.previous} -> {change.current}")
     return 0
 
 
@@ -188,13 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     il.set_defaults(func=cmd_index_list)
     ip = idx.add_parser("promote", help="point an alias at a ready version (one atomic call)")
     ip.add_argument("collection")
-    ip.add_argument("--alias", default=s.index_alias)
+    ip.add_argument("--alias", help="alias to point (default: the version's family)")
+    ip.add_argument("--reason", default="", help="why, recorded in the alias history")
+    ip.add_argument("--require-gate", action="store_true", help="refuse unless the last gate of this version passed")
     ip.set_defaults(func=cmd_index_promote)
+    from backend.index_admin.cli import add_commands
+
+    add_commands(idx, s.index_alias, _services, _bar)
 
     pol = sub.add_parser("policy", help="saved policies").add_subparsers(dest="policy_command", required=True)
     pol.add_parser("list", help="latest version of every policy").set_defaults(func=cmd_policy_list)
 
     sub.add_parser("demo", help="build the first-start demo index (SciFact + CMRC 2018 sample)").set_defaults(func=cmd_demo)
+    from backend.cli_eval import add_eval_commands
+
+    add_eval_commands(sub)
     return p
 
 

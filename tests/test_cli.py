@@ -74,3 +74,23 @@ def test_malformed_corpus_is_refused_with_the_line(tmp_path: Path, line: str) ->
     bad.write_text('{"id": "a", "title": "t", "text": "fine"}\n' + line + "\n")
     out = run(["ingest", str(bad)], tmp_path / "data")
     assert out.returncode == 2 and "line 2" in out.stderr
+
+
+def test_eval_run_is_a_ci_gate(tmp_path: Path, small_datasets: dict[str, Path]) -> None:
+    data = tmp_path / "data"
+    ds = small_datasets["cmrc2018"]
+    assert run(["evaluate", "--dataset", str(ds)], data).returncode == 0  # builds the eval_cmrc2018 index
+    imp = run(["eval", "import", str(ds / "queries.jsonl"), "--set", "cmrc", "--freeze"], data)
+    assert imp.returncode == 0, imp.stderr
+    assert "imported 6 items" in imp.stdout and "frozen as version 1" in imp.stdout
+    passed = run(["eval", "run", "--set", "cmrc", "--index", "eval_cmrc2018", "--min", "recall@10=0.5", "--json"], data)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    result = json.loads(passed.stdout.strip().splitlines()[-1])
+    assert result["passed"] and result["recall@10"] >= 0.5 and "string_presence" in result
+    failed = run(["eval", "run", "--set", "cmrc", "--index", "eval_cmrc2018", "--retrieval-only",
+                  "--min", "recall@10=1.01", "--baseline", str(result["run_id"])], data)
+    assert failed.returncode == 1 and "GATE FAILED: recall@10" in failed.stdout
+    diff = run(["eval", "diff", str(result["run_id"]), str(result["run_id"] + 1)], data)
+    assert diff.returncode == 0 and "recall@10" in diff.stdout
+    bad = run(["eval", "run", "--set", "nope"], data)
+    assert bad.returncode == 2 and "unknown golden set 'nope'" in bad.stderr
