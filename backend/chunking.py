@@ -5,7 +5,9 @@ unchanged corpus yields the same ids (a no-op) and golden sets can point at span
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -14,6 +16,7 @@ from pydantic import BaseModel, Field
 from backend.text import sentences
 
 _ID_NAMESPACE = uuid.UUID("6f1c7d1e-0b7a-4a55-9d0e-5b8a2b3c4d10")
+_HEADING_RE = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
 
 class ChunkingParams(BaseModel):
@@ -83,6 +86,8 @@ def chunk_document(doc: Document, params: ChunkingParams | None = None) -> list[
     if not text.strip():
         return []
     pieces = _pieces(text, p.max_chars)
+    headings = [(m.start(), m.group(1).strip()) for m in _HEADING_RE.finditer(text)]  # Markdown sections
+    starts = [h[0] for h in headings]
     chunks: list[Chunk] = []
     i = 0
     while i < len(pieces):
@@ -99,7 +104,9 @@ def chunk_document(doc: Document, params: ChunkingParams | None = None) -> list[
         if chunk_text:
             lead = len(text[start:end]) - len(text[start:end].lstrip())
             s, e = start + lead, start + lead + len(chunk_text)
-            chunks.append(Chunk(doc.id, s, e, chunk_text, doc.title, doc.source, doc.section))
+            k = bisect.bisect_right(starts, s) - 1  # the last heading at or before the chunk start
+            section = headings[k][1] if k >= 0 and headings[k][1] != doc.title else doc.section
+            chunks.append(Chunk(doc.id, s, e, chunk_text, doc.title, doc.source, section))
         if j + 1 >= len(pieces):
             break
         # Step back whole sentences to make the overlap, but always move forward.

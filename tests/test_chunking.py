@@ -63,3 +63,12 @@ def test_terms_stem_english_and_bigram_chinese() -> None:
     assert terms("The running runners ran") == ["run", "runner", "ran"]
     assert terms("检索增强") == ["检", "索", "增", "强", "检索", "索增", "增强"]
     assert "rag" in terms("RAG 检索")
+
+
+def test_markdown_section_headings_are_kept_per_chunk() -> None:
+    body = " ".join(f"Sentence {i} about installing the console." for i in range(40))
+    text = f"# Guide\n\n## Install\n\n{body}\n\n## Operate\n\n{body.replace('installing', 'operating')}\n"
+    chunks = chunk_document(Document("guide.md", text, "Guide"), ChunkingParams(target_chars=600, max_chars=900))
+    sections = [c.section for c in chunks]
+    assert "Install" in sections and sections[-1] == "Operate"
+    assert chunks[-1].match_text.startswith("Guide / Operate\n")

@@ -128,3 +128,20 @@ def test_cache_key_follows_the_alias_to_the_new_version(services: Services, smal
     after = engine.query(q, policy)
     assert not after.cache_hit and after.collection == v_b.collection
     assert engine.query(q, policy).cache_hit
+
+
+def test_unreachable_qdrant_server_is_named_without_hanging(services: Services) -> None:
+    """A Qdrant server that is down: the query fails fast with the part named (no server here,
+    so a closed loopback port stands in for it)."""
+    import time
+
+    from backend.vectorstore import VectorStore, open_client
+
+    s = services.settings.model_copy(update={"qdrant_url": "http://127.0.0.1:9", "qdrant_timeout_s": 2})
+    engine = QueryEngine(s, VectorStore(open_client(s)), services.embedder, ExtractiveGenerator(),
+                         services.engine.reranker, MemoryCache(60, 10))
+    t = time.perf_counter()
+    with pytest.raises(Exception) as err:
+        engine.query("a question", Policy())
+    assert getattr(err.value, "part", "") == "vector store" and "failed" in str(err.value)
+    assert time.perf_counter() - t < 10
