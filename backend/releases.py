@@ -1,0 +1,335 @@
+"""Releases: a policy version bound to an index version, and the live configuration — the
+current release plus optionally a candidate with a traffic share, sticky per user.
+
+Promote and rollback are one action each, recorded with who and why; when the index version
+changes, the alias is swapped through the index admin (one atomic Qdrant call, alias history).
+Guardrails send traffic back to the current release when the candidate's error rate or p95
+latency crosses its threshold."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import Engine
+
+from backend.audit import AuditLog
+from backend.db import metadata, utcnow
+from backend.errors import InputError, NotFoundError
+from backend.policy import Policy, PolicyStore
+from backend.vectorstore import VectorStore
+
+TS = sa.DateTime(timezone=True)
+Variant = Literal["current", "candidate"]
+VOTES = ("a", "b", "tie", "both_bad")
+
+releases = sa.Table(
+    "releases", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("policy_name", sa.String(200), nullable=False),
+    sa.Column("policy_version", sa.Integer, nullable=True),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+)
+release_state = sa.Table(
+    "release_state", metadata,
+    sa.Column("id", sa.String(50), primary_key=True),  # one row per live configuration ("live")
+    sa.Column("current_id", sa.Integer, nullable=True),
+    sa.Column("candidate_id", sa.Integer, nullable=True),
+    sa.Column("share", sa.Float, nullable=False, server_default="0"),
+    sa.Column("experiment_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("guardrails", sa.JSON, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+release_events = sa.Table(
+    "release_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", TS, nullable=False, index=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(50), nullable=False),
+    sa.Column("from_id", sa.Integer, nullable=True),
+    sa.Column("to_id", sa.Integer, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+pairwise_votes = sa.Table(
+    "pairwise_votes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", TS, nullable=False, index=True),
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("policy_a", sa.String(200), nullable=False),
+    sa.Column("policy_b", sa.String(200), nullable=False),
+    sa.Column("request_a", sa.String(64), nullable=False),
+    sa.Column("request_b", sa.String(64), nullable=False),
+    sa.Column("shown_first", sa.String(1), nullable=False),  # which answer was shown on the left
+    sa.Column("blind", sa.Boolean, nullable=False),
+    sa.Column("vote", sa.String(10), nullable=False),
+)
+
+LIVE = "live"
+
+
+class Guardrails(BaseModel):
+    max_error_rate: float = Field(0.05, ge=0, le=1)
+    max_p95_ms: float = Field(10_000, gt=0)
+    window_minutes: int = Field(15, ge=1, le=24 * 60)
+    min_requests: int = Field(20, ge=1)
+
+
+@dataclass
+class LiveConfig:
+    current: dict | None
+    candidate: dict | None
+    share: float
+    experiment_id: str
+    guardrails: Guardrails
+
+
+def bucket(user: str, experiment_id: str) -> float:
+    """A stable number in [0, 1) for the user within this experiment: sticky and deterministic."""
+    digest = hashlib.sha256(f"{experiment_id}:{user}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+# Reads the candidate's and the current release's numbers over a window from the ledger:
+# variant -> {"requests": int, "errors": int, "p95_ms": float}.
+VariantStats = Callable[[int], dict[str, dict[str, float]]]
+
+
+class ReleaseManager:
+    def __init__(self, db: Engine, audit: AuditLog, policies: PolicyStore, store: VectorStore, alias: str,
+                 promote_index: Callable[..., Any] | None = None):
+        """`promote_index(actor, collection, alias=..., reason=...)` swaps the alias with history
+        (the index admin's promote); without it the store's atomic swap is used directly."""
+        self._db, self._audit, self._policies, self._store, self.alias = db, audit, policies, store, alias
+        self._promote_index = promote_index
+
+    # --- releases ---------------------------------------------------------------------------------
+    def create(self, actor: str, policy_name: str, policy_version: int | None = None, index: str | None = None,
+               note: str = "") -> dict:
+        policy = self._policies.get(policy_name, policy_version)  # raises NotFoundError for unknown ones
+        collection = self._store.resolve(index or policy.index or self.alias)
+        with self._audit.action(actor, "release.create", policy.label(), collection=collection) as extra:
+            with self._db.begin() as conn:
+                rid = conn.execute(releases.insert().values(
+                    policy_name=policy.name, policy_version=policy.version, collection=collection, note=note,
+                    created_at=utcnow(), created_by=actor)).inserted_primary_key[0]
+            extra["release"] = rid
+        return self.get(rid)
+
+    def get(self, release_id: int) -> dict:
+        with self._db.connect() as conn:
+            row = conn.execute(sa.select(releases).where(releases.c.id == release_id)).first()
+        if row is None:
+            raise NotFoundError(f"unknown release {release_id}")
+        r = dict(row._mapping)
+        r["label"] = f"#{r['id']} {r['policy_name']}" + (f" v{r['policy_version']}" if r["policy_version"] else "") + f" @ {r['collection']}"
+        return r
+
+    def list(self) -> list[dict]:
+        with self._db.connect() as conn:
+            ids = [r.id for r in conn.execute(sa.select(releases.c.id).order_by(releases.c.id.desc()))]
+        return [self.get(i) for i in ids]
+
+    # --- live configuration -------------------------------------------------------------------------
+    def state(self) -> LiveConfig:
+        with self._db.connect() as conn:
+            row = conn.execute(sa.select(release_state).where(release_state.c.id == LIVE)).first()
+        if row is None:
+            return LiveConfig(None, None, 0.0, "", Guardrails())
+        return LiveConfig(self.get(row.current_id) if row.current_id else None,
+                          self.get(row.candidate_id) if row.candidate_id else None,
+                          row.share, row.experiment_id, Guardrails.model_validate(row.guardrails))
+
+    def _save(self, conn: sa.Connection, actor: str, **values: Any) -> None:
+        exists = conn.execute(sa.select(release_state.c.id).where(release_state.c.id == LIVE)).first()
+        values.update(updated_at=utcnow(), updated_by=actor)
+        if exists:
+            conn.execute(release_state.update().where(release_state.c.id == LIVE).values(**values))
+        else:
+            values.setdefault("guardrails", Guardrails().model_dump())
+            conn.execute(release_state.insert().values(id=LIVE, **values))
+
+    def _event(self, conn: sa.Connection, actor: str, action: str, from_id: int | None, to_id: int | None,
+               reason: str, **detail: Any) -> None:
+        conn.execute(release_events.insert().values(ts=utcnow(), actor=actor, action=action, from_id=from_id,
+                                                    to_id=to_id, reason=reason, detail=detail))
+
+    def set_current(self, actor: str, release_id: int, reason: str = "") -> None:
+        """Make a release current directly (first setup); swaps the alias if its index differs."""
+        release = self.get(release_id)
+        with self._audit.action(actor, "release.set_current", str(release_id), reason=reason):
+            before = self.state().current
+            self._point_alias(actor, release, reason or f"release #{release_id} made current")
+            with self._db.begin() as conn:
+                self._save(conn, actor, current_id=release_id)
+                self._event(conn, actor, "set_current", before["id"] if before else None, release_id, reason)
+
+    def set_candidate(self, actor: str, release_id: int, share: float, reason: str = "") -> str:
+        """Start an experiment: `share` of users (sticky) get the candidate. Returns the experiment id."""
+        if not 0 < share <= 1:
+            raise InputError("the candidate's traffic share must be in (0, 1]")
+        state = self.state()
+        if state.current is None:
+            raise InputError("set a current release first")
+        if state.current["id"] == release_id:
+            raise InputError("the candidate must differ from the current release")
+        self.get(release_id)
+        experiment = uuid.uuid4().hex[:12]
+        with self._audit.action(actor, "release.set_candidate", str(release_id), share=share, reason=reason):
+            with self._db.begin() as conn:
+                self._save(conn, actor, candidate_id=release_id, share=share, experiment_id=experiment)
+                self._event(conn, actor, "set_candidate", state.current["id"], release_id, reason, share=share,
+                            experiment=experiment)
+        return experiment
+
+    def set_share(self, actor: str, share: float, reason: str = "") -> None:
+        if not 0 <= share <= 1:
+            raise InputError("the traffic share must be in [0, 1]")
+        state = self.state()
+        if state.candidate is None:
+            raise InputError("there is no candidate release")
+        with self._audit.action(actor, "release.set_share", str(state.candidate["id"]), share=share, reason=reason):
+            with self._db.begin() as conn:
+                self._save(conn, actor, share=share)
+                self._event(conn, actor, "set_share", None, state.candidate["id"], reason, share=share, was=state.share)
+
+    def clear_candidate(self, actor: str, reason: str = "") -> None:
+        state = self.state()
+        if state.candidate is None:
+            raise InputError("there is no candidate release")
+        with self._audit.action(actor, "release.clear_candidate", str(state.candidate["id"]), reason=reason):
+            with self._db.begin() as conn:
+                self._save(conn, actor, candidate_id=None, share=0.0)
+                self._event(conn, actor, "clear_candidate", state.candidate["id"], None, reason)
+
+    def set_guardrails(self, actor: str, guardrails: Guardrails) -> None:
+        with self._audit.action(actor, "release.guardrails", LIVE, **guardrails.model_dump()):
+            with self._db.begin() as conn:
+                self._save(conn, actor, guardrails=guardrails.model_dump())
+
+    def promote(self, actor: str, reason: str = "") -> dict:
+        """The candidate becomes current (alias swapped in the same step when its index differs)."""
+        state = self.state()
+        if state.candidate is None:
+            raise InputError("there is no candidate release to promote")
+        cand = state.candidate
+        with self._audit.action(actor, "release.promote", str(cand["id"]), reason=reason,
+                                previous=state.current["id"] if state.current else None):
+            self._point_alias(actor, cand, reason or f"release #{cand['id']} promoted")
+            with self._db.begin() as conn:
+                self._save(conn, actor, current_id=cand["id"], candidate_id=None, share=0.0)
+                self._event(conn, actor, "promote", state.current["id"] if state.current else None, cand["id"], reason)
+        return cand
+
+    def rollback(self, actor: str, reason: str = "") -> dict:
+        """Back to the release that was current before this one (alias swapped back if needed)."""
+        state = self.state()
+        if state.current is None:
+            raise InputError("there is no current release")
+        previous = self._previous_current(state.current["id"])
+        if previous is None:
+            raise InputError("there is no earlier release to roll back to")
+        target = self.get(previous)
+        with self._audit.action(actor, "release.rollback", str(previous), reason=reason, from_release=state.current["id"]):
+            self._point_alias(actor, target, reason or f"rolled back to release #{previous}")
+            with self._db.begin() as conn:
+                self._save(conn, actor, current_id=previous, candidate_id=None, share=0.0)
+                self._event(conn, actor, "rollback", state.current["id"], previous, reason)
+        return target
+
+    def _previous_current(self, current_id: int) -> int | None:
+        """Replay the current-release changes as a stack (a rollback pops), like the alias history."""
+        stack: list[int] = []
+        for e in reversed(self.events(10_000)):
+            if e["action"] in ("set_current", "promote") and e["to_id"] is not None:
+                stack.append(e["to_id"])
+            elif e["action"] == "rollback" and stack:
+                stack.pop()
+        while stack and stack[-1] == current_id:
+            stack.pop()
+        return stack[-1] if stack else None
+
+    def _point_alias(self, actor: str, release: dict, reason: str) -> None:
+        if self._store.aliases().get(self.alias) == release["collection"]:
+            return
+        if self._promote_index is not None:
+            self._promote_index(actor, release["collection"], alias=self.alias, reason=reason)
+        else:
+            self._store.point_alias(self.alias, release["collection"])
+
+    def events(self, limit: int = 200) -> list[dict]:
+        with self._db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(release_events).order_by(release_events.c.id.desc()).limit(limit))]
+
+    # --- traffic ------------------------------------------------------------------------------------
+    def assign(self, user: str) -> tuple[Variant, dict | None]:
+        state = self.state()
+        if state.candidate is not None and state.share > 0 and bucket(user, state.experiment_id) < state.share:
+            return "candidate", state.candidate
+        return "current", state.current
+
+    def policy_for(self, user: str) -> tuple[Policy, Variant | None, dict | None]:
+        """The policy a live request of `user` runs with, and its variant; the built-in default
+        policy on the alias when no release is configured."""
+        variant, release = self.assign(user)
+        if release is None:
+            return self._policies.get("default"), None, None
+        policy = self._policies.get(release["policy_name"], release["policy_version"])
+        live = self._store.aliases().get(self.alias)
+        index = self.alias if release["collection"] == live else release["collection"]
+        return policy.model_copy(update={"index": index}), variant, release
+
+    def check_guardrails(self, stats: VariantStats, actor: str = "guardrail") -> str | None:
+        """Trip the candidate back to 0% when its error rate or p95 crosses a threshold over the
+        window; returns the reason when tripped. Cheap enough to call on every request batch."""
+        state = self.state()
+        if state.candidate is None or state.share == 0:
+            return None
+        g = state.guardrails
+        cand = stats(g.window_minutes).get("candidate", {})
+        n = int(cand.get("requests", 0))
+        if n < g.min_requests:
+            return None
+        error_rate = cand.get("errors", 0) / n
+        reasons = []
+        if error_rate > g.max_error_rate:
+            reasons.append(f"error rate {error_rate:.1%} > {g.max_error_rate:.1%}")
+        if cand.get("p95_ms", 0) > g.max_p95_ms:
+            reasons.append(f"p95 {cand['p95_ms']:.0f} ms > {g.max_p95_ms:.0f} ms")
+        if not reasons:
+            return None
+        reason = f"guardrail: candidate {', '.join(reasons)} over {n} requests in {g.window_minutes} min"
+        with self._db.begin() as conn:
+            self._save(conn, actor, share=0.0)
+            self._event(conn, actor, "guardrail_trip", state.candidate["id"], state.current["id"] if state.current else None,
+                        reason, share_was=state.share, requests=n, error_rate=error_rate, p95_ms=cand.get("p95_ms"))
+        self._audit.record(actor, "release.guardrail_trip", str(state.candidate["id"]), result="tripped", reason=reason)
+        return reason
+
+    # --- pairwise votes -----------------------------------------------------------------------------
+    def vote(self, actor: str, question: str, policy_a: str, policy_b: str, request_a: str, request_b: str,
+             shown_first: Literal["a", "b"], blind: bool, vote: str) -> None:
+        if vote not in VOTES:
+            raise InputError(f"a vote is one of {VOTES}")
+        with self._db.begin() as conn:
+            conn.execute(pairwise_votes.insert().values(
+                ts=utcnow(), user=actor, question=question, policy_a=policy_a, policy_b=policy_b, request_a=request_a,
+                request_b=request_b, shown_first=shown_first, blind=blind, vote=vote))
+        self._audit.record(actor, "ab.vote", f"{policy_a} vs {policy_b}", vote=vote, blind=blind)
+
+    def vote_counts(self, policy_a: str | None = None, policy_b: str | None = None) -> dict[str, int]:
+        q = sa.select(pairwise_votes.c.vote, sa.func.count().label("n")).group_by(pairwise_votes.c.vote)
+        if policy_a and policy_b:
+            q = q.where(pairwise_votes.c.policy_a == policy_a, pairwise_votes.c.policy_b == policy_b)
+        with self._db.connect() as conn:
+            got = {r.vote: r.n for r in conn.execute(q)}
+        return {v: got.get(v, 0) for v in VOTES}
