@@ -98,21 +98,23 @@ class OpenAIGenerator:
 
 
 class ExtractiveGenerator:
-    """No LLM configured: quote the source sentences that share the most (rare) terms with the
-    question, each with its source number. Labeled 'extractive' wherever an answer is shown."""
+    """No LLM configured: quote the source sentences that best match the question, each with its
+    source number. A sentence scores by the rarity (IDF over the candidate sentences) of the
+    question terms it shares, damped for long sentences and for lower-ranked sources; sentences
+    far below the best are left out. Labeled 'extractive' wherever an answer is shown."""
 
     kind = "extractive"
     endpoint = "none"
 
-    def __init__(self, max_sentences: int = 3, top_sources: int = 5):
-        self.max_sentences, self.top_sources = max_sentences, top_sources
+    def __init__(self, max_sentences: int = 3, top_sources: int = 5, min_relative: float = 0.5):
+        self.max_sentences, self.top_sources, self.min_relative = max_sentences, top_sources, min_relative
 
     def stream(self, messages, sources, question, model, temperature, max_tokens) -> Iterator[str | Usage]:
         yield self.answer(question, sources)
         yield Usage(None, None, "extractive")
 
     def answer(self, question: str, sources: list[str]) -> str:
-        q_terms = set(terms(question))
+        q_terms = {t for t in terms(question) if len(t) > 1 or not t.isdigit()}  # a lone digit says little
         if not q_terms:
             return NOT_ENOUGH
         cands: list[tuple[int, int, str, Counter]] = []
@@ -124,14 +126,19 @@ class ExtractiveGenerator:
         if not cands:
             return NOT_ENOUGH
         df = Counter(t for *_, c in cands for t in c)
-        def score(c: Counter) -> float:
-            return sum(math.log(1 + len(cands) / df[t]) for t in q_terms & c.keys())
-        ranked = sorted(cands, key=lambda x: (-score(x[3]), x[0], x[1]))
-        best = [x for x in ranked[: self.max_sentences] if score(x[3]) > 0]
-        if not best:
+
+        def score(rank: int, c: Counter) -> float:
+            shared = sum(math.log(1 + len(cands) / df[t]) for t in q_terms & c.keys())
+            length = sum(c.values())
+            return shared / (1 + 0.01 * length) / (1 + 0.15 * (rank - 1))
+
+        scored = sorted(((score(n, c), n, pos, sent) for n, pos, sent, c in cands), key=lambda x: (-x[0], x[1], x[2]))
+        best = scored[0][0]
+        if best <= 0:
             return NOT_ENOUGH
-        best.sort(key=lambda x: (x[0], x[1]))
-        return " ".join(f"{sent} [{n}]" for n, _, sent, _ in best)
+        chosen = [x for x in scored[: self.max_sentences] if x[0] >= self.min_relative * best]
+        chosen.sort(key=lambda x: (x[1], x[2]))
+        return " ".join(f"{sent} [{n}]" for _, n, _, sent in chosen)
 
 
 def make_generator(settings: Settings) -> Generator:
