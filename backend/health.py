@@ -12,6 +12,7 @@ from typing import Callable, Literal
 import httpx
 import sqlalchemy as sa
 
+from backend.errors import RagError
 from backend.services import Services
 
 Status = Literal["up", "down", "not configured"]
@@ -28,8 +29,6 @@ class Health:
 
 
 def _error(exc: BaseException) -> str:
-    from backend.errors import RagError
-
     text = str(exc).strip() if isinstance(exc, RagError) else f"{type(exc).__name__}: {exc}".rstrip(": ")
     return text if len(text) < 300 else text[:297] + "..."
 

@@ -15,6 +15,7 @@ from backend.chunking import Chunk, ChunkingParams, Document, chunk_document
 from backend.embeddings import Embedder
 from backend.errors import InputError, RagError
 from backend.sparse import doc_length, doc_vector
+from backend.text import TOKENIZER_VERSION
 from backend.vectorstore import DENSE, SPARSE, VectorStore
 from backend.versions import BUILDING, CANCELLED, FAILED, READY, IndexRegistry
 from backend.db import utcnow
@@ -59,7 +60,7 @@ class Cancelled(RagError):
 
 
 def fingerprint(chunks: list[Chunk], model: str, params: ChunkingParams) -> str:
-    h = hashlib.sha256(f"{model}|{params.model_dump_json()}".encode())
+    h = hashlib.sha256(f"{model}|{params.model_dump_json()}|tokenizer{TOKENIZER_VERSION}".encode())
     for c in sorted(chunks, key=lambda c: c.chunk_id):
         h.update(f"{c.chunk_id}:{c.text_hash}:{c.title}".encode())
     return h.hexdigest()
@@ -118,6 +119,9 @@ class Ingestor:
                 return IngestResult(same["collection"], same["version"], True, promoted, len(documents), len(chunks), 0, time.perf_counter() - t0)
 
             name, version = self.store.next_version_name(family)
+            if version <= self.registry.max_version(family):  # never reuse a registered (e.g. deleted) name
+                version = self.registry.max_version(family) + 1
+                name = f"{family}_v{version}"
             extra["collection"] = name
             avgdl = sum(doc_length(c.match_text) for c in chunks) / len(chunks)
             self.registry.add(
@@ -147,10 +151,11 @@ class Ingestor:
         if progress:
             progress(state)
         start = time.perf_counter()
-        for i in range(0, len(chunks), self.batch_size):
+        step = max(4, min(self.batch_size, len(chunks) // 10))  # at least ~10 progress updates on small corpora
+        for i in range(0, len(chunks), step):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"ingest into {name} cancelled after {i} of {len(chunks)} chunks")
-            batch = chunks[i : i + self.batch_size]
+            batch = chunks[i : i + step]
             texts = [c.match_text for c in batch]
             dense = self.embedder.embed_passages(texts)
             points = [

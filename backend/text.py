@@ -13,8 +13,10 @@ from functools import lru_cache
 import snowballstemmer
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN_RE = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
-_CJK_RE = re.compile(rf"[{_CJK}]")
+# CJK runs, or word runs of anything else (so "11.42亿元" gives "42" and "亿元", not "42亿元").
+TOKEN_RE = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+", re.UNICODE)
+CJK_RE = re.compile(rf"[{_CJK}]")
+TOKENIZER_VERSION = 2  # part of every index fingerprint: a change means a rebuild
 # Sentence ends: Latin punctuation followed by space (or glued to a capital, as in "half.How"),
 # CJK full stops (no space needed), or line breaks.
 SENTENCE_END_RE = re.compile(r"(?<=[.!?;])\s+|(?<=[a-z0-9)\]%][.!?])(?=[A-Z])|(?<=[。！？；])|\n+")
@@ -40,9 +42,9 @@ def _stem(word: str) -> str:
 def terms(text: str) -> list[str]:
     """Index terms of a text: stemmed English words and CJK character uni+bigrams."""
     out: list[str] = []
-    for match in _TOKEN_RE.finditer(text.lower()):
+    for match in TOKEN_RE.finditer(text.lower()):
         tok = match.group()
-        if _CJK_RE.match(tok):
+        if CJK_RE.match(tok):
             out.extend(tok)
             out.extend(tok[i : i + 2] for i in range(len(tok) - 1))
         elif (tok not in STOPWORDS and len(tok) > 1) or tok.isdigit():
@@ -60,7 +62,7 @@ def term_counts(text: str) -> Counter[str]:
 
 
 def has_cjk(text: str) -> bool:
-    return bool(_CJK_RE.search(text))
+    return bool(CJK_RE.search(text))
 
 
 def sentences(text: str) -> list[tuple[int, int]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from backend.text import _CJK_RE
+from backend.text import CJK_RE
 
 
 @lru_cache(maxsize=1)
@@ -26,5 +26,5 @@ def count_tokens(text: str) -> tuple[int, str]:
     enc = _encoding()
     if enc is not None:
         return len(enc.encode(text, disallowed_special=())), "tiktoken"
-    cjk = len(_CJK_RE.findall(text))
+    cjk = len(CJK_RE.findall(text))
     return cjk + max(0, (len(text) - cjk) // 4), "estimate"

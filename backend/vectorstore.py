@@ -90,7 +90,10 @@ class VectorStore:
             raise _wrap(exc, f"creating collection {name}") from exc
 
     def delete_collection(self, name: str) -> None:
-        self.client.delete_collection(name)
+        try:
+            self.client.delete_collection(name)
+        except Exception as exc:
+            raise _wrap(exc, f"deleting {name}") from exc
 
     def point_alias(self, alias: str, collection: str) -> str | None:
         """Point `alias` at `collection` in one atomic request; returns the previous target."""
@@ -128,7 +131,10 @@ class VectorStore:
         return {str(r.id): (r.payload or {}).get("text_hash", "") for r in recs}
 
     def vectors(self, collection: str, point_ids: list[str]) -> dict[str, list[float]]:
-        recs = self.client.retrieve(collection, ids=point_ids, with_payload=False, with_vectors=[DENSE])
+        try:
+            recs = self.client.retrieve(collection, ids=point_ids, with_payload=False, with_vectors=[DENSE])
+        except Exception as exc:
+            raise _wrap(exc, f"reading vectors of {collection}") from exc
         return {str(r.id): r.vector[DENSE] for r in recs}  # type: ignore[index]
 
     def search(

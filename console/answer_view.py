@@ -1,6 +1,6 @@
 """How one answer looks: kind badge, text with [n] markers, a one-line summary (latency,
-tokens, cost, cache, policy, index), feedback, and tabs with the numbered source cards, the
-per-stage timing and the exact prompt. Used for live answers and history alike."""
+tokens, cost, cache, policy, index), the per-stage latency bar, feedback, and tabs with the
+numbered source cards and the exact prompt. Used for live answers and history alike."""
 from __future__ import annotations
 
 from typing import Callable
@@ -22,6 +22,19 @@ HINTS = {
     "vector store": "See the vector store's status in the sidebar.",
     "embedding model": "See the embedding model's status in the sidebar; **sparse** retrieval works without it.",
 }
+
+
+QUESTION_PREVIEW = 600
+SOURCES_HEIGHT = 460  # px
+
+
+def question(text: str) -> None:
+    """The user's bubble; a huge paste is cut to a preview so the conversation stays readable."""
+    if len(text) <= QUESTION_PREVIEW:
+        st.markdown(escape_md(text))
+        return
+    st.markdown(escape_md(text[:QUESTION_PREVIEW]) + "…")
+    st.caption(f"{len(text):,} characters; the first {QUESTION_PREVIEW} are shown")
 
 
 def badges(answer: Answer) -> None:
@@ -64,6 +77,10 @@ def summary(a: Answer) -> str:
 def feedback(answer: Answer, ns: str, send: Callable[[str], None]) -> None:
     """Thumbs, then an optional comment once a thumb is picked; both save at once."""
     rid = answer.request_id
+    ss = st.session_state
+    for widget in ("fb", "fbc"):  # given on another visit: Streamlit dropped the widget's state since
+        if f"{ns}.{widget}.{rid}" not in ss and f"{ns}.{widget}.saved.{rid}" in ss:
+            ss[f"{ns}.{widget}.{rid}"] = ss[f"{ns}.{widget}.saved.{rid}"]
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.feedback("thumbs", key=f"{ns}.fb.{rid}", on_change=send, args=(rid,))
         if st.session_state.get(f"{ns}.fb.{rid}") is not None:
@@ -78,35 +95,34 @@ def sources(items: list[SourceChunk], question: str, fusion: str, rerank_metric:
     if not items:
         st.info("No chunk matched. Try another retrieval mode, more candidates, or another index.")
         return
-    st.html("".join(source_card(s, question, fusion, rerank_metric, s.rank in cited) for s in items))
+    cards = "".join(source_card(s, question, fusion, rerank_metric, s.rank in cited) for s in items)
+    # A bounded, scrollable list: the chat sticks to the bottom of the page, so an answer must not be
+    # taller than a screen or its text scrolls out of sight behind its own sources.
+    with st.container(height=SOURCES_HEIGHT if len(items) > 2 else "content", border=False):
+        st.html(cards)
 
 
-def timing(answer: Answer) -> None:
-    st.html(latency_bar(answer.latency_ms))
-    st.caption(f"fusion {answer.fusion.upper()} · request `{answer.request_id}` · {answer.ts}")
-
-
-def prompt(messages: list[dict]) -> None:
-    n, method = count_tokens("\n".join(m["content"] for m in messages))
-    st.caption(f"{len(messages)} messages · {n:,} prompt tokens ({method}) — exactly what the model receives")
-    for m in messages:
+def prompt(answer: Answer) -> None:
+    n, method = count_tokens("\n".join(m["content"] for m in answer.prompt))
+    st.caption(f"Exactly what the model receives: {len(answer.prompt)} messages, {n:,} tokens ({method}) · "
+               f"request `{answer.request_id}`")
+    for m in answer.prompt:
         st.markdown(f"**{m['role']}**")
         st.code(m["content"], language=None, wrap_lines=True, height=320 if len(m["content"]) > 1200 else "content")
 
 
 def details(answer: Answer, ns: str, rerank_metric: str, send_feedback: Callable[[str], None]) -> None:
     st.caption(summary(answer))
+    st.html(latency_bar(answer.latency_ms))
     if answer.answer_kind != "retrieval_only":
         feedback(answer, ns, send_feedback)
-    names = {"sources": f"📚 Sources ({len(answer.sources)})", "timing": "⏱ Timing", "prompt": "🧾 Prompt"}
-    order = ["prompt", "sources", "timing"] if answer.answer_kind == "retrieval_only" else ["sources", "timing", "prompt"]
+    names = {"sources": f"📚 Sources ({len(answer.sources)})", "prompt": "🧾 Prompt"}
+    order = ["prompt", "sources"] if answer.answer_kind == "retrieval_only" else ["sources", "prompt"]
     tabs = dict(zip(order, st.tabs([names[o] for o in order])))
     with tabs["sources"]:
         sources(answer.sources, answer.question, answer.fusion, rerank_metric, answer.citations)
-    with tabs["timing"]:
-        timing(answer)
     with tabs["prompt"]:
-        prompt(answer.prompt)
+        prompt(answer)
 
 
 def error(message: str, part: str | None, items: list[SourceChunk], question: str, fusion: str, rerank_metric: str) -> None:

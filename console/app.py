@@ -21,6 +21,10 @@ PAGES_DIR = ROOT / "pages"
 PAGES = [
     st.Page(PAGES_DIR / "status.py", title="Status", icon="🩺", default=True),
     st.Page(PAGES_DIR / "chat.py", title="Chat tester", icon="💬"),
+    st.Page(PAGES_DIR / "index_admin.py", title="Index admin", icon="🗂️"),
+    st.Page(PAGES_DIR / "golden_sets.py", title="Golden sets", icon="🏷️"),
+    st.Page(PAGES_DIR / "eval_runs.py", title="Evaluation runs", icon="🧪"),
+    st.Page(PAGES_DIR / "costs.py", title="Costs & latency", icon="💰"),
 ]
 
 st.set_page_config(page_title="RAG Ops Console", page_icon="🔎", layout="wide", initial_sidebar_state="expanded")

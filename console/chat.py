@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import streamlit as st
 
@@ -20,11 +20,21 @@ from backend.services import Services
 from console import answer_view as view
 from console import state
 from console.auth import current_user
-from console.markup import answer_md, escape_md
+from console.markup import answer_md
 
 log = logging.getLogger(__name__)
 
 GENERIC_ERROR = "console: something unexpected went wrong ({}); the details are in the server log. Try again."
+
+
+@dataclass
+class _Slots:
+    """Placeholders of a live answer, in display order: badges, progress line, text, the rest."""
+
+    head: Any
+    status: Any
+    body: Any
+    rest: Any
 
 
 @dataclass
@@ -88,41 +98,47 @@ class Conversation:
         """Stream one answer into the page, then keep it in the history."""
         turn = Turn(question, retrieval_only, policy.fusion)
         with st.chat_message("user", avatar=view.AVATARS["user"]):
-            st.markdown(escape_md(question))
+            view.question(question)
         with st.chat_message("assistant", avatar=view.AVATARS["assistant"]):
-            head, status, body = st.empty(), st.empty(), st.empty()
-            status.caption("🔎 Retrieving…")
+            slots = _Slots(st.empty(), st.empty(), st.empty(), st.empty())
+            slots.status.caption("🔎 Retrieving…")
             try:
-                deltas = self._deltas(turn, policy, status)
+                deltas = self._deltas(turn, policy, slots)
                 if retrieval_only:
                     for _ in deltas:
                         pass
                 else:
-                    with body:
+                    with slots.body:
                         st.write_stream(deltas)
             except RagError as exc:
                 turn.error, turn.error_part = str(exc), exc.part
             except Exception as exc:  # a bug or an unexpected failure: logged, shown briefly
                 log.exception("chat question failed")
                 turn.error = GENERIC_ERROR.format(type(exc).__name__)
-            status.empty()
+            slots.status.empty()
             if turn.answer is not None:
-                with head.container():
+                with slots.head.container():
                     view.badges(turn.answer)
-                with body.container():  # the streamed text again, now with [n] badges
+                with slots.body.container():  # the streamed text again, now with [n] badges
                     view.answer_text(turn.answer)
-                view.details(turn.answer, self.ns, self.rerank_metric, self.send_feedback)
+                with slots.rest.container():
+                    view.details(turn.answer, self.ns, self.rerank_metric, self.send_feedback)
             else:
-                self._error(turn)
+                with slots.rest.container():
+                    self._error(turn)
         self.history.append(turn)
 
-    def _deltas(self, turn: Turn, policy: Policy, status) -> Iterator[str]:  # noqa: ANN001 - st.empty slot
+    def _deltas(self, turn: Turn, policy: Policy, slots: _Slots) -> Iterator[str]:
         kind = "retrieval_only" if turn.retrieval_only else self.services.engine.generator.kind
         for event in self.services.engine.stream(turn.question, policy, current_user(), None, turn.retrieval_only):
             if isinstance(event, Retrieved):
                 turn.sources = event.retrieval.sources
-                nxt = "" if turn.retrieval_only else " · generating the answer…"
-                status.caption(f"📚 {len(turn.sources)} sources from {event.retrieval.collection}{nxt}")
+                if turn.retrieval_only:
+                    continue
+                slots.status.caption(f"📚 {len(turn.sources)} sources from {event.retrieval.collection} · "
+                                     "the model is writing the answer…")
+                with slots.rest.container():  # read the sources while a slow model writes
+                    view.sources(turn.sources, turn.question, policy.fusion, self.rerank_metric, [])
             elif isinstance(event, Answer):
                 turn.answer = event
             else:
@@ -135,7 +151,7 @@ class Conversation:
     def render_history(self) -> None:
         for turn in self.history:
             with st.chat_message("user", avatar=view.AVATARS["user"]):
-                st.markdown(escape_md(turn.question))
+                view.question(turn.question)
             with st.chat_message("assistant", avatar=view.AVATARS["assistant"]):
                 if turn.answer is None:
                     self._error(turn)
@@ -161,6 +177,7 @@ class Conversation:
         except Exception as exc:
             ss[f"{self.ns}.fbmsg.{request_id}"] = f"⚠️ Feedback not saved — {state.describe(exc)}"
             return
+        ss[f"{self.ns}.fb.saved.{request_id}"], ss[f"{self.ns}.fbc.saved.{request_id}"] = value, comment
         ss[f"{self.ns}.fbmsg.{request_id}"] = "✅ Feedback saved" + (" with your comment" if comment else "")
 
     def export_json(self) -> str:

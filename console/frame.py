@@ -6,9 +6,8 @@ import logging
 
 import streamlit as st
 
-from backend.health import Health
 from backend.services import Services
-from console import state
+from console import costs_view, state
 from console.auth import current_user
 from console.markup import escape_md
 from console.state import BuildStatus, IndexInfo, describe
@@ -37,7 +36,8 @@ def render(services: Services) -> None:
     info, build = state.ensure_live_index(services)
     with st.sidebar:
         _index(info, build)
-        _health(state.health())
+        _health()
+        costs_view.sidebar_alerts(services.costs)  # firing alerts (cost, errors, latency, budgets)
         _stack(services)
     _build_banner(info, build)
 
@@ -55,18 +55,32 @@ def _index(info: IndexInfo, build: BuildStatus) -> None:
                        f"built {v['created_at']:%Y-%m-%d %H:%M} by {escape_md(v['created_by'])}")
     elif build.state == "running":
         pct = f" {build.progress.fraction:.0%}" if build.progress else ""
-        st.caption(f"`{info.alias}`: building the demo index…{pct}")
+        st.caption(f"`{info.alias}`: building…{pct}")
     else:
         st.caption(f"`{info.alias}` does not exist yet")
 
 
-def _health(rows: list[Health]) -> None:
+@st.fragment(run_every=5)
+def _health() -> None:
+    """Redraws itself from the monitor's latest snapshot; never waits for a check to finish."""
+    rows = state.health_monitor().rows(wait_s=1.0 if _first_draw() else 0.0)
+    if rows is None:
+        st.caption("⏳ Checking dependencies…")
+        return
     down = [h.part for h in rows if h.status == "down"]
     label = f"🔴 Down: {', '.join(down)}" if down else "🟢 Dependencies up"
     with st.expander(label, expanded=bool(down)):
         for h in rows:
             st.markdown(f"{ICONS[h.status]} **{h.part}** · {h.status}")
             st.caption(escape_md(h.detail))
+
+
+def _first_draw() -> bool:
+    """A healthy local stack answers in well under a second: wait that long once per session,
+    so the first page shows real statuses instead of 'checking'."""
+    first = "frame.health_seen" not in st.session_state
+    st.session_state["frame.health_seen"] = True
+    return first
 
 
 def _stack(services: Services) -> None:
@@ -100,12 +114,13 @@ def _progress() -> None:
     """Redraws itself every second; reruns the whole app when the build ends (enables chat)."""
     status = state.demo_build().status()
     if status.state != "running":
-        state.health.clear()  # the vector store's row names the new alias
+        state.health_monitor().refresh(wait_s=0)  # the vector store's row names the new alias
         st.rerun()
     p = status.progress
     if p is None or p.chunks_total == 0:
         st.progress(0.0, text=f"Reading and chunking the demo documents… {status.seconds:.0f} s")
         return
-    eta = f" · about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+    speed = (f" · {p.rate:.1f} chunks/s" + (f" · about {p.eta_s:.0f} s left" if p.eta_s is not None else "")
+             if p.rate else f" · first batch, {status.seconds:.0f} s")
     st.progress(p.fraction, text=f"Embedding **{p.chunks_done:,} / {p.chunks_total:,}** chunks into "
-                                 f"`{p.collection}` · {p.rate:.1f} chunks/s{eta}")
+                                 f"`{p.collection}`{speed}")

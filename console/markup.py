@@ -7,7 +7,7 @@ import re
 
 from backend.engine import STAGES, SourceChunk
 # The backend's own tokenizer, so highlighting marks exactly the terms that BM25 matched.
-from backend.text import _TOKEN_RE, has_cjk, terms
+from backend.text import TOKEN_RE, has_cjk, terms
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~:])")
 
@@ -48,7 +48,7 @@ def match_spans(text: str, question: str) -> list[tuple[int, int]]:
     if not wanted:
         return []
     spans: list[tuple[int, int]] = []
-    for m in _TOKEN_RE.finditer(text):
+    for m in TOKEN_RE.finditer(text):
         tok = m.group()
         if has_cjk(tok[0]):
             for i in range(len(tok) - 1):

@@ -14,12 +14,14 @@ from console.state import describe
 
 KNOBS = ("top_k", "retrieval_mode", "fusion", "candidates", "rerank", "rerank_candidates", "prompt_template",
          "model", "temperature", "max_tokens", "index")
+REMEMBERED = (*KNOBS, "load", "retrieval_only")  # widget states that must survive a visit to another page
 LIVE = "__live__"  # the index option meaning "whatever INDEX_ALIAS points at" (Policy.index None)
 
 
 class PolicyPanel:
     def __init__(self, services: Services, ns: str):
         self.services, self.ns = services, ns
+        self.retrieval_only = False
 
     def key(self, name: str) -> str:
         return f"{self.ns}.{name}"
@@ -64,9 +66,18 @@ class PolicyPanel:
         ss[self.key("notice")] = ("success", f"Saved as **{stored.name} v{stored.version}**")
 
     def init(self) -> None:
-        """First visit of a session: the policy named in the URL, else the default one."""
-        if self.key("base") not in st.session_state:
+        """First visit of a session: the policy named in the URL, else the default one. Later
+        visits restore the knobs: Streamlit drops a widget's state when a run (another page)
+        does not draw it."""
+        ss = st.session_state
+        if self.key("base") not in ss:
             self._load(st.query_params.get("policy", "default"))
+        for name, value in ss.get(self.key("remembered"), {}).items():
+            ss.setdefault(self.key(name), value)
+
+    def _remember(self) -> None:
+        ss = st.session_state
+        ss[self.key("remembered")] = {name: ss[self.key(name)] for name in REMEMBERED if self.key(name) in ss}
 
     # --- the policy the widgets describe ----------------------------------------------------
     def current(self) -> Policy:
@@ -82,9 +93,12 @@ class PolicyPanel:
 
     # --- widgets -----------------------------------------------------------------------------
     def render(self) -> Policy:
-        """Draw the knobs (call inside `with st.sidebar`) and return the policy they describe."""
+        """Draw the knobs (call inside `with st.sidebar`) and return the policy they describe;
+        the 'retrieval only' switch (not part of a policy) is left in `self.retrieval_only`."""
         self.init()
         k, s = self.key, self.services.settings
+        self.retrieval_only = st.toggle("Retrieval only", key=k("retrieval_only"),
+                                        help="Show the sources and the exact prompt; never call the model")
         try:
             saved = self.services.policies.list()
         except Exception as exc:  # database down: knobs still work, loading/saving does not
@@ -120,6 +134,7 @@ class PolicyPanel:
         policy = self.current()
         self._notice()
         self._save_form(policy)
+        self._remember()
         return policy
 
     def _index_options(self) -> list[str]:
@@ -147,4 +162,4 @@ class PolicyPanel:
             with st.form(self.key("save_form"), border=False):
                 st.text_input("Name", value=base.name, key=self.key("save_name"), max_chars=200)
                 st.text_input("Note", key=self.key("save_note"), placeholder="why this version (optional)")
-                st.form_submit_button("Save new version", type="primary", on_click=self._on_save)
+                st.form_submit_button("Save new version", type="primary", key=self.key("save"), on_click=self._on_save)

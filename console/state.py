@@ -137,14 +137,48 @@ def ensure_live_index(services: Services) -> tuple[IndexInfo, BuildStatus]:
 
 
 # --- health --------------------------------------------------------------------------------
-@st.cache_data(ttl=HEALTH_TTL_S, show_spinner=False)
-def health() -> list[Health]:
-    """Shared by every session for a few seconds: a down endpoint costs its timeout once, not per rerun."""
-    return check_all(get_services())
+class HealthMonitor:
+    """The latest health snapshot, refreshed in a background thread when older than the TTL,
+    so no page ever waits on a slow or hung dependency (each check is bounded anyway)."""
+
+    def __init__(self, services: Services, ttl_s: float = HEALTH_TTL_S):
+        self._services, self._ttl = services, ttl_s
+        self._lock = threading.Lock()
+        self._rows: list[Health] | None = None
+        self._at = 0.0
+        self._thread: threading.Thread | None = None
+
+    def rows(self, wait_s: float = 0.0) -> list[Health] | None:
+        """The latest rows (None before the first check ends); starts a refresh when stale."""
+        with self._lock:
+            stale = time.monotonic() - self._at > self._ttl
+            if stale and (self._thread is None or not self._thread.is_alive()):
+                self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+                self._thread.start()
+            thread = self._thread
+        if wait_s and thread is not None:
+            thread.join(wait_s)
+        with self._lock:
+            return self._rows
+
+    def refresh(self, wait_s: float = 4.0) -> list[Health] | None:
+        """Check now (the 'Re-check' button, or after something changed)."""
+        with self._lock:
+            self._at = 0.0
+        return self.rows(wait_s)
+
+    def _run(self) -> None:
+        rows = check_all(self._services)
+        with self._lock:
+            self._rows, self._at = rows, time.monotonic()
+
+
+@st.cache_resource(show_spinner=False)
+def health_monitor() -> HealthMonitor:
+    return HealthMonitor(get_services())
 
 
 def reset() -> None:
     """Forget services, builds, health and settings (tests; a 'reconnect' after fixing the env)."""
     st.cache_resource.clear()
-    st.cache_data.clear()
     get_settings.cache_clear()

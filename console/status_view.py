@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import streamlit as st
 
-from backend.health import Health
 from backend.services import Services
 from console import state
 from console.frame import ICONS
@@ -21,7 +19,7 @@ def live_index(services: Services) -> None:
         st.error(info.error, icon="🔴")
         return
     if not info.ready:
-        st.info(f"The alias `{info.alias}` does not exist yet (see the build progress above).", icon="📭")
+        st.info(f"The alias `{info.alias}` does not exist yet — see the first-start notice above.", icon="📭")
         return
     v = info.version or {}
     st.markdown(f"`{info.alias}` → `{info.collection}`" + (f" · built from {v['source']}" if v.get("source") else ""))
@@ -30,15 +28,21 @@ def live_index(services: Services) -> None:
     cols[1].metric("Documents", f"{v.get('n_docs', 0):,}")
     cols[2].metric("Chunks", f"{v.get('n_chunks', 0):,}")
     cols[3].metric("Embedding dim", v.get("dim", "?"), help=v.get("embedding_model"))
-    st.caption(f"Embedding model **{v.get('embedding_model', '?')}** · built {v.get('created_at', '?'):%Y-%m-%d %H:%M} "
-               f"by {v.get('created_by', '?')}" if v else "No registry entry for this collection.")
+    if v:
+        st.caption(f"Embedding model **{v['embedding_model']}** · built {v['created_at']:%Y-%m-%d %H:%M} by {v['created_by']}")
+    else:
+        st.caption("No registry entry for this collection (built outside the console's ingestor?).")
     st.page_link(CHAT_PAGE, label="Ask it in the chat tester", icon="💬")
 
 
-def dependencies(rows: list[Health], on_recheck: Callable[[], None]) -> None:
+def dependencies(monitor: state.HealthMonitor) -> None:
     head, button = st.columns([4, 1], vertical_alignment="bottom")
-    head.subheader("🩺 Dependencies")
-    button.button("🔄 Re-check now", key="status.recheck", on_click=on_recheck, width="stretch")
+    head.subheader("🔌 Dependencies")
+    button.button("🔄 Re-check now", key="status.recheck", on_click=monitor.refresh, width="stretch")
+    rows = monitor.rows(wait_s=4.0)  # this page is about health: worth waiting for a bounded check
+    if rows is None:
+        st.info("Checking dependencies…", icon="⏳")
+        return
     st.dataframe(
         [{"status": f"{ICONS[h.status]} {h.status}", "part": h.part, "detail": h.detail,
           "check ms": round(h.latency_ms, 1) if h.latency_ms is not None else None} for h in rows],

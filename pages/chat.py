@@ -6,11 +6,11 @@ from console.chat import Conversation
 from console.policy_panel import PolicyPanel
 
 services = state.get_services()
+panel = PolicyPanel(services, "chat")
 with st.sidebar:
     st.markdown("**⚙️ Policy**")
-    retrieval_only = st.toggle("Retrieval only", key="chat.retrieval_only",
-                               help="Show the sources and the exact prompt; never call the model")
-    policy = PolicyPanel(services, "chat").render()
+    policy = panel.render()
+retrieval_only = panel.retrieval_only
 
 chat = Conversation(services, "chat")
 title, tools = st.columns([3, 2], vertical_alignment="bottom")

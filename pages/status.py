@@ -6,6 +6,6 @@ from console import state, status_view
 services = state.get_services()
 st.title("🩺 Status")
 status_view.live_index(services)
-status_view.dependencies(state.health(), on_recheck=state.health.clear)
+status_view.dependencies(state.health_monitor())
 status_view.versions(services)
 status_view.stack(services.settings.stack)

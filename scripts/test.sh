@@ -20,6 +20,10 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# Fonts so screenshots show emoji and Chinese instead of boxes.
+dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing+=(fonts-noto-color-emoji)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
 if ((${#missing[@]})); then
     SUDO=()
     [ "$(id -u)" -eq 0 ] || SUDO=(sudo -n)

@@ -27,3 +27,11 @@ def test_quick_start_commands_exist_and_ci_runs_the_test_command() -> None:
     for cmd in commands:
         assert (PROJECT_ROOT / cmd.split()[1]).is_file()
     assert "bash scripts/test.sh" in (PROJECT_ROOT / ".ci" / "run").read_text()
+
+
+def test_stack_never_shows_credentials() -> None:
+    s = Settings(_env_file=None, qdrant_url="https://admin:s3cret@qdrant.example:6333", redis_url="redis://:pw@cache:6379/0",
+                 openai_base_url="https://user:key@llm.example/v1", database_url="postgresql+psycopg://rag:pw@db/rag")
+    shown = " ".join(s.stack.values())
+    assert "s3cret" not in shown and ":pw@" not in shown and "key@" not in shown
+    assert "qdrant.example:6333" in shown and "llm.example" in shown
