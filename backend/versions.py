@@ -37,6 +37,13 @@ class IndexRegistry:
         with self._engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def max_version(self, family: str) -> int:
+        """Highest version number ever registered for the family (deleted ones included), so a
+        version name is never reused."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(index_versions.c.version))
+                                    .where(index_versions.c.family == family)).scalar() or 0)
+
     def find_ready(self, family: str, fingerprint: str) -> dict | None:
         q = (
             sa.select(index_versions)

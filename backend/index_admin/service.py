@@ -1,0 +1,415 @@
+"""Index admin: the versions of an index family, shadow rebuilds as background jobs, the
+evaluation gate, atomic promote / rollback with an alias history, and delete.
+
+Every state-changing call takes the acting user and is audited (refusals included), so the
+console page, the CLI and CI go through the same checks."""
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from backend.audit import AuditLog
+from backend.chunking import ChunkingParams
+from backend.db import audit_log, utcnow
+from backend.engine import QueryEngine
+from backend.errors import InputError, NotFoundError
+from backend.index_admin import gate as gating
+from backend.index_admin.tables import alias_history, index_gates
+from backend.index_admin.uploads import precheck_source, stage_upload
+from backend.ingest import IngestProgress, Ingestor
+from backend.jobs import JobContext, JobRunner
+from backend.policy import PolicyStore
+from backend.settings import Settings
+from backend.sources import load_source
+from backend.vectorstore import DENSE, VectorStore
+from backend.versions import BUILDING, FAILED, READY, IndexRegistry
+
+DELETED = "deleted"
+REBUILD, GATE = "index.rebuild", "index.gate"
+ADMIN_ACTIONS = ("index.", "job.", "snapshot.")
+
+
+@dataclass
+class VersionInfo:
+    """One collection of the family as the registry and Qdrant see it."""
+
+    collection: str
+    family: str
+    version: int | None
+    status: str  # building | ready | failed | cancelled | unregistered (in Qdrant only) | missing (registry only)
+    points: int | None
+    vectors: str
+    embedding_model: str
+    dim: int | None
+    params: dict
+    source: str
+    n_docs: int
+    n_chunks: int
+    created_at: datetime | None
+    created_by: str
+    error: str
+    aliases: list[str] = field(default_factory=list)
+    live: bool = False
+
+    @property
+    def chunking(self) -> str:
+        p = self.params
+        if not p:
+            return ""
+        return f"target {p.get('target_chars')} / max {p.get('max_chars')} / overlap {p.get('overlap')}"
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    alias: str
+    previous: str | None
+    current: str
+    action: str
+
+
+@dataclass
+class StoredGate:
+    result: gating.GateResult
+    ts: datetime
+    actor: str
+    live_now: str | None  # the live version when read: a gate against an older live version is stale
+
+    @property
+    def stale(self) -> bool:
+        return self.result.baseline != self.live_now
+
+
+def _vectors(info: Any) -> tuple[str, int | None]:
+    """'dense 384 Cosine + sparse (idf)' from a CollectionInfo."""
+    params = info.config.params
+    parts, dim = [], None
+    dense = params.vectors.get(DENSE) if isinstance(params.vectors, dict) else params.vectors
+    if dense is not None:
+        dim = dense.size
+        parts.append(f"{DENSE} {dense.size} {dense.distance.value if hasattr(dense.distance, 'value') else dense.distance}")
+    for name, sp in (params.sparse_vectors or {}).items():
+        mod = getattr(sp.modifier, "value", sp.modifier)
+        parts.append(f"{name}" + (f" ({mod})" if mod and mod != "none" else ""))
+    return " + ".join(parts), dim
+
+
+class IndexAdmin:
+    def __init__(self, settings: Settings, db: Engine, store: VectorStore, registry: IndexRegistry,
+                 ingestor: Ingestor, engine: QueryEngine, policies: PolicyStore, audit: AuditLog, jobs: JobRunner):
+        self.settings, self.db, self.store, self.registry = settings, db, store, registry
+        self.ingestor, self.engine, self.policies, self.audit, self.jobs = ingestor, engine, policies, audit, jobs
+        self.uploads_dir = settings.data_dir / "uploads"
+        self.recover_orphans()
+
+    @property
+    def family(self) -> str:
+        return self.settings.index_alias
+
+    # --- versions -------------------------------------------------------------------------------
+    def versions(self, family: str | None = None, include_deleted: bool = False) -> list[VersionInfo]:
+        """Every collection of the family, newest first, with points, vector config and aliases."""
+        family = family or self.family
+        pattern = re.compile(rf"^{re.escape(family)}_v(\d+)$")
+        rows = {r["collection"]: r for r in self.registry.list(family)}
+        in_store = set(self.store.collections())
+        by_target: dict[str, list[str]] = {}
+        for a, c in self.store.aliases().items():
+            by_target.setdefault(c, []).append(a)
+        names = {c for c in in_store if pattern.match(c)} | set(rows)
+        out = []
+        for name in names:
+            row = rows.get(name)
+            if row and row["status"] == DELETED and not include_deleted:
+                continue
+            points, vectors, dim = None, "", row["dim"] if row else None
+            if name in in_store:
+                info = self.store.client.get_collection(name)
+                points = info.points_count
+                vectors, dim = _vectors(info)
+            status = (row["status"] if row else "unregistered") if name in in_store or (row and row["status"] == DELETED) \
+                else "missing"
+            m = pattern.match(name)
+            out.append(VersionInfo(
+                collection=name, family=family, version=row["version"] if row else (int(m.group(1)) if m else None),
+                status=status, points=points, vectors=vectors, embedding_model=row["embedding_model"] if row else "",
+                dim=dim, params=dict(row["params"]) if row else {}, source=row["source"] if row else "",
+                n_docs=row["n_docs"] if row else 0, n_chunks=row["n_chunks"] if row else 0,
+                created_at=row["created_at"] if row else None, created_by=row["created_by"] if row else "",
+                error=row["error"] if row else "", aliases=sorted(by_target.get(name, [])),
+                live=family in by_target.get(name, []),
+            ))
+        return sorted(out, key=lambda v: -(v.version or 0))
+
+    def version(self, collection: str) -> dict:
+        row = self.registry.get(collection)
+        if row is None or row["status"] == DELETED:
+            raise NotFoundError(f"unknown index version '{collection}'")
+        return row
+
+    def live(self, alias: str | None = None) -> str | None:
+        return self.store.aliases().get(alias or self.family)
+
+    def recover_orphans(self) -> list[str]:
+        """Versions left 'building' by a process that died have no job running them: mark them failed."""
+        fixed = []
+        for row in self.registry.list():
+            if row["status"] == BUILDING and self.jobs.active(REBUILD, row["family"]) is None:
+                self.registry.update(row["collection"], status=FAILED,
+                                     error="interrupted: the build stopped with its process (marked failed at startup)")
+                fixed.append(row["collection"])
+        return fixed
+
+    # --- rebuild ----------------------------------------------------------------------------------
+    def start_rebuild(self, actor: str, *, source: str | Path | None = None, upload: tuple[str, bytes] | None = None,
+                      family: str | None = None, params: ChunkingParams | None = None, limit: int | None = None) -> int:
+        """Start a shadow rebuild job into <family>_vN+1; the live alias keeps serving. Returns the job id."""
+        family = family or self.family
+        params = params or ChunkingParams()
+        if (source is None) == (upload is None):
+            raise InputError("give either a source path or an uploaded file")
+        if params.max_chars < params.target_chars:
+            raise InputError(f"max chars ({params.max_chars}) must be at least the target ({params.target_chars})")
+        active = self.jobs.active(REBUILD, family)
+        if active is not None:  # refuse before staging an upload; the job lock refuses races
+            self.audit.record(actor, REBUILD, family, result="refused", reason="already running", job=active.id)
+            raise InputError(f"a rebuild of {family} is already running (job {active.id}, started by {active.actor}); "
+                             "wait for it or cancel it first")
+        staging: Path | None = None
+        if upload is not None:
+            path, staging, described = stage_upload(self.uploads_dir, *upload)
+        else:
+            path = Path(source).expanduser()  # type: ignore[arg-type]
+            precheck_source(path)
+            described = str(path)
+        detail = {"source": described, "params": params.model_dump(), "limit": limit}
+
+        def work(ctx: JobContext) -> dict:
+            try:
+                return self._rebuild(ctx, actor, family, path, described, params, limit)
+            finally:
+                if staging is not None:
+                    shutil.rmtree(staging, ignore_errors=True)
+
+        try:
+            return self.jobs.submit(REBUILD, actor, work, target=family, detail=detail, what=f"a rebuild of {family}")
+        except BaseException:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def _rebuild(self, ctx: JobContext, actor: str, family: str, path: Path, described: str,
+                 params: ChunkingParams, limit: int | None) -> dict:
+        ctx.progress(phase="reading", docs=0, chunks_total=0, chunks_done=0, final=True)
+        loaded = load_source(path, limit=limit)
+        ctx.progress(phase="chunking", docs=len(loaded.documents), skipped=loaded.skipped[:50], final=True)
+        ctx.check_cancelled()
+
+        def on_progress(p: IngestProgress) -> None:  # once per embedding batch: coarse enough to store every one
+            ctx.progress(collection=p.collection, phase=p.phase, docs=p.docs, chunks_total=p.chunks_total,
+                         chunks_done=p.chunks_done, rate=round(p.rate, 2),
+                         eta_s=round(p.eta_s, 1) if p.eta_s is not None else None, final=True)
+
+        result = self.ingestor.ingest(loaded.documents, actor=actor, family=family, source=described, params=params,
+                                      promote=False, progress=on_progress, cancel=ctx.cancel)
+        ctx.progress(phase="done", collection=result.collection, chunks_total=result.n_chunks,
+                     chunks_done=result.n_chunks, final=True)
+        return {"collection": result.collection, "version": result.version, "reused": result.reused,
+                "n_docs": result.n_docs, "n_chunks": result.n_chunks, "written": result.written,
+                "seconds": round(result.seconds, 2), "skipped": loaded.skipped[:50],
+                "summary": {"collection": result.collection, "chunks": result.n_chunks, "reused": result.reused}}
+
+    def rebuild_job(self, family: str | None = None):  # noqa: ANN201 - Job | None
+        """The running rebuild of the family, else the last one (for the progress panel)."""
+        family = family or self.family
+        return self.jobs.active(REBUILD, family) or self.jobs.latest(REBUILD, family)
+
+    # --- gate -------------------------------------------------------------------------------------
+    def default_gate_dataset(self, collection: str) -> str:
+        """The version's own source folder when it holds queries.jsonl, else the demo's SciFact set."""
+        row = self.registry.get(collection)
+        src = Path(row["source"]) if row and row["source"] and not row["source"].startswith(("upload ", "demo ")) else None
+        for cand in ([src, src.parent] if src else []):
+            if cand is not None and (cand / "queries.jsonl").is_file():
+                return str(cand)
+        demo = Path(self.settings.demo_corpus) / "scifact" if self.settings.demo_corpus else None
+        return str(demo) if demo and (demo / "queries.jsonl").is_file() else ""
+
+    def start_gate(self, actor: str, candidate: str, dataset: str | Path, *, limit: int | None = 50,
+                   max_drop: float = gating.MAX_DROP, policy: str = "default") -> int:
+        """Score `candidate` against the live version of its family in a background job."""
+        row = self.version(candidate)
+        if row["status"] != READY:
+            raise InputError(f"{candidate} is {row['status']}: only a ready version can be gated")
+        baseline = self.live(row["family"])
+        if baseline == candidate:
+            raise InputError(f"{candidate} is already live: gate a new version against it")
+        queries = gating.load_gate_queries(Path(dataset), limit)
+        pol = self.policies.get(policy)
+
+        def work(ctx: JobContext) -> dict:
+            res = self._gate(ctx, actor, row["family"], candidate, baseline, str(dataset), queries, pol, max_drop)
+            return {**res.as_json(), "summary": {"passed": res.passed, "baseline": baseline,
+                                                  "ndcg@10": res.metrics["candidate"]["ndcg@10"]}}
+
+        return self.jobs.submit(GATE, actor, work, target=candidate, what=f"a gate of {candidate}",
+                                detail={"dataset": str(dataset), "baseline": baseline, "limit": limit})
+
+    def _gate(self, ctx: JobContext, actor: str, family: str, candidate: str, baseline: str | None, dataset: str,
+              queries: list[dict], pol, max_drop: float) -> gating.GateResult:  # noqa: ANN001 - Policy
+        collections = [candidate] + ([baseline] if baseline else [])
+        ctx.progress(phase="checking gold documents", done=0, total=len(queries) * len(collections), final=True)
+        usable = gating.answerable(self.store, collections, queries)
+        if not usable:
+            raise InputError(f"none of the {len(queries)} queries in {dataset} has a gold document in {', '.join(collections)}")
+        total = len(usable) * len(collections)
+        metrics: dict[str, dict[str, float] | None] = {"candidate": None, "baseline": None}
+        for i, (role, coll) in enumerate(zip(("candidate", "baseline"), collections)):
+            ctx.check_cancelled()
+            metrics[role] = gating.evaluate_collection(
+                self.engine, coll, usable, pol,
+                progress=lambda n, i=i, coll=coll: ctx.progress(phase=f"querying {coll}", done=i * len(usable) + n, total=total))
+        passed, reasons = gating.verdict(metrics["candidate"], metrics["baseline"], max_drop)  # type: ignore[arg-type]
+        result = gating.GateResult(candidate, baseline, dataset, len(usable), len(queries) - len(usable), metrics,
+                                   passed, reasons, max_drop)
+        with self.db.begin() as conn:
+            conn.execute(index_gates.insert().values(
+                ts=utcnow(), actor=actor, family=family, candidate=candidate, baseline=baseline, dataset=dataset,
+                n_queries=result.n_queries, metrics=metrics, passed=passed, reasons=reasons))
+        ctx.progress(phase="done", done=total, total=total, final=True)
+        return result
+
+    def latest_gate(self, candidate: str) -> StoredGate | None:
+        with self.db.connect() as conn:
+            row = conn.execute(sa.select(index_gates).where(index_gates.c.candidate == candidate)
+                               .order_by(index_gates.c.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        r = row._mapping
+        res = gating.GateResult(r["candidate"], r["baseline"], r["dataset"], r["n_queries"], 0, r["metrics"],
+                                bool(r["passed"]), list(r["reasons"]))
+        family = (self.registry.get(candidate) or {}).get("family", self.family)
+        return StoredGate(res, r["ts"], r["actor"], self.live(family))
+
+    def gate_job(self, candidate: str):  # noqa: ANN201 - Job | None
+        return self.jobs.active(GATE, candidate) or self.jobs.latest(GATE, candidate)
+
+    # --- promote / rollback -----------------------------------------------------------------------
+    def _promotable(self, collection: str) -> dict:
+        row = self.version(collection)
+        if row["status"] != READY:
+            why = f": {row['error']}" if row["error"] else ""
+            raise InputError(f"{collection} is {row['status']}{why}; only a ready version can be promoted")
+        if collection not in self.store.collections():
+            raise NotFoundError(f"{collection} is in the registry but not in the vector store")
+        model = self.engine.embedder.name
+        if row["embedding_model"] != model:
+            raise InputError(f"{collection} was embedded with {row['embedding_model']}, but queries are embedded with "
+                             f"{model}: rebuild it with the current model")
+        return row
+
+    def promote(self, actor: str, collection: str, *, alias: str | None = None, reason: str = "",
+                require_gate: bool = False) -> AliasChange:
+        """Point the alias at `collection` in one atomic update_collection_aliases call."""
+        with self.audit.action(actor, "index.promote", collection, reason=reason) as extra:
+            row = self._promotable(collection)
+            alias = alias or row["family"]
+            extra["alias"] = alias
+            if self.live(alias) == collection:
+                raise InputError(f"{alias} already points at {collection}")
+            if require_gate:
+                stored = self.latest_gate(collection)
+                if stored is None or not stored.result.passed or stored.stale:
+                    state = "no gate run" if stored is None else ("a stale gate (the live version changed)" if stored.stale
+                                                                  else "a failed gate")
+                    raise InputError(f"{collection} has {state}; run the gate first or promote without --require-gate")
+            return self._swap(actor, alias, collection, "promote", reason, extra)
+
+    def _swap(self, actor: str, alias: str, collection: str, action: str, reason: str, extra: dict) -> AliasChange:
+        previous = self.store.point_alias(alias, collection)
+        extra["from"] = previous
+        with self.db.begin() as conn:
+            conn.execute(alias_history.insert().values(ts=utcnow(), actor=actor, alias=alias, from_collection=previous,
+                                                       to_collection=collection, action=action, reason=reason))
+        return AliasChange(alias, previous, collection, action)
+
+    def history(self, alias: str | None = None, limit: int = 200) -> list[dict]:
+        """Alias changes, newest first."""
+        q = sa.select(alias_history).order_by(alias_history.c.id.desc()).limit(limit)
+        if alias:
+            q = q.where(alias_history.c.alias == alias)
+        with self.db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def rollback_target(self, alias: str | None = None) -> str | None:
+        """The version the alias pointed at before the current one (replaying promotes and
+        rollbacks as a stack), else the newest ready version older than the live one."""
+        alias = alias or self.family
+        live = self.live(alias)
+        if live is None:
+            return None
+        ready = {r["collection"]: r for r in self.registry.list() if r["status"] == READY}
+        in_store = set(self.store.collections())
+        ok = lambda c: c != live and c in ready and c in in_store  # noqa: E731
+        hist = list(reversed(self.history(alias, limit=10_000)))
+        if hist and hist[-1]["to_collection"] == live:
+            stack: list[str] = []
+            for e in hist:
+                if e["action"] == "rollback":
+                    if stack:
+                        stack.pop()
+                elif e["from_collection"]:
+                    stack.append(e["from_collection"])
+            for c in reversed(stack):
+                if ok(c):
+                    return c
+            return None
+        live_row = ready.get(live) or self.registry.get(live)
+        older = [r for r in ready.values() if live_row and r["family"] == live_row["family"]
+                 and r["version"] < live_row["version"] and ok(r["collection"])]
+        return max(older, key=lambda r: r["version"])["collection"] if older else None
+
+    def rollback(self, actor: str, *, alias: str | None = None, reason: str = "") -> AliasChange:
+        """Point the alias back at the previous version in one atomic call."""
+        alias = alias or self.family
+        with self.audit.action(actor, "index.rollback", alias, reason=reason) as extra:
+            target = self.rollback_target(alias)
+            if target is None:
+                raise InputError(f"{alias} has no earlier ready version to roll back to")
+            self._promotable(target)
+            extra["to"] = target
+            return self._swap(actor, alias, target, "rollback", reason, extra)
+
+    # --- delete -----------------------------------------------------------------------------------
+    def delete(self, actor: str, collection: str) -> None:
+        """Drop a version's collection (never one an alias points at); its registry row stays as
+        'deleted' so its name is never reused and the history stays readable."""
+        with self.audit.action(actor, "index.delete", collection) as extra:
+            row = self.registry.get(collection)
+            exists = collection in self.store.collections()
+            if (row is None or row["status"] == DELETED) and not exists:
+                raise NotFoundError(f"unknown index version '{collection}'")
+            pointing = sorted(a for a, c in self.store.aliases().items() if c == collection)
+            if pointing:
+                raise InputError(f"{collection} is live behind {', '.join(pointing)}: promote another version first")
+            if row and row["status"] == BUILDING and self.jobs.active(REBUILD, row["family"]) is not None:
+                raise InputError(f"{collection} is being built: cancel the rebuild job first")
+            extra.update(status=row["status"] if row else "unregistered", points=self.store.count(collection) if exists else 0)
+            if exists:
+                self.store.delete_collection(collection)
+            if row:
+                self.registry.update(collection, status=DELETED, error=f"deleted by {actor} at {utcnow():%Y-%m-%d %H:%M} UTC")
+
+    # --- audit ------------------------------------------------------------------------------------
+    def audit_log(self, limit: int = 100) -> list[dict]:
+        """Recent admin actions (index, job and snapshot), newest first."""
+        cond = sa.or_(*[audit_log.c.action.startswith(p) for p in ADMIN_ACTIONS])
+        q = sa.select(audit_log).where(cond).order_by(audit_log.c.id.desc()).limit(limit)
+        with self.db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]

@@ -1,0 +1,145 @@
+"""The background job runner on SQLite and a real PostgreSQL: progress kept in the database,
+cancel by flag (also from another runner), failures as a status, one active job per lock,
+and jobs of a dead process marked failed at the next start."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from backend.audit import AuditLog
+from backend.db import make_engine, migrate, utcnow
+from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobConflict, JobContext, JobRunner, jobs
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.engine.Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'console.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database(f"j_{abs(hash(request.node.name)) % 10**8}")
+    engine = make_engine(url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def runner(db: sa.engine.Engine) -> Iterator[JobRunner]:
+    r = JobRunner(db, AuditLog(db))
+    yield r
+    r.shutdown()
+
+
+def _steps(gate: threading.Event, n: int = 5):  # noqa: ANN202 - a job function
+    def fn(ctx: JobContext) -> dict:
+        for i in range(n):
+            ctx.progress(step=i + 1, of=n, final=True)
+            if i == 1:
+                assert gate.wait(30)
+            ctx.check_cancelled()
+        return {"steps": n, "summary": {"steps": n}}
+    return fn
+
+
+def test_progress_is_stored_and_the_result_kept(runner: JobRunner, db: sa.engine.Engine) -> None:
+    gate = threading.Event()
+    job_id = runner.submit("demo.job", "ann", _steps(gate), target="t1", detail={"why": "test"})
+    for _ in range(100):  # the job pauses after step 2: the database shows it mid-run
+        job = runner.get(job_id)
+        if job.progress.get("step") == 2:
+            break
+        threading.Event().wait(0.05)
+    assert job.status == RUNNING and job.progress == {"step": 2, "of": 5} and job.actor == "ann"
+    other = JobRunner(db, AuditLog(db))  # another session/process reading the same database
+    assert other.get(job_id).progress["step"] == 2 and other.recovered == []  # a live job is not "stale"
+    gate.set()
+    done = runner.wait(job_id, timeout=30)
+    assert done.status == DONE and done.result["steps"] == 5 and done.finished_at is not None and done.error == ""
+    audit = [(a["action"], a["result"]) for a in AuditLog(db).recent(10)]
+    assert ("demo.job", "started") in audit and ("demo.job", "ok") in audit
+    ok = next(a for a in AuditLog(db).recent(10) if a["result"] == "ok")
+    assert ok["detail"]["summary"] == {"steps": 5}
+    other.shutdown()
+
+
+def test_a_failing_job_is_failed_and_frees_its_lock(runner: JobRunner) -> None:
+    def boom(ctx: JobContext) -> dict:
+        ctx.progress(phase="working", final=True)
+        raise ValueError("disk on fire")
+
+    job = runner.wait(runner.submit("demo.job", "ann", boom, target="t"), timeout=30)
+    assert job.status == FAILED and "disk on fire" in job.error and job.progress["phase"] == "working"
+    again = runner.wait(runner.submit("demo.job", "ann", lambda ctx: {"ok": True}, target="t"), timeout=30)
+    assert again.status == DONE
+
+
+def test_one_active_job_per_lock(runner: JobRunner) -> None:
+    gate = threading.Event()
+    first = runner.submit("demo.job", "ann", _steps(gate), target="fam")
+    with pytest.raises(JobConflict, match=rf"already running \(job {first}, started by ann"):
+        runner.submit("demo.job", "bob", _steps(gate), target="fam")
+    other = runner.submit("demo.job", "bob", lambda ctx: None, target="other-fam")  # another target is fine
+    assert runner.wait(other, timeout=30).status == DONE
+    gate.set()
+    assert runner.wait(first, timeout=30).status == DONE
+
+
+def test_cancel_from_this_runner_and_from_another(runner: JobRunner, db: sa.engine.Engine) -> None:
+    gate = threading.Event()
+    job_id = runner.submit("demo.job", "ann", _steps(gate), target="a")
+    runner.cancel(job_id, "bob")
+    gate.set()
+    job = runner.wait(job_id, timeout=30)
+    assert job.status == CANCELLED and job.error == "cancelled by request"
+
+    # Another process only sets the flag in the database; the job sees it at its next progress write.
+    gate2 = threading.Event()
+    job_id = runner.submit("demo.job", "ann", _steps(gate2), target="b")
+    remote = JobRunner(db, AuditLog(db))
+    remote.cancel(job_id, "carol")
+    gate2.set()
+    assert runner.wait(job_id, timeout=30).status == CANCELLED
+    with pytest.raises(Exception, match="already ended"):
+        remote.cancel(job_id, "carol")
+    assert ("job.cancel", "ok") in [(a["action"], a["result"]) for a in AuditLog(db).recent(20)]
+    remote.shutdown()
+
+
+def _insert(db: sa.engine.Engine, owner: str, heartbeat_age_s: float = 0, status: str = RUNNING) -> int:
+    now = utcnow()
+    with db.begin() as conn:
+        return int(conn.execute(jobs.insert().values(
+            kind="index.rebuild", target=f"fam-{owner}", lock_key=f"index.rebuild:fam-{owner}", status=status,
+            progress={"phase": "embedding"}, detail={}, actor="ann", owner=owner, created_at=now, started_at=now,
+            heartbeat_at=now - timedelta(seconds=heartbeat_age_s))).inserted_primary_key[0])
+
+
+def test_jobs_of_a_dead_process_are_marked_failed_at_startup(db: sa.engine.Engine) -> None:
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited and been reaped
+    crashed = _insert(db, f"{host}:{dead_pid}:abc")
+    alive = _insert(db, f"{host}:1:def")  # pid 1 is alive (and not ours)
+    far_stale = _insert(db, "other-host:42:x", heartbeat_age_s=3600)
+    far_fresh = _insert(db, "other-host:43:y", heartbeat_age_s=5)
+    runner = JobRunner(db, AuditLog(db))
+    try:
+        assert {j.id for j in runner.recovered} == {crashed, far_stale}
+        job = runner.get(crashed)
+        assert job.status == FAILED and f"process {dead_pid}" in job.error and "marked failed at startup" in job.error
+        assert "no heartbeat" in runner.get(far_stale).error
+        assert runner.get(alive).status == RUNNING and runner.get(far_fresh).status == RUNNING
+        # The lock of the dead job is free again: a new job for that target starts.
+        new = runner.submit("index.rebuild", "ann", lambda ctx: None, target=f"fam-{host}:{dead_pid}:abc")
+        assert runner.wait(new, timeout=30).status == DONE
+        assert any(a["actor"] == "system" and a["result"] == "error" for a in AuditLog(db).recent(20))
+    finally:
+        runner.shutdown()

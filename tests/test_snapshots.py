@@ -1,0 +1,176 @@
+"""Portable snapshots on a real local Qdrant store: snapshot → delete → restore gives the same
+points, ids, payloads and search results in a new version; corrupted, truncated or tampered
+files are refused with a clear message and change nothing."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from backend.errors import InputError, NotFoundError
+from backend.policy import Policy
+from backend.services import Services
+from backend.snapshots import SnapshotError
+from test_index_admin_support import TOPICS, fresh_services, write_dataset, write_folder
+
+ALIAS = "rag_chunks"
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    root = tmp_path_factory.mktemp("snapshots")
+    s = fresh_services(root / "data")
+    live = s.jobs.wait(s.index_admin.start_rebuild("ann", source=write_folder(root / "docs")), 120).result["collection"]
+    s.index_admin.promote("ann", live)
+    shadow = s.jobs.wait(s.index_admin.start_rebuild("ann", source=write_dataset(root / "set")), 120)
+    assert shadow.status == "done", shadow.error
+    yield s
+    s.close()
+
+
+def live_and_shadow(svc: Services) -> tuple[str, str]:
+    live = svc.index_admin.live()
+    shadow = next(v.collection for v in svc.index_admin.versions() if not v.live and v.status == "ready")
+    return live, shadow
+
+
+def points(svc: Services, collection: str) -> dict:
+    recs, _ = svc.store.client.scroll(collection, limit=1000, with_payload=True, with_vectors=True)
+    return {str(r.id): r for r in recs}
+
+
+def search(svc: Services, collection: str) -> list[list[tuple[str, float | None, float | None]]]:
+    out = []
+    for _, question in list(TOPICS.values())[:4]:
+        r = svc.engine.retrieve(question, Policy(index=collection, top_k=5))
+        out.append([(s.point_id, s.scores["dense"], s.scores["sparse"]) for s in r.sources])
+    return out
+
+
+def state(svc: Services) -> tuple:
+    """Everything a refused restore must leave as it was."""
+    return (svc.store.collections(), svc.store.aliases(), [(r["collection"], r["status"]) for r in svc.registry.list()],
+            [s.id for s in svc.snapshots.list()], sorted(p.name for p in svc.snapshots.dir.iterdir()))
+
+
+def test_round_trip_snapshot_delete_restore(svc: Services) -> None:
+    live, shadow = live_and_shadow(svc)
+    before_points, before_search = points(svc, shadow), search(svc, shadow)
+    row = svc.registry.get(shadow)
+    snap = svc.snapshots.create("ann", shadow)
+    assert snap.kind == "portable" and snap.n_points == len(before_points) == len(TOPICS) and Path(snap.path).is_file()
+    assert snap.aliases == [] and snap.meta["version"]["fingerprint"] == row["fingerprint"]
+    assert svc.snapshots.read_bytes(snap.id) == Path(snap.path).read_bytes()  # the download
+
+    svc.index_admin.delete("ann", shadow)
+    assert shadow not in svc.store.collections()
+    restored = svc.snapshots.restore("bob", snapshot_id=snap.id)
+    new = restored.collection
+    assert new != shadow and new.startswith(f"{ALIAS}_v") and restored.n_points == len(TOPICS)
+    after = points(svc, new)
+    assert set(after) == set(before_points)
+    for pid, rec in after.items():
+        old = before_points[pid]
+        assert rec.payload == old.payload
+        assert rec.vector["sparse"] == old.vector["sparse"]
+        assert rec.vector["dense"] == pytest.approx(old.vector["dense"], abs=1e-6)
+    after_search = search(svc, new)
+    assert [[p for p, _, _ in q] for q in after_search] == [[p for p, _, _ in q] for q in before_search]
+    for q_after, q_before in zip(after_search, before_search):
+        for (_, d1, s1), (_, d2, s2) in zip(q_after, q_before):
+            assert d1 == pytest.approx(d2, abs=1e-5) and s1 == pytest.approx(s2, abs=1e-5)
+
+    new_row = svc.registry.get(new)
+    assert new_row["status"] == "ready" and new_row["fingerprint"] == row["fingerprint"] and new_row["params"] == row["params"]
+    assert new_row["source"].startswith(f"snapshot {snap.name}") and new_row["created_by"] == "bob"
+    assert svc.index_admin.live() == live  # a restore never touches the live alias
+    svc.index_admin.promote("bob", new, reason="restored")  # a restored version promotes like any other
+    assert svc.engine.retrieve("Is a Qdrant alias swap atomic?", Policy()).collection == new
+    svc.index_admin.rollback("bob")
+    actions = [(a["action"], a["result"]) for a in svc.audit.recent(20)]
+    assert ("snapshot.create", "ok") in actions and ("snapshot.restore", "ok") in actions
+
+
+def test_snapshot_records_the_aliases_of_the_live_version(svc: Services) -> None:
+    live, _ = live_and_shadow(svc)
+    snap = svc.snapshots.create("ann", live)
+    assert snap.aliases == [ALIAS]
+    with gzip.open(snap.path, "rt") as fh:
+        header = json.loads(fh.readline())
+    assert header["aliases"] == [ALIAS] and header["collection"] == live and header["config"]["vectors"]["dense"]["size"] == 384
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001 - edit(lines) -> lines
+    with gzip.open(src, "rt", encoding="utf-8") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    with gzip.open(dst, "wt", encoding="utf-8") as fh:
+        fh.writelines(edit(lines))
+    return dst
+
+
+def _tamper(lines: list[str]) -> list[str]:
+    point = json.loads(lines[2])
+    point["payload"]["text"] = "Injected text."
+    return [lines[0], lines[1], json.dumps(point) + "\n", *lines[3:]]
+
+
+def _flip(src: Path, dst: Path) -> None:
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dst.write_bytes(bytes(data))
+
+
+CASES = {
+    "flipped byte": ("corrupted", _flip),
+    "cut in half": ("truncated|corrupted", lambda src, dst: dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2])),
+    "tampered payload": ("fails its checksum", lambda src, dst: _rewrite(src, dst, _tamper)),
+    "end line missing": (r"truncated \(no end line", lambda src, dst: _rewrite(src, dst, lambda ls: ls[:-1])),
+    "a point missing": ("announces 10 points but holds 9", lambda src, dst: _rewrite(src, dst, lambda ls: ls[:3] + ls[4:])),
+    "not a snapshot": ("not an index snapshot", lambda src, dst: _rewrite(src, dst, lambda ls: ['{"hello": 1}\n'])),
+    "plain text": ("corrupted", lambda src, dst: dst.write_text("just text, not gzip")),
+    "empty": ("is empty", lambda src, dst: dst.write_bytes(gzip.compress(b""))),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_damaged_snapshot_is_refused_and_nothing_changes(svc: Services, tmp_path: Path, case: str) -> None:
+    _, shadow = live_and_shadow(svc)
+    good = svc.snapshots.list(shadow)[0] if svc.snapshots.list(shadow) else svc.snapshots.create("ann", shadow)
+    message, damage = CASES[case]
+    bad = tmp_path / f"damaged{''.join(Path(good.path).suffixes)}"
+    damage(Path(good.path), bad)
+    before = state(svc)
+    with pytest.raises(SnapshotError, match=message) as err:
+        svc.snapshots.restore("mallory", path=bad)
+    assert "snapshot:" in str(err.value)
+    with pytest.raises(SnapshotError, match=message):
+        svc.snapshots.import_file("mallory", bad.name, bad.read_bytes())  # the same file uploaded in the console
+    assert state(svc) == before
+    assert svc.audit.recent(1)[0]["action"] == "snapshot.restore" and svc.audit.recent(1)[0]["result"] == "error"
+
+
+def test_uploaded_snapshot_restores_and_joins_the_list(svc: Services) -> None:
+    _, shadow = live_and_shadow(svc)
+    snap = svc.snapshots.create("ann", shadow)
+    result = svc.snapshots.import_file("carol", "from-prod.ragsnap.jsonl.gz", Path(snap.path).read_bytes())
+    assert result.n_points == len(TOPICS) and result.source_collection == shadow
+    assert svc.registry.get(result.collection)["status"] == "ready"
+    listed = svc.snapshots.list()[0]
+    assert listed.name.endswith("from-prod.ragsnap.jsonl.gz") and listed.created_by == "carol" and listed.n_points == len(TOPICS)
+    svc.snapshots.delete("carol", listed.id)
+    assert not Path(listed.path).exists() and listed.id not in [s.id for s in svc.snapshots.list()]
+
+
+def test_snapshot_bad_input(svc: Services) -> None:
+    _, shadow = live_and_shadow(svc)
+    with pytest.raises(NotFoundError):
+        svc.snapshots.create("ann", "rag_chunks_v404")
+    with pytest.raises(NotFoundError):
+        svc.snapshots.restore("ann", snapshot_id=404)
+    with pytest.raises(InputError, match="need a Qdrant server"):
+        svc.snapshots.create("ann", shadow, kind="native")
+    with pytest.raises(InputError, match="either a snapshot id or a snapshot file"):
+        svc.snapshots.restore("ann")
