@@ -6,9 +6,12 @@ Retrieval metrics are computed here from the gold references, at document level 
 so a run over a data set imported as a golden set reproduces the CLI's numbers."""
 from __future__ import annotations
 
+import csv
+import io
+import json
 import threading
 import time
-from typing import Callable
+from typing import Callable, Literal
 
 import sqlalchemy as sa
 from qdrant_client import models
@@ -21,12 +24,14 @@ from backend.errors import InputError, NotFoundError, RagError
 from backend.eval_stats import bootstrap_ci, paired_bootstrap
 from backend.evaluation import mrr_at, ndcg_at, ranking_policy, recall_at
 from backend.golden import GoldenSets, GoldItem, GoldRef
+from backend.jobs import JobContext, JobRunner
 from backend.policy import Policy
 from backend.quality_metrics import answer_metrics
 from backend.vectorstore import VectorStore
 
 TS = sa.DateTime(timezone=True)
 HEADLINE = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
+EVAL_JOB = "eval.run"  # the JobRunner kind of a background evaluation run
 
 eval_runs = sa.Table(
     "eval_runs", metadata,
@@ -191,6 +196,34 @@ class EvalRuns:
                     gold=gold, retrieved=retrieved, answer=answer, answer_kind=kind,
                     reference_answer=item.reference_answer, latency_ms=latency, tokens=tokens, cost_usd=cost)
 
+    # --- background runs (the console's run viewer) ------------------------------------------------
+    def start_job(self, jobs: JobRunner, set_name: str, policy: Policy, actor: str, *, version: int | None = None,
+                  index: str | None = None, generate: bool = True) -> int:
+        """Start `run` as a background job (kind `eval.run`): its progress (done/total items) and cancel
+        flag live in the job's row, so a reload or another tab follows it. The set version and the index
+        are checked first, so a mistake is refused at once instead of becoming a failed job. Returns the
+        job id; the finished job's result holds the run id."""
+        gversion, _ = self._golden.version_items(set_name, version)
+        collection = self._store.resolve(index or self._engine.index_of(policy))
+        target = f"{set_name} v{gversion} · {policy.label()} · {collection}"
+        detail = {"golden_set": set_name, "version": gversion, "policy": policy.label(), "index": index or "",
+                  "collection": collection, "generate": generate}
+
+        def work(ctx: JobContext) -> dict:
+            ctx.progress(done=0, total=0, final=True)
+            run_id = self.run(set_name, policy, actor, version=gversion, index=index, generate=generate, cancel=ctx.cancel,
+                              progress=lambda done, total: ctx.progress(done=done, total=total, final=done == total))
+            metrics = self.get(run_id)["metrics"]
+            return {"run_id": run_id,
+                    "summary": {"run_id": run_id, **{k: round(metrics[k]["mean"], 4) for k in HEADLINE if k in metrics}}}
+
+        return jobs.submit(EVAL_JOB, actor, work, target=target, detail=detail, what=f"an evaluation run of {target}")
+
+    def reference_contexts(self, collection: str, items: list[GoldItem]) -> list[list[str]]:
+        """Per item, the texts of `collection`'s chunks that cover its gold references (ragas export)."""
+        resolved = self.resolve_references(collection, items)
+        return [[t for r in i.references for t in resolved[_ref_key(r)]] for i in items]
+
     # --- reading --------------------------------------------------------------------------------
     def list(self, limit: int = 200) -> list[dict]:
         with self._db.connect() as conn:
@@ -272,3 +305,42 @@ def aggregate(rows: list[dict]) -> dict[str, dict[str, float]]:
         mean, low, high = bootstrap_ci(values)
         out[name] = {"mean": mean, "low": low, "high": high, "n": len(values)}
     return out
+
+
+# --- exports (the console's run viewer) -------------------------------------------------------------
+def _flat_item(row: dict) -> dict:
+    gold = "; ".join(f"{g['key']}={g['rank'] if g['rank'] is not None else '-'}" for g in row["gold"])
+    return {"idx": row["idx"], "key": row["key"], "question": row["question"], **row["metrics"], "gold_ranks": gold,
+            "top10_docs": " ".join(list(dict.fromkeys(r["doc_id"] for r in row["retrieved"]))[:10]),
+            "answer": row["answer"], "answer_kind": row["answer_kind"], "reference_answer": row["reference_answer"],
+            "latency_ms": round(row["latency_ms"], 2), "tokens": row["tokens"], "cost_usd": row["cost_usd"]}
+
+
+def _csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    w = csv.DictWriter(out, fieldnames=names)
+    w.writeheader()
+    w.writerows(rows)
+    return out.getvalue()
+
+
+def export_run_json(run: dict, items: list[dict]) -> str:
+    """A run and its items as one JSON document (what `eval_runs` and `eval_run_items` hold)."""
+    return json.dumps({"run": run, "items": items}, default=str, ensure_ascii=False, indent=2)
+
+
+def export_run_csv(items: list[dict]) -> str:
+    """One row per item: every per-item metric, gold ranks, top-10 documents, answer, latency, cost."""
+    return _csv([_flat_item(r) for r in items])
+
+
+def export_diff_json(diff: dict) -> str:
+    return json.dumps(diff, default=str, ensure_ascii=False, indent=2)
+
+
+def export_diff_csv(diff: dict, part: Literal["items", "metrics"] = "items") -> str:
+    """One row per item (change, delta, gold moves), or one row per metric (delta, 95% CI, p-value)."""
+    if part == "metrics":
+        return _csv([{"metric": m, **d} for m, d in diff["metrics"].items()])
+    return _csv(diff["items"])

@@ -11,15 +11,19 @@ import hashlib
 import io
 import json
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field, ValidationError, field_validator
+from qdrant_client import models
 from sqlalchemy.engine import Engine
 
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from backend.vectorstore import VectorStore
 
 Status = Literal["draft", "approved", "rejected"]
 TS = sa.DateTime(timezone=True)
@@ -335,3 +339,35 @@ def export_csv(items: list[dict | GoldItem]) -> str:
         ids = "|".join(r.doc_id if r.end is None else f"{r.doc_id}:{r.start}-{r.end}" for r in g.references)
         w.writerow([g.question, ids, g.reference_answer, ",".join(g.tags)])
     return out.getvalue()
+
+
+def export_ragas(items: list[dict | GoldItem], contexts: list[list[str]] | None = None) -> str:
+    """JSONL that `ragas.EvaluationDataset.from_jsonl` reads: user_input, reference (the reference
+    answer), reference_contexts (the texts of the gold spans: `contexts[i]` when the caller resolved
+    them on an index, else each reference's stored quote) and reference_context_ids."""
+    out = []
+    for n, i in enumerate(items):
+        g = i if isinstance(i, GoldItem) else GoldItem.model_validate(i)
+        texts = contexts[n] if contexts is not None and contexts[n] else [r.quote for r in g.references if r.quote]
+        ids = [r.doc_id if r.end is None else f"{r.doc_id}:{r.start}-{r.end}" for r in g.references]
+        out.append(json.dumps({"user_input": g.question, "reference": g.reference_answer, "reference_contexts": texts,
+                               "reference_context_ids": ids}, ensure_ascii=False) + "\n")
+    return "".join(out)
+
+
+def neighbour_chunks(store: "VectorStore", collection: str, doc_id: str, start: int, n: int = 1) -> dict[str, list[dict]]:
+    """The `n` chunks of the same document just before and just after the chunk starting at `start`, in
+    document order (payload dicts), so an annotator can widen a ticked chunk to its context."""
+    flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+    chunks: list[dict] = []
+    offset = None
+    while True:
+        points, offset = store.client.scroll(collection, scroll_filter=flt, limit=256, offset=offset,
+                                             with_payload=True, with_vectors=False)
+        chunks.extend({**(p.payload or {}), "point_id": str(p.id)} for p in points)
+        if offset is None:
+            break
+    chunks.sort(key=lambda c: (int(c.get("start", 0)), int(c.get("end", 0))))
+    before = [c for c in chunks if int(c.get("start", 0)) < start]
+    after = [c for c in chunks if int(c.get("start", 0)) > start]
+    return {"before": before[-n:] if n else [], "after": after[:n]}

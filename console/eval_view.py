@@ -1,0 +1,516 @@
+"""Sections of the evaluation run viewer: start a run as a background job and follow its progress,
+the runs table and metrics over time, one run's items with filters and drill-down, and the diff of
+two runs. Widget keys are namespaced `runs.*`; the open run, the baseline, the set filter and the
+jobs this browser started are mirrored to the URL (?run=, ?base=, ?set=, ?job=), so a view can be
+linked and a reload finds its running job again.
+
+The table/figure builders at the top are pure functions of backend rows (no Streamlit calls), so
+tests can check what the page shows without a browser."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from backend.errors import RagError
+from backend.eval_runs import EVAL_JOB, HEADLINE, export_diff_csv, export_diff_json, export_run_csv, export_run_json
+from backend.jobs import CANCELLED, DONE, Job, JobRunner
+from backend.services import Services
+from console.auth import current_user
+from console.markup import escape_md
+from console.state import describe
+
+log = logging.getLogger(__name__)
+NS = "runs"
+SS = st.session_state
+STATUS_ICONS = {"done": "✅", "running": "⏳", "failed": "🔴", "cancelled": "⏹️"}
+CHANGE_ICONS = {"improved": "🟢 improved", "regressed": "🔴 regressed", "unchanged": "⚪ unchanged"}
+GOLDEN_PAGE = Path(__file__).resolve().parent.parent / "pages" / "golden_sets.py"
+POLICY_INDEX = "__policy__"  # the index option meaning "the policy's own index (else the live alias)"
+ANSWER_METRICS = ("string_similarity", "rouge_l", "exact_match", "string_presence", "context_recall",
+                  "context_precision", "faithfulness", "answer_relevancy")
+
+
+def key(name: str) -> str:
+    return f"{NS}.{name}"
+
+
+# --- pure builders ------------------------------------------------------------------------------------
+def ci(m: dict | None, digits: int = 3) -> str:
+    """'0.833 [0.667, 1.000]': a mean with its 95% bootstrap interval."""
+    if not m:
+        return ""
+    return f"{m['mean']:.{digits}f} [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
+
+
+def run_label(r: dict) -> str:
+    return (f"#{r['id']} · {r['golden_set']} v{r['golden_version']} · {r['policy']} · {r['collection']} · "
+            f"{r['created_at']:%Y-%m-%d %H:%M}")
+
+
+def runs_rows(runs: list[dict]) -> list[dict]:
+    """The runs table: one row per run, headline metrics as 'mean [95% CI]'."""
+    rows = []
+    for r in runs:
+        index = r["collection"] if r["index"] == r["collection"] else f"{r['index']} → {r['collection']}"
+        rows.append({"run": r["id"], "status": f"{STATUS_ICONS.get(r['status'], '')} {r['status']}",
+                     "set": f"{r['golden_set']} v{r['golden_version']}", "policy": r["policy"], "index": index,
+                     "date": f"{r['created_at']:%Y-%m-%d %H:%M:%S}", "items": f"{r['done_items']}/{r['n_items']}",
+                     **{m: ci(r["metrics"].get(m)) for m in HEADLINE},
+                     "unresolved refs": r["unresolved"], "seconds": round(r["seconds"], 1), "by": r["created_by"],
+                     "error": r["error"]})
+    return rows
+
+
+def metrics_figure(runs: list[dict], set_name: str, metrics: list[str]) -> go.Figure:
+    """Each metric's mean over the finished runs of one set, with its 95% interval as error bars."""
+    done = sorted((r for r in runs if r["golden_set"] == set_name and r["status"] == "done"), key=lambda r: r["created_at"])
+    fig = go.Figure()
+    for m in metrics:
+        pts = [r for r in done if m in r["metrics"]]
+        if not pts:
+            continue
+        mean = [r["metrics"][m]["mean"] for r in pts]
+        fig.add_trace(go.Scatter(
+            x=[r["created_at"] for r in pts], y=mean, mode="lines+markers", name=m,
+            error_y={"type": "data", "symmetric": False, "array": [r["metrics"][m]["high"] - v for r, v in zip(pts, mean)],
+                     "arrayminus": [v - r["metrics"][m]["low"] for r, v in zip(pts, mean)], "thickness": 1, "width": 4},
+            customdata=[[r["id"], r["policy"], r["collection"], r["golden_version"]] for r in pts],
+            hovertemplate=(f"<b>{m}</b> %{{y:.3f}}<br>run #%{{customdata[0]}} · v%{{customdata[3]}}<br>"
+                           "policy %{customdata[1]}<br>%{customdata[2]}<extra></extra>")))
+    fig.update_layout(title={"text": f"{set_name}: metrics over time (95% CI)", "font": {"size": 15}}, height=340,
+                      margin={"l": 10, "r": 10, "t": 60, "b": 10}, yaxis={"range": [0, 1.05], "title": "mean"},
+                      xaxis={"title": None},
+                      legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
+                      hovermode="closest")
+    return fig
+
+
+def gold_ranks(item: dict) -> str:
+    return "; ".join(f"{g['doc_id']}: {'rank ' + str(g['rank']) if g['rank'] else 'not found'}" for g in item["gold"])
+
+
+def filter_items(items: list[dict], misses: bool = False, unresolved: bool = False, low_metric: str | None = None,
+                 threshold: float = 0.5) -> list[dict]:
+    """Misses: hit@10 == 0. Unresolved: a gold reference that no chunk of the run's index covers.
+    Low metric: the item has the metric and it is under the threshold."""
+    out = items
+    if misses:
+        out = [i for i in out if i["metrics"].get("hit@10", 0) == 0]
+    if unresolved:
+        out = [i for i in out if i["metrics"].get("unresolved_refs", 0) > 0]
+    if low_metric:
+        out = [i for i in out if low_metric in i["metrics"] and i["metrics"][low_metric] < threshold]
+    return out
+
+
+def item_rows(items: list[dict]) -> list[dict]:
+    extra = [m for m in ANSWER_METRICS if any(m in i["metrics"] for i in items)]
+    return [{"#": i["idx"] + 1, "question": i["question"], "hit@10": "✅" if i["metrics"].get("hit@10") else "❌",
+             **{m: i["metrics"].get(m) for m in ("recall@10", "ndcg@10", "mrr@10")},
+             **{m: i["metrics"].get(m) for m in extra},
+             "gold ranks": gold_ranks(i), "unresolved": i["metrics"].get("unresolved_refs", 0),
+             "latency ms": round(i["latency_ms"], 1)} for i in items]
+
+
+def diff_metric_rows(diff: dict, base: dict, run: dict) -> list[dict]:
+    """Per metric: baseline and this run's means, the paired delta with its 95% CI and p-value."""
+    rows = []
+    for m, d in diff["metrics"].items():
+        significant = d["p_value"] < 0.05 and (d["low"] > 0 or d["high"] < 0)
+        verdict = ("▲ better" if d["delta"] > 0 else "▼ worse") if significant else "≈ no significant change"
+        rows.append({"metric": m, "baseline": (base["metrics"].get(m) or {}).get("mean"),
+                     "this run": (run["metrics"].get(m) or {}).get("mean"), "delta": d["delta"],
+                     "95% CI": f"[{d['low']:+.3f}, {d['high']:+.3f}]", "p-value": d["p_value"], "verdict": verdict})
+    return sorted(rows, key=lambda r: (r["metric"] not in HEADLINE, r["metric"]))
+
+
+def diff_item_rows(diff: dict, changed_only: bool) -> pd.DataFrame:
+    """One row per shared item (or per changed item): its change, the primary metric in the baseline
+    and in this run, and every gold reference's movement. Keeps its columns when no row is left."""
+    columns = ["change", "question", "baseline", "this run", "delta", "gold moves (baseline → this run)"]
+    p = diff["primary"]
+    rows = [[CHANGE_ICONS[r["change"]], r["question"], r[f"{p} A"], r[f"{p} B"], r["delta"], r["gold moves"]]
+            for r in diff["items"] if not changed_only or r["change"] != "unchanged"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --- URL mirroring -------------------------------------------------------------------------------
+def _from_url(name: str, param: str, options: list, cast: Callable[[str], Any], default: Any = None) -> None:
+    """First visit of a session: the widget starts at the URL's value when it is a valid option."""
+    if key(name) in SS and (SS[key(name)] in options or (SS[key(name)] is None and default is None)):
+        return
+    raw = st.query_params.get(param)
+    try:
+        value = cast(raw) if raw not in (None, "") else default
+    except ValueError:
+        value = default
+    SS[key(name)] = value if value in options else default
+    _to_url(name, param)
+
+
+def _to_url(name: str, param: str) -> None:
+    value = SS.get(key(name))
+    if value is None:
+        st.query_params.pop(param, None)
+    else:
+        st.query_params[param] = str(value)
+
+
+def _flash(kind: str, message: str) -> None:
+    SS.setdefault(key("flash"), []).append((kind, message))
+
+
+def flash() -> None:
+    """Outcomes of the last actions, in a container that is there even when empty, so the elements
+    below keep their place between reruns."""
+    with st.container():
+        for kind, message in SS.pop(key("flash"), []):
+            getattr(st, kind)(message, icon={"success": "🏁", "error": "🛑", "warning": "⏹️", "info": "▶️"}.get(kind))
+
+
+# --- start a run, follow its job ---------------------------------------------------------------
+def _my_jobs() -> list[int]:
+    """Jobs started from this browser (kept in ?job= so a reload follows them)."""
+    if key("jobs") not in SS:
+        raw = st.query_params.get("job", "")
+        SS[key("jobs")] = [int(j) for j in raw.split(",") if j.strip().isdigit()]
+    return SS[key("jobs")]
+
+
+def _save_jobs(ids: list[int]) -> None:
+    SS[key("jobs")] = ids
+    if ids:
+        st.query_params["job"] = ",".join(map(str, ids))
+    else:
+        st.query_params.pop("job", None)
+
+
+def _on_start(services: Services) -> None:
+    try:
+        name = SS[key("policy")]
+        policy = services.policies.get(name)
+        index = SS.get(key("index"))
+        job_id = services.evals.start_job(services.jobs, SS[key("set")], policy, current_user(),
+                                          version=SS.get(key("version")), index=None if index == POLICY_INDEX else index,
+                                          generate=bool(SS.get(key("generate"), True)))
+    except RagError as exc:
+        _flash("error", f"Not started — {describe(exc)}")
+        return
+    except Exception as exc:  # unexpected: shown briefly, details in the server log
+        log.exception("starting an evaluation run failed")
+        _flash("error", f"Not started — unexpected error: {describe(exc)}")
+        return
+    _save_jobs(_my_jobs() + [job_id])
+    _flash("info", f"Started evaluation job {job_id}: follow its progress here (it survives a reload) or keep working.")
+
+
+def start_form(services: Services, expanded: bool) -> None:
+    sets = [s for s in services.golden.list_sets() if s["latest_version"]]
+    with st.expander("▶️ Start an evaluation run", expanded=expanded):
+        if not sets:
+            st.caption("No frozen golden set yet: annotate and approve items, then freeze a version.")
+            st.page_link(GOLDEN_PAGE, label="Build a golden set", icon="🏷️")
+            return
+        names = [s["name"] for s in sets]
+        if SS.get(key("set")) not in names:  # the set the runs table shows, else the first
+            SS[key("set")] = SS.get(key("filter_set")) if SS.get(key("filter_set")) in names else names[0]
+        latest = {s["name"]: s["latest_version"] for s in sets}
+        versions = list(range(latest[SS[key("set")]], 0, -1))
+        if SS.get(key("version")) not in versions:
+            SS[key("version")] = versions[0]
+        try:
+            policies = {p["name"]: p["versions"] for p in services.policies.list()}
+            collections = services.store.collections()
+        except RagError as exc:
+            st.error(describe(exc), icon="🛑")
+            return
+        alias = services.settings.index_alias
+        c1, c2, c3, c4 = st.columns([3, 1, 2, 3])
+        c1.selectbox("Golden set", names, key=key("set"))
+        c2.selectbox("Version", versions, key=key("version"), format_func=lambda v: f"v{v}")
+        c3.selectbox("Policy", list(dict.fromkeys(["default", *policies])), key=key("policy"),
+                     format_func=lambda n: f"{n} (v{policies[n]})" if n in policies else f"{n} (built-in)",
+                     help="Saved in the chat tester's sidebar (💾 Save as policy)")
+        c4.selectbox("Index", [POLICY_INDEX, alias, *collections], key=key("index"),
+                     format_func=lambda o: "the policy's index (else the live alias)" if o == POLICY_INDEX else
+                     f"{o} (live alias)" if o == alias else o,
+                     help="An alias follows releases; a collection pins one index version")
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.toggle("Answers and answer metrics", value=True, key=key("generate"),
+                      help="Generate an answer per item and score it against the reference answer "
+                           "(string similarity, ROUGE-L, exact match, context recall/precision). Off: retrieval metrics only.")
+            st.button("▶️ Start run", type="primary", key=key("start"), on_click=_on_start, args=(services,))
+
+
+def _job_text(job: Job) -> tuple[float, str]:
+    d = job.detail
+    what = f"**{escape_md(d.get('golden_set', '?'))} v{d.get('version', '?')}** × **{escape_md(d.get('policy', '?'))}** × " \
+           f"`{d.get('collection', '?')}`"
+    total, done = job.progress.get("total") or 0, job.progress.get("done") or 0
+    if not total:
+        return 0.0, f"Job {job.id} · {what} · loading the set and resolving its references… {job.seconds:.0f} s"
+    return done / total, f"Job {job.id} · {what} · item **{done} / {total}** · {job.seconds:.0f} s"
+
+
+@st.fragment(run_every=1)
+def _job_progress(jobs: JobRunner, job_id: int) -> None:
+    """Redraws itself every second from the job's row; reruns the page when the job ends."""
+    job = jobs.get(job_id)
+    if not job.active:
+        st.rerun()
+    fraction, text = _job_text(job)
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.progress(fraction, text=text, width="stretch")
+        if job.cancel_requested:
+            st.caption("⏹️ cancelling after this item…")
+        elif st.button("⏹️ Cancel", key=key(f"cancel.{job_id}")):
+            try:
+                jobs.cancel(job_id, current_user())
+            except RagError as exc:
+                st.error(describe(exc), icon="🛑")
+            st.rerun(scope="fragment")
+
+
+def finished_jobs(services: Services) -> None:
+    """The outcome of the jobs this browser started that have ended since the last rerun (as flashes;
+    a finished run is opened)."""
+    mine = _my_jobs()
+    still = []
+    for job_id in mine:
+        try:
+            job = services.jobs.get(job_id)
+        except RagError:
+            continue
+        if job.active:
+            still.append(job_id)
+        elif job.status == DONE:
+            run_id = (job.result or {}).get("run_id")
+            _flash("success", f"Evaluation job {job.id} finished in {job.seconds:.1f} s: run **#{run_id}** is open below.")
+            if run_id is not None:
+                SS[key("open")] = run_id
+        elif job.status == CANCELLED:
+            _flash("warning", f"Evaluation job {job.id} was cancelled: {escape_md(job.error)}")
+        else:
+            _flash("error", f"Evaluation job {job.id} {job.status}: {escape_md(job.error)}")
+    if still != mine:
+        _save_jobs(still)
+
+
+def running_jobs(services: Services) -> None:
+    """A live progress bar per running evaluation job (anyone's: the state is in the database)."""
+    active = [j for j in services.jobs.list(kind=EVAL_JOB, limit=20) if j.active]
+    with st.container():  # one place whatever the number of jobs
+        for job in reversed(active):
+            _job_progress(services.jobs, job.id)
+
+
+# --- choosing runs -------------------------------------------------------------------------------------
+def pickers(runs: list[dict]) -> tuple[dict | None, dict | None]:
+    """'Open run' and 'compare with baseline'; returns the two run rows."""
+    done = [r for r in runs if r["status"] == "done"]
+    by_id = {r["id"]: r for r in done}
+    ids = list(by_id)
+    opened = SS.pop(key("open"), None)  # a run this browser just finished
+    if opened in by_id:
+        SS[key("run")] = opened
+        SS[key("base")] = None
+    _from_url("run", "run", ids, int, ids[0] if ids else None)
+    base_ids = [i for i in ids if i != SS.get(key("run"))]
+    _from_url("base", "base", base_ids, int, None)
+    if opened in by_id:
+        _to_url("run", "run")
+        _to_url("base", "base")
+    if not ids:
+        return None, None
+    left, right = st.columns(2)
+    left.selectbox("Open run", ids, key=key("run"), format_func=lambda i: run_label(by_id[i]), on_change=_on_run)
+    right.selectbox("Compare with baseline run", base_ids, index=None, key=key("base"),
+                    format_func=lambda i: run_label(by_id[i]), placeholder="choose a run to diff against",
+                    on_change=_to_url, args=("base", "base"))
+    run = by_id.get(SS.get(key("run")))
+    return run, by_id.get(SS.get(key("base")))
+
+
+def _on_run() -> None:
+    if SS.get(key("base")) == SS.get(key("run")):
+        SS[key("base")] = None
+    _to_url("run", "run")
+    _to_url("base", "base")
+
+
+# --- runs overview ---------------------------------------------------------------------------------
+def _chart_touched() -> None:
+    SS[key("chart_touched")] = True
+
+
+
+def runs_overview(runs: list[dict]) -> None:
+    if not runs:
+        st.info("No evaluation run yet: start one above.", icon="🧪")
+        return
+    names = sorted({r["golden_set"] for r in runs})
+    _from_url("filter_set", "set", ["(all sets)", *names], str, "(all sets)")
+    st.selectbox("Golden set", ["(all sets)", *names], key=key("filter_set"), width=320,
+                 on_change=_to_url, args=("filter_set", "set"))
+    chosen = SS[key("filter_set")]
+    shown = [r for r in runs if chosen == "(all sets)" or r["golden_set"] == chosen]
+    st.dataframe(runs_rows(shown), hide_index=True, width="stretch", key=key("table"),
+                 column_config={"run": st.column_config.NumberColumn(format="#%d", width="small"),
+                                "error": st.column_config.TextColumn(width="small")})
+    st.markdown("**📈 Metrics over time**")
+    all_metrics = sorted({m for r in shown for m in r["metrics"]})
+    if not SS.get(key("chart_touched")):  # until the user picks, the headline pair (once runs have metrics)
+        SS[key("chart_metrics")] = [m for m in HEADLINE[:2] if m in all_metrics]
+    metrics = st.multiselect("Metrics", all_metrics, key=key("chart_metrics"), on_change=_chart_touched)
+    for name in [n for n in names if chosen in ("(all sets)", n)]:
+        if any(r["golden_set"] == name and r["status"] == "done" for r in runs):
+            st.plotly_chart(metrics_figure(runs, name, metrics), key=key(f"chart.{name}"), width="stretch",
+                            config={"displaylogo": False})
+
+
+# --- one run ---------------------------------------------------------------------------------------
+def run_detail(services: Services, run: dict | None) -> None:
+    if run is None:
+        st.caption("Open a finished run above.")
+        return
+    items = services.evals.items(run["id"])
+    spec = run["policy_spec"]
+    st.markdown(f"**Run #{run['id']}** · {escape_md(run['golden_set'])} v{run['golden_version']} · policy "
+                f"**{escape_md(run['policy'])}** ({spec.get('retrieval_mode')}, top {spec.get('top_k')}) · index "
+                f"`{run['index']}` → `{run['collection']}` · {run['created_at']:%Y-%m-%d %H:%M} by "
+                f"{escape_md(run['created_by'])} · {run['n_items']} items in {run['seconds']:.1f} s")
+    if run["unresolved"]:
+        st.warning(f"{run['unresolved']} gold reference(s) could not be resolved on `{run['collection']}`: the document "
+                   "is gone or its text changed. Filter the items by *unresolved references* to see which.", icon="⚠️")
+    headline = [m for m in HEADLINE if m in run["metrics"]] + [m for m in ("context_recall", "string_similarity")
+                                                                 if m in run["metrics"]]
+    with st.container(horizontal=True, gap="small"):
+        for m in headline:
+            v = run["metrics"][m]
+            with st.container(border=True):
+                st.metric(m, f"{v['mean']:.3f}")
+                st.caption(f"95% CI [{v['low']:.3f}, {v['high']:.3f}]")
+    with st.expander(f"All {len(run['metrics'])} metrics · exports · policy"):
+        left, right = st.columns([3, 2], gap="large")
+        left.dataframe([{"metric": m, "mean": v["mean"], "95% CI": f"[{v['low']:.3f}, {v['high']:.3f}]", "n": v["n"]}
+                        for m, v in sorted(run["metrics"].items(), key=lambda kv: (kv[0] not in HEADLINE, kv[0]))],
+                       hide_index=True, width="stretch", key=key("metrics"), height="content",
+                       column_config={"mean": st.column_config.NumberColumn(format="%.4f")})
+        with right:
+            with st.container(horizontal=True, gap="small"):
+                stem = f"eval-run-{run['id']}"
+                st.download_button("⬇️ Run JSON", data=lambda: export_run_json(run, items), file_name=f"{stem}.json",
+                                   mime="application/json", key=key("export_json"), on_click="ignore")
+                st.download_button("⬇️ Items CSV", data=lambda: export_run_csv(items), file_name=f"{stem}.csv",
+                                   mime="text/csv", key=key("export_csv"), on_click="ignore")
+            st.json(spec, expanded=False)
+    present = [m for m in ANSWER_METRICS if any(m in i["metrics"] for i in items)]
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="medium"):
+        misses = st.toggle("Misses only (hit@10 = 0)", key=key("misses"))
+        unresolved = st.toggle("Unresolved references", key=key("unresolved"))
+        low = st.selectbox("Low score on", present, index=None, key=key("low_metric"), placeholder="any answer metric",
+                           disabled=not present, width=240,
+                           help="Items whose metric is under the threshold (answer metrics need reference answers)")
+        threshold = st.slider("Threshold", 0.0, 1.0, 0.5, 0.05, key=key("low_threshold"), disabled=low is None, width=240)
+    shown = filter_items(items, misses, unresolved, low, threshold)
+    st.caption(f"{len(shown)} of {len(items)} items")
+    st.dataframe(item_rows(shown), hide_index=True, width="stretch", key=key("items"),
+                 column_config={"question": st.column_config.TextColumn(width="large"),
+                                **{m: st.column_config.NumberColumn(format="%.3f") for m in
+                                   ("recall@10", "ndcg@10", "mrr@10", *ANSWER_METRICS)}})
+    if shown:
+        item_drilldown(shown)
+
+
+def item_drilldown(items: list[dict]) -> None:
+    by_idx = {i["idx"]: i for i in items}
+    if SS.get(key("item")) not in by_idx:
+        SS[key("item")] = next(iter(by_idx))
+    st.selectbox("Item", list(by_idx), key=key("item"),
+                 format_func=lambda n: f"#{n + 1} · {'✅' if by_idx[n]['metrics'].get('hit@10') else '❌'} {by_idx[n]['question'][:110]}")
+    item = by_idx[SS[key("item")]]
+    with st.container(border=True):
+        st.markdown(f"**Question** — {escape_md(item['question'])}")
+        gold_docs = {g["doc_id"] for g in item["gold"]}
+        left, right = st.columns(2, gap="large")
+        with left:
+            st.markdown("**Gold references** (document rank in this run)")
+            st.dataframe([{"doc": g["doc_id"], "span": g["key"], "rank": g["rank"] or "not found", "quote": g["quote"]}
+                          for g in item["gold"]], hide_index=True, width="stretch", key=key("gold"))
+            st.markdown(f"**Answer** ({item['answer_kind'] or 'not generated'})")
+            st.markdown(escape_md(item["answer"]) if item["answer"] else "_no answer: a retrieval-only run_")
+            if item["reference_answer"]:
+                st.markdown(f"**Reference answer** — {escape_md(item['reference_answer'])}")
+            st.caption(f"⏱ retrieval {item['latency_ms']:.0f} ms · {item['tokens']:,} tokens · ${item['cost_usd']:.6f}".replace("$", "\\$"))
+        with right:
+            st.markdown("**Retrieved chunks** (chunk rank and score)")
+            st.dataframe([{"rank": r["rank"], "gold doc": "✅" if r["doc_id"] in gold_docs else "", "doc": r["doc_id"],
+                           "chunk": r["chunk_id"], "title": r["title"], "score": r["score"]} for r in item["retrieved"]],
+                         hide_index=True, width="stretch", key=key("retrieved"), height=280,
+                         column_config={"score": st.column_config.NumberColumn(format="%.4f")})
+            st.markdown("**Per-item metrics**")
+            st.dataframe([{"metric": k, "value": v} for k, v in sorted(item["metrics"].items())], hide_index=True,
+                         width="stretch", key=key("item_metrics"),
+                         column_config={"value": st.column_config.NumberColumn(format="%.4f")})
+
+
+# --- diff ----------------------------------------------------------------------------------------------
+def diff_view(services: Services, run: dict | None, base: dict | None) -> None:
+    if run is None or base is None:
+        st.caption("Open a run and choose a baseline run above to diff them: per-metric deltas with a paired bootstrap "
+                   "test, improved / regressed / unchanged items, and the movement of every gold reference.")
+        return
+    common = [m for m in run["metrics"] if m in base["metrics"]]
+    primary_options = [m for m in HEADLINE if m in common] + sorted(m for m in common if m not in HEADLINE)
+    if SS.get(key("primary")) not in primary_options:
+        SS[key("primary")] = "ndcg@10" if "ndcg@10" in primary_options else (primary_options or [None])[0]
+    try:
+        diff = services.evals.diff(base["id"], run["id"], primary=SS[key("primary")] or "ndcg@10")
+    except RagError as exc:
+        st.error(describe(exc), icon="🛑")
+        return
+    st.markdown(f"**Run #{run['id']}** ({escape_md(run['policy'])}, `{run['collection']}`) against baseline "
+                f"**#{base['id']}** ({escape_md(base['policy'])}, `{base['collection']}`) · {diff['n_items']} shared items")
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="large"):
+        st.selectbox("Items judged by", primary_options, key=key("primary"), width=220)
+        for change, label in (("improved", "🟢 Improved"), ("regressed", "🔴 Regressed"), ("unchanged", "⚪ Unchanged")):
+            st.metric(label, diff["counts"][change], width="content")
+    st.dataframe(diff_metric_rows(diff, base, run), hide_index=True, width="stretch", key=key("diff_metrics"), height="content",
+                 column_config={"baseline": st.column_config.NumberColumn(format="%.4f"),
+                                "this run": st.column_config.NumberColumn(format="%.4f"),
+                                "delta": st.column_config.NumberColumn(format="%+.4f"),
+                                "p-value": st.column_config.NumberColumn(format="%.4f")})
+    st.caption("delta = this run − baseline over the shared items; 95% CI and p-value from a paired bootstrap "
+               "(2,000 resamples of item pairs).")
+    changed_only = st.toggle("Changed only", key=key("changed_only"))
+    rows = diff_item_rows(diff, changed_only)
+    st.dataframe(rows, hide_index=True, width="stretch", key=key("diff_items"),
+                 column_config={"delta": st.column_config.NumberColumn(format="%+.3f", width="small"),
+                                "baseline": st.column_config.NumberColumn(format="%.3f", width="small",
+                                                                          help=f"{diff['primary']} in the baseline run"),
+                                "this run": st.column_config.NumberColumn(format="%.3f", width="small",
+                                                                          help=f"{diff['primary']} in this run"),
+                                "question": st.column_config.TextColumn(width="medium"),
+                                "gold moves (baseline → this run)": st.column_config.TextColumn(width="large")})
+    if rows.empty:
+        st.caption(f"No item changed on {diff['primary']}.")
+    stem = f"eval-diff-{base['id']}-{run['id']}"
+    with st.container(horizontal=True, gap="small"):
+        st.download_button("⬇️ Diff JSON", data=lambda: export_diff_json(diff), file_name=f"{stem}.json",
+                           mime="application/json", key=key("diff_json"), on_click="ignore")
+        st.download_button("⬇️ Items CSV", data=lambda: export_diff_csv(diff), file_name=f"{stem}-items.csv",
+                           mime="text/csv", key=key("diff_csv"), on_click="ignore")
+        st.download_button("⬇️ Metrics CSV", data=lambda: export_diff_csv(diff, "metrics"),
+                           file_name=f"{stem}-metrics.csv", mime="text/csv", key=key("diff_metrics_csv"), on_click="ignore")
+
+
+def started_from_url() -> str:
+    """Which tab a link opens on (decided once per session, so clicking tabs later is never undone)."""
+    if key("tab") not in SS:
+        SS[key("tab")] = "diff" if st.query_params.get("base") else "run" if st.query_params.get("run") else "runs"
+    return SS[key("tab")]
