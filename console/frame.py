@@ -60,7 +60,7 @@ def _index(info: IndexInfo, build: BuildStatus) -> None:
         st.caption(f"`{info.alias}` does not exist yet")
 
 
-@st.fragment(run_every=5)
+@st.fragment(run_every=30)  # rarely: a timed rerun can close a dropdown the user has open
 def _health() -> None:
     """Redraws itself from the monitor's latest snapshot; never waits for a check to finish."""
     rows = state.health_monitor().rows(wait_s=1.0 if _first_draw() else 0.0)
