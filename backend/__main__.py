@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.cli_eval import add_eval_commands
 
     add_eval_commands(sub)
+    from backend.cli_release import add_release_commands
+
+    add_release_commands(sub)
     return p
 
 

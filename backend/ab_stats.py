@@ -67,3 +67,43 @@ def compare_means(metric: str, mean_a: float, var_a: float, n_a: int, mean_b: fl
         need = (Z_95 + Z_80_POWER) ** 2 * (var_a + var_b) / delta**2
         more = max(0, math.ceil(need) - min(n_a, n_b))
     return Comparison(metric, mean_a, mean_b, delta, delta - Z_95 * se, delta + Z_95 * se, p, sig, more)
+
+
+def wilson(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (sensible at small n and near 0 or 1)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _binom_two_sided_half(k: int, n: int) -> float:
+    """Exact two-sided sign test: P(X <= min(k, n-k)) * 2 for X ~ Binomial(n, 1/2)."""
+    low = min(k, n - k)
+    log_half = n * math.log(0.5)
+    tail = sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half)
+               for i in range(low + 1))
+    return min(1.0, 2 * tail)
+
+
+def compare_win_rate(metric: str, wins_a: int, wins_b: int, alpha: float = 0.05) -> Comparison:
+    """Pairwise votes: A's and B's share of the decided votes (ties and 'both bad' left out),
+    delta = b - a, with an exact two-sided sign test against 50/50 and a Wilson interval.
+    `more_needed` counts further decided votes for 80% power at the observed win rate."""
+    n = wins_a + wins_b
+    if n == 0:
+        return Comparison(metric, float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), None, False, None)
+    pb = wins_b / n
+    lo, hi = wilson(wins_b, n)
+    p = _binom_two_sided_half(wins_b, n)
+    sig = p < alpha
+    more = None
+    if not sig and pb != 0.5:
+        need = math.ceil(((Z_95 * 0.5 + Z_80_POWER * math.sqrt(pb * (1 - pb))) / (pb - 0.5)) ** 2)
+        # Small samples: at least the count at which this win rate would pass the exact test at all.
+        exact = next((m for m in range(n + 1, 20_000) if _binom_two_sided_half(round(pb * m), m) < alpha), need)
+        more = max(0, max(need, exact) - n)
+    return Comparison(metric, 1 - pb, pb, 2 * pb - 1, 2 * lo - 1, 2 * hi - 1, p, sig, more)

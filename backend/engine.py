@@ -15,11 +15,11 @@ from pydantic import BaseModel
 from backend.cache import Cache, cache_key
 from backend.db import utcnow
 from backend.embeddings import Embedder
-from backend.errors import InputError
+from backend.errors import BudgetExceeded, InputError
 from backend.generation import Generator, Usage
+from backend.ledger.calls import Meter, ModelCall, NullMeter, RequestContext
 from backend.policy import PROMPT_TEMPLATES, Policy
-from backend.pricing import cost_usd
-from backend.rerank import Reranker
+from backend.rerank import HTTPReranker, Reranker
 from backend.settings import Settings
 from backend.sparse import query_vector
 from backend.tokens import count_tokens
@@ -102,6 +102,11 @@ def _timed(latency: dict[str, float], stage: str) -> Iterator[None]:
         latency[stage] = latency.get(stage, 0.0) + (time.perf_counter() - t) * 1000
 
 
+def _error_class(exc: BaseException) -> str:
+    """The root cause's class (e.g. APITimeoutError behind a DependencyError)."""
+    return type(exc.__cause__ or exc).__name__
+
+
 def rrf(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
     """Reciprocal rank fusion: sum of 1 / (k + rank) over the lists a point appears in."""
     out: dict[str, float] = {}
@@ -132,9 +137,10 @@ def citations_in(text: str, n_sources: int) -> list[int]:
 
 class QueryEngine:
     def __init__(self, settings: Settings, store: VectorStore, embedder: Embedder, generator: Generator,
-                 reranker: Reranker, cache: Cache):
+                 reranker: Reranker, cache: Cache, meter: Meter | None = None):
         self.settings, self.store, self.embedder = settings, store, embedder
         self.generator, self.reranker, self.cache = generator, reranker, cache
+        self.meter: Meter = meter or NullMeter()  # ledger row per model call, budgets, Prometheus
         self.recorders: list[Callable[[Answer], None]] = []  # called with every finished answer
 
     # --- steps -----------------------------------------------------------------------------
@@ -151,13 +157,69 @@ class QueryEngine:
     def index_of(self, policy: Policy) -> str:
         return policy.index or self.settings.index_alias
 
-    def retrieve(self, question: str, policy: Policy, filters: dict | None = None) -> Retrieval:
+    def retrieve(self, question: str, policy: Policy, filters: dict | None = None, user: str = "system") -> Retrieval:
         """Dense and/or BM25 search, fusion and optional rerank; every score kept per chunk."""
         q = self.validate(question, policy)
         collection = self.store.resolve(self.index_of(policy))
-        return self._retrieve(q, policy, collection, filters, {})
+        ctx = self._context(q, policy, user, collection, None, retrieval_only=True)
+        self._authorize(ctx, policy, generate=False)
+        return self._retrieve(ctx, q, policy, collection, filters, {})
 
-    def _retrieve(self, q: str, policy: Policy, collection: str, filters: dict | None, latency: dict[str, float]) -> Retrieval:
+    # --- metering: the ledger row of each model call is written here, around the call ------------
+    def _context(self, q: str, policy: Policy, user: str, collection: str, variant: str | None,
+                 retrieval_only: bool = False) -> RequestContext:
+        return RequestContext(request_id=uuid.uuid4().hex, user=user, policy=policy.name, policy_version=policy.version,
+                              variant=variant, index_version=collection, question=q, retrieval_only=retrieval_only)
+
+    def _planned(self, policy: Policy, generate: bool) -> list[tuple[str, str]]:
+        """The model calls this request will make, as (kind, model)."""
+        calls = []
+        if policy.retrieval_mode in ("dense", "hybrid") or policy.rerank:
+            calls.append(("embedding", self.embedder.name))
+        if policy.rerank and isinstance(self.reranker, HTTPReranker):
+            calls.append(("rerank", self.settings.rerank_model))
+        if generate and self.generator.kind == "llm":
+            calls.append(("chat", policy.model or self.settings.llm_model))
+        return calls
+
+    def _authorize(self, ctx: RequestContext, policy: Policy, generate: bool) -> None:
+        """Budgets are checked once, before the request's first paid call; a refusal is a ledger row too."""
+        planned = self._planned(policy, generate)
+        try:
+            self.meter.authorize(ctx, planned)
+        except BudgetExceeded as exc:
+            kind, model = planned[-1] if planned else ("chat", policy.model or self.settings.llm_model)
+            self._record(ctx, ModelCall(kind=kind, model=model, status="refused", error_class=type(exc).__name__,
+                                        total_ms=ctx.elapsed_ms() if kind == "chat" else None))
+            raise
+
+    def _record(self, ctx: RequestContext, call: ModelCall) -> ModelCall:
+        call = self.meter.record(ctx, call)
+        ctx.calls.append(call)
+        return call
+
+    @contextmanager
+    def _metered(self, ctx: RequestContext, kind: str, model: str, latency: dict[str, float],
+                 stage: str) -> Iterator[ModelCall]:
+        """Times one model call into `latency[stage]` and records its ledger row, whatever the outcome.
+        The block fills in the tokens (and may correct the model name)."""
+        call = ModelCall(kind=kind, model=model)
+        t = time.perf_counter()
+        try:
+            yield call
+        except BaseException as exc:
+            call.status = "aborted" if isinstance(exc, GeneratorExit) else "error"
+            call.error_class = _error_class(exc)
+            raise
+        finally:
+            call.latency_ms = (time.perf_counter() - t) * 1000
+            latency[stage] = latency.get(stage, 0.0) + call.latency_ms
+            if kind == "chat":
+                call.retrieve_ms, call.total_ms = latency.get("retrieve"), ctx.elapsed_ms()
+            self._record(ctx, call)
+
+    def _retrieve(self, ctx: RequestContext, q: str, policy: Policy, collection: str, filters: dict | None,
+                  latency: dict[str, float]) -> Retrieval:
         flt = payload_filter(filters)
         mode = policy.retrieval_mode
         n = max(policy.candidates, policy.top_k, policy.rerank_candidates if policy.rerank else 0)
@@ -165,7 +227,9 @@ class QueryEngine:
         dense_hits: list[Hit] = []
         sparse_hits: list[Hit] = []
         if mode in ("dense", "hybrid") or policy.rerank:
-            with _timed(latency, "embed"):
+            tokens = count_tokens(q)  # counted outside the timed call (endpoints bill about the same)
+            with self._metered(ctx, "embedding", self.embedder.name, latency, "embed") as call:
+                call.prompt_tokens, call.token_method = tokens
                 qvec = self.embedder.embed_queries([q])[0]
         with _timed(latency, "retrieve"):
             if mode in ("dense", "hybrid"):
@@ -187,9 +251,15 @@ class QueryEngine:
         rerank: dict[str, float] = {}
         if policy.rerank and order:
             pool = order[: policy.rerank_candidates]
-            with _timed(latency, "rerank"):
-                texts = [by_id[p].payload.get("text", "") for p in pool]
-                scores = self.reranker.scores(q, qvec, collection, pool, texts)
+            texts = [by_id[p].payload.get("text", "") for p in pool]
+            if isinstance(self.reranker, HTTPReranker):  # a model call: a ledger row
+                tokens = count_tokens("\n".join([q, *texts]))
+                with self._metered(ctx, "rerank", self.settings.rerank_model, latency, "rerank") as call:
+                    call.prompt_tokens, call.token_method = tokens
+                    scores = self.reranker.scores(q, qvec, collection, pool, texts)
+            else:
+                with _timed(latency, "rerank"):
+                    scores = self.reranker.scores(q, qvec, collection, pool, texts)
             rerank = dict(zip(pool, scores))
             order = sorted(pool, key=lambda pid: -rerank[pid])
         sources = []
@@ -216,63 +286,91 @@ class QueryEngine:
 
     # --- the whole query ---------------------------------------------------------------------
     def stream(self, question: str, policy: Policy, user: str = "anonymous", filters: dict | None = None,
-               retrieval_only: bool = False) -> Iterator[Retrieved | str | Answer]:
+               retrieval_only: bool = False, *, variant: str | None = None) -> Iterator[Retrieved | str | Answer]:
         """Yields one Retrieved event, then answer text deltas, then the final Answer."""
-        t0 = time.perf_counter()
-        latency: dict[str, float] = {}
         q = self.validate(question, policy)
         collection = self.store.resolve(self.index_of(policy))
+        ctx = self._context(q, policy, user, collection, variant, retrieval_only)
+        latency: dict[str, float] = {}
+        status = "error"
+        try:
+            yield from self._answer(ctx, q, policy, collection, filters, retrieval_only, latency)
+            status = "cache_hit" if ctx.cache == "hit" else "ok"
+        except BudgetExceeded:
+            status = "refused"
+            raise
+        except GeneratorExit:
+            status = "aborted"
+            raise
+        finally:
+            latency.setdefault("total", ctx.elapsed_ms())
+            self.meter.request_done(ctx, status, latency)
+
+    def _answer(self, ctx: RequestContext, q: str, policy: Policy, collection: str, filters: dict | None,
+                retrieval_only: bool, latency: dict[str, float]) -> Iterator[Retrieved | str | Answer]:
         model = policy.model or self.settings.llm_model
         key = cache_key(q, policy.content(), collection, self.embedder.name)
-        common = dict(request_id=uuid.uuid4().hex, ts=utcnow().isoformat(), user=user, question=q,
+        common = dict(request_id=ctx.request_id, ts=utcnow().isoformat(), user=ctx.user, question=q,
                       policy=policy.label(), policy_hash=policy.content_hash(), policy_spec=policy.content(),
                       index=self.index_of(policy), collection=collection)
         if not retrieval_only and not filters:
             with _timed(latency, "cache"):
                 cached = self.cache.get(key)
-            if cached:
+            ctx.cache = "hit" if cached else "miss"
+            if cached:  # served before any budget check: a spent budget never blocks a cached answer
                 hit = Answer.model_validate_json(cached)
-                latency["total"] = (time.perf_counter() - t0) * 1000
+                latency["total"] = ctx.elapsed_ms()
+                self._record(ctx, ModelCall(kind="chat", model=hit.model, cache_hit=True, latency_ms=latency["cache"],
+                                            total_ms=latency["total"], saved_prompt_tokens=hit.usage.prompt_tokens,
+                                            saved_completion_tokens=hit.usage.completion_tokens))
                 answer = hit.model_copy(update={**common, "cache_hit": True, "latency_ms": latency, "cost_usd": 0.0})
                 yield Retrieved(Retrieval(collection, hit.sources, latency), hit.prompt)
                 yield answer.answer
                 yield self._finish(answer)
                 return
-        retrieval = self._retrieve(q, policy, collection, filters, latency)
+        self._authorize(ctx, policy, generate=not retrieval_only)
+        retrieval = self._retrieve(ctx, q, policy, collection, filters, latency)
         messages = self.build_prompt(q, retrieval.sources, policy)
         yield Retrieved(retrieval, messages)
         if retrieval_only:
-            latency["total"] = (time.perf_counter() - t0) * 1000
+            latency["total"] = ctx.elapsed_ms()
             yield self._finish(Answer(**common, answer="", answer_kind="retrieval_only", citations=[], sources=retrieval.sources,
-                                      latency_ms=latency, usage=TokenUsage(), cost_usd=0.0, price_known=True, cache_hit=False,
-                                      model=model, prompt=messages, fusion=policy.fusion))
+                                      latency_ms=latency, usage=TokenUsage(), cost_usd=ctx.cost_usd, price_known=ctx.price_known,
+                                      cache_hit=False, model=model, prompt=messages, fusion=policy.fusion))
             return
         parts: list[str] = []
         usage = Usage(None, None, model)
-        with _timed(latency, "generate"):
-            for piece in self.generator.stream(messages, [s.text for s in retrieval.sources], q, model,
-                                               policy.temperature, policy.max_tokens):
-                if isinstance(piece, Usage):
-                    usage = piece
-                else:
-                    parts.append(piece)
-                    yield piece
+        tokens = TokenUsage()
+        with self._metered(ctx, "chat", model if self.generator.kind == "llm" else "extractive", latency, "generate") as call:
+            try:
+                for piece in self.generator.stream(messages, [s.text for s in retrieval.sources], q, model,
+                                                   policy.temperature, policy.max_tokens):
+                    if isinstance(piece, Usage):
+                        usage = piece
+                    else:
+                        parts.append(piece)
+                        yield piece
+            finally:  # also when the call fails or the reader stops: what was generated is counted
+                if parts or usage.prompt_tokens is not None:
+                    tokens = self._usage(usage, messages, "".join(parts))
+                    call.prompt_tokens, call.completion_tokens = tokens.prompt_tokens, tokens.completion_tokens
+                    call.cached_tokens = getattr(usage, "cached_tokens", None) or 0
+                    call.token_method = tokens.method
+                if self.generator.kind == "llm":
+                    call.model = usage.model
         text = "".join(parts)
-        tokens = self._usage(usage, messages, text)
-        model_used = usage.model if self.generator.kind == "llm" else "extractive"
-        cost, known = cost_usd(model_used, tokens.prompt_tokens, tokens.completion_tokens)
-        latency["total"] = (time.perf_counter() - t0) * 1000
+        latency["total"] = call.total_ms
         answer = Answer(**common, answer=text, answer_kind=self.generator.kind, citations=citations_in(text, len(retrieval.sources)),
-                        sources=retrieval.sources, latency_ms=latency, usage=tokens, cost_usd=cost, price_known=known,
-                        cache_hit=False, model=model_used, prompt=messages, fusion=policy.fusion)
+                        sources=retrieval.sources, latency_ms=latency, usage=tokens, cost_usd=ctx.cost_usd,
+                        price_known=ctx.price_known, cache_hit=False, model=call.model, prompt=messages, fusion=policy.fusion)
         if not filters:
             self.cache.set(key, answer.model_dump_json())
         yield self._finish(answer)
 
     def query(self, question: str, policy: Policy, user: str = "anonymous", filters: dict | None = None,
-              retrieval_only: bool = False) -> Answer:
+              retrieval_only: bool = False, *, variant: str | None = None) -> Answer:
         answer = None
-        for event in self.stream(question, policy, user, filters, retrieval_only):
+        for event in self.stream(question, policy, user, filters, retrieval_only, variant=variant):
             if isinstance(event, Answer):
                 answer = event
         assert answer is not None

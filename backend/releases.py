@@ -8,8 +8,12 @@ latency crosses its threshold."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Literal
 
 import sqlalchemy as sa
@@ -21,6 +25,8 @@ from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
 from backend.policy import Policy, PolicyStore
 from backend.vectorstore import VectorStore
+
+log = logging.getLogger(__name__)
 
 TS = sa.DateTime(timezone=True)
 Variant = Literal["current", "candidate"]
@@ -90,6 +96,18 @@ class LiveConfig:
     share: float
     experiment_id: str
     guardrails: Guardrails
+    started_at: datetime | None = None  # when the running experiment (the candidate) was set
+
+
+def policy_label(name: str, version: int | None) -> str:
+    """How a policy version is named on answers, ledger rows and votes ('bm25 v2')."""
+    return f"{name} v{version}" if version else name
+
+
+def policy_diff(a: Policy, b: Policy) -> list[dict]:
+    """Every field of two policy versions in declaration order: field, A, B and whether it changed."""
+    da, db_ = a.model_dump(), b.model_dump()
+    return [{"field": k, "A": da[k], "B": db_[k], "changed": da[k] != db_[k]} for k in da]
 
 
 def bucket(user: str, experiment_id: str) -> float:
@@ -105,11 +123,16 @@ VariantStats = Callable[[int], dict[str, dict[str, float]]]
 
 class ReleaseManager:
     def __init__(self, db: Engine, audit: AuditLog, policies: PolicyStore, store: VectorStore, alias: str,
-                 promote_index: Callable[..., Any] | None = None):
+                 promote_index: Callable[..., Any] | None = None, alerts: Any = None):
         """`promote_index(actor, collection, alias=..., reason=...)` swaps the alias with history
-        (the index admin's promote); without it the store's atomic swap is used directly."""
+        (the index admin's promote); without it the store's atomic swap is used directly.
+        `alerts` (an AlertService) gets a critical alert when a guardrail trips; the alert resolves
+        when someone changes the live configuration."""
         self._db, self._audit, self._policies, self._store, self.alias = db, audit, policies, store, alias
         self._promote_index = promote_index
+        self._alerts = alerts
+        self._check_lock = threading.Lock()
+        self._last_check = float("-inf")
 
     # --- releases ---------------------------------------------------------------------------------
     def create(self, actor: str, policy_name: str, policy_version: int | None = None, index: str | None = None,
@@ -130,7 +153,8 @@ class ReleaseManager:
         if row is None:
             raise NotFoundError(f"unknown release {release_id}")
         r = dict(row._mapping)
-        r["label"] = f"#{r['id']} {r['policy_name']}" + (f" v{r['policy_version']}" if r["policy_version"] else "") + f" @ {r['collection']}"
+        r["policy"] = policy_label(r["policy_name"], r["policy_version"])
+        r["label"] = f"#{r['id']} {r['policy']} @ {r['collection']}"
         return r
 
     def list(self) -> list[dict]:
@@ -142,11 +166,15 @@ class ReleaseManager:
     def state(self) -> LiveConfig:
         with self._db.connect() as conn:
             row = conn.execute(sa.select(release_state).where(release_state.c.id == LIVE)).first()
+            started = None
+            if row is not None and row.candidate_id:
+                started = conn.execute(sa.select(release_events.c.ts).where(release_events.c.action == "set_candidate")
+                                       .order_by(release_events.c.id.desc()).limit(1)).scalar()
         if row is None:
             return LiveConfig(None, None, 0.0, "", Guardrails())
         return LiveConfig(self.get(row.current_id) if row.current_id else None,
                           self.get(row.candidate_id) if row.candidate_id else None,
-                          row.share, row.experiment_id, Guardrails.model_validate(row.guardrails))
+                          row.share, row.experiment_id, Guardrails.model_validate(row.guardrails), started)
 
     def _save(self, conn: sa.Connection, actor: str, **values: Any) -> None:
         exists = conn.execute(sa.select(release_state.c.id).where(release_state.c.id == LIVE)).first()
@@ -188,6 +216,7 @@ class ReleaseManager:
                 self._save(conn, actor, candidate_id=release_id, share=share, experiment_id=experiment)
                 self._event(conn, actor, "set_candidate", state.current["id"], release_id, reason, share=share,
                             experiment=experiment)
+        self._resolve_alerts()
         return experiment
 
     def set_share(self, actor: str, share: float, reason: str = "") -> None:
@@ -200,6 +229,7 @@ class ReleaseManager:
             with self._db.begin() as conn:
                 self._save(conn, actor, share=share)
                 self._event(conn, actor, "set_share", None, state.candidate["id"], reason, share=share, was=state.share)
+        self._resolve_alerts()
 
     def clear_candidate(self, actor: str, reason: str = "") -> None:
         state = self.state()
@@ -209,6 +239,7 @@ class ReleaseManager:
             with self._db.begin() as conn:
                 self._save(conn, actor, candidate_id=None, share=0.0)
                 self._event(conn, actor, "clear_candidate", state.candidate["id"], None, reason)
+        self._resolve_alerts()
 
     def set_guardrails(self, actor: str, guardrails: Guardrails) -> None:
         with self._audit.action(actor, "release.guardrails", LIVE, **guardrails.model_dump()):
@@ -227,6 +258,7 @@ class ReleaseManager:
             with self._db.begin() as conn:
                 self._save(conn, actor, current_id=cand["id"], candidate_id=None, share=0.0)
                 self._event(conn, actor, "promote", state.current["id"] if state.current else None, cand["id"], reason)
+        self._resolve_alerts()
         return cand
 
     def rollback(self, actor: str, reason: str = "") -> dict:
@@ -243,6 +275,7 @@ class ReleaseManager:
             with self._db.begin() as conn:
                 self._save(conn, actor, current_id=previous, candidate_id=None, share=0.0)
                 self._event(conn, actor, "rollback", state.current["id"], previous, reason)
+        self._resolve_alerts()
         return target
 
     def _previous_current(self, current_id: int) -> int | None:
@@ -256,6 +289,20 @@ class ReleaseManager:
         while stack and stack[-1] == current_id:
             stack.pop()
         return stack[-1] if stack else None
+
+    def rollback_target(self) -> dict | None:
+        """The release a rollback would make current (None when there is none)."""
+        state = self.state()
+        previous = self._previous_current(state.current["id"]) if state.current else None
+        return self.get(previous) if previous else None
+
+    def _resolve_alerts(self) -> None:
+        """Someone changed the live configuration: the guardrail alert of the old state is over."""
+        if self._alerts is not None:
+            try:
+                self._alerts.resolve_prefix("guardrail:")
+            except Exception:  # an alert is a notice; it never blocks a release action
+                log.exception("resolving guardrail alerts failed")
 
     def _point_alias(self, actor: str, release: dict, reason: str) -> None:
         if self._store.aliases().get(self.alias) == release["collection"]:
@@ -311,9 +358,59 @@ class ReleaseManager:
         with self._db.begin() as conn:
             self._save(conn, actor, share=0.0)
             self._event(conn, actor, "guardrail_trip", state.candidate["id"], state.current["id"] if state.current else None,
-                        reason, share_was=state.share, requests=n, error_rate=error_rate, p95_ms=cand.get("p95_ms"))
+                        reason, share_was=state.share, requests=n, error_rate=error_rate, p95_ms=cand.get("p95_ms"),
+                        experiment=state.experiment_id)
         self._audit.record(actor, "release.guardrail_trip", str(state.candidate["id"]), result="tripped", reason=reason)
+        log.warning("release #%s: %s; traffic back to the current release", state.candidate["id"], reason)
+        if self._alerts is not None:
+            try:
+                self._alerts.fire(key=f"guardrail:{state.experiment_id}", source="guardrail", severity="critical",
+                                  title=f"Guardrail tripped: candidate release #{state.candidate['id']} "
+                                        f"({state.candidate['policy']}) sent back to 0%",
+                                  detail=reason, value=error_rate, threshold=g.max_error_rate, actor=actor)
+            except Exception:
+                log.exception("the guardrail alert could not be stored")
         return reason
+
+    def maybe_check_guardrails(self, stats: VariantStats, every_s: float = 5.0, actor: str = "guardrail") -> str | None:
+        """`check_guardrails` at most once every `every_s` seconds in this process (the live path
+        calls it after each request); one check at a time, so a trip is recorded once."""
+        now = time.monotonic()
+        if now - self._last_check < every_s or not self._check_lock.acquire(blocking=False):
+            return None
+        try:
+            if time.monotonic() - self._last_check < every_s:
+                return None
+            self._last_check = time.monotonic()
+            return self.check_guardrails(stats, actor)
+        finally:
+            self._check_lock.release()
+
+    def experiments(self, limit: int = 50) -> list[dict]:
+        """Each candidate experiment, newest first: id, current and candidate release ids, share,
+        started / ended (None while running), how it ended, and its guardrail trips."""
+        out: list[dict] = []
+        running: dict | None = None
+        endings = {"promote": "promoted", "rollback": "rolled back", "clear_candidate": "cleared"}
+        for e in reversed(self.events(10_000)):
+            action = e["action"]
+            if action == "set_candidate":
+                if running is not None:
+                    running.update(ended_at=e["ts"], outcome="replaced by a new candidate")
+                running = {"experiment": (e["detail"] or {}).get("experiment", ""), "current_id": e["from_id"],
+                           "candidate_id": e["to_id"], "share": (e["detail"] or {}).get("share"), "started_at": e["ts"],
+                           "started_by": e["actor"], "ended_at": None, "outcome": "running", "trips": []}
+                out.append(running)
+            elif running is None:
+                continue
+            elif action in endings:
+                running.update(ended_at=e["ts"], outcome=endings[action])
+                running = None
+            elif action == "guardrail_trip":
+                running["trips"].append({"ts": e["ts"], "reason": e["reason"]})
+            elif action == "set_share":
+                running["share"] = (e["detail"] or {}).get("share")
+        return list(reversed(out))[:limit]
 
     # --- pairwise votes -----------------------------------------------------------------------------
     def vote(self, actor: str, question: str, policy_a: str, policy_b: str, request_a: str, request_b: str,
@@ -325,6 +422,28 @@ class ReleaseManager:
                 ts=utcnow(), user=actor, question=question, policy_a=policy_a, policy_b=policy_b, request_a=request_a,
                 request_b=request_b, shown_first=shown_first, blind=blind, vote=vote))
         self._audit.record(actor, "ab.vote", f"{policy_a} vs {policy_b}", vote=vote, blind=blind)
+
+    def pair_votes(self, policy_x: str, policy_y: str, since: datetime | None = None,
+                   until: datetime | None = None) -> dict[str, int]:
+        """Votes between two policy labels in either orientation, seen from x and y: {"x": x won,
+        "y": y won, "tie", "both_bad"}."""
+        v = pairwise_votes.c
+        q = sa.select(v.policy_a, v.vote, sa.func.count().label("n")).where(
+            sa.or_(sa.and_(v.policy_a == policy_x, v.policy_b == policy_y),
+                   sa.and_(v.policy_a == policy_y, v.policy_b == policy_x))).group_by(v.policy_a, v.vote)
+        if since is not None:
+            q = q.where(v.ts >= since)
+        if until is not None:
+            q = q.where(v.ts < until)
+        out = {"x": 0, "y": 0, "tie": 0, "both_bad": 0}
+        with self._db.connect() as conn:
+            for a, vote, n in conn.execute(q):
+                if vote in ("a", "b"):
+                    x_is_a = a == policy_x
+                    out["x" if (vote == "a") == x_is_a else "y"] += n
+                else:
+                    out[vote] += n
+        return out
 
     def vote_counts(self, policy_a: str | None = None, policy_b: str | None = None) -> dict[str, int]:
         q = sa.select(pairwise_votes.c.vote, sa.func.count().label("n")).group_by(pairwise_votes.c.vote)

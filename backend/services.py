@@ -18,8 +18,10 @@ from backend.generation import make_generator
 from backend.golden import GoldenSets
 from backend.index_admin import IndexAdmin
 from backend.ingest import Ingestor
+from backend.ledger.costs import Costs, build_costs
 from backend.jobs import JobRunner
 from backend.policy import PolicyStore
+from backend.releases import ReleaseManager
 from backend.rerank import make_reranker
 from backend.settings import Settings, get_settings
 from backend.snapshots import SnapshotStore
@@ -45,8 +47,11 @@ class Services:
     jobs: JobRunner
     index_admin: IndexAdmin
     snapshots: SnapshotStore
+    costs: Costs  # price table, ledger, budgets, alerts, Prometheus (the engine's meter)
+    releases: ReleaseManager  # live configuration: current + candidate release, guardrails, votes
 
     def close(self) -> None:
+        self.costs.close()
         self.jobs.shutdown()
         self.store.client.close()
         self.db.dispose()
@@ -62,7 +67,8 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     embedder = make_embedder(s)
     registry = IndexRegistry(db)
     cache = RedisCache(s.redis_url, s.cache_ttl_s) if s.redis_url else MemoryCache(s.cache_ttl_s, s.cache_max_items)
-    engine = QueryEngine(s, store, embedder, make_generator(s), make_reranker(s, store), cache)
+    costs = build_costs(s, db, audit)
+    engine = QueryEngine(s, store, embedder, make_generator(s), make_reranker(s, store), cache, costs.meter)
     trace_store = TraceStore(db, audit)
     golden = GoldenSets(db, audit)
     if record_traces:
@@ -70,10 +76,14 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     ingestor = Ingestor(store, embedder, registry, audit, s.embedding_batch_size)
     policy_store = PolicyStore(db, audit)
     jobs = JobRunner(db, audit)  # marks the jobs of a process that died as failed
+    index_admin = IndexAdmin(s, db, store, registry, ingestor, engine, policy_store, audit, jobs)
+    # Releases swap the live alias through the index admin's promote (atomic, with alias history).
+    releases = ReleaseManager(db, audit, policy_store, store, s.index_alias, promote_index=index_admin.promote,
+                              alerts=costs.alerts)
     return Services(
         settings=s, db=db, audit=audit, store=store, embedder=embedder, registry=registry,
         ingestor=ingestor, engine=engine, policies=policy_store, traces=trace_store, golden=golden,
         evals=EvalRuns(db, audit, engine, store, golden), jobs=jobs,
-        index_admin=IndexAdmin(s, db, store, registry, ingestor, engine, policy_store, audit, jobs),
-        snapshots=SnapshotStore(s, db, store, registry, audit),
+        index_admin=index_admin, snapshots=SnapshotStore(s, db, store, registry, audit), costs=costs,
+        releases=releases,
     )

@@ -25,6 +25,7 @@ PAGES = [
     st.Page(PAGES_DIR / "golden_sets.py", title="Golden sets", icon="🏷️"),
     st.Page(PAGES_DIR / "eval_runs.py", title="Evaluation runs", icon="🧪"),
     st.Page(PAGES_DIR / "costs.py", title="Costs & latency", icon="💰"),
+    st.Page(PAGES_DIR / "ab.py", title="A/B & releases", icon="⚖️"),
 ]
 
 st.set_page_config(page_title="RAG Ops Console", page_icon="🔎", layout="wide", initial_sidebar_state="expanded")

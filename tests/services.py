@@ -325,7 +325,8 @@ def embedding_server() -> Iterator[str]:
 @dataclass
 class FaultLLM:
     """FAULT-INJECTION STAND-IN, not a model: a tiny OpenAI-compatible server whose failures and
-    delays the test controls (HTTP 500/429, slow answers, stalled streams). Answers are canned.
+    delays the test controls (HTTP 500/429 for the next requests or for every request naming one
+    of `fail_models`, slow answers, stalled streams). Answers are canned.
     The real generation path is tested against llama.cpp's server (the `llm_server` fixture)."""
 
     base_url: str = ""
@@ -336,6 +337,7 @@ class FaultLLM:
     chunk_delay_s: float = 0.0    # sleep between streamed chunks (stalled streams)
     embedding_dim: int = 384
     omit_usage: bool = False      # answer without `usage` (servers that never report it)
+    fail_models: set[str] = field(default_factory=set)  # requests whose body names one of these get HTTP 500
     requests: list[dict[str, Any]] = field(default_factory=list)   # every request received, in order
     _failures: list[tuple[int, str | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -349,6 +351,7 @@ class FaultLLM:
         with self._lock:
             self._failures.clear()
             self.requests.clear()
+            self.fail_models.clear()
         self.reply = FaultLLM.reply
         self.delay_s = self.chunk_delay_s = 0.0
         self.omit_usage = False
@@ -357,6 +360,8 @@ class FaultLLM:
     def _record(self, method: str, path: str, body: Any) -> tuple[int, str | None] | None:
         with self._lock:
             self.requests.append({"method": method, "path": path, "body": body})
+            if isinstance(body, dict) and body.get("model") in self.fail_models:
+                return 500, None  # a broken model: every request for it fails, queued faults stay queued
             return self._failures.pop(0) if self._failures else None
 
     def embed(self, text: str) -> list[float]:

@@ -1,0 +1,334 @@
+"""Budgets: a spend limit per scope (global, policy, user or model) and period (UTC day, week
+from Monday, calendar month, or the last N days including today).
+
+Soft thresholds (e.g. 80 / 95 / 100 % of the limit) raise an alert once each per period. A hard
+budget also refuses new paid calls of its scope once its spend reaches the limit; cached answers
+are served before any budget check, so they still go out. Spend comes from the ledger's daily
+roll-up, cached for a few seconds and increased at once by each call this process writes."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from backend.audit import AuditLog
+from backend.db import metadata, utcnow
+from backend.errors import BudgetExceeded, InputError, NotFoundError
+from backend.ledger.queries import LedgerQueries
+from backend.ledger.store import DAY_S
+
+SCOPES = ("global", "policy", "user", "model")
+PERIODS = ("day", "week", "month", "rolling")
+DEFAULT_THRESHOLDS = [80, 95, 100]
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("scope", sa.String(20), nullable=False),
+    sa.Column("scope_value", sa.String(200), nullable=True),
+    sa.Column("period", sa.String(20), nullable=False),
+    sa.Column("rolling_days", sa.Integer, nullable=True),
+    sa.Column("limit_usd", sa.Float, nullable=False),
+    sa.Column("hard", sa.Boolean, nullable=False),
+    sa.Column("thresholds", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+)
+
+budget_events = sa.Table(
+    "budget_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("budget_id", sa.Integer, nullable=False),
+    sa.Column("period_key", sa.String(60), nullable=False),
+    sa.Column("threshold", sa.Integer, nullable=False),
+    sa.Column("spend_usd", sa.Float, nullable=False),
+    sa.Column("limit_usd", sa.Float, nullable=False),
+    sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rearmed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("budget_id", "period_key", "threshold", name="uq_budget_event"),
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    id: int
+    name: str
+    scope: str
+    scope_value: str | None
+    period: str
+    rolling_days: int | None
+    limit_usd: float
+    hard: bool
+    thresholds: tuple[int, ...]
+    enabled: bool = True
+
+    def applies(self, user: str, policy: str, models: list[str]) -> bool:
+        if self.scope == "global":
+            return True
+        if self.scope == "user":
+            return self.scope_value == user
+        if self.scope == "policy":
+            return self.scope_value == policy
+        return self.scope_value in models
+
+    @property
+    def scope_label(self) -> str:
+        return "all spend" if self.scope == "global" else f"{self.scope} {self.scope_value}"
+
+    @property
+    def period_label(self) -> str:
+        return f"last {self.rolling_days} days" if self.period == "rolling" else f"this {self.period}"
+
+
+@dataclass(frozen=True)
+class Period:
+    first_day: int  # epoch days, UTC
+    end_day: int  # exclusive
+    key: str
+    resets: datetime | None  # when a calendar period starts anew (rolling windows slide instead)
+
+
+def period_of(b: Budget, now: datetime) -> Period:
+    today = now.astimezone(timezone.utc).date()
+
+    def day(d: date) -> int:
+        return (d - date(1970, 1, 1)).days
+
+    def at(d: date) -> datetime:
+        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+    if b.period == "day":
+        return Period(day(today), day(today) + 1, today.isoformat(), at(today + timedelta(days=1)))
+    if b.period == "week":
+        monday = today - timedelta(days=today.weekday())
+        return Period(day(monday), day(monday) + 7, f"week-{monday.isoformat()}", at(monday + timedelta(days=7)))
+    if b.period == "month":
+        first = today.replace(day=1)
+        nxt = (first + timedelta(days=32)).replace(day=1)
+        return Period(day(first), day(nxt), f"month-{first:%Y-%m}", at(nxt))
+    n = b.rolling_days or 1
+    return Period(day(today) - n + 1, day(today) + 1, "rolling", None)
+
+
+@dataclass(frozen=True)
+class Fired:
+    budget: Budget
+    threshold: int
+    spend_usd: float
+    period_key: str
+
+
+class BudgetService:
+    def __init__(self, engine: Engine, audit: AuditLog, queries: LedgerQueries, alerts=None, ttl_s: float = 5.0,
+                 gauge: Callable[[str, str, float], None] | None = None):
+        self._engine, self._audit, self._q, self._alerts, self._ttl = engine, audit, queries, alerts, ttl_s
+        self._gauge = gauge  # (budget name, scope label, spend / limit) -> Prometheus
+        self._lock = threading.Lock()
+        self._spend: dict[int, tuple[str, float, float]] = {}  # id -> (period key, spend, fetched at)
+        self._budgets: tuple[float, list[Budget]] | None = None
+
+    # --- definitions (audited) --------------------------------------------------------------------
+    def create(self, actor: str, name: str, limit_usd: float, scope: str = "global", scope_value: str | None = None,
+               period: str = "month", hard: bool = False, thresholds: list[int] | None = None,
+               rolling_days: int | None = None) -> int:
+        spec = self._validate(name, limit_usd, scope, scope_value, period, thresholds, rolling_days)
+        with self._audit.action(actor, "budget.create", spec["name"], hard=hard, **{k: v for k, v in spec.items()
+                                                                                    if k != "name"}) as extra:
+            with self._engine.begin() as conn:
+                if conn.execute(sa.select(budgets.c.id).where(budgets.c.name == spec["name"])).first():
+                    raise InputError(f"a budget named '{spec['name']}' exists")
+                bid = conn.execute(budgets.insert().values(**spec, hard=hard, enabled=True, created_at=utcnow(),
+                                                           created_by=actor).returning(budgets.c.id)).scalar_one()
+            extra["id"] = bid
+        self._forget()
+        return bid
+
+    def delete(self, actor: str, budget_id: int) -> None:
+        with self._audit.action(actor, "budget.delete", str(budget_id)):
+            with self._engine.begin() as conn:
+                if conn.execute(budgets.delete().where(budgets.c.id == budget_id)).rowcount == 0:
+                    raise NotFoundError(f"no budget {budget_id}")
+                conn.execute(budget_events.delete().where(budget_events.c.budget_id == budget_id))
+        if self._alerts is not None:
+            self._alerts.resolve_prefix(f"budget:{budget_id}:")
+        self._forget()
+
+    def set_enabled(self, actor: str, budget_id: int, enabled: bool) -> None:
+        with self._audit.action(actor, "budget.enable" if enabled else "budget.disable", str(budget_id)):
+            with self._engine.begin() as conn:
+                if conn.execute(budgets.update().where(budgets.c.id == budget_id).values(enabled=enabled)).rowcount == 0:
+                    raise NotFoundError(f"no budget {budget_id}")
+        self._forget()
+
+    @staticmethod
+    def _validate(name, limit_usd, scope, scope_value, period, thresholds, rolling_days) -> dict:
+        name = (name or "").strip()
+        if not name:
+            raise InputError("a budget needs a name")
+        try:
+            limit = float(limit_usd)
+        except (TypeError, ValueError):
+            raise InputError(f"limit '{limit_usd}' is not a number") from None
+        if not limit > 0:
+            raise InputError("the limit must be more than $0")
+        if scope not in SCOPES:
+            raise InputError(f"scope must be one of {', '.join(SCOPES)}")
+        value = (scope_value or "").strip() or None
+        if scope != "global" and value is None:
+            raise InputError(f"a {scope} budget needs the {scope} it applies to")
+        if period not in PERIODS:
+            raise InputError(f"period must be one of {', '.join(PERIODS)}")
+        if period == "rolling" and not (rolling_days and 1 <= int(rolling_days) <= 366):
+            raise InputError("a rolling budget needs a number of days from 1 to 366")
+        ths = sorted({int(t) for t in (DEFAULT_THRESHOLDS if thresholds is None else thresholds)})
+        if any(t <= 0 or t > 1000 for t in ths):
+            raise InputError("thresholds are percentages of the limit from 1 to 1000")
+        return {"name": name, "limit_usd": limit, "scope": scope, "scope_value": None if scope == "global" else value,
+                "period": period, "rolling_days": int(rolling_days) if period == "rolling" else None, "thresholds": ths}
+
+    def _forget(self) -> None:
+        with self._lock:
+            self._budgets = None
+            self._spend.clear()
+
+    def list(self, include_disabled: bool = True) -> list[Budget]:
+        with self._lock:
+            cached = self._budgets
+        if cached is None or time.monotonic() - cached[0] > self._ttl:
+            with self._engine.connect() as conn:
+                rows = conn.execute(sa.select(budgets).order_by(budgets.c.name)).all()
+            cached = (time.monotonic(), [Budget(r.id, r.name, r.scope, r.scope_value, r.period, r.rolling_days,
+                                                r.limit_usd, r.hard, tuple(r.thresholds), r.enabled) for r in rows])
+            with self._lock:
+                self._budgets = cached
+        return [b for b in cached[1] if include_disabled or b.enabled]
+
+    # --- spend ------------------------------------------------------------------------------------
+    def spend(self, b: Budget, now: datetime | None = None, fresh: bool = False) -> float:
+        p = period_of(b, now or utcnow())
+        with self._lock:
+            hit = self._spend.get(b.id)
+        if not fresh and hit and hit[0] == p.key and time.monotonic() - hit[2] <= self._ttl:
+            return hit[1]
+        value = self._q.spend(p.first_day, p.end_day, b.scope, b.scope_value)
+        with self._lock:
+            self._spend[b.id] = (p.key, value, time.monotonic())
+        if self._gauge is not None:
+            self._gauge(b.name, b.scope_label, value / b.limit_usd)
+        return value
+
+    def check(self, user: str, policy: str, paid_models: list[str], now: datetime | None = None) -> None:
+        """Raise BudgetExceeded when a hard budget that covers one of these paid calls is spent."""
+        now = now or utcnow()
+        for b in self.list(include_disabled=False):
+            if b.hard and b.applies(user, policy, paid_models):
+                spent = self.spend(b, now)
+                if spent >= b.limit_usd:
+                    p = period_of(b, now)
+                    until = f"until {p.resets:%Y-%m-%d %H:%M} UTC" if p.resets else "until older spend leaves the window"
+                    raise BudgetExceeded(
+                        f"hard budget '{b.name}' ({b.scope_label}, {b.period_label}) is spent: ${spent:,.4f} of "
+                        f"${b.limit_usd:,.2f}. New paid model calls are refused {until}; cached answers are still served.")
+
+    def on_spend(self, user: str, policy: str, model: str, cost_usd: float, now: datetime | None = None) -> list[Fired]:
+        """A call this process wrote: add its cost to the cached spends, fire thresholds now crossed."""
+        now = now or utcnow()
+        fired: list[Fired] = []
+        for b in self.list(include_disabled=False):
+            if not b.applies(user, policy, [model]):
+                continue
+            key = period_of(b, now).key
+            with self._lock:
+                hit = self._spend.get(b.id)
+                if hit and hit[0] == key:
+                    self._spend[b.id] = (key, hit[1] + cost_usd, hit[2])
+            fired += self._thresholds(b, self.spend(b, now), now)
+        return fired
+
+    def evaluate(self, now: datetime | None = None) -> list[Fired]:
+        """Every enabled budget against its fresh spend (the dashboard calls this)."""
+        now = now or utcnow()
+        fired: list[Fired] = []
+        for b in self.list(include_disabled=False):
+            fired += self._thresholds(b, self.spend(b, now, fresh=True), now)
+        return fired
+
+    def _thresholds(self, b: Budget, spent: float, now: datetime) -> list[Fired]:
+        p = period_of(b, now)
+        pct = 100 * spent / b.limit_usd
+        fired: list[Fired] = []
+        if b.period != "rolling" and (not b.thresholds or pct < min(b.thresholds)):
+            return fired  # nothing to fire, nothing to re-arm
+        with self._engine.begin() as conn:
+            done = {t for (t,) in conn.execute(sa.select(budget_events.c.threshold).where(
+                budget_events.c.budget_id == b.id, budget_events.c.period_key == p.key))}
+            for t in b.thresholds:
+                if pct >= t and t not in done:
+                    res = conn.execute(_insert_ignore(conn, budget_events).values(
+                        budget_id=b.id, period_key=p.key, threshold=t, spend_usd=spent, limit_usd=b.limit_usd,
+                        fired_at=now))
+                    if res.rowcount:  # another process may have fired it first
+                        fired.append(Fired(b, t, spent, p.key))
+                elif pct < t and t in done and b.period == "rolling":
+                    # the window slid below the threshold: re-arm it, keeping the event under another key
+                    conn.execute(budget_events.update().where(
+                        budget_events.c.budget_id == b.id, budget_events.c.period_key == p.key,
+                        budget_events.c.threshold == t).values(period_key=f"rolling@{int(now.timestamp())}",
+                                                               rearmed_at=now))
+        if fired and self._alerts is not None:
+            top = max(f.threshold for f in fired)
+            kind = "hard" if b.hard else "soft"
+            blocking = " — paid calls are now refused" if b.hard and pct >= 100 else ""
+            self._alerts.fire(
+                key=f"budget:{b.id}:{p.key}", source="budget", severity="critical" if top >= 100 else "warning",
+                title=f"Budget '{b.name}' at {pct:.0f}% ({kind}){blocking}",
+                detail=f"{b.scope_label}, {b.period_label}: ${spent:,.4f} of ${b.limit_usd:,.2f}; "
+                       f"threshold {top}% crossed", value=spent, threshold=b.limit_usd * top / 100, notify=True)
+        return fired
+
+    def close_old_periods(self, now: datetime | None = None) -> None:
+        """Resolve budget alerts of periods that have ended."""
+        if self._alerts is None:
+            return
+        now = now or utcnow()
+        current = {f"budget:{b.id}:{period_of(b, now).key}" for b in self.list()}
+        for a in self._alerts.firing():
+            if a["source"] == "budget" and a["key"] not in current:
+                self._alerts.resolve(a["key"])
+
+    def status(self, now: datetime | None = None) -> list[dict]:
+        """Each budget with its current spend, for the budget bars."""
+        now = now or utcnow()
+        out = []
+        with self._engine.connect() as conn:
+            events = conn.execute(sa.select(budget_events.c.budget_id, budget_events.c.period_key,
+                                            budget_events.c.threshold, budget_events.c.fired_at)).all()
+        for b in self.list():
+            p = period_of(b, now)
+            spent = self.spend(b, now, fresh=True)
+            fired = sorted(e.threshold for e in events if e.budget_id == b.id and e.period_key == p.key)
+            out.append({"id": b.id, "name": b.name, "scope": b.scope, "scope_value": b.scope_value,
+                        "scope_label": b.scope_label, "period": b.period, "period_label": b.period_label,
+                        "rolling_days": b.rolling_days, "limit_usd": b.limit_usd, "hard": b.hard,
+                        "thresholds": list(b.thresholds), "enabled": b.enabled, "spend_usd": spent,
+                        "pct": 100 * spent / b.limit_usd, "fired": fired,
+                        "blocking": b.hard and b.enabled and spent >= b.limit_usd,
+                        "resets": p.resets, "first_day": datetime.fromtimestamp(p.first_day * DAY_S, timezone.utc)})
+        return out
+
+
+def _insert_ignore(conn, table: sa.Table):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()

@@ -1,0 +1,50 @@
+"""The cost services as one bundle (Services.costs): price table, ledger store and queries,
+budgets, alerts, the Prometheus exporter and, when PROMETHEUS_URL is set, the Prometheus source.
+`meter` is what the engine is built with."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from backend.alerts import AlertService
+from backend.audit import AuditLog
+from backend.budgets import BudgetService
+from backend.ledger.meter import LedgerMeter
+from backend.ledger.queries import LedgerQueries
+from backend.ledger.store import LedgerStore
+from backend.metrics import Metrics, PrometheusSource
+from backend.pricing import PriceTable
+from backend.settings import Settings
+
+
+@dataclass
+class Costs:
+    prices: PriceTable
+    ledger: LedgerStore
+    queries: LedgerQueries
+    budgets: BudgetService
+    alerts: AlertService
+    metrics: Metrics
+    meter: LedgerMeter
+    prometheus: PrometheusSource | None
+    max_price_age_days: int
+
+    def close(self) -> None:
+        self.metrics.stop()
+        self.alerts.flush(2.0)
+
+
+def build_costs(settings: Settings, db: Engine, audit: AuditLog, serve_metrics: bool = True) -> Costs:
+    prices = PriceTable(db, audit)
+    store = LedgerStore(db)
+    queries = LedgerQueries(db)
+    metrics = Metrics()
+    alerts = AlertService(db, audit, queries, settings.alert_webhook_url)
+    budgets = BudgetService(db, audit, queries, alerts, gauge=metrics.set_budget)
+    if serve_metrics and settings.metrics_port:
+        metrics.serve(settings.metrics_host, settings.metrics_port)
+    return Costs(prices=prices, ledger=store, queries=queries, budgets=budgets, alerts=alerts, metrics=metrics,
+                 meter=LedgerMeter(store, prices, budgets, alerts, metrics),
+                 prometheus=PrometheusSource(settings.prometheus_url) if settings.prometheus_url else None,
+                 max_price_age_days=settings.price_table_max_age_days)

@@ -1,0 +1,283 @@
+"""Ledger tables and the write path.
+
+`ledger` holds one row per model call. Three daily roll-ups, updated in the same transaction
+as the row, answer the dashboard for day-aligned ranges without scanning the raw rows:
+
+- `ledger_daily`: calls, tokens, cost, savings by day and every filter dimension (user included);
+- `ledger_latency_daily`: latency histogram counts by day, stage and the dimensions but user;
+- `ledger_question_daily`: requests and cost per question by day and the dimensions but user
+  (question text in `ledger_questions`).
+
+Roll-up keys store '' for a missing variant (NULLs do not conflict in a unique key)."""
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from backend.db import metadata, utcnow
+from backend.ledger.buckets import bucket_of
+from backend.ledger.calls import ModelCall, RequestContext
+
+DAY_S = 86400
+TS = sa.DateTime(timezone=True)
+BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),  # seconds since 1970 UTC: dialect-neutral time buckets
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("policy", sa.String(200), nullable=False),
+    sa.Column("policy_version", sa.Integer, nullable=True),
+    sa.Column("variant", sa.String(100), nullable=True),
+    sa.Column("index_version", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("stage", sa.String(20), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("cached_tokens", sa.Integer, nullable=False),
+    sa.Column("token_method", sa.String(20), nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("price_known", sa.Boolean, nullable=False),
+    sa.Column("price_id", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("retrieve_ms", sa.Float, nullable=True),
+    sa.Column("total_ms", sa.Float, nullable=True),
+    sa.Column("lat_bucket", sa.SmallInteger, nullable=False),
+    sa.Column("retrieve_bucket", sa.SmallInteger, nullable=True),
+    sa.Column("total_bucket", sa.SmallInteger, nullable=True),
+    sa.Column("cache_hit", sa.Boolean, nullable=False),
+    sa.Column("saved_usd", sa.Float, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("error_class", sa.String(200), nullable=True),
+    sa.Column("question_hash", sa.String(16), nullable=False),
+    sa.Column("question", sa.String(500), nullable=False),
+    sa.Index("ix_ledger_epoch", "epoch"),
+    sa.Index("ix_ledger_user_epoch", "user", "epoch"),
+    sa.Index("ix_ledger_request", "request_id"),
+)
+
+DIMS = ("kind", "policy", "model", "user", "variant", "index_version", "status", "cache_hit")
+ledger_daily = sa.Table(
+    "ledger_daily",
+    metadata,
+    sa.Column("day", sa.Integer, primary_key=True),  # epoch // 86400
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("policy", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("user", sa.String(200), primary_key=True),
+    sa.Column("variant", sa.String(100), primary_key=True),
+    sa.Column("index_version", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(20), primary_key=True),
+    sa.Column("cache_hit", sa.Boolean, primary_key=True),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("saved_usd", sa.Float, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("unpriced", sa.Integer, nullable=False),
+)
+
+LAT_DIMS = ("stage", "policy", "model", "variant", "index_version")
+ledger_latency_daily = sa.Table(
+    "ledger_latency_daily",
+    metadata,
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("stage", sa.String(20), primary_key=True),
+    sa.Column("policy", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("variant", sa.String(100), primary_key=True),
+    sa.Column("index_version", sa.String(200), primary_key=True),
+    sa.Column("bucket", sa.SmallInteger, primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+)
+
+Q_DIMS = ("question_hash", "policy", "model", "variant", "index_version")
+ledger_question_daily = sa.Table(
+    "ledger_question_daily",
+    metadata,
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("question_hash", sa.String(16), primary_key=True),
+    sa.Column("policy", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("variant", sa.String(100), primary_key=True),
+    sa.Column("index_version", sa.String(200), primary_key=True),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("saved_usd", sa.Float, nullable=False),
+)
+
+# Every value each filter dimension has taken, with the first and last day it was seen: the
+# dashboard's filter choices without a DISTINCT over the roll-ups.
+FILTER_DIMS = ("policy", "model", "user", "variant", "index_version")
+ledger_dims = sa.Table(
+    "ledger_dims",
+    metadata,
+    sa.Column("dim", sa.String(20), primary_key=True),
+    sa.Column("value", sa.String(200), primary_key=True),
+    sa.Column("first_day", sa.Integer, nullable=False),
+    sa.Column("last_day", sa.Integer, nullable=False),
+)
+
+ledger_questions = sa.Table(
+    "ledger_questions",
+    metadata,
+    sa.Column("question_hash", sa.String(16), primary_key=True),
+    sa.Column("question", sa.String(500), nullable=False),
+)
+
+
+def question_hash(question: str) -> str:
+    norm = " ".join(unicodedata.normalize("NFKC", question).casefold().split())
+    return hashlib.sha256(norm.encode()).hexdigest()[:16]
+
+
+def to_epoch(ts: datetime) -> int:
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return int(ts.timestamp())
+
+
+def row_values(ctx: RequestContext, call: ModelCall) -> dict:
+    """The ledger row of one priced call."""
+    ts = call.ts or utcnow()
+    return dict(
+        ts=ts, epoch=to_epoch(ts), request_id=ctx.request_id, user=ctx.user, policy=ctx.policy,
+        policy_version=ctx.policy_version, variant=ctx.variant, index_version=ctx.index_version,
+        kind=call.kind, stage=call.stage, model=call.model, prompt_tokens=int(call.prompt_tokens),
+        completion_tokens=int(call.completion_tokens), cached_tokens=int(call.cached_tokens),
+        token_method=call.token_method, cost_usd=float(call.cost_usd), price_known=bool(call.price_known),
+        price_id=call.price_id, latency_ms=float(call.latency_ms), retrieve_ms=call.retrieve_ms,
+        total_ms=call.total_ms, lat_bucket=bucket_of(call.latency_ms), retrieve_bucket=bucket_of(call.retrieve_ms),
+        total_bucket=bucket_of(call.total_ms), cache_hit=bool(call.cache_hit), saved_usd=float(call.saved_usd),
+        status=call.status, error_class=call.error_class, question_hash=question_hash(ctx.question),
+        question=ctx.question[:500],
+    )
+
+
+def _insert(conn: Connection, table: sa.Table):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def _adding_upsert(conn: Connection, table: sa.Table, keys: list[str], adds: list[str]):
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET each `adds` column += the new row's value."""
+    stmt = _insert(conn, table)
+    return stmt.on_conflict_do_update(index_elements=keys, set_={k: table.c[k] + stmt.excluded[k] for k in adds})
+
+
+DAILY_SUMS = ["calls", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd", "latency_ms",
+              "unpriced"]
+
+
+class LedgerStore:
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._stmts: dict | None = None  # built once: executing the same statement objects skips recompiling
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def _statements(self, conn: Connection) -> dict:
+        if self._stmts is None:
+            dims = _insert(conn, ledger_dims)
+            self._stmts = {
+                "row": ledger.insert(),
+                "daily": _adding_upsert(conn, ledger_daily, ["day", *DIMS], DAILY_SUMS),
+                "latency": _adding_upsert(conn, ledger_latency_daily, ["day", *LAT_DIMS, "bucket"], ["n"]),
+                "question": _adding_upsert(conn, ledger_question_daily, ["day", *Q_DIMS],
+                                           ["requests", "cost_usd", "saved_usd"]),
+                "question_text": _insert(conn, ledger_questions).on_conflict_do_nothing(index_elements=["question_hash"]),
+                "dims": dims.on_conflict_do_update(index_elements=["dim", "value"], set_={
+                    "first_day": sa.case((dims.excluded.first_day < ledger_dims.c.first_day, dims.excluded.first_day),
+                                         else_=ledger_dims.c.first_day),
+                    "last_day": sa.case((dims.excluded.last_day > ledger_dims.c.last_day, dims.excluded.last_day),
+                                        else_=ledger_dims.c.last_day)}),
+            }
+        return self._stmts
+
+    def write(self, row: dict) -> None:
+        """The row and its roll-ups in one transaction."""
+        with self._engine.begin() as conn:
+            st = self._statements(conn)
+            conn.execute(st["row"], row)
+            day = row["epoch"] // DAY_S
+            variant = row["variant"] or ""
+            keys = {"day": day, **{d: row[d] for d in DIMS}, "variant": variant}
+            conn.execute(st["daily"], {**keys, "calls": 1, "prompt_tokens": row["prompt_tokens"],
+                                       "completion_tokens": row["completion_tokens"],
+                                       "cached_tokens": row["cached_tokens"], "cost_usd": row["cost_usd"],
+                                       "saved_usd": row["saved_usd"], "latency_ms": row["latency_ms"],
+                                       "unpriced": 0 if row["price_known"] else 1})
+            dims = {"day": day, "policy": row["policy"], "model": row["model"], "variant": variant,
+                    "index_version": row["index_version"]}
+            stages = [(row["stage"], row["lat_bucket"])]
+            if row["kind"] == "chat":
+                stages += [("retrieve", row["retrieve_bucket"]), ("total", row["total_bucket"])]
+            conn.execute(st["latency"], [{**dims, "stage": stage, "bucket": bucket, "n": 1}
+                                         for stage, bucket in stages if bucket is not None])
+            conn.execute(st["dims"], [{"dim": d, "value": variant if d == "variant" else row[d], "first_day": day,
+                                       "last_day": day} for d in FILTER_DIMS])
+            if row["kind"] == "chat":
+                conn.execute(st["question"], {**dims, "question_hash": row["question_hash"], "requests": 1,
+                                              "cost_usd": row["cost_usd"], "saved_usd": row["saved_usd"]})
+                conn.execute(st["question_text"], {"question_hash": row["question_hash"], "question": row["question"]})
+
+    def rebuild_rollups(self, from_day: int | None = None) -> None:
+        """Recompute the roll-ups from the raw rows (after a bulk load, or to repair them)."""
+        L = ledger
+        day = L.c.epoch // DAY_S
+        variant = sa.func.coalesce(L.c.variant, "")
+        with self._engine.begin() as conn:
+            for t in (ledger_daily, ledger_latency_daily, ledger_question_daily):
+                conn.execute(t.delete().where(t.c.day >= from_day) if from_day is not None else t.delete())
+            conn.execute(ledger_dims.delete())
+            where = [L.c.epoch >= from_day * DAY_S] if from_day is not None else []
+            dims = [L.c[d] if d != "variant" else variant for d in DIMS]
+            conn.execute(ledger_daily.insert().from_select(
+                ["day", *DIMS, "calls", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd",
+                 "latency_ms", "unpriced"],
+                sa.select(day, *dims, sa.func.count(), sa.func.sum(L.c.prompt_tokens), sa.func.sum(L.c.completion_tokens),
+                          sa.func.sum(L.c.cached_tokens), sa.func.sum(L.c.cost_usd), sa.func.sum(L.c.saved_usd),
+                          sa.func.sum(L.c.latency_ms),
+                          sa.func.sum(sa.case((L.c.price_known, 0), else_=1)))
+                .where(*where).group_by(day, *dims)))
+            ldims = [L.c.policy, L.c.model, variant.label("variant"), L.c.index_version]
+            parts = [sa.select(day.label("day"), L.c.stage.label("stage"), *ldims, L.c.lat_bucket.label("bucket"))
+                     .where(*where)]
+            for stage, col in (("retrieve", L.c.retrieve_bucket), ("total", L.c.total_bucket)):
+                parts.append(sa.select(day.label("day"), sa.literal(stage).label("stage"), *ldims, col.label("bucket"))
+                             .where(*where, L.c.kind == "chat", col.is_not(None)))
+            u = sa.union_all(*parts).subquery()
+            conn.execute(ledger_latency_daily.insert().from_select(
+                ["day", *LAT_DIMS, "bucket", "n"],
+                sa.select(u.c.day, *[u.c[c] for c in u.c.keys()[1:6]], u.c.bucket, sa.func.count())
+                .group_by(*[u.c[c] for c in u.c.keys()[:7]])))
+            qdims = [L.c.question_hash, L.c.policy, L.c.model, variant, L.c.index_version]
+            conn.execute(ledger_question_daily.insert().from_select(
+                ["day", *Q_DIMS, "requests", "cost_usd", "saved_usd"],
+                sa.select(day, *qdims, sa.func.count(), sa.func.sum(L.c.cost_usd), sa.func.sum(L.c.saved_usd))
+                .where(*where, L.c.kind == "chat").group_by(day, *qdims)))
+            D = ledger_daily
+            for d in FILTER_DIMS:
+                conn.execute(ledger_dims.insert().from_select(
+                    ["dim", "value", "first_day", "last_day"],
+                    sa.select(sa.literal(d), D.c[d], sa.func.min(D.c.day), sa.func.max(D.c.day)).group_by(D.c[d])))
+            known = sa.select(ledger_questions.c.question_hash)
+            conn.execute(ledger_questions.insert().from_select(
+                ["question_hash", "question"],
+                sa.select(L.c.question_hash, sa.func.max(L.c.question))
+                .where(*where, L.c.kind == "chat", L.c.question_hash.not_in(known)).group_by(L.c.question_hash)))

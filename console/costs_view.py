@@ -1,0 +1,690 @@
+"""Sections of the cost & latency dashboard (pages/costs.py) and the sidebar's firing alerts.
+
+Every figure comes from a backend query (backend.ledger.queries: SQL over the daily roll-ups or
+the raw rows); this module only turns small result sets into widgets and plotly charts. Widget
+keys are namespaced "costs.*"; the range, filters and tab are mirrored to the URL."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from backend.alerts import METRICS as ALERT_METRICS, describe_value
+from backend.budgets import PERIODS, SCOPES
+from backend.errors import RagError
+from backend.ledger.costs import Costs
+from backend.ledger.queries import DIMENSIONS, Filters, TimeRange
+from backend.pricing import MATCH_ORDER
+from console.auth import current_user
+from console.markup import escape_md
+from console.state import describe
+
+K = "costs."
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "costs.py"
+RANGES = ("Last 24 hours", "Last 7 days", "Last 30 days", "Last 90 days", "This month", "Custom days")
+LABELS = {"policy": "Policy", "model": "Model", "user": "User", "variant": "A/B variant",
+          "index_version": "Index version", "kind": "Call kind"}
+NO_VARIANT = "(none)"  # shown (and put in the URL) for rows without an A/B variant; stored as ''
+STAGE_ORDER = ["embed", "retrieve", "rerank", "generate", "judge", "cache", "total"]
+STAGE_COLORS = {"embed": "#4e79a7", "retrieve": "#59a14f", "rerank": "#f1a340", "generate": "#e15759",
+                "judge": "#b07aa1", "cache": "#8d99ae", "total": "#222222"}
+OUTCOME_COLORS = {"ok": "#59a14f", "cache_hit": "#4e79a7", "error": "#e15759", "refused": "#f1a340",
+                  "aborted": "#bab0ac"}
+TABS = ["📈 Spend", "🔢 Tokens & requests", "⏱️ Latency", "🏆 Top users & questions", "🎯 Budgets", "🚨 Alerts", "🏷️ Prices",
+        "🧾 Ledger rows"]
+MAX_SERIES = 8  # stacked series beyond this are summed as "(other)"
+
+
+# --- formatting ------------------------------------------------------------------------------
+def usd(x: float | None) -> str:
+    if x is None:
+        return "–"
+    a = abs(x)
+    if a >= 100:
+        return f"${x:,.0f}"
+    if a >= 1:
+        return f"${x:,.2f}"
+    if a == 0:
+        return "$0"
+    return f"${x:.4f}" if a >= 0.001 else f"${x:.6f}"
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def ms(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x / 1000:.2f} s" if x >= 1000 else f"{x:.0f} ms"
+
+
+def count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else (f"{n / 1e3:.0f}k" if n >= 1e4 else f"{n:,}")
+
+
+def code(text: str) -> str:
+    """A name shown as inline code (no Markdown escaping inside backticks)."""
+    return "`" + str(text).replace("`", "'") + "`"
+
+
+def change(now: float, before: float) -> str | None:
+    """Relative change against the previous range of the same length (the tile's help says so)."""
+    if not before:
+        return None
+    return f"{(now - before) / before:+.0%}"
+
+
+def _times(df: pd.DataFrame) -> pd.DataFrame:
+    df["time"] = pd.to_datetime(df["bucket"], unit="s", utc=True)
+    return df
+
+
+def _download(df: pd.DataFrame, name: str, key: str) -> None:
+    st.download_button("⬇️ CSV", df.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
+                       key=K + "csv." + key, help="Download what this chart or table shows")
+
+
+def _act(fn, *args, ok: str | None = None, **kwargs):
+    """Run a state-changing backend call; show its error instead of a traceback. On success with
+    an `ok` message, rerun so every section shows the change (the message survives the rerun)."""
+    try:
+        result = fn(*args, **kwargs)
+    except RagError as exc:
+        st.error(describe(exc), icon="🛑")
+        return None
+    if ok:
+        st.session_state[K + "flash"] = ok
+        st.rerun()
+    return result
+
+
+def flash() -> None:
+    """The message of the last successful change, once."""
+    msg = st.session_state.pop(K + "flash", None)
+    if msg:
+        st.success(msg, icon="✅")
+
+
+def _layout(fig: go.Figure, height: int = 340, y_title: str | None = None) -> go.Figure:
+    """Title top left, the legend in a row under it, above the plot."""
+    fig.update_layout(height=height, margin=dict(l=8, r=8, t=72, b=8), xaxis_title=None, yaxis_title=y_title,
+                      title=dict(x=0, xanchor="left", y=0.98, yanchor="top", font_size=14),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, title_text="", traceorder="normal"),
+                      hovermode="closest")
+    return fig
+
+
+# --- controls --------------------------------------------------------------------------------
+def controls(costs: Costs, now: datetime) -> tuple[TimeRange, Filters]:
+    """Range and filters in the sidebar; their values live in the URL so a view can be shared."""
+    with st.sidebar:
+        st.markdown("**🔎 Range and filters**")
+        choice = st.selectbox("Time range", RANGES, index=2, key=K + "range", bind="query-params")
+        today = now.date()
+        if choice == "Last 24 hours":
+            r = TimeRange.last_hours(24, now)
+        elif choice == "This month":
+            r = TimeRange.days(today.replace(day=1), today)
+        elif choice == "Custom days":
+            picked = st.date_input("Days (UTC, both included)", value=(today - timedelta(days=13), today),
+                                   max_value=today, key=K + "days")
+            first, last = (tuple(picked) + (None, None))[:2] if isinstance(picked, (tuple, list)) else (picked, None)
+            r = TimeRange.days(first or today, last or first or today)
+        else:
+            r = TimeRange.last_days(int(choice.split()[1]), now)
+        options = costs.queries.options(r)
+        chosen: dict[str, tuple[str, ...]] = {}
+        for d in DIMENSIONS:
+            key = K + d
+            opts = [NO_VARIANT if (d == "variant" and v == "") else v for v in options[d]]
+            opts = sorted(set(opts) | set(st.session_state.get(key) or []))  # keep a choice the range lacks
+            picked = st.multiselect(LABELS[d], opts, key=key, placeholder="all", bind="query-params")
+            chosen[d] = tuple("" if (d == "variant" and v == NO_VARIANT) else v for v in picked)
+        if costs.prometheus is not None:
+            st.segmented_control("Latency and request-rate source", ["Ledger", "Prometheus"], default="Ledger",
+                                 key=K + "source", bind="query-params",
+                                 help="Prometheus: histogram_quantile over rag_stage_latency_seconds (it knows the "
+                                      "policy label only); ledger: the same estimate over the ledger's histogram")
+        st.caption(f"{r.label()}. Days are UTC days; the last 24 hours are shown by hour.")
+    return r, Filters(**chosen)
+
+
+def warnings(costs: Costs, r: TimeRange) -> None:
+    unpriced = costs.queries.unpriced_models(r)
+    if unpriced:
+        names = ", ".join(f"{code(u['model'])} ({u['calls']:,} calls)" for u in unpriced)
+        st.warning(f"**Models without a price in this range:** {names}. Their calls were recorded at \\$0 — "
+                   "add a price under 🏷️ Prices (it applies to calls from its effective date on).", icon="🏷️")
+    age = costs.prices.age_days()
+    if age is None:
+        st.warning("The price table is empty: every paid call is recorded at \\$0.", icon="🏷️")
+    elif age > costs.max_price_age_days:
+        st.warning(f"**The price table was last checked {age:,.0f} days ago** (limit "
+                   f"{costs.max_price_age_days} days, PRICE_TABLE_MAX_AGE_DAYS). Compare it with the providers' "
+                   "price lists, then mark it checked under 🏷️ Prices.", icon="⏳")
+
+
+def firing_banner(costs: Costs) -> None:
+    firing = costs.alerts.firing()
+    for a in firing[:4]:
+        icon = "💸" if a["source"] == "budget" else "🚨"
+        st.error(f"**{escape_md(a['title'])}** — {escape_md(a['detail'])} · firing since "
+                 f"{a['first_seen']:%Y-%m-%d %H:%M} UTC", icon=icon)
+    if len(firing) > 4:
+        st.caption(f"…and {len(firing) - 4} more under 🚨 Alerts.")
+
+
+# --- tiles -----------------------------------------------------------------------------------
+def latency_source(costs: Costs, f: Filters) -> tuple[str, str | None]:
+    """('ledger' | 'prometheus', why the ledger is used although Prometheus was chosen)."""
+    if costs.prometheus is None:
+        return "ledger", None
+    src = st.session_state.get(K + "source", "Ledger")
+    if src != "Prometheus":
+        return "ledger", None
+    other = [LABELS[d] for d in f.active() if d != "policy"]
+    if other:
+        return "ledger", f"Prometheus has no {', '.join(other).lower()} label: these figures come from the ledger."
+    return "prometheus", None
+
+
+def tiles(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None:
+    q = costs.queries
+    s, prev = q.summary(r, f), q.summary(r.previous(), f)
+    fc = q.month_forecast(now, f)
+    src, why = latency_source(costs, f)
+    lat, lat_note = s.latency_ms, "ledger"
+    if src == "prometheus":
+        try:
+            lat = costs.prometheus.latency_quantiles(r.start, min(r.end, now), "total", f.policy)
+            lat_note = "Prometheus"
+        except Exception as exc:  # unreachable or bad answer: say so, keep the ledger's figures
+            why = f"Prometheus did not answer ({type(exc).__name__}): latency tiles from the ledger."
+    a = st.columns(6)
+    a[0].metric("Spend", usd(s.cost_usd), delta=change(s.cost_usd, prev.cost_usd), delta_color="inverse", border=True,
+                help=f"Change against the previous range ({r.previous().label()}): {usd(prev.cost_usd)}")
+    a[1].metric("Month forecast", usd(fc["forecast"]), border=True,
+                help=f"This UTC month: {usd(fc['month_to_date'])} in the first {fc['elapsed_days']:.1f} of {fc['days_in_month']} days "
+                     "extended at the same daily rate (filters apply)")
+    a[2].metric("Requests", f"{s.requests:,}", delta=change(s.requests, prev.requests), delta_color="off", border=True,
+                help="Answered, failed or refused requests (one chat row each; retrieval-only requests not counted); "
+                     f"change against the previous range: {prev.requests:,}")
+    a[3].metric("Cost per request", usd(s.cost_per_request), border=True)
+    a[4].metric("Cache hit rate", pct(s.cache_hit_rate), border=True,
+                help=f"{s.cache_hits:,} of {s.requests:,} requests answered from the cache")
+    a[5].metric("Cache savings", usd(s.saved_usd), border=True,
+                help="What the cached answers would have cost, at the prices in effect when they were served")
+    b = st.columns(6)
+    b[0].metric("Tokens in", count(s.prompt_tokens), border=True,
+                help=f"Prompt tokens of every call kind, of which {s.cached_tokens:,} were cached input")
+    b[1].metric("Tokens out", count(s.completion_tokens), border=True, help="Completion tokens")
+    b[2].metric("Error rate", pct(s.error_rate), border=True,
+                help=f"{s.errors:,} failed and {s.refused:,} refused by a hard budget, of {s.requests:,} requests")
+    for col, (qv, name) in zip(b[3:], ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"))):
+        col.metric(f"{name} latency", ms(lat.get(qv)), border=True,
+                   help=f"End to end ('total' stage), histogram estimate; source: {lat_note}")
+    st.caption(f"Latency tiles: **{lat_note}**." + (f" {why}" if why else "")
+               + (f" {s.unpriced_calls:,} calls had no price." if s.unpriced_calls else ""))
+
+
+# --- drill-down ------------------------------------------------------------------------------
+ROW_COLUMNS = ["ts", "request_id", "user", "policy", "variant", "index_version", "kind", "model", "prompt_tokens",
+               "completion_tokens", "cached_tokens", "cost_usd", "saved_usd", "cache_hit", "latency_ms", "retrieve_ms",
+               "total_ms", "status", "error_class", "token_method", "question"]
+
+
+def show_rows(rows: list[dict], title: str, key: str) -> None:
+    st.markdown(f"**🔬 {escape_md(title)}** · {len(rows):,} rows" + (" (first 500)" if len(rows) >= 500 else ""))
+    if not rows:
+        st.caption("No ledger rows.")
+        return
+    df = pd.DataFrame(rows)[ROW_COLUMNS]
+    st.dataframe(df, hide_index=True, height=min(38 + 35 * len(df), 320), key=K + "rows." + key,
+                 column_config={"ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+                                "cost_usd": st.column_config.NumberColumn("cost", format="$%.6f"),
+                                "saved_usd": st.column_config.NumberColumn("saved", format="$%.6f"),
+                                "latency_ms": st.column_config.NumberColumn("call ms", format="%.0f"),
+                                "retrieve_ms": st.column_config.NumberColumn("retrieve ms", format="%.0f"),
+                                "total_ms": st.column_config.NumberColumn("total ms", format="%.0f")})
+    _download(df, f"ledger-{key}", "rows." + key)
+
+
+def _selected(event) -> dict | None:
+    try:
+        points = event.selection.points
+    except AttributeError:
+        return None
+    return points[0] if points else None
+
+
+def _bucket_label(bucket: int, r: TimeRange) -> str:
+    t = datetime.fromtimestamp(bucket, timezone.utc)
+    return f"{t:%Y-%m-%d %H:00} UTC" if r.grain == "hour" else f"{t:%Y-%m-%d}"
+
+
+# --- charts ----------------------------------------------------------------------------------
+def _top_keys(df: pd.DataFrame, value: str) -> pd.DataFrame:
+    totals = df.groupby("key")[value].sum().sort_values(ascending=False)
+    if len(totals) <= MAX_SERIES:
+        return df
+    keep = set(totals.index[: MAX_SERIES - 1])
+    df = df.copy()
+    df.loc[~df["key"].isin(keep), "key"] = "(other)"
+    return df.groupby(["bucket", "key"], as_index=False)[[value, "requests"]].sum()
+
+
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+           "#bab0ac", "#1f77b4", "#d62728"]
+
+
+def series_color(by: str, key: str, costs: Costs, r: TimeRange) -> str:
+    """One color per value for the whole range, whatever the filters: a model keeps its color
+    when a filter removes the others."""
+    if key == "(other)":
+        return "#c9c3bd"
+    if by == "kind":
+        values = ["chat", "embedding", "rerank", "judge"]
+    else:
+        values = [NO_VARIANT if (by == "variant" and v == "") else v for v in costs.queries.options(r).get(by, [])]
+    i = values.index(key) if key in values else sum(map(ord, key))
+    return PALETTE[i % len(PALETTE)]
+
+
+def spend_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
+    by = st.segmented_control("Stack cost by", ["model", "policy", "user", "kind", "variant", "index_version"],
+                              default="model", format_func=LABELS.get, key=K + "stack_by") or "model"
+    df = pd.DataFrame(costs.queries.cost_series(r, f, by))
+    if df.empty:
+        st.info("No ledger rows in this range and filter.", icon="📭")
+        return
+    if by == "variant":
+        df["key"] = df["key"].replace("", NO_VARIANT)
+    df = _times(_top_keys(df, "cost_usd"))
+    order = df.groupby("key")["cost_usd"].sum().sort_values(ascending=False).index
+    fig = go.Figure([go.Bar(x=g["time"], y=g["cost_usd"], name=str(k), customdata=g[["bucket", "key"]].values,
+                            marker_color=series_color(by, str(k), costs, r),
+                            hovertemplate="%{x}<br>%{customdata[1]}: $%{y:.4f}<extra></extra>")
+                     for k, g in ((k, df[df["key"] == k]) for k in order)])
+    fig.update_layout(barmode="stack", yaxis_tickprefix="$",
+                      title_text=f"Cost per {'hour' if r.grain == 'hour' else 'day'} by {LABELS[by].lower()}")
+    event = st.plotly_chart(_layout(fig, y_title="USD"), key=K + "cost_chart", on_select="rerun",
+                            selection_mode="points")
+    st.caption("Source: ledger (cost fixed when each call was written). Click a bar to list its ledger rows.")
+    _download(df.drop(columns=["time"]), "cost-by-" + by, "cost")
+    point = _selected(event)
+    if point and point.get("customdata"):
+        bucket, key = int(point["customdata"][0]), str(point["customdata"][1])
+        value = None if key == "(other)" else ("" if (by == "variant" and key == NO_VARIANT) else key)
+        rows = costs.queries.rows(r, f, bucket=bucket, dim=by if value is not None else None, value=value)
+        show_rows(rows, f"{_bucket_label(bucket, r)} · {LABELS[by].lower()} {key}", "cost")
+
+
+def tokens_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
+    df = pd.DataFrame(costs.queries.token_series(r, f))
+    if df.empty:
+        return
+    df = _times(df)
+    df["input (uncached)"] = df["prompt_tokens"] - df["cached_tokens"]
+    fig = go.Figure([go.Bar(x=df["time"], y=df[col], name=name, marker_color=color, offsetgroup=group)
+                     for col, name, color, group in (("input (uncached)", "input (uncached)", "#4e79a7", "in"),
+                                                     ("cached_tokens", "input (cached)", "#a0cbe8", "in"),
+                                                     ("completion_tokens", "output", "#f28e2b", "out"))])
+    fig.update_layout(barmode="stack", title_text="Tokens in vs out")
+    st.plotly_chart(_layout(fig, 300, "tokens"), key=K + "tokens_chart")
+    _download(df.drop(columns=["time"]), "tokens", "tokens")
+
+
+def requests_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None:
+    src, why = latency_source(costs, f)
+    rows, note = None, "ledger"
+    if src == "prometheus":
+        try:
+            rows = costs.prometheus.request_series(r.start, min(r.end, now), r.bucket_s, f.policy)
+            note = f"Prometheus ({costs.prometheus.url}), increase(rag_requests_total[{r.bucket_s}s]) by status"
+        except Exception as exc:
+            why = f"Prometheus did not answer ({type(exc).__name__}); showing the ledger."
+    if rows is None:
+        rows = costs.queries.request_series(r, f)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return
+    df = _times(df)
+    fig = go.Figure([go.Bar(x=g["time"], y=g["requests"], name=o, marker_color=OUTCOME_COLORS.get(o))
+                     for o in OUTCOME_COLORS for g in [df[df["outcome"] == o]] if len(g)])
+    fig.update_layout(barmode="stack", title_text="Requests by outcome")
+    st.plotly_chart(_layout(fig, 300, "requests"), key=K + "requests_chart")
+    st.caption(f"Source: **{note}**." + (f" {why}" if why else ""))
+    _download(df.drop(columns=["time"]), "requests", "requests")
+
+
+def latency_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None:
+    which = st.segmented_control("Percentile", ["p50", "p95", "p99"], default="p95", key=K + "quantile") or "p95"
+    qv = {"p50": 0.5, "p95": 0.95, "p99": 0.99}[which]
+    src, why = latency_source(costs, f)
+    rows, note = None, "ledger (histogram estimate over the latency buckets Prometheus uses too)"
+    if src == "prometheus":
+        try:
+            rows = costs.prometheus.latency_series(r.start, min(r.end, now), r.bucket_s, f.policy, qs=(qv,))
+            note = (f"Prometheus ({costs.prometheus.url}): histogram_quantile({qv}, sum by (le, stage) "
+                    f"(increase(rag_stage_latency_seconds_bucket[{r.bucket_s}s])))")
+        except Exception as exc:
+            why = f"Prometheus did not answer ({type(exc).__name__}); showing the ledger."
+    if rows is None:
+        rows = costs.queries.latency_series(r, f, qs=(qv,))
+    hint = "" if costs.prometheus is not None else " Set PROMETHEUS_URL to read latency and rates from Prometheus."
+    df = pd.DataFrame([x for x in rows if x["ms"] is not None and x["q"] == qv])
+    if df.empty:
+        st.info("No latency data in this range and filter.", icon="📭")
+        st.caption(f"Source: **{note}**." + (f" {why}" if why else "") + hint)
+        return
+    df = _times(df)
+    stages = [s for s in STAGE_ORDER if s in set(df["stage"])] + sorted(set(df["stage"]) - set(STAGE_ORDER))
+    fig = go.Figure([go.Scatter(x=g["time"], y=g["ms"], name=st_, mode="lines+markers",
+                                line=dict(color=STAGE_COLORS.get(st_), dash="dash" if st_ == "total" else "solid"),
+                                customdata=g[["bucket", "stage"]].values,
+                                hovertemplate="%{x}<br>%{customdata[1]}: %{y:,.0f} ms<extra></extra>")
+                     for st_ in stages for g in [df[df["stage"] == st_]]])
+    fig.update_layout(yaxis_ticksuffix=" ms", title_text=f"{which} latency per stage")
+    if df["ms"].max() / max(df["ms"].min(), 0.1) > 50:
+        fig.update_yaxes(type="log", dtick=1)
+    event = st.plotly_chart(_layout(fig, 360, None), key=K + "latency_chart", on_select="rerun",
+                            selection_mode="points")
+    st.caption(f"Source: **{note}**." + (f" {why}" if why else "") + " Click a point to list the slowest rows." + hint)
+    _download(df.drop(columns=["time"]), f"latency-{which}", "latency")
+    point = _selected(event)
+    if point and point.get("customdata"):
+        bucket, stage = int(point["customdata"][0]), str(point["customdata"][1])
+        rows = costs.queries.rows(r, f, bucket=bucket, bucket_s=r.bucket_s, stage=stage)
+        show_rows(rows, f"{_bucket_label(bucket, r)} · slowest '{stage}'", "latency")
+
+
+def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
+    left, right = st.columns(2)
+    with left:
+        users = pd.DataFrame(costs.queries.top_users(r, f, 10))
+        if users.empty:
+            st.info("No users in this range.", icon="📭")
+        else:
+            u = users.iloc[::-1]
+            fig = go.Figure(go.Bar(x=u["cost_usd"], y=u["user"], orientation="h", marker_color="#4e79a7",
+                                   customdata=u[["user", "requests"]].values,
+                                   hovertemplate="%{customdata[0]}: $%{x:.4f} · %{customdata[1]} requests<extra></extra>"))
+            fig.update_layout(xaxis_tickprefix="$", title_text="Top users by cost", showlegend=False)
+            ev = st.plotly_chart(_layout(fig, 360), key=K + "users_chart", on_select="rerun", selection_mode="points")
+            _download(users, "top-users", "users")
+            point = _selected(ev)
+            if point and point.get("customdata"):
+                user = str(point["customdata"][0])
+                show_rows(costs.queries.rows(r, f, dim="user", value=user), f"user {user}", "user")
+    with right:
+        qs = pd.DataFrame(costs.queries.top_questions(r, f, 10))
+        if qs.empty:
+            st.info("No questions in this range.", icon="📭")
+        else:
+            qs["question"] = qs["question"].fillna("?")
+            qs["label"] = [(x[:48] + "…") if len(x) > 49 else x for x in qs["question"]]
+            qs["label"] = [f"{i + 1}. {x}" for i, x in enumerate(qs["label"])]
+            qq = qs.iloc[::-1]
+            fig = go.Figure(go.Bar(x=qq["cost_usd"], y=qq["label"], orientation="h", marker_color="#e15759",
+                                   customdata=qq[["question_hash", "question", "requests", "saved_usd"]].values,
+                                   hovertemplate="%{customdata[1]}<br>$%{x:.4f} · %{customdata[2]} requests · "
+                                                 "cache saved $%{customdata[3]:.4f}<extra></extra>"))
+            fig.update_layout(xaxis_tickprefix="$", title_text="Top questions by cost", showlegend=False)
+            ev = st.plotly_chart(_layout(fig, 360), key=K + "questions_chart", on_select="rerun",
+                                 selection_mode="points")
+            _download(qs.drop(columns=["label"]), "top-questions", "questions")
+            point = _selected(ev)
+            if point and point.get("customdata"):
+                qh, text = str(point["customdata"][0]), str(point["customdata"][1])
+                show_rows(costs.queries.rows(r, f, question_hash=qh), f"question: {text[:80]}", "question")
+    st.caption("Source: ledger. Click a bar to list its ledger rows.")
+
+
+# --- budgets ---------------------------------------------------------------------------------
+def budget_bars(status: list[dict]) -> go.Figure:
+    names = [b["name"] for b in status]
+    shown = [min(b["pct"], 150.0) for b in status]
+    colors = ["#bab0ac" if not b["enabled"] else "#e15759" if b["pct"] >= 100 else
+              "#f1a340" if b["fired"] else "#59a14f" for b in status]
+    text = [f"{usd(b['spend_usd'])} of {usd(b['limit_usd'])} · {b['pct']:.0f}%" for b in status]
+    fig = go.Figure([
+        go.Bar(x=[100] * len(names), y=names, orientation="h", marker_color="rgba(128,128,128,0.15)",
+               hoverinfo="skip", name="limit"),
+        go.Bar(x=shown, y=names, orientation="h", marker_color=colors, text=text, textposition="outside",
+               cliponaxis=False, hovertemplate="%{y}: %{text}<extra></extra>", name="spend", width=0.5)])
+    for i, b in enumerate(status):
+        fig.add_trace(go.Scatter(
+            x=b["thresholds"], y=[names[i]] * len(b["thresholds"]), mode="markers+text",
+            marker=dict(symbol="line-ns-open", size=28, color="#333", line=dict(width=2)),
+            text=[f"{t}%" for t in b["thresholds"]], textposition="top center", textfont=dict(size=10),
+            hovertemplate=f"{b['name']}: threshold %{{x}}%<extra></extra>", showlegend=False))
+    fig.update_layout(height=80 + 58 * len(status), margin=dict(l=8, r=8, t=16, b=8), showlegend=False,
+                      xaxis=dict(range=[0, max(125, max(shown) + 25)], ticksuffix="%", title=None),
+                      yaxis=dict(autorange="reversed"), barmode="overlay", bargap=0.45)
+    return fig
+
+
+def budgets_section(costs: Costs, r: TimeRange) -> None:
+    status = costs.budgets.status()
+    if status:
+        st.plotly_chart(budget_bars(status), key=K + "budget_chart")
+        table = pd.DataFrame([{
+            "budget": b["name"], "kind": "hard" if b["hard"] else "soft", "scope": b["scope_label"],
+            "period": b["period_label"], "spend": b["spend_usd"], "limit": b["limit_usd"], "used": b["pct"] / 100,
+            "thresholds": ", ".join(f"{t}%" for t in b["thresholds"]),
+            "fired": ", ".join(f"{t}%" for t in b["fired"]) or "–",
+            "state": ("disabled" if not b["enabled"] else "refusing paid calls" if b["blocking"] else "ok"),
+            "resets": b["resets"].strftime("%Y-%m-%d") if b["resets"] else "rolling",
+        } for b in status])
+        st.dataframe(table, hide_index=True, key=K + "budget_table", column_config={
+            "spend": st.column_config.NumberColumn(format="$%.4f"), "limit": st.column_config.NumberColumn(format="$%.2f"),
+            "used": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+        _download(table, "budgets", "budgets")
+        st.caption("Bars: spend of the current period; ticks: alert thresholds (each fires once per period). "
+                   "A hard budget refuses new paid model calls of its scope once spent; cached answers still go out.")
+    else:
+        st.info("No budgets yet. A soft budget alerts at its thresholds; a hard one also refuses paid calls.", icon="🎯")
+    options = costs.queries.options(TimeRange.last_days(90))
+    with st.expander("➕ New budget", expanded=not status):
+        with st.form(K + "budget_form", clear_on_submit=False, border=False):
+            c = st.columns(3)
+            name = c[0].text_input("Name", key=K + "b.name", placeholder="team monthly")
+            limit = c[1].number_input("Limit (USD)", min_value=0.0, value=100.0, step=10.0, key=K + "b.limit")
+            hard = c[2].toggle("Hard (refuse paid calls when spent)", key=K + "b.hard")
+            c = st.columns(3)
+            scope = c[0].selectbox("Scope", SCOPES, key=K + "b.scope")
+            value = c[1].selectbox("Scope value", [""] + sorted(set(options["policy"] + options["user"] + options["model"])),
+                                   key=K + "b.value", accept_new_options=True,
+                                   help="The policy, user or model it covers (ignored for global)")
+            period = c[2].selectbox("Period", PERIODS, index=2, key=K + "b.period",
+                                    format_func=lambda p: {"day": "UTC day", "week": "week (from Monday)",
+                                                           "month": "calendar month", "rolling": "rolling N days"}[p])
+            c = st.columns(3)
+            days = c[0].number_input("Rolling days", min_value=1, max_value=366, value=30, key=K + "b.days")
+            thresholds = c[1].text_input("Alert thresholds (% of the limit)", value="80, 95, 100", key=K + "b.th")
+            if st.form_submit_button("Create the budget", type="primary"):
+                try:
+                    ths = [int(x) for x in thresholds.replace(";", ",").split(",") if x.strip()]
+                except ValueError:
+                    st.error("Thresholds are whole percentages separated by commas.", icon="🛑")
+                else:
+                    _act(costs.budgets.create, current_user(), name, limit, scope=scope, scope_value=value or None,
+                         period=period, hard=hard, thresholds=ths, rolling_days=days if period == "rolling" else None,
+                         ok=f"Budget '{name}' created")
+    if status:
+        with st.expander("⚙️ Enable, disable or delete a budget"):
+            by_name = {b["name"]: b for b in status}
+            pick = st.selectbox("Budget", list(by_name), key=K + "b.pick")
+            b = by_name[pick]
+            c = st.columns(3)
+            if c[0].button("⏸️ Disable" if b["enabled"] else "▶️ Enable", key=K + "b.toggle"):
+                _act(costs.budgets.set_enabled, current_user(), b["id"], not b["enabled"],
+                     ok=f"Budget '{pick}' {'disabled' if b['enabled'] else 'enabled'}")
+            if c[1].button("🗑️ Delete", key=K + "b.delete"):
+                _act(costs.budgets.delete, current_user(), b["id"], ok=f"Budget '{pick}' deleted")
+
+
+# --- alerts ----------------------------------------------------------------------------------
+def alerts_section(costs: Costs) -> None:
+    head, button = st.columns([4, 1], vertical_alignment="bottom")
+    head.markdown("**Firing now**")
+    if button.button("🔁 Evaluate now", key=K + "evaluate", help="Run every rule and budget check now"):
+        costs.alerts.evaluate(force=True)
+        costs.budgets.evaluate()
+    firing = costs.alerts.firing()
+    if not firing:
+        st.success("No alert is firing.", icon="✅")
+    for a in firing:
+        st.error(f"**{escape_md(a['title'])}** — {escape_md(a['detail'])}  \nfirst seen {a['first_seen']:%Y-%m-%d %H:%M} "
+                 f"UTC · last seen {a['last_seen']:%H:%M}", icon="💸" if a["source"] == "budget" else "🚨")
+    hook = costs.alerts.webhook_url
+    st.caption(f"Webhook: {code(hook) if hook else 'none (set ALERT_WEBHOOK_URL)'}. Rules run at most "
+               "every 30 s after requests, and whenever this page loads.")
+    hist = pd.DataFrame(costs.alerts.history(100))
+    st.markdown("**History**")
+    if hist.empty:
+        st.caption("No alerts yet.")
+    else:
+        hist = hist[["title", "source", "severity", "first_seen", "last_seen", "resolved_at", "notified_at", "notify_error"]]
+        st.dataframe(hist, hide_index=True, key=K + "alert_history", height=min(38 + 35 * len(hist), 280))
+        _download(hist, "alerts", "alerts")
+    st.markdown("**Rules**")
+    rules = costs.alerts.rules()
+    if rules:
+        df = pd.DataFrame([{"name": x["name"], "metric": x["metric"],
+                            "fires when above": describe_value(x["metric"], x["threshold"]),
+                            "window": f"{x['window_minutes']} min", "policy": x["policy"] or "all",
+                            "model": x["model"] or "all", "min requests": x["min_requests"],
+                            "webhook": x["webhook"], "enabled": x["enabled"]} for x in rules])
+        st.dataframe(df, hide_index=True, key=K + "rules_table")
+    with st.expander("➕ New alert rule"):
+        with st.form(K + "rule_form", border=False):
+            c = st.columns(3)
+            name = c[0].text_input("Name", key=K + "r.name")
+            metric = c[1].selectbox("Metric", list(ALERT_METRICS), format_func=ALERT_METRICS.get, key=K + "r.metric")
+            threshold = c[2].number_input("Threshold (USD, share 0-1, or ms)", min_value=0.0, value=0.05, key=K + "r.th")
+            c = st.columns(4)
+            window = c[0].number_input("Window (minutes)", min_value=1, value=15, key=K + "r.window")
+            policy = c[1].text_input("Policy (blank = all)", key=K + "r.policy")
+            model = c[2].text_input("Model (blank = all)", key=K + "r.model")
+            min_req = c[3].number_input("Min requests", min_value=0, value=20, key=K + "r.min")
+            webhook = st.toggle("Send to the webhook", value=True, key=K + "r.webhook")
+            if st.form_submit_button("Create the rule", type="primary"):
+                _act(costs.alerts.create_rule, current_user(), name, metric, threshold, window, policy, model, min_req,
+                     webhook, ok=f"Rule '{name}' created")
+    if rules:
+        with st.expander("⚙️ Enable, disable or delete a rule"):
+            by_name = {x["name"]: x for x in rules}
+            pick = st.selectbox("Rule", list(by_name), key=K + "r.pick")
+            x = by_name[pick]
+            c = st.columns(3)
+            if c[0].button("⏸️ Disable" if x["enabled"] else "▶️ Enable", key=K + "r.toggle"):
+                _act(costs.alerts.set_rule_enabled, current_user(), x["id"], not x["enabled"],
+                     ok=f"Rule '{pick}' {'disabled' if x['enabled'] else 'enabled'}")
+            if c[1].button("🗑️ Delete", key=K + "r.delete"):
+                _act(costs.alerts.delete_rule, current_user(), x["id"], ok=f"Rule '{pick}' deleted")
+
+
+# --- prices ----------------------------------------------------------------------------------
+def prices_section(costs: Costs, r: TimeRange) -> None:
+    rows = costs.prices.list()
+    age = costs.prices.age_days()
+    c = st.columns([3, 1], vertical_alignment="bottom")
+    c[0].caption(f"{len(rows)} price rows · USD per million tokens · last checked "
+                 f"{age:,.0f} days ago" if age is not None else "empty")
+    if c[1].button("✅ Mark checked today", key=K + "p.checked",
+                   help="You compared the table with the providers' price lists today"):
+        _act(costs.prices.mark_checked, current_user(), ok="Price table marked as checked today")
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df[["id", "pattern", "match", "input_per_m", "output_per_m", "cached_input_per_m", "per_call_usd",
+                 "effective_from", "checked_at", "note"]]
+        st.dataframe(df, hide_index=True, key=K + "prices_table", height=320, column_config={
+            "input_per_m": st.column_config.NumberColumn("input $/M", format="%.3f"),
+            "output_per_m": st.column_config.NumberColumn("output $/M", format="%.3f"),
+            "cached_input_per_m": st.column_config.NumberColumn("cached input $/M", format="%.4f"),
+            "per_call_usd": st.column_config.NumberColumn("per call $", format="%.4f"),
+            "effective_from": st.column_config.DatetimeColumn("effective from", format="YYYY-MM-DD HH:mm"),
+            "checked_at": st.column_config.DatetimeColumn("checked", format="YYYY-MM-DD")})
+    st.caption("The most specific pattern wins (exact, then the longest prefix, then a regex); of its rows, the one in "
+               "effect at the call's time. A change is a new row with a later date: past ledger rows keep their cost.")
+    test = st.text_input("Which price applies to a model?", key=K + "p.test", placeholder="e.g. gpt-4o-mini-2024-07-18")
+    if test.strip():
+        p = costs.prices.price(test.strip())
+        if p is None:
+            st.warning(f"No price matches {code(test.strip())}: its calls are recorded at \\$0.", icon="🏷️")
+        else:
+            st.info(f"{code(p.pattern)} ({p.match}) since {p.effective_from:%Y-%m-%d}: 1M input + 1M output "
+                    f"tokens cost {usd(p.cost(1_000_000, 1_000_000))}", icon="🏷️")
+    left, right = st.columns(2)
+    with left:
+        with st.expander("➕ Add a price (or a price change)"):
+            with st.form(K + "price_form", border=False):
+                c = st.columns(2)
+                pattern = c[0].text_input("Model pattern", key=K + "p.pattern")
+                match = c[1].selectbox("Match", list(MATCH_ORDER), key=K + "p.match")
+                c = st.columns(4)
+                pin = c[0].number_input("Input $/M", min_value=0.0, format="%.4f", key=K + "p.in")
+                pout = c[1].number_input("Output $/M", min_value=0.0, format="%.4f", key=K + "p.out")
+                pcached = c[2].text_input("Cached input $/M", placeholder="as input", key=K + "p.cached")
+                pcall = c[3].number_input("Per call $", min_value=0.0, format="%.4f", key=K + "p.call")
+                c = st.columns(2)
+                eff = c[0].date_input("Effective from (UTC)", key=K + "p.eff")
+                note = c[1].text_input("Note", key=K + "p.note")
+                if st.form_submit_button("Add the price", type="primary"):
+                    _act(costs.prices.add, current_user(), pattern, match, pin, pout, pcached or None, pcall, eff, note,
+                         ok=f"Price for '{pattern}' added")
+    with right:
+        with st.expander("📥 Import / 📤 export CSV"):
+            st.download_button("📤 Export the price table", costs.prices.export_csv().encode(), "prices.csv",
+                               mime="text/csv", key=K + "p.export")
+            up = st.file_uploader("CSV with the export's columns", type=["csv"], key=K + "p.upload")
+            if up is not None and st.button("📥 Import", key=K + "p.import"):
+                res = _act(costs.prices.import_csv, current_user(), up.getvalue().decode("utf-8", errors="replace"))
+                if res:
+                    st.session_state[K + "flash"] = f"Imported: {res['added']} rows added, {res['skipped']} already present"
+                    st.rerun()
+        if rows:
+            with st.expander("🗑️ Delete a price row"):
+                labels = {f"#{x['id']} {x['pattern']} ({x['match']}) from {x['effective_from']:%Y-%m-%d}": x["id"]
+                          for x in rows}
+                pick = st.selectbox("Row", list(labels), key=K + "p.pick")
+                if st.button("Delete this row", key=K + "p.delete"):
+                    _act(costs.prices.delete, current_user(), labels[pick], ok=f"Price row {pick} deleted")
+
+
+# --- ledger rows -----------------------------------------------------------------------------
+def rows_section(costs: Costs, r: TimeRange, f: Filters) -> None:
+    buckets = []
+    t = r.start
+    while t < r.end:
+        buckets.append(t)
+        t += timedelta(seconds=r.bucket_s)
+    c = st.columns(3)
+    when = c[0].selectbox("When", ["whole range"] + [_bucket_label(int(b.timestamp()), r) for b in reversed(buckets)],
+                          key=K + "rows.when")
+    kind = c[1].selectbox("Call kind", ["all", "chat", "embedding", "rerank", "judge"], key=K + "rows.kind")
+    order = c[2].segmented_control("Order", ["newest", "costliest"], default="newest", key=K + "rows.order") or "newest"
+    bucket = None
+    if when != "whole range":
+        bucket = next(int(b.timestamp()) for b in buckets if _bucket_label(int(b.timestamp()), r) == when)
+    rows = costs.queries.rows(r, f, bucket=bucket, dim="kind" if kind != "all" else None,
+                              value=kind if kind != "all" else None, order="time" if order == "newest" else "cost")
+    show_rows(rows, f"Ledger rows · {when}", "all")
+
+
+# --- sidebar ---------------------------------------------------------------------------------
+def sidebar_alerts(costs: Costs) -> None:
+    """Firing alerts under the sidebar status on every page (one small query; rules run in the background)."""
+    costs.alerts.maybe_evaluate_async()
+    firing = costs.alerts.firing()
+    if not firing:
+        return
+    with st.expander(f"🚨 {len(firing)} alert{'s' if len(firing) > 1 else ''} firing", expanded=True):
+        for a in firing[:5]:
+            st.caption(f"**{escape_md(a['title'])}** · since {a['first_seen']:%m-%d %H:%M} UTC")
+        st.page_link(PAGE, label="Costs & latency", icon="💰")
