@@ -151,7 +151,7 @@ class Ingestor:
         if progress:
             progress(state)
         start = time.perf_counter()
-        step = max(4, min(self.batch_size, len(chunks) // 10))  # at least ~10 progress updates on small corpora
+        step = min(self.batch_size, max(4, len(chunks) // 10))  # ~10 progress updates on small corpora
         for i in range(0, len(chunks), step):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"ingest into {name} cancelled after {i} of {len(chunks)} chunks")

@@ -8,7 +8,9 @@ import pytest
 
 from backend.ab_stats import compare_means, compare_proportions
 from backend.errors import InputError
-from backend.policy import Policy
+from backend.audit import AuditLog
+from backend.db import make_engine, migrate
+from backend.policy import Policy, PolicyStore
 from backend.releases import Guardrails, ReleaseManager, bucket
 from backend.services import Services
 from backend.sources import load_source
@@ -46,7 +48,9 @@ def test_significance_finds_a_known_effect_and_holds_its_false_positive_rate() -
 
 
 @pytest.fixture
-def manager(services: Services, small_datasets) -> tuple[ReleaseManager, str, str]:
+def manager(services: Services, small_datasets, tmp_path) -> tuple[ReleaseManager, str, str]:
+    """A manager over its own database (the live configuration is one row per database, and other
+    tests use the shared one) and its own index family on the shared store."""
     docs = load_source(small_datasets["cmrc2018"]).documents
     from backend.chunking import ChunkingParams
 
@@ -54,9 +58,13 @@ def manager(services: Services, small_datasets) -> tuple[ReleaseManager, str, st
     v2 = services.ingestor.ingest(docs, actor="t", family="ab_family", source="t", promote=False,
                                   params=ChunkingParams(target_chars=1100))
     services.store.point_alias("ab_family", v1.collection)
-    services.policies.save(Policy(name="ab-base", top_k=4), actor="ann")
-    services.policies.save(Policy(name="ab-sparse", retrieval_mode="sparse", top_k=4), actor="ann")
-    return ReleaseManager(services.db, services.audit, services.policies, services.store, "ab_family"), v1.collection, v2.collection
+    db = make_engine(f"sqlite:///{tmp_path / 'releases.db'}")
+    migrate(db)
+    audit = AuditLog(db)
+    policies = PolicyStore(db, audit)
+    policies.save(Policy(name="ab-base", top_k=4), actor="ann")
+    policies.save(Policy(name="ab-sparse", retrieval_mode="sparse", top_k=4), actor="ann")
+    return ReleaseManager(db, audit, policies, services.store, "ab_family"), v1.collection, v2.collection
 
 
 def test_promote_and_rollback_swap_the_alias_with_the_release(services: Services, manager) -> None:
@@ -84,7 +92,7 @@ def test_promote_and_rollback_swap_the_alias_with_the_release(services: Services
         releases.rollback("bob")
     actions = [e["action"] for e in releases.events()]
     assert actions[:3] == ["rollback", "promote", "set_candidate"]
-    assert {r["action"] for r in services.audit.recent(20)} >= {"release.promote", "release.rollback"}
+    assert {r["action"] for r in releases._audit.recent(20)} >= {"release.promote", "release.rollback"}
 
 
 def test_guardrail_sends_traffic_back_and_records_why(services: Services, manager) -> None:
