@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from qdrant_client import QdrantClient, models
 
 from backend.errors import DependencyError, NotFoundError
+from backend.local_sparse import SparseIndexCache
 from backend.settings import Settings
 
 DENSE = "dense"
@@ -46,9 +47,13 @@ def _wrap(exc: Exception, what: str) -> DependencyError:
 
 
 class VectorStore:
-    def __init__(self, client: QdrantClient):
+    def __init__(self, client: QdrantClient, local: bool = False):
+        """`local`: the client is Qdrant local mode, whose sparse scoring is a Python loop over
+        every point; unfiltered sparse queries then go to an in-process inverted index instead.
+        Every write must go through this class so that index is dropped when its data changes."""
         self.client = client
         self._lock = threading.Lock()  # serialises alias changes made from this process
+        self._sparse = SparseIndexCache(client) if local else None
 
     # --- collections and aliases -------------------------------------------------------
     def collections(self) -> list[str]:
@@ -90,6 +95,7 @@ class VectorStore:
             raise _wrap(exc, f"creating collection {name}") from exc
 
     def delete_collection(self, name: str) -> None:
+        self._changed(name)
         try:
             self.client.delete_collection(name)
         except Exception as exc:
@@ -117,10 +123,17 @@ class VectorStore:
 
     # --- points ---------------------------------------------------------------------------
     def upsert(self, collection: str, points: list[models.PointStruct]) -> None:
+        self._changed(collection)
         try:
             self.client.upsert(collection, points=points, wait=True)
         except Exception as exc:
             raise _wrap(exc, f"writing to {collection}") from exc
+        finally:
+            self._changed(collection)  # also after: a query may have loaded the old points meanwhile
+
+    def _changed(self, collection: str) -> None:
+        if self._sparse is not None:
+            self._sparse.invalidate(collection)
 
     def existing(self, collection: str, point_ids: list[str]) -> dict[str, str]:
         """point id -> stored text hash, for the ids that are already in the collection."""
@@ -146,12 +159,22 @@ class VectorStore:
         query_filter: models.Filter | None = None,
     ) -> list[Hit]:
         try:
+            if self._sparse is not None and isinstance(query, models.SparseVector) and query_filter is None:
+                return self._local_sparse_search(collection, query, using, limit)
             res = self.client.query_points(
                 collection, query=query, using=using, limit=limit, query_filter=query_filter, with_payload=True
             )
         except Exception as exc:
             raise _wrap(exc, f"{using} search in {collection}") from exc
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in res.points]
+
+    def _local_sparse_search(self, collection: str, query: models.SparseVector, using: str, limit: int) -> list[Hit]:
+        """Same ranking and scores as local mode's own sparse search, from the in-process index."""
+        assert self._sparse is not None
+        scored = self._sparse.get(collection, using).search(query, limit)
+        recs = self.client.retrieve(collection, ids=[pid for pid, _ in scored], with_payload=True, with_vectors=False)
+        payloads = {str(r.id): r.payload or {} for r in recs}
+        return [Hit(pid, score, payloads[pid]) for pid, score in scored if pid in payloads]
 
 
 def payload_filter(filters: dict | None) -> models.Filter | None:

@@ -373,6 +373,9 @@ def main(argv: list[str] | None = None) -> None:
     res = services.ingestor.ingest(documents, actor="bench", family=family, source=str(root), progress=on_ingest)
     probe.finish()
     ingest_s = res.seconds - (0.0 if res.reused else probe.seconds)
+    if not res.reused:  # logged now: the scoring below can be long, and the ingest figures stand on their own
+        log(f"ours: ingest {res.written} chunks in {ingest_s:.0f} s net = {res.written / ingest_s:.2f} c/s; "
+            f"model probe {fmt(probe.rate, '.2f')} c/s; ratio {fmt(res.written / ingest_s / probe.rate if probe.rate else None, '.2f')}")
     report = evaluate_dataset(services, root, Policy(), actor="bench", limit=None if args.docs else args.queries)
     ours = Row("ours: evaluate_dataset, default policy (top 150)", len(chunks),
                None if res.reused else res.written / ingest_s, probe.rate, dict(report.metrics),
