@@ -68,7 +68,11 @@ def cmd_run(args) -> int:  # noqa: ANN001
     sys.stderr.write("\n")
     run = services.evals.get(run_id)
     print(f"run {run_id}: {run['golden_set']} v{run['golden_version']} | policy {run['policy']} | {run['collection']} | "
-          f"{run['n_items']} items in {run['seconds']:.1f}s | unresolved references {run['unresolved']}")
+          f"{run['n_items']} items in {run['seconds']:.1f}s | unresolved references {run['unresolved']}"
+          + (f" | judge {run['judge']}" if run["judge"] else ""))
+    unjudged = sum(bool(i["judge_errors"]) for i in services.evals.items(run_id))
+    if unjudged:
+        print(f"the judge gave no value for some metrics on {unjudged} item(s) (see the run viewer)")
     for name, m in run["metrics"].items():
         print(f"{name:<22}{m['mean']:.4f}  [{m['low']:.4f}, {m['high']:.4f}]")
     failures = services.evals.gate(run_id, minimums, baseline=args.baseline, tolerance=args.tolerance)

@@ -25,6 +25,7 @@ from backend.eval_stats import bootstrap_ci, paired_bootstrap
 from backend.evaluation import mrr_at, ndcg_at, ranking_policy, recall_at
 from backend.golden import GoldenSets, GoldItem, GoldRef
 from backend.jobs import JobContext, JobRunner
+from backend.judge import Judge
 from backend.policy import Policy
 from backend.quality_metrics import answer_metrics
 from backend.vectorstore import VectorStore
@@ -51,6 +52,7 @@ eval_runs = sa.Table(
     sa.Column("error", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", TS, nullable=False, index=True),
     sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("judge", sa.String(200), nullable=False, server_default=""),  # judge model; "" = not judged
 )
 eval_run_items = sa.Table(
     "eval_run_items", metadata,
@@ -68,6 +70,7 @@ eval_run_items = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False, server_default="0"),
     sa.Column("tokens", sa.Integer, nullable=False, server_default="0"),
     sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("judge_errors", sa.JSON, nullable=True),  # judged metric -> why the judge gave no value
 )
 
 
@@ -102,8 +105,11 @@ def retrieval_metrics(gold: list[GoldRef], chunks: list[SourceChunk]) -> tuple[d
 
 
 class EvalRuns:
-    def __init__(self, db: Engine, audit: AuditLog, engine: QueryEngine, store: VectorStore, golden: GoldenSets):
+    def __init__(self, db: Engine, audit: AuditLog, engine: QueryEngine, store: VectorStore, golden: GoldenSets,
+                 judge: Judge | None = None):
+        """`judge`: scores generated answers with ragas' LLM metrics (JUDGE_BASE_URL); None = no judged metrics."""
         self._db, self._audit, self._engine, self._store, self._golden = db, audit, engine, store, golden
+        self.judge = judge
 
     def resolve_references(self, collection: str, items: list[GoldItem]) -> dict[str, list[str]]:
         """Reference key -> texts of the chunks of `collection` that cover it. An empty list means
@@ -139,7 +145,8 @@ class EvalRuns:
             run_id = conn.execute(eval_runs.insert().values(
                 golden_set=set_name, golden_version=gversion, policy=policy.label(), policy_spec=policy.content(),
                 index=index, collection=collection, status="running", n_items=len(items), metrics={},
-                created_at=utcnow(), created_by=actor)).inserted_primary_key[0]
+                created_at=utcnow(), created_by=actor,
+                judge=self.judge.model if self.judge and generate else "")).inserted_primary_key[0]
         self._audit.record(actor, "eval.run.start", str(run_id), golden_set=set_name, version=gversion, policy=policy.label(),
                            collection=collection)
         try:
@@ -181,12 +188,18 @@ class EvalRuns:
         latency = (time.perf_counter() - t) * 1000
         metrics, ref_rank = retrieval_metrics(item.references, retrieval.sources)
         answer, kind, tokens, cost = "", "", 0, 0.0
+        judge_errors: dict[str, str] | None = None
         if generate:
             ans = self._engine.query(item.question, answer_policy, user=actor)
             answer, kind = ans.answer, ans.answer_kind
             tokens, cost = ans.usage.prompt_tokens + ans.usage.completion_tokens, ans.cost_usd
             contexts = [s.text for s in ans.sources]
             metrics.update(answer_metrics(item.question, answer, item.reference_answer, contexts, gold_texts))
+            if self.judge is not None and answer:
+                judged = self.judge.score(item.question, answer, contexts, item.reference_answer, user=actor,
+                                          policy=answer_policy.name, index_version=answer_policy.index or "")
+                metrics.update(judged.metrics)
+                judge_errors = judged.errors or None
         retrieved = [{"rank": s.rank, "doc_id": s.doc_id, "chunk_id": s.chunk_id, "title": s.title,
                       "score": s.scores.get("fused") or s.scores.get("dense") or s.scores.get("sparse")}
                      for s in retrieval.sources[:20]]
@@ -194,7 +207,8 @@ class EvalRuns:
                 for r in item.references]
         return dict(idx=idx, key=item.external_id or item.question[:300], question=item.question, metrics=metrics,
                     gold=gold, retrieved=retrieved, answer=answer, answer_kind=kind,
-                    reference_answer=item.reference_answer, latency_ms=latency, tokens=tokens, cost_usd=cost)
+                    reference_answer=item.reference_answer, latency_ms=latency, tokens=tokens, cost_usd=cost,
+                    judge_errors=judge_errors)
 
     # --- background runs (the console's run viewer) ------------------------------------------------
     def start_job(self, jobs: JobRunner, set_name: str, policy: Policy, actor: str, *, version: int | None = None,

@@ -18,8 +18,9 @@ from backend.generation import make_generator
 from backend.golden import GoldenSets
 from backend.index_admin import IndexAdmin
 from backend.ingest import Ingestor
-from backend.ledger.costs import Costs, build_costs
 from backend.jobs import JobRunner
+from backend.judge import Judge
+from backend.ledger.costs import Costs, build_costs
 from backend.policy import PolicyStore
 from backend.releases import ReleaseManager
 from backend.rerank import make_reranker
@@ -83,7 +84,7 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     return Services(
         settings=s, db=db, audit=audit, store=store, embedder=embedder, registry=registry,
         ingestor=ingestor, engine=engine, policies=policy_store, traces=trace_store, golden=golden,
-        evals=EvalRuns(db, audit, engine, store, golden), jobs=jobs,
-        index_admin=index_admin, snapshots=SnapshotStore(s, db, store, registry, audit), costs=costs,
+        evals=EvalRuns(db, audit, engine, store, golden, Judge(s, embedder, costs.meter) if s.judge_base_url else None),
+        jobs=jobs, index_admin=index_admin, snapshots=SnapshotStore(s, db, store, registry, audit), costs=costs,
         releases=releases,
     )

