@@ -354,7 +354,7 @@ class QueryEngine:
                 if parts or usage.prompt_tokens is not None:
                     tokens = self._usage(usage, messages, "".join(parts))
                     call.prompt_tokens, call.completion_tokens = tokens.prompt_tokens, tokens.completion_tokens
-                    call.cached_tokens = getattr(usage, "cached_tokens", None) or 0
+                    call.cached_tokens = usage.cached_tokens or 0
                     call.token_method = tokens.method
                 if self.generator.kind == "llm":
                     call.model = usage.model

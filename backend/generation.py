@@ -21,6 +21,7 @@ class Usage:
     prompt_tokens: int | None
     completion_tokens: int | None
     model: str
+    cached_tokens: int | None = None  # the part of prompt_tokens served from the provider's prompt cache
 
 
 class Generator(Protocol):
@@ -89,7 +90,9 @@ class OpenAIGenerator:
         try:
             for chunk in stream:
                 if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens, chunk.model or model)
+                    details = getattr(chunk.usage, "prompt_tokens_details", None)
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens, chunk.model or model,
+                                  getattr(details, "cached_tokens", None))
                 for choice in chunk.choices or []:
                     if choice.delta and choice.delta.content:
                         yield choice.delta.content

@@ -337,6 +337,7 @@ class FaultLLM:
     chunk_delay_s: float = 0.0    # sleep between streamed chunks (stalled streams)
     embedding_dim: int = 384
     omit_usage: bool = False      # answer without `usage` (servers that never report it)
+    cached_tokens: int = 0        # report this many prompt tokens as served from a prompt cache
     fail_models: set[str] = field(default_factory=set)  # requests whose body names one of these get HTTP 500
     # scripted replies: the first rule whose every substring occurs in the request's messages answers it
     replies: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
@@ -358,6 +359,7 @@ class FaultLLM:
         self.reply = FaultLLM.reply
         self.delay_s = self.chunk_delay_s = 0.0
         self.omit_usage = False
+        self.cached_tokens = 0
         self.embedding_dim = 384
 
     def _record(self, method: str, path: str, body: Any) -> tuple[int, str | None] | None:
@@ -444,7 +446,8 @@ def _fault_handler(state: FaultLLM) -> type[BaseHTTPRequestHandler]:
             reply, model = state.reply_to(body), body.get("model", state.model)
             prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
             usage = {"prompt_tokens": prompt, "completion_tokens": len(reply.split()),
-                     "total_tokens": prompt + len(reply.split())}
+                     "total_tokens": prompt + len(reply.split()),
+                     **({"prompt_tokens_details": {"cached_tokens": state.cached_tokens}} if state.cached_tokens else {})}
             base = {"id": "chatcmpl-fault", "created": int(time.time()), "model": model}
             if not body.get("stream"):
                 self._json(200, {**base, "object": "chat.completion", "choices": [

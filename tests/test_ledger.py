@@ -212,18 +212,19 @@ def test_ledger_matches_real_server_usage_and_hand_costs(services: Services, llm
 def test_streamed_usage_errors_and_prometheus_counters(services: Services, fault_llm, tmp_path) -> None:
     """Streaming path (usage in the last chunk), a failed call, and the exporter's counters."""
     costs = cost_stack(tmp_path)
-    costs.prices.add("ops", fault_llm.model, "exact", 1000.0, 2000.0, effective_from="2024-01-01")
+    costs.prices.add("ops", fault_llm.model, "exact", 1000.0, 2000.0, cached_input_per_m=100.0, effective_from="2024-01-01")
     s = services.settings.model_copy(update=dict(openai_base_url=fault_llm.base_url, llm_model=fault_llm.model,
                                                  llm_max_retries=0))
     engine = metered_engine(services, costs, OpenAIGenerator(s), openai_base_url=fault_llm.base_url,
                             llm_model=fault_llm.model)
     q = first_queries("scifact", 2)
+    fault_llm.cached_tokens = 5  # usage.prompt_tokens_details.cached_tokens, billed at the cached rate
     answer = engine.query(q[0]["question"], Policy(top_k=2), user="alice")
     body = next(r["body"] for r in fault_llm.requests if r["path"].endswith("/chat/completions"))
     prompt = sum(len(m["content"].split()) for m in body["messages"])  # what the fault server reports
     row = ledger_rows(costs, kind="chat")[-1]
-    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, len(fault_llm.reply.split()))
-    assert row["cost_usd"] == pytest.approx(_hand_cost(prompt, len(fault_llm.reply.split()), 1000, 2000))
+    assert (row["prompt_tokens"], row["completion_tokens"], row["cached_tokens"]) == (prompt, len(fault_llm.reply.split()), 5)
+    assert row["cost_usd"] == pytest.approx(_hand_cost(prompt - 5, len(fault_llm.reply.split()), 1000, 2000) + 5 * 100 / 1e6)
     assert answer.cost_usd == pytest.approx(row["cost_usd"]) and answer.usage.method == "api"
 
     fault_llm.fail_next(1, status=500)
