@@ -20,13 +20,14 @@ from backend.ab_stats import compare_win_rate
 from backend.engine import Answer
 from backend.errors import RagError
 from backend.eval_runs import HEADLINE
-from backend.jobs import DONE, Job, JobRunner
+from backend.jobs import DONE, Job
 from backend.live import answer_live, guardrail_status
 from backend.policy import Policy
 from backend.releases import Guardrails, policy_diff
 from backend.services import Services
 from console import answer_view
 from console.auth import current_user
+from console.job_progress import job_progress
 from console.markup import escape_md, fmt_ms, latency_bar
 from console.state import describe
 
@@ -415,22 +416,6 @@ def _offline_text(job: Job) -> tuple[float, str]:
     return done / total, f"Job {job.id} · {what} · running {p.get('phase', 'A')}: item **{done} / {total}** · {job.seconds:.0f} s"
 
 
-@st.fragment(run_every=1)
-def _offline_progress(jobs: JobRunner, job_id: int) -> None:
-    """Redraws itself every second from the job's row; reruns the page when the job ends."""
-    job = jobs.get(job_id)
-    if not job.active:
-        st.rerun()
-    fraction, text = _offline_text(job)
-    with st.container(horizontal=True, vertical_alignment="center"):
-        st.progress(fraction, text=text, width="stretch")
-        if job.cancel_requested:
-            st.caption("⏹️ cancelling after this item…")
-        elif st.button("⏹️ Cancel", key=key(f"cancel.{job_id}")):
-            _try(lambda: jobs.cancel(job_id, current_user()), "Not cancelled")
-            st.rerun(scope="fragment")
-
-
 def _job_label(j: Job) -> str:
     d = j.detail
     return (f"Job {j.id} · {d.get('golden_set')} v{d.get('version')} · A {d.get('policy_a')} vs B {d.get('policy_b')} · "
@@ -456,7 +441,7 @@ def offline(services: Services, a: Policy, b: Policy) -> None:
                    "index, else the live alias) as one background job; leave the page and come back, it keeps going.")
     jobs = services.jobs.list(kind=OFFLINE_JOB, limit=50)
     for job in [j for j in jobs if j.active]:
-        _offline_progress(services.jobs, job.id)
+        job_progress(services.jobs, job.id, _offline_text, "⏹️ Cancel", key(f"cancel.{job.id}"))
     finished = [j for j in jobs if j.status == DONE and (j.result or {}).get("run_b")]
     for j in jobs:
         if not j.active and j.status != DONE and j.id == SS.get(key("offline_job")):

@@ -18,10 +18,11 @@ import streamlit as st
 
 from backend.errors import RagError
 from backend.eval_runs import EVAL_JOB, HEADLINE, export_diff_csv, export_diff_json, export_run_csv, export_run_json
-from backend.jobs import CANCELLED, DONE, Job, JobRunner
+from backend.jobs import CANCELLED, DONE, Job
 from backend.judge import JUDGED_METRICS
 from backend.services import Services
 from console.auth import current_user
+from console.job_progress import job_progress
 from console.markup import escape_md
 from console.state import describe
 
@@ -266,25 +267,6 @@ def _job_text(job: Job) -> tuple[float, str]:
     return done / total, f"Job {job.id} · {what} · item **{done} / {total}** · {job.seconds:.0f} s"
 
 
-@st.fragment(run_every=1)
-def _job_progress(jobs: JobRunner, job_id: int) -> None:
-    """Redraws itself every second from the job's row; reruns the page when the job ends."""
-    job = jobs.get(job_id)
-    if not job.active:
-        st.rerun()
-    fraction, text = _job_text(job)
-    with st.container(horizontal=True, vertical_alignment="center"):
-        st.progress(fraction, text=text, width="stretch")
-        if job.cancel_requested:
-            st.caption("⏹️ cancelling after this item…")
-        elif st.button("⏹️ Cancel", key=key(f"cancel.{job_id}")):
-            try:
-                jobs.cancel(job_id, current_user())
-            except RagError as exc:
-                st.error(describe(exc), icon="🛑")
-            st.rerun(scope="fragment")
-
-
 def finished_jobs(services: Services) -> None:
     """The outcome of the jobs this browser started that have ended since the last rerun (as flashes;
     a finished run is opened)."""
@@ -315,7 +297,7 @@ def running_jobs(services: Services) -> None:
     active = [j for j in services.jobs.list(kind=EVAL_JOB, limit=20) if j.active]
     with st.container():  # one place whatever the number of jobs
         for job in reversed(active):
-            _job_progress(services.jobs, job.id)
+            job_progress(services.jobs, job.id, _job_text, "⏹️ Cancel", key(f"cancel.{job.id}"))
 
 
 # --- choosing runs -------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ import streamlit as st
 from backend.chunking import ChunkingParams
 from backend.errors import RagError
 from backend.index_admin import IndexAdmin, StoredGate, VersionInfo
-from backend.jobs import DONE, FAILED, Job, JobRunner
+from backend.jobs import DONE, FAILED, Job
 from backend.services import Services
 from backend.snapshots import SnapshotInfo, SnapshotStore
 from console.auth import current_user
+from console.job_progress import job_progress
 from console.markup import escape_md
 from console.state import describe
 
@@ -129,30 +130,6 @@ def _rebuild_text(job: Job) -> tuple[float, str]:
                           f"`{p.get('collection', '?')}` · {p.get('rate') or 0:.1f} chunks/s{eta}")
 
 
-@st.fragment(run_every=1)
-def _rebuild_progress(jobs: JobRunner, job_id: int) -> None:
-    job = jobs.get(job_id)
-    if not job.active:
-        st.rerun()  # the whole page: the versions table and the result panel change
-    fraction, text = _rebuild_text(job)
-    st.progress(fraction, text=text)
-    refused = st.session_state.pop(f"{NS}.cancel_error", None)
-    if refused:
-        st.error(refused, icon="🛑")
-    if job.cancel_requested:
-        st.caption("⏹️ Cancel requested: the job stops after the current batch.")
-    else:
-        st.button("⏹️ Cancel rebuild", key=f"{NS}.cancel", on_click=_cancel, args=(jobs, job_id))
-
-
-def _cancel(jobs: JobRunner, job_id: int) -> None:
-    """Button callback (runs before the rerun, whole page or fragment alike)."""
-    try:
-        jobs.cancel(job_id, current_user())
-    except RagError as exc:
-        st.session_state[f"{NS}.cancel_error"] = describe(exc)
-
-
 def _last_rebuild(job: Job) -> None:
     if job.status == DONE:
         fraction, text = _rebuild_text(job)
@@ -180,7 +157,8 @@ def rebuild(services: Services) -> None:
     job = admin.rebuild_job()
     if job is not None and job.active:
         st.markdown(f"Job **{job.id}** by {escape_md(job.actor)} · source {_code(str(job.detail.get('source', '')))}")
-        _rebuild_progress(services.jobs, job.id)
+        job_progress(services.jobs, job.id, _rebuild_text, "⏹️ Cancel rebuild", f"{NS}.cancel",
+                     cancelling="⏹️ Cancel requested: the job stops after the current batch.")
         return
     if job is not None:
         _last_rebuild(job)
@@ -223,14 +201,10 @@ def _gate_result(stored: StoredGate) -> None:
     st.caption(" · ".join(escape_md(x) for x in r.reasons))
 
 
-@st.fragment(run_every=1)
-def _gate_progress(jobs: JobRunner, job_id: int) -> None:
-    job = jobs.get(job_id)
-    if not job.active:
-        st.rerun()
+def _gate_text(job: Job) -> tuple[float, str]:
     p = job.progress
     total, done = p.get("total") or 0, p.get("done") or 0
-    st.progress(done / total if total else 0.0, text=f"Gate: {escape_md(str(p.get('phase', 'queued')))} · {done}/{total}")
+    return done / total if total else 0.0, f"Gate: {escape_md(str(p.get('phase', 'queued')))} · {done}/{total}"
 
 
 @st.dialog("Promote this version?", on_dismiss=_close)
@@ -277,7 +251,7 @@ def promote(services: Services, versions: list[VersionInfo]) -> None:
         candidate = ready[names.index(name)] if name in names else ready[0]
         job = admin.gate_job(candidate.collection)
         if job is not None and job.active:
-            _gate_progress(services.jobs, job.id)
+            job_progress(services.jobs, job.id, _gate_text)
         else:
             if job is not None and job.status != DONE:
                 st.error(f"Last gate run {job.status}: {escape_md(job.error)}", icon="🛑")
