@@ -110,7 +110,11 @@ class Judge:
                                      event_hooks={"request": [on_request], "response": [on_response]}) as http:
             client = AsyncOpenAI(base_url=self.base_url, api_key=self._key, http_client=http,
                                  max_retries=self.settings.llm_max_retries)
-            llm = llm_factory(model, provider="openai", client=client, max_tokens=self.settings.judge_max_tokens)
+            try:
+                llm = llm_factory(model, provider="openai", client=client, max_tokens=self.settings.judge_max_tokens)
+            except Exception as exc:  # e.g. an incompatible instructor: the run goes on without judged metrics
+                log.exception("the judge could not be set up")
+                return JudgeResult(errors={m: f"judge setup failed: {type(exc).__name__}: {exc}" for m in JUDGED_METRICS})
             jobs: dict[str, Awaitable] = {}
             if answer and contexts:
                 jobs["faithfulness"] = faithfulness(llm=llm).ascore(user_input=question, response=answer,
