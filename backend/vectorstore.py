@@ -95,11 +95,12 @@ class VectorStore:
             raise _wrap(exc, f"creating collection {name}") from exc
 
     def delete_collection(self, name: str) -> None:
-        self._changed(name)
         try:
             self.client.delete_collection(name)
         except Exception as exc:
             raise _wrap(exc, f"deleting {name}") from exc
+        finally:
+            self._changed(name)
 
     def point_alias(self, alias: str, collection: str) -> str | None:
         """Point `alias` at `collection` in one atomic request; returns the previous target."""
@@ -123,13 +124,12 @@ class VectorStore:
 
     # --- points ---------------------------------------------------------------------------
     def upsert(self, collection: str, points: list[models.PointStruct]) -> None:
-        self._changed(collection)
         try:
             self.client.upsert(collection, points=points, wait=True)
         except Exception as exc:
             raise _wrap(exc, f"writing to {collection}") from exc
-        finally:
-            self._changed(collection)  # also after: a query may have loaded the old points meanwhile
+        finally:  # also after a failed write (it may be partial); the generation bump keeps a load begun meanwhile from being kept
+            self._changed(collection)
 
     def _changed(self, collection: str) -> None:
         if self._sparse is not None:
