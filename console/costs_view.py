@@ -1,15 +1,15 @@
 """Sections of the cost & latency dashboard (pages/costs.py) and the sidebar's firing alerts.
 
 Every figure comes from a backend query (backend.ledger.queries: SQL over the daily roll-ups or
-the raw rows); this module only turns small result sets into widgets and plotly charts. Widget
+the raw rows); this module only turns small result sets into widgets and charts (console.charts). Widget
 keys are namespaced "costs.*"; the range, filters and tab are mirrored to the URL."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import altair as alt
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from backend.alerts import METRICS as ALERT_METRICS, describe_value
@@ -18,6 +18,7 @@ from backend.errors import RagError
 from backend.ledger.costs import Costs
 from backend.ledger.queries import DIMENSIONS, Filters, TimeRange
 from backend.pricing import MATCH_ORDER
+from console import charts
 from console.auth import current_user
 from console.markup import escape_md
 from console.state import describe
@@ -107,15 +108,6 @@ def flash() -> None:
     msg = st.session_state.pop(K + "flash", None)
     if msg:
         st.success(msg, icon="✅")
-
-
-def _layout(fig: go.Figure, height: int = 340, y_title: str | None = None) -> go.Figure:
-    """Title top left, the legend in a row under it, above the plot."""
-    fig.update_layout(height=height, margin=dict(l=8, r=8, t=72, b=8), xaxis_title=None, yaxis_title=y_title,
-                      title=dict(x=0, xanchor="left", y=0.98, yanchor="top", font_size=14),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, title_text="", traceorder="normal"),
-                      hovermode="closest")
-    return fig
 
 
 # --- controls --------------------------------------------------------------------------------
@@ -253,14 +245,6 @@ def show_rows(rows: list[dict], title: str, key: str) -> None:
     _download(df, f"ledger-{key}", "rows." + key)
 
 
-def _selected(event) -> dict | None:
-    try:
-        points = event.selection.points
-    except AttributeError:
-        return None
-    return points[0] if points else None
-
-
 def _bucket_label(bucket: int, r: TimeRange) -> str:
     t = datetime.fromtimestamp(bucket, timezone.utc)
     return f"{t:%Y-%m-%d %H:00} UTC" if r.grain == "hour" else f"{t:%Y-%m-%d}"
@@ -304,20 +288,26 @@ def spend_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
     if by == "variant":
         df["key"] = df["key"].replace("", NO_VARIANT)
     df = _times(_top_keys(df, "cost_usd"))
-    order = df.groupby("key")["cost_usd"].sum().sort_values(ascending=False).index
-    fig = go.Figure([go.Bar(x=g["time"], y=g["cost_usd"], name=str(k), customdata=g[["bucket", "key"]].values,
-                            marker_color=series_color(by, str(k), costs, r),
-                            hovertemplate="%{x}<br>%{customdata[1]}: $%{y:.4f}<extra></extra>")
-                     for k, g in ((k, df[df["key"] == k]) for k in order)])
-    fig.update_layout(barmode="stack", yaxis_tickprefix="$",
-                      title_text=f"Cost per {'hour' if r.grain == 'hour' else 'day'} by {LABELS[by].lower()}")
-    event = st.plotly_chart(_layout(fig, y_title="USD"), key=K + "cost_chart", on_select="rerun",
-                            selection_mode="points")
-    st.caption("Source: ledger (cost fixed when each call was written). Click a bar to list its ledger rows.")
-    _download(df.drop(columns=["time"]), "cost-by-" + by, "cost")
-    point = _selected(event)
-    if point and point.get("customdata"):
-        bucket, key = int(point["customdata"][0]), str(point["customdata"][1])
+    order = [str(k) for k in df.groupby("key")["cost_usd"].sum().sort_values(ascending=False).index]
+    df["key"] = df["key"].astype(str)
+    df["rank"] = df["key"].map(order.index)
+    df["when"] = [_bucket_label(b, r) for b in df["bucket"]]
+    sel = charts.pick("bucket", "key")
+    bars = alt.Chart(df).mark_bar().encode(
+        x=charts.time_x(r.grain), y=alt.Y("cost_usd:Q", title="USD", stack="zero", axis=alt.Axis(format="$,.2f")),
+        color=charts.colors(order, [series_color(by, k, costs, r) for k in order]), order=alt.Order("rank:Q"),
+        tooltip=[alt.Tooltip("when:N"), alt.Tooltip("key:N", title=LABELS[by].lower()),
+                 alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f")],
+        opacity=charts.dim_others(sel),
+    ).add_params(sel)
+    event = charts.show(bars, K + "cost_chart", f"Cost per {'hour' if r.grain == 'hour' else 'day'} by {LABELS[by].lower()}",
+                        height=340, selectable=True)
+    st.caption("Source: ledger (cost fixed when each call was written). Click a bar to list its ledger rows "
+               "(double-click clears).")
+    _download(df.drop(columns=["time", "rank", "when"]), "cost-by-" + by, "cost")
+    point = charts.picked(event)
+    if point and "bucket" in point and "key" in point:
+        bucket, key = int(point["bucket"]), str(point["key"])
         value = None if key == "(other)" else ("" if (by == "variant" and key == NO_VARIANT) else key)
         rows = costs.queries.rows(r, f, bucket=bucket, dim=by if value is not None else None, value=value)
         show_rows(rows, f"{_bucket_label(bucket, r)} · {LABELS[by].lower()} {key}", "cost")
@@ -329,12 +319,15 @@ def tokens_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
         return
     df = _times(df)
     df["input (uncached)"] = df["prompt_tokens"] - df["cached_tokens"]
-    fig = go.Figure([go.Bar(x=df["time"], y=df[col], name=name, marker_color=color, offsetgroup=group)
-                     for col, name, color, group in (("input (uncached)", "input (uncached)", "#4e79a7", "in"),
-                                                     ("cached_tokens", "input (cached)", "#a0cbe8", "in"),
-                                                     ("completion_tokens", "output", "#f28e2b", "out"))])
-    fig.update_layout(barmode="stack", title_text="Tokens in vs out")
-    st.plotly_chart(_layout(fig, 300, "tokens"), key=K + "tokens_chart")
+    parts = {"input (uncached)": ("input (uncached)", "in", "#4e79a7"), "cached_tokens": ("input (cached)", "in", "#a0cbe8"),
+             "completion_tokens": ("output", "out", "#f28e2b")}
+    long = pd.concat([pd.DataFrame({"time": df["time"], "tokens": df[col], "part": name, "side": side})
+                      for col, (name, side, _) in parts.items()], ignore_index=True)
+    bars = alt.Chart(long).mark_bar().encode(
+        x=charts.time_x(r.grain, discrete=True), xOffset=alt.XOffset("side:N", sort=["in", "out"]), y=alt.Y("tokens:Q", title="tokens", stack="zero"),
+        color=charts.colors([v[0] for v in parts.values()], [v[2] for v in parts.values()], field="part"),
+        tooltip=[charts.when_tooltip(r.grain), "part:N", alt.Tooltip("tokens:Q", format=",")])
+    charts.show(bars, K + "tokens_chart", "Tokens in vs out", height=300)
     _download(df.drop(columns=["time"]), "tokens", "tokens")
 
 
@@ -353,10 +346,12 @@ def requests_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> Non
     if df.empty:
         return
     df = _times(df)
-    fig = go.Figure([go.Bar(x=g["time"], y=g["requests"], name=o, marker_color=OUTCOME_COLORS.get(o))
-                     for o in OUTCOME_COLORS for g in [df[df["outcome"] == o]] if len(g)])
-    fig.update_layout(barmode="stack", title_text="Requests by outcome")
-    st.plotly_chart(_layout(fig, 300, "requests"), key=K + "requests_chart")
+    outcomes = [o for o in OUTCOME_COLORS if o in set(df["outcome"])]
+    bars = alt.Chart(df).mark_bar().encode(
+        x=charts.time_x(r.grain), y=alt.Y("requests:Q", title="requests", stack="zero"),
+        color=charts.colors(outcomes, [OUTCOME_COLORS[o] for o in outcomes], field="outcome"),
+        tooltip=[charts.when_tooltip(r.grain), "outcome:N", alt.Tooltip("requests:Q", format=",")])
+    charts.show(bars, K + "requests_chart", "Requests by outcome", height=300)
     st.caption(f"Source: **{note}**." + (f" {why}" if why else ""))
     _download(df.drop(columns=["time"]), "requests", "requests")
 
@@ -383,21 +378,27 @@ def latency_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None
         return
     df = _times(df)
     stages = [s for s in STAGE_ORDER if s in set(df["stage"])] + sorted(set(df["stage"]) - set(STAGE_ORDER))
-    fig = go.Figure([go.Scatter(x=g["time"], y=g["ms"], name=st_, mode="lines+markers",
-                                line=dict(color=STAGE_COLORS.get(st_), dash="dash" if st_ == "total" else "solid"),
-                                customdata=g[["bucket", "stage"]].values,
-                                hovertemplate="%{x}<br>%{customdata[1]}: %{y:,.0f} ms<extra></extra>")
-                     for st_ in stages for g in [df[df["stage"] == st_]]])
-    fig.update_layout(yaxis_ticksuffix=" ms", title_text=f"{which} latency per stage")
-    if df["ms"].max() / max(df["ms"].min(), 0.1) > 50:
-        fig.update_yaxes(type="log", dtick=1)
-    event = st.plotly_chart(_layout(fig, 360, None), key=K + "latency_chart", on_select="rerun",
-                            selection_mode="points")
+    df["when"] = [_bucket_label(b, r) for b in df["bucket"]]
+    df["line"] = ["dashed" if x == "total" else "solid" for x in df["stage"]]
+    log = df["ms"].max() / max(df["ms"].min(), 0.1) > 50
+    decades = [10.0 ** e for e in range(-1, 7) if df["ms"].min() / 10 <= 10.0 ** e <= df["ms"].max() * 10]
+    y = alt.Y("ms:Q", title="ms", scale=alt.Scale(type="log") if log else alt.Undefined,
+              axis=alt.Axis(format=",~g", values=decades) if log else alt.Axis(format=",~g"))
+    color = charts.colors(stages, [STAGE_COLORS.get(x, "#888888") for x in stages], field="stage")
+    tooltip = ["when:N", "stage:N", alt.Tooltip("ms:Q", format=",.0f", title="ms")]
+    base = alt.Chart(df).encode(x=charts.time_x(r.grain), y=y, color=color)
+    lines = base.mark_line().encode(strokeDash=alt.StrokeDash("line:N", legend=None,
+                                                              scale=alt.Scale(domain=["solid", "dashed"], range=[[1, 0], [6, 4]])),
+                                    detail="stage:N")
+    sel = charts.pick("bucket", "stage")
+    points = base.mark_circle(size=60).encode(tooltip=tooltip, opacity=charts.dim_others(sel)).add_params(sel)
+    event = charts.show(alt.layer(lines, points), K + "latency_chart", f"{which} latency per stage", height=360,
+                        selectable=True)
     st.caption(f"Source: **{note}**." + (f" {why}" if why else "") + " Click a point to list the slowest rows." + hint)
-    _download(df.drop(columns=["time"]), f"latency-{which}", "latency")
-    point = _selected(event)
-    if point and point.get("customdata"):
-        bucket, stage = int(point["customdata"][0]), str(point["customdata"][1])
+    _download(df.drop(columns=["time", "when", "line"]), f"latency-{which}", "latency")
+    point = charts.picked(event)
+    if point and "bucket" in point and "stage" in point:
+        bucket, stage = int(point["bucket"]), str(point["stage"])
         rows = costs.queries.rows(r, f, bucket=bucket, bucket_s=r.bucket_s, stage=stage)
         show_rows(rows, f"{_bucket_label(bucket, r)} · slowest '{stage}'", "latency")
 
@@ -409,16 +410,18 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
         if users.empty:
             st.info("No users in this range.", icon="📭")
         else:
-            u = users.iloc[::-1]
-            fig = go.Figure(go.Bar(x=u["cost_usd"], y=u["user"], orientation="h", marker_color="#4e79a7",
-                                   customdata=u[["user", "requests"]].values,
-                                   hovertemplate="%{customdata[0]}: $%{x:.4f} · %{customdata[1]} requests<extra></extra>"))
-            fig.update_layout(xaxis_tickprefix="$", title_text="Top users by cost", showlegend=False)
-            ev = st.plotly_chart(_layout(fig, 360), key=K + "users_chart", on_select="rerun", selection_mode="points")
+            sel = charts.pick("user")
+            bars = alt.Chart(users).mark_bar(color="#4e79a7").encode(
+                x=alt.X("cost_usd:Q", title=None, axis=alt.Axis(format="$,.2f")),
+                y=alt.Y("user:N", title=None, sort="-x", axis=alt.Axis(labelLimit=220)),
+                tooltip=["user:N", alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f"),
+                         alt.Tooltip("requests:Q", format=",")],
+                opacity=charts.dim_others(sel)).add_params(sel)
+            ev = charts.show(bars, K + "users_chart", "Top users by cost", height=360, selectable=True)
             _download(users, "top-users", "users")
-            point = _selected(ev)
-            if point and point.get("customdata"):
-                user = str(point["customdata"][0])
+            point = charts.picked(ev)
+            if point and "user" in point:
+                user = str(point["user"])
                 show_rows(costs.queries.rows(r, f, dim="user", value=user), f"user {user}", "user")
     with right:
         qs = pd.DataFrame(costs.queries.top_questions(r, f, 10))
@@ -428,50 +431,51 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
             qs["question"] = qs["question"].fillna("?")
             qs["label"] = [(x[:48] + "…") if len(x) > 49 else x for x in qs["question"]]
             qs["label"] = [f"{i + 1}. {x}" for i, x in enumerate(qs["label"])]
-            qq = qs.iloc[::-1]
-            fig = go.Figure(go.Bar(x=qq["cost_usd"], y=qq["label"], orientation="h", marker_color="#e15759",
-                                   customdata=qq[["question_hash", "question", "requests", "saved_usd"]].values,
-                                   hovertemplate="%{customdata[1]}<br>$%{x:.4f} · %{customdata[2]} requests · "
-                                                 "cache saved $%{customdata[3]:.4f}<extra></extra>"))
-            fig.update_layout(xaxis_tickprefix="$", title_text="Top questions by cost", showlegend=False)
-            ev = st.plotly_chart(_layout(fig, 360), key=K + "questions_chart", on_select="rerun",
-                                 selection_mode="points")
+            sel = charts.pick("question_hash")
+            bars = alt.Chart(qs).mark_bar(color="#e15759").encode(
+                x=alt.X("cost_usd:Q", title=None, axis=alt.Axis(format="$,.2f")),
+                y=alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=320)),
+                tooltip=["question:N", alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f"),
+                         alt.Tooltip("requests:Q", format=","), alt.Tooltip("saved_usd:Q", title="cache saved", format="$,.4f")],
+                opacity=charts.dim_others(sel)).add_params(sel)
+            ev = charts.show(bars, K + "questions_chart", "Top questions by cost", height=360, selectable=True)
             _download(qs.drop(columns=["label"]), "top-questions", "questions")
-            point = _selected(ev)
-            if point and point.get("customdata"):
-                qh, text = str(point["customdata"][0]), str(point["customdata"][1])
+            point = charts.picked(ev)
+            if point and "question_hash" in point:
+                qh = str(point["question_hash"])
+                text = str(qs.loc[qs["question_hash"] == qh, "question"].iloc[0]) if (qs["question_hash"] == qh).any() else qh
                 show_rows(costs.queries.rows(r, f, question_hash=qh), f"question: {text[:80]}", "question")
     st.caption("Source: ledger. Click a bar to list its ledger rows.")
 
 
 # --- budgets ---------------------------------------------------------------------------------
-def budget_bars(status: list[dict]) -> go.Figure:
-    names = [b["name"] for b in status]
-    shown = [min(b["pct"], 150.0) for b in status]
-    colors = ["#bab0ac" if not b["enabled"] else "#e15759" if b["pct"] >= 100 else
-              "#f1a340" if b["fired"] else "#59a14f" for b in status]
-    text = [f"{usd(b['spend_usd'])} of {usd(b['limit_usd'])} · {b['pct']:.0f}%" for b in status]
-    fig = go.Figure([
-        go.Bar(x=[100] * len(names), y=names, orientation="h", marker_color="rgba(128,128,128,0.15)",
-               hoverinfo="skip", name="limit"),
-        go.Bar(x=shown, y=names, orientation="h", marker_color=colors, text=text, textposition="outside",
-               cliponaxis=False, hovertemplate="%{y}: %{text}<extra></extra>", name="spend", width=0.5)])
-    for i, b in enumerate(status):
-        fig.add_trace(go.Scatter(
-            x=b["thresholds"], y=[names[i]] * len(b["thresholds"]), mode="markers+text",
-            marker=dict(symbol="line-ns-open", size=28, color="#333", line=dict(width=2)),
-            text=[f"{t}%" for t in b["thresholds"]], textposition="top center", textfont=dict(size=10),
-            hovertemplate=f"{b['name']}: threshold %{{x}}%<extra></extra>", showlegend=False))
-    fig.update_layout(height=80 + 58 * len(status), margin=dict(l=8, r=8, t=16, b=8), showlegend=False,
-                      xaxis=dict(range=[0, max(125, max(shown) + 25)], ticksuffix="%", title=None),
-                      yaxis=dict(autorange="reversed"), barmode="overlay", bargap=0.45)
-    return fig
+def budget_bars(status: list[dict]) -> alt.LayerChart:
+    """Each budget's use as a bar against its limit (100%), with a tick at each alert threshold."""
+    df = pd.DataFrame([{
+        "budget": b["name"], "shown": min(b["pct"], 150.0), "limit": 100.0,
+        "color": ("#bab0ac" if not b["enabled"] else "#e15759" if b["pct"] >= 100 else "#f1a340" if b["fired"] else "#59a14f"),
+        "text": f"{usd(b['spend_usd'])} of {usd(b['limit_usd'])} · {b['pct']:.0f}%"} for b in status])
+    ticks = pd.DataFrame([{"budget": b["name"], "threshold": float(t), "label": f"{t}%"} for b in status for t in b["thresholds"]])
+    top = max(125.0, float(df["shown"].max()) + 25)
+    y = alt.Y("budget:N", title=None, sort=list(df["budget"]), axis=alt.Axis(labelLimit=260))
+    x = alt.X("limit:Q", title=None, scale=alt.Scale(domain=[0, top]), axis=alt.Axis(labelExpr="datum.label + '%'"))
+    limit = alt.Chart(df).mark_bar(color="rgba(128,128,128,0.15)", size=26).encode(x=x, y=y, tooltip=alt.value(None))
+    spend = alt.Chart(df).mark_bar(size=14).encode(x="shown:Q", y=y, color=alt.Color("color:N", scale=None),
+                                                   tooltip=["budget:N", alt.Tooltip("text:N", title="spend")])
+    label = alt.Chart(df).mark_text(align="left", dx=6, fontSize=12).encode(x="shown:Q", y=y, text="text:N")
+    layers = [limit, spend, label]
+    if not ticks.empty:
+        tick = alt.Chart(ticks).mark_tick(color="#333", thickness=2, size=30).encode(
+            x="threshold:Q", y=y, tooltip=["budget:N", alt.Tooltip("label:N", title="threshold")])
+        tick_text = alt.Chart(ticks).mark_text(dy=-20, fontSize=10, color="#333").encode(x="threshold:Q", y=y, text="label:N")
+        layers += [tick, tick_text]
+    return alt.layer(*layers).properties(height=40 + 58 * len(status))
 
 
 def budgets_section(costs: Costs, r: TimeRange) -> None:
     status = costs.budgets.status()
     if status:
-        st.plotly_chart(budget_bars(status), key=K + "budget_chart")
+        charts.show(budget_bars(status), K + "budget_chart", height=40 + 58 * len(status))
         table = pd.DataFrame([{
             "budget": b["name"], "kind": "hard" if b["hard"] else "soft", "scope": b["scope_label"],
             "period": b["period_label"], "spend": b["spend_usd"], "limit": b["limit_usd"], "used": b["pct"] / 100,

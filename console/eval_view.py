@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+import altair as alt
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from backend.errors import RagError
@@ -21,6 +21,7 @@ from backend.eval_runs import EVAL_JOB, HEADLINE, export_diff_csv, export_diff_j
 from backend.jobs import CANCELLED, DONE, Job
 from backend.judge import JUDGED_METRICS
 from backend.services import Services
+from console import charts
 from console.auth import current_user
 from console.job_progress import job_progress
 from console.markup import escape_md
@@ -69,28 +70,26 @@ def runs_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def metrics_figure(runs: list[dict], set_name: str, metrics: list[str]) -> go.Figure:
+def metrics_figure(runs: list[dict], set_name: str, metrics: list[str]) -> alt.LayerChart:
     """Each metric's mean over the finished runs of one set, with its 95% interval as error bars."""
     done = sorted((r for r in runs if r["golden_set"] == set_name and r["status"] == "done"), key=lambda r: r["created_at"])
-    fig = go.Figure()
-    for m in metrics:
-        pts = [r for r in done if m in r["metrics"]]
-        if not pts:
-            continue
-        mean = [r["metrics"][m]["mean"] for r in pts]
-        fig.add_trace(go.Scatter(
-            x=[r["created_at"] for r in pts], y=mean, mode="lines+markers", name=m,
-            error_y={"type": "data", "symmetric": False, "array": [r["metrics"][m]["high"] - v for r, v in zip(pts, mean)],
-                     "arrayminus": [v - r["metrics"][m]["low"] for r, v in zip(pts, mean)], "thickness": 1, "width": 4},
-            customdata=[[r["id"], r["policy"], r["collection"], r["golden_version"]] for r in pts],
-            hovertemplate=(f"<b>{m}</b> %{{y:.3f}}<br>run #%{{customdata[0]}} · v%{{customdata[3]}}<br>"
-                           "policy %{customdata[1]}<br>%{customdata[2]}<extra></extra>")))
-    fig.update_layout(title={"text": f"{set_name}: metrics over time (95% CI)", "font": {"size": 15}}, height=340,
-                      margin={"l": 10, "r": 10, "t": 60, "b": 10}, yaxis={"range": [0, 1.05], "title": "mean"},
-                      xaxis={"title": None},
-                      legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
-                      hovermode="closest")
-    return fig
+    df = pd.DataFrame([{"time": r["created_at"], "metric": m, "mean": r["metrics"][m]["mean"], "low": r["metrics"][m]["low"],
+                        "high": r["metrics"][m]["high"], "run": f"#{r['id']} · v{r['golden_version']}",
+                        "policy": r["policy"], "index": r["collection"]}
+                       for r in done for m in metrics if m in r["metrics"]],
+                      columns=["time", "metric", "mean", "low", "high", "run", "policy", "index"])
+    span = (df["time"].max() - df["time"].min()).total_seconds() if len(df) else 0
+    x = alt.X("time:T", title=None, axis=alt.Axis(format="%b %d %H:%M:%S" if span < 2 * 86400 else "%b %d", labelAngle=0,
+                                                  labelOverlap=True, tickCount=6))
+    color = alt.Color("metric:N", title=None, sort=metrics, scale=alt.Scale(scheme="tableau10"),
+                      legend=alt.Legend(orient="top", direction="horizontal"))
+    base = alt.Chart(df).encode(x=x, color=color)
+    lines = base.mark_line(point=alt.OverlayMarkDef(size=50, filled=True)).encode(
+        y=alt.Y("mean:Q", title="mean", scale=alt.Scale(domain=[0, 1.05])),
+        tooltip=["metric:N", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+                 alt.Tooltip("high:Q", format=".3f"), "run:N", "policy:N", "index:N"])
+    bars = base.mark_rule(strokeWidth=1).encode(y="low:Q", y2="high:Q")
+    return alt.layer(bars, lines)
 
 
 def gold_ranks(item: dict) -> str:
@@ -360,8 +359,8 @@ def runs_overview(runs: list[dict]) -> None:
     metrics = st.multiselect("Metrics", all_metrics, key=key("chart_metrics"), on_change=_chart_touched)
     for name in [n for n in names if chosen in ("(all sets)", n)]:
         if any(r["golden_set"] == name and r["status"] == "done" for r in runs):
-            st.plotly_chart(metrics_figure(runs, name, metrics), key=key(f"chart.{name}"), width="stretch",
-                            config={"displaylogo": False})
+            charts.show(metrics_figure(runs, name, metrics), key(f"chart.{name}"), f"{name}: metrics over time (95% CI)",
+                        height=340)
 
 
 # --- one run ---------------------------------------------------------------------------------------

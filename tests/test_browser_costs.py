@@ -1,6 +1,6 @@
 """The cost & latency page in headless Chromium over a seeded ledger: its first render is timed
 (target 2 s; the figures go to tests/artifacts/costs-timings.json), changing the range and a filter
-redraws the charts (read back from Plotly's own figure data in the page), a click on a bar drills
+redraws the charts (read back from the drawn SVG bars' ARIA labels), a click on a bar drills
 down to the ledger rows, and every state is screenshotted into tests/artifacts/."""
 from __future__ import annotations
 
@@ -30,15 +30,19 @@ STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EM
              "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS", "PROMETHEUS_URL", "METRICS_PORT", "ALERT_WEBHOOK_URL")
 TIMINGS: dict[str, float] = {}
 
-# Plotly keeps each chart's figure on its graph div: read what is drawn, not what we hoped to draw.
+# Vega draws SVG whose bars carry ARIA labels ("when: 2026-11-02; model: gpt-4.1; cost: $0.0123"):
+# read what is drawn, not what we hoped to draw.
+CHART = """(title) => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
+  .find(c => [...c.querySelectorAll('.role-title text')].some(t => t.textContent.includes(title)))"""
 COST_FIGURE = """() => {
-  const gd = [...document.querySelectorAll('.js-plotly-plot')]
-      .find(g => g.layout && g.layout.title && String(g.layout.title.text || '').includes('Cost per'));
-  if (!gd || !gd.data) return null;
-  const xs = new Set(); gd.data.forEach(t => (t.x || []).forEach(x => xs.add(String(x).slice(0, 10))));
-  return {title: String(gd.layout.title.text).replace(/<[^>]+>/g, ''), series: gd.data.map(t => t.name).sort(), days: xs.size,
-          bars: document.querySelectorAll('.js-plotly-plot .bars path').length};
-}"""
+  const c = (%s)('Cost per');
+  if (!c) return null;
+  const title = c.querySelector('.role-title text').textContent, by = title.split(' by ').pop();
+  const bars = [...c.querySelectorAll('.role-mark path[aria-label]')];
+  const field = (bar, name) => (bar.getAttribute('aria-label').split('; ').find(p => p.startsWith(name + ': ')) || '').slice(name.length + 2);
+  return {title, series: [...new Set(bars.map(b => field(b, by)))].sort(), days: new Set(bars.map(b => field(b, 'when'))).size,
+          bars: bars.length};
+}""" % CHART
 
 
 @pytest.fixture(scope="module")
@@ -166,15 +170,15 @@ def test_dashboard_renders_fast_redraws_on_range_and_filter_and_drills_down(brow
     _screenshot(page, "costs-7-days-deep-policy.png")
 
     point = page.evaluate("""() => {  // the tallest bar of the cost chart, scrolled into view
-      const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => String(g.layout.title.text).includes('Cost per'));
-      gd.scrollIntoView({block: 'center'});
+      const c = (%s)('Cost per');
+      c.scrollIntoView({block: 'center'});
       let best = null;
-      for (const p of gd.querySelectorAll('.bars path')) {
+      for (const p of c.querySelectorAll('.role-mark path[aria-label]')) {
         const r = p.getBoundingClientRect();
         if (!best || r.height > best.height) best = r;
       }
       return {x: best.x + best.width / 2, y: best.y + best.height / 2};
-    }""")
+    }""" % CHART)
     page.wait_for_timeout(300)
     page.mouse.click(point["x"], point["y"])
     drill = page.get_by_test_id("stMarkdownContainer").filter(has_text="🔬").first
@@ -184,13 +188,20 @@ def test_dashboard_renders_fast_redraws_on_range_and_filter_and_drills_down(brow
     _screenshot(page, "costs-drill-down.png")
 
     page.get_by_role("tab", name="🔢 Tokens & requests").click()
-    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.layout && "
-                           "String(g.layout.title && g.layout.title.text).includes('Requests by outcome'))")
+    page.wait_for_function(f"() => !!({CHART})('Requests by outcome')")
     _screenshot(page, "costs-tokens-requests.png")
     page.get_by_role("tab", name="⏱️ Latency").click()
-    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.layout && "
-                           "String(g.layout.title && g.layout.title.text).includes('latency per stage'))")
+    page.wait_for_function(f"() => !!({CHART})('latency per stage')")
     _screenshot(page, "costs-latency.png")
+    page.get_by_role("tab", name="🏆 Top users & questions").click()
+    page.wait_for_function(f"() => !!({CHART})('Top users by cost')")
+    top_user = page.locator(f"xpath=//*[@data-testid='stVegaLiteChart'][.//*[contains(text(), 'Top users by cost')]]"
+                            "//*[contains(@class, 'role-mark')]//*[@aria-label]").first
+    top_user.click()
+    drill = page.get_by_test_id("stMarkdownContainer").filter(has_text="🔬 user").first
+    drill.wait_for()
+    assert top_user.get_attribute("aria-label").split("user: ")[1].split(";")[0] in drill.inner_text()
+    _screenshot(page, "costs-top-users-drill-down.png")
     page.get_by_role("tab", name="🎯 Budgets").click()
     page.get_by_text("monthly total").first.wait_for()
     page.wait_for_timeout(800)

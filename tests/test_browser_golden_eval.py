@@ -236,8 +236,8 @@ def test_annotate_run_and_diff(page, console: Console) -> None:  # noqa: ANN001
     shot(page, "golden-13-diff-changed-only.png", toggle)
 
     page.get_by_role("tab", name="📋 Runs").click()
-    page.locator(".js-plotly-plot").first.wait_for()
-    shot(page, "golden-14-runs-over-time.png", page.locator(".js-plotly-plot").first)
+    page.locator("[data-testid=stVegaLiteChart]").first.wait_for()
+    shot(page, "golden-14-runs-over-time.png", page.locator("[data-testid=stVegaLiteChart]").first)
 
 
 def test_a_link_opens_the_diff(page, console: Console) -> None:  # noqa: ANN001

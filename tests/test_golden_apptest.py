@@ -299,13 +299,14 @@ def test_runs_start_open_filter_and_diff(console: Path) -> None:
     changed = diff["counts"]["improved"] + diff["counts"]["regressed"]
     assert len(table(at, "gold moves (baseline → this run)")) == changed == len(diff_item_rows(diff, True))
 
-    # The runs table and the metrics-over-time figure (plotly is opaque to AppTest: check its data).
+    # The runs table and the metrics-over-time chart (a Vega-Lite chart is opaque to AppTest: check its data).
     overview = table(at, "unresolved refs")
     assert list(overview["run"]) == [sparse, hybrid]
     assert overview.iloc[0]["recall@10"] == runs_rows([services().evals.get(sparse)])[0]["recall@10"]
     assert " [" in overview.iloc[0]["ndcg@10"]
-    fig = metrics_figure(services().evals.list(), SET, ["recall@10", "ndcg@10"])
-    assert [t.name for t in fig.data] == ["recall@10", "ndcg@10"] and len(fig.data[0].x) == 2
+    points = metrics_figure(services().evals.list(), SET, ["recall@10", "ndcg@10"]).data
+    assert list(dict.fromkeys(points["metric"])) == ["recall@10", "ndcg@10"] and (points["metric"] == "recall@10").sum() == 2
+    assert ((points["low"] <= points["mean"]) & (points["mean"] <= points["high"])).all()
 
     # A link to ?run=&base= opens the same diff in a new session.
     linked = page(RUNS, {"run": str(sparse), "base": str(hybrid)})

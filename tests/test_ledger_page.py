@@ -1,7 +1,7 @@
 """The cost & latency page through Streamlit's AppTest over a seeded ledger: the tiles equal
 the backend's figures, changing the range and a filter changes them, the warnings, budgets,
 alerts, prices and ledger-rows sections work, and a budget can be created from the page.
-(Plotly charts are opaque to AppTest: their data is checked through the backend queries here
+(Charts are opaque to AppTest: their data is checked through the backend queries here
 and their drawing in tests/test_browser_costs.py.)"""
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_tiles_follow_range_and_filters(seeded) -> None:
     assert _metric(at, "Requests") == f"{s30.requests:,}"
     assert _metric(at, "p95 latency") == costs_view.ms(s30.latency_ms[0.95])
     assert _metric(at, "Cache savings") == costs_view.usd(s30.saved_usd)
-    assert len(at.get("plotly_chart")) == 1  # the Spend tab: cost per day
+    assert len(at.get("vega_lite_chart")) == 1  # the Spend tab: cost per day
 
     warnings = " ".join(w.value for w in at.warning)
     assert "mystery" in warnings and "(3 calls)" in warnings  # a model without a price
@@ -128,10 +128,10 @@ def test_sections_budgets_alerts_prices_rows(seeded) -> None:
 
     at.session_state["costs.tab"] = "🔢 Tokens & requests"
     at.run()
-    assert not at.exception and len(at.get("plotly_chart")) == 2
+    assert not at.exception and len(at.get("vega_lite_chart")) == 2
     at.session_state["costs.tab"] = "⏱️ Latency"
     at.run()
-    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert not at.exception and len(at.get("vega_lite_chart")) == 1
     at.session_state["costs.tab"] = "🏆 Top users & questions"
     at.run()
-    assert not at.exception and len(at.get("plotly_chart")) == 2
+    assert not at.exception and len(at.get("vega_lite_chart")) == 2
