@@ -1,0 +1,153 @@
+"""First render of the cost dashboard in headless Chromium, against the 2 s target and against a
+bare Streamlit page drawn in the same run (the floor of the framework on this machine: a title,
+12 metric tiles and one bar chart, nothing of ours). The two servers run side by side and their
+tabs alternate, so machine noise hits both; the ratio is the figure to compare across machines.
+
+    .venv/bin/python -m bench.first_render                       # seeded ledger (8,000 rows)
+    .venv/bin/python -m bench.first_render --rows 1000000        # the issue's scale (~1 min to generate)
+
+Each tab is new (a new Streamlit session) on a warm server, with the browser's cache holding
+Streamlit's scripts, as for a user opening the dashboard again. "Drawn" means: the page heading,
+all 12 tiles, and the bars of the cost chart in the DOM. Needs requirements-test.txt (Playwright)
+and Debian's /usr/bin/chromium.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CHROMIUM = "/usr/bin/chromium"
+TARGET_S = 2.0
+BARS = "() => document.querySelectorAll('[data-testid=stVegaLiteChart] .role-mark path').length > 0"
+REFERENCE_APP = '''import altair as alt
+import pandas as pd
+import streamlit as st
+
+st.set_page_config(layout="wide")
+st.title("Reference")
+for row in range(2):
+    for i, col in enumerate(st.columns(6)):
+        col.metric(f"tile {6 * row + i}", f"{i * 1.5:.2f}", border=True)
+df = pd.DataFrame({"day": [f"2026-11-{d:02d}" for d in range(1, 31)] * 3, "usd": [d % 7 + 1 for d in range(90)],
+                   "model": ["a"] * 30 + ["b"] * 30 + ["c"] * 30})
+st.altair_chart(alt.Chart(df).mark_bar().encode(x="day:O", y="usd:Q", color="model:N"), width="stretch")
+'''
+
+
+def _start(script: Path, data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from services import free_port  # the suite's helper
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}  # the embedded stack
+    env.update(DATA_DIR=str(data_dir), OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+                             "--server.headless", "true", "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"streamlit did not start, see {log}")
+            time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+
+
+def _open(context, url: str, heading: str) -> dict[str, float]:  # noqa: ANN001
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    t = time.perf_counter()
+    page.goto(url)
+    page.get_by_role("heading", name=heading).wait_for()
+    out = {"heading": time.perf_counter() - t}
+    page.get_by_test_id("stMetric").nth(11).wait_for()
+    out["tiles"] = time.perf_counter() - t
+    page.wait_for_function(BARS)
+    out["chart"] = time.perf_counter() - t
+    page.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=8000, help="synthetic ledger rows (30 days when over 100,000)")
+    ap.add_argument("--tabs", type=int, default=7, help="timed tabs per page (median reported)")
+    ap.add_argument("--data-dir", type=Path, help="a console DATA_DIR to reuse (seeded here when it has no console.db)")
+    args = ap.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ledger_fixtures import seed_console
+
+    work = Path(tempfile.mkdtemp(prefix="bench-render-"))
+    data = args.data_dir or work / "data"
+    if not (data / "console.db").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        print(f"seeding a console with {args.rows:,} ledger rows…", flush=True)
+        seed_console(data, rows=args.rows, days=30 if args.rows > 100_000 else 40)
+        print(f"  {time.perf_counter() - t:.0f} s", flush=True)
+    with sqlite3.connect(data / "console.db") as db:
+        rows = db.execute("SELECT count(*) FROM ledger").fetchone()[0]
+    ref_script = work / "reference.py"
+    ref_script.write_text(REFERENCE_APP)
+    console, console_url = _start(ROOT / "console" / "app.py", data, work / "console.log")
+    reference, ref_url = _start(ref_script, work / "ref-data", work / "reference.log")
+    pages = {"cost dashboard": (f"{console_url}/costs", "💰 Costs & latency"), "bare Streamlit page": (ref_url, "Reference")}
+    times: dict[str, list[dict[str, float]]] = {name: [] for name in pages}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            context = browser.new_context(viewport={"width": 1500, "height": 1200})
+            cold = {name: _open(context, *target)["chart"] for name, target in pages.items()}  # services start, caches fill
+            for _ in range(args.tabs):
+                for name, target in pages.items():
+                    times[name].append(_open(context, *target))
+            browser.close()
+    finally:
+        _stop(console)
+        _stop(reference)
+    load = os.getloadavg()[0]
+    med = {name: {k: statistics.median(t[k] for t in ts) for k in ("heading", "tiles", "chart")} for name, ts in times.items()}
+    ours, ref = med["cost dashboard"], med["bare Streamlit page"]
+    print(f"\nFirst render in a new tab, median of {args.tabs} (s); ledger {rows:,} rows; load {load:.1f}")
+    print("| page                | heading | 12 tiles | chart drawn | first visit (cold) |")
+    print("|---------------------|---------|----------|-------------|--------------------|")
+    for name, m in med.items():
+        print(f"| {name:<19} | {m['heading']:7.2f} | {m['tiles']:8.2f} | {m['chart']:11.2f} | {cold[name]:18.2f} |")
+    print(f"| ratio ours / bare   | {ours['heading'] / ref['heading']:7.2f} | {ours['tiles'] / ref['tiles']:8.2f} | "
+          f"{ours['chart'] / ref['chart']:11.2f} |                    |")
+    ok = ours["chart"] <= TARGET_S
+    print(f"cost dashboard drawn in {ours['chart']:.2f} s: {'within' if ok else 'OVER'} the {TARGET_S:.0f} s target")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"first-render-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps({"rows": rows, "load": load, "median": med, "cold": cold, "tabs": times}, indent=2))
+    print(f"written {out.relative_to(ROOT)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
