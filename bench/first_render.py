@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the suite's seeding and port helpers
 RESULTS = ROOT / "bench" / "results"
 CHROMIUM = "/usr/bin/chromium"
 TARGET_S = 2.0
@@ -48,8 +49,7 @@ st.altair_chart(alt.Chart(df).mark_bar().encode(x="day:O", y="usd:Q", color="mod
 
 
 def _start(script: Path, data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from services import free_port  # the suite's helper
+    from services import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}  # the embedded stack
@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from ledger_fixtures import seed_console
 
     work = Path(tempfile.mkdtemp(prefix="bench-render-"))

@@ -14,14 +14,11 @@ import streamlit as st
 PICK = "pick"  # the name of every chart's click selection
 
 
-def pick(*fields: str) -> alt.Parameter:
-    """A click selection that reports these fields of the clicked mark's row."""
-    return alt.selection_point(name=PICK, fields=list(fields), on="click", clear="dblclick")
-
-
-def dim_others(selection: alt.Parameter) -> Any:
-    """Full opacity for the clicked mark (and for all while nothing is clicked), faded for the rest."""
-    return alt.condition(selection, alt.value(1.0), alt.value(0.35))
+def clickable(chart: alt.Chart, *fields: str) -> alt.Chart:
+    """Make each mark clickable: a click reports these fields of its row (see `show`) and fades the
+    other marks; a double-click clears."""
+    selection = alt.selection_point(name=PICK, fields=list(fields), on="click", clear="dblclick")
+    return chart.encode(opacity=alt.condition(selection, alt.value(1.0), alt.value(0.35))).add_params(selection)
 
 
 def time_unit(grain: str) -> str:
@@ -29,9 +26,9 @@ def time_unit(grain: str) -> str:
     return "utcyearmonthdatehours" if grain == "hour" else "utcyearmonthdate"
 
 
-def time_x(grain: str = "day", title: str | None = None, discrete: bool = False) -> alt.X:
+def time_x(grain: str = "day", discrete: bool = False) -> alt.X:
     """Buckets on a UTC time axis, one band per hour or day; `discrete` for bars side by side (xOffset)."""
-    return alt.X(f"{time_unit(grain)}(time):{'O' if discrete else 'T'}", title=title,
+    return alt.X(f"{time_unit(grain)}(time):{'O' if discrete else 'T'}", title=None,
                  axis=alt.Axis(format="%H:%M %b %d" if grain == "hour" else "%b %d", labelAngle=0, labelOverlap=True))
 
 
@@ -40,29 +37,22 @@ def when_tooltip(grain: str) -> alt.Tooltip:
                        format="%Y-%m-%d %H:00 UTC" if grain == "hour" else "%Y-%m-%d")
 
 
-def colors(domain: list[str], palette: list[str], title: str | None = None, field: str = "key") -> alt.Color:
+def colors(domain: list[str], palette: list[str], field: str = "key") -> alt.Color:
     """Fixed colors per series, the legend in a row above the plot."""
-    return alt.Color(f"{field}:N", title=title, scale=alt.Scale(domain=domain, range=palette),
+    return alt.Color(f"{field}:N", scale=alt.Scale(domain=domain, range=palette),
                      legend=alt.Legend(orient="top", direction="horizontal", title=None, labelLimit=260))
 
 
 def show(chart: alt.TopLevelMixin, key: str, title: str | None = None, height: int = 320,
-         selectable: bool = False) -> Any:
-    """Draw a chart full width; with `selectable`, a click reruns the page and returns the event."""
+         selectable: bool = False) -> dict | None:
+    """Draw a chart full width. With `selectable` (a chart made `clickable`), a click reruns the page
+    and this returns the clicked mark's fields, else None."""
     if title:
         chart = chart.properties(title=alt.TitleParams(title, anchor="start", fontSize=14))
     chart = chart.properties(height=height).configure_view(stroke=None)
-    if selectable:
-        return st.altair_chart(chart, key=key, width="stretch", on_select="rerun")
-    return st.altair_chart(chart, key=key, width="stretch")
-
-
-def picked(event: Any) -> dict | None:
-    """The row of the clicked mark, or None when nothing is selected."""
-    try:
-        points = event.selection[PICK]
-    except (AttributeError, KeyError, TypeError):
+    if not selectable:
+        st.altair_chart(chart, key=key, width="stretch")
         return None
-    if isinstance(points, list) and points and isinstance(points[0], dict):
-        return points[0]
-    return None
+    event = st.altair_chart(chart, key=key, width="stretch", on_select="rerun")
+    points = event.selection.get(PICK) if event is not None else None
+    return points[0] if isinstance(points, list) and points and isinstance(points[0], dict) else None

@@ -291,22 +291,17 @@ def spend_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
     order = [str(k) for k in df.groupby("key")["cost_usd"].sum().sort_values(ascending=False).index]
     df["key"] = df["key"].astype(str)
     df["rank"] = df["key"].map(order.index)
-    df["when"] = [_bucket_label(b, r) for b in df["bucket"]]
-    sel = charts.pick("bucket", "key")
     bars = alt.Chart(df).mark_bar().encode(
         x=charts.time_x(r.grain), y=alt.Y("cost_usd:Q", title="USD", stack="zero", axis=alt.Axis(format="$,.2f")),
         color=charts.colors(order, [series_color(by, k, costs, r) for k in order]), order=alt.Order("rank:Q"),
-        tooltip=[alt.Tooltip("when:N"), alt.Tooltip("key:N", title=LABELS[by].lower()),
-                 alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f")],
-        opacity=charts.dim_others(sel),
-    ).add_params(sel)
-    event = charts.show(bars, K + "cost_chart", f"Cost per {'hour' if r.grain == 'hour' else 'day'} by {LABELS[by].lower()}",
-                        height=340, selectable=True)
+        tooltip=[charts.when_tooltip(r.grain), alt.Tooltip("key:N", title=LABELS[by].lower()),
+                 alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f")])
+    title = f"Cost per {'hour' if r.grain == 'hour' else 'day'} by {LABELS[by].lower()}"
+    point = charts.show(charts.clickable(bars, "bucket", "key"), K + "cost_chart", title, height=340, selectable=True)
     st.caption("Source: ledger (cost fixed when each call was written). Click a bar to list its ledger rows "
                "(double-click clears).")
-    _download(df.drop(columns=["time", "rank", "when"]), "cost-by-" + by, "cost")
-    point = charts.picked(event)
-    if point and "bucket" in point and "key" in point:
+    _download(df.drop(columns=["time", "rank"]), "cost-by-" + by, "cost")
+    if point:
         bucket, key = int(point["bucket"]), str(point["key"])
         value = None if key == "(other)" else ("" if (by == "variant" and key == NO_VARIANT) else key)
         rows = costs.queries.rows(r, f, bucket=bucket, dim=by if value is not None else None, value=value)
@@ -324,7 +319,8 @@ def tokens_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
     long = pd.concat([pd.DataFrame({"time": df["time"], "tokens": df[col], "part": name, "side": side})
                       for col, (name, side, _) in parts.items()], ignore_index=True)
     bars = alt.Chart(long).mark_bar().encode(
-        x=charts.time_x(r.grain, discrete=True), xOffset=alt.XOffset("side:N", sort=["in", "out"]), y=alt.Y("tokens:Q", title="tokens", stack="zero"),
+        x=charts.time_x(r.grain, discrete=True), xOffset=alt.XOffset("side:N", sort=["in", "out"]),
+        y=alt.Y("tokens:Q", title="tokens", stack="zero"),
         color=charts.colors([v[0] for v in parts.values()], [v[2] for v in parts.values()], field="part"),
         tooltip=[charts.when_tooltip(r.grain), "part:N", alt.Tooltip("tokens:Q", format=",")])
     charts.show(bars, K + "tokens_chart", "Tokens in vs out", height=300)
@@ -378,26 +374,21 @@ def latency_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None
         return
     df = _times(df)
     stages = [s for s in STAGE_ORDER if s in set(df["stage"])] + sorted(set(df["stage"]) - set(STAGE_ORDER))
-    df["when"] = [_bucket_label(b, r) for b in df["bucket"]]
-    df["line"] = ["dashed" if x == "total" else "solid" for x in df["stage"]]
     log = df["ms"].max() / max(df["ms"].min(), 0.1) > 50
     decades = [10.0 ** e for e in range(-1, 7) if df["ms"].min() / 10 <= 10.0 ** e <= df["ms"].max() * 10]
     y = alt.Y("ms:Q", title="ms", scale=alt.Scale(type="log") if log else alt.Undefined,
               axis=alt.Axis(format=",~g", values=decades) if log else alt.Axis(format=",~g"))
     color = charts.colors(stages, [STAGE_COLORS.get(x, "#888888") for x in stages], field="stage")
-    tooltip = ["when:N", "stage:N", alt.Tooltip("ms:Q", format=",.0f", title="ms")]
+    tooltip = [charts.when_tooltip(r.grain), "stage:N", alt.Tooltip("ms:Q", format=",.0f", title="ms")]
     base = alt.Chart(df).encode(x=charts.time_x(r.grain), y=y, color=color)
-    lines = base.mark_line().encode(strokeDash=alt.StrokeDash("line:N", legend=None,
-                                                              scale=alt.Scale(domain=["solid", "dashed"], range=[[1, 0], [6, 4]])),
-                                    detail="stage:N")
-    sel = charts.pick("bucket", "stage")
-    points = base.mark_circle(size=60).encode(tooltip=tooltip, opacity=charts.dim_others(sel)).add_params(sel)
-    event = charts.show(alt.layer(lines, points), K + "latency_chart", f"{which} latency per stage", height=360,
+    dashed_total = alt.condition(alt.datum.stage == "total", alt.value([6, 4]), alt.value([1, 0]))
+    lines = base.mark_line().encode(strokeDash=dashed_total)
+    points = charts.clickable(base.mark_circle(size=60).encode(tooltip=tooltip), "bucket", "stage")
+    point = charts.show(alt.layer(lines, points), K + "latency_chart", f"{which} latency per stage", height=360,
                         selectable=True)
     st.caption(f"Source: **{note}**." + (f" {why}" if why else "") + " Click a point to list the slowest rows." + hint)
-    _download(df.drop(columns=["time", "when", "line"]), f"latency-{which}", "latency")
-    point = charts.picked(event)
-    if point and "bucket" in point and "stage" in point:
+    _download(df.drop(columns=["time"]), f"latency-{which}", "latency")
+    if point:
         bucket, stage = int(point["bucket"]), str(point["stage"])
         rows = costs.queries.rows(r, f, bucket=bucket, bucket_s=r.bucket_s, stage=stage)
         show_rows(rows, f"{_bucket_label(bucket, r)} · slowest '{stage}'", "latency")
@@ -410,17 +401,15 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
         if users.empty:
             st.info("No users in this range.", icon="📭")
         else:
-            sel = charts.pick("user")
             bars = alt.Chart(users).mark_bar(color="#4e79a7").encode(
                 x=alt.X("cost_usd:Q", title=None, axis=alt.Axis(format="$,.2f")),
                 y=alt.Y("user:N", title=None, sort="-x", axis=alt.Axis(labelLimit=220)),
                 tooltip=["user:N", alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f"),
-                         alt.Tooltip("requests:Q", format=",")],
-                opacity=charts.dim_others(sel)).add_params(sel)
-            ev = charts.show(bars, K + "users_chart", "Top users by cost", height=360, selectable=True)
+                         alt.Tooltip("requests:Q", format=",")])
+            point = charts.show(charts.clickable(bars, "user"), K + "users_chart", "Top users by cost", height=360,
+                                selectable=True)
             _download(users, "top-users", "users")
-            point = charts.picked(ev)
-            if point and "user" in point:
+            if point:
                 user = str(point["user"])
                 show_rows(costs.queries.rows(r, f, dim="user", value=user), f"user {user}", "user")
     with right:
@@ -431,19 +420,16 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
             qs["question"] = qs["question"].fillna("?")
             qs["label"] = [(x[:48] + "…") if len(x) > 49 else x for x in qs["question"]]
             qs["label"] = [f"{i + 1}. {x}" for i, x in enumerate(qs["label"])]
-            sel = charts.pick("question_hash")
             bars = alt.Chart(qs).mark_bar(color="#e15759").encode(
                 x=alt.X("cost_usd:Q", title=None, axis=alt.Axis(format="$,.2f")),
                 y=alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=320)),
                 tooltip=["question:N", alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f"),
-                         alt.Tooltip("requests:Q", format=","), alt.Tooltip("saved_usd:Q", title="cache saved", format="$,.4f")],
-                opacity=charts.dim_others(sel)).add_params(sel)
-            ev = charts.show(bars, K + "questions_chart", "Top questions by cost", height=360, selectable=True)
+                         alt.Tooltip("requests:Q", format=","), alt.Tooltip("saved_usd:Q", title="cache saved", format="$,.4f")])
+            point = charts.show(charts.clickable(bars, "question_hash", "question"), K + "questions_chart",
+                                "Top questions by cost", height=360, selectable=True)
             _download(qs.drop(columns=["label"]), "top-questions", "questions")
-            point = charts.picked(ev)
-            if point and "question_hash" in point:
-                qh = str(point["question_hash"])
-                text = str(qs.loc[qs["question_hash"] == qh, "question"].iloc[0]) if (qs["question_hash"] == qh).any() else qh
+            if point:
+                qh, text = str(point["question_hash"]), str(point["question"])
                 show_rows(costs.queries.rows(r, f, question_hash=qh), f"question: {text[:80]}", "question")
     st.caption("Source: ledger. Click a bar to list its ledger rows.")
 

@@ -202,6 +202,9 @@ def test_dashboard_renders_fast_redraws_on_range_and_filter_and_drills_down(brow
     drill.wait_for()
     assert top_user.get_attribute("aria-label").split("user: ")[1].split(";")[0] in drill.inner_text()
     _screenshot(page, "costs-top-users-drill-down.png")
+    page.locator(f"xpath=//*[@data-testid='stVegaLiteChart'][.//*[contains(text(), 'Top questions by cost')]]"
+                 "//*[contains(@class, 'role-mark')]//*[@aria-label]").first.click()
+    page.get_by_test_id("stMarkdownContainer").filter(has_text="🔬 question:").first.wait_for()
     page.get_by_role("tab", name="🎯 Budgets").click()
     page.get_by_text("monthly total").first.wait_for()
     page.wait_for_timeout(800)
