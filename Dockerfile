@@ -3,7 +3,7 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DATA_DIR=/data OPENBLAS_NUM_THREADS=1
+    DATA_DIR=/data OPENBLAS_NUM_THREADS=1 AUTH_MODE=password
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 import time
 
+from backend.access import system_actor
 from backend.errors import RagError
 
 
@@ -62,7 +62,7 @@ def cmd_ingest(args) -> int:  # noqa: ANN001
 
 def cmd_query(args) -> int:  # noqa: ANN001
     services = _services()
-    answer = services.engine.query(args.question, _policy(services, args), user=args.user, retrieval_only=args.retrieval_only)
+    answer = services.engine.query(args.question, _policy(services, args), args.user, retrieval_only=args.retrieval_only)
     if args.json:
         print(answer.model_dump_json(indent=2))
         return 0
@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = get_settings()
     p = argparse.ArgumentParser(prog="python -m backend", description="RAG Ops Console backend: ingest, query and evaluate from the shell.")
-    p.add_argument("--user", default=getpass.getuser() or "cli", help="acting user recorded in the audit log (default: the OS user)")
+    p.add_argument("--user", default=None, help="who is acting, recorded in the audit log (default: the OS user); "
+                                            "the command line acts with admin rights")
     sub = p.add_subparsers(dest="command", required=True)
 
     ing = sub.add_parser("ingest", help="index a folder (.txt/.md/.html/.pdf) or a corpus.jsonl into a new version")
@@ -200,11 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.cli_release import add_release_commands
 
     add_release_commands(sub)
+    from backend.access.cli import add_commands as add_access_commands
+
+    add_access_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.user = system_actor(args.user)  # whoever has the shell and the database is trusted
     try:
         return args.func(args)
     except RagError as exc:

@@ -5,14 +5,17 @@ ALERT_WEBHOOK_URL (Slack-style `text` included), in a background thread so no re
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend.access import SYSTEM, Action, Actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
@@ -64,6 +67,28 @@ alerts = sa.Table(
 )
 
 
+URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def webhook_label(url: str | None) -> str | None:
+    """A webhook URL as it may be shown or stored: scheme and host only. Webhooks carry their
+    secret in the path or query (Slack, Teams, Discord) and sometimes in user:password@."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a URL we can read: show nothing of it
+        return "(unreadable URL)"
+    hidden = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}{hidden}"
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in a message cut down to its scheme and host (httpx errors quote the full URL)."""
+    return URL_RE.sub(lambda m: webhook_label(m.group(0)) or "", text)
+
+
 def describe_value(metric: str, value: float | None) -> str:
     if value is None:
         return "n/a"
@@ -87,7 +112,7 @@ class AlertService:
         self._senders: list[threading.Thread] = []
 
     # --- rules (audited) ------------------------------------------------------------------------
-    def create_rule(self, actor: str, name: str, metric: str, threshold: float, window_minutes: int = 60,
+    def create_rule(self, actor: Actor, name: str, metric: str, threshold: float, window_minutes: int = 60,
                     policy: str | None = None, model: str | None = None, min_requests: int = 5,
                     webhook: bool = True) -> int:
         name = (name or "").strip()
@@ -104,24 +129,25 @@ class AlertService:
         spec = dict(name=name, metric=metric, threshold=threshold, window_minutes=window_minutes,
                     policy=(policy or "").strip() or None, model=(model or "").strip() or None,
                     min_requests=min_requests, webhook=bool(webhook))
-        with self._audit.action(actor, "alert_rule.create", name, **spec) as extra:
+        with self._audit.action(actor, "alert_rule.create", name, need=Action.alert_rules, **spec) as extra:
             with self._engine.begin() as conn:
                 if conn.execute(sa.select(alert_rules.c.id).where(alert_rules.c.name == name)).first():
                     raise InputError(f"an alert rule named '{name}' exists")
                 rid = conn.execute(alert_rules.insert().values(**spec, enabled=True, created_at=utcnow(),
-                                                               created_by=actor).returning(alert_rules.c.id)).scalar_one()
+                                                               created_by=actor.id).returning(alert_rules.c.id)).scalar_one()
             extra["id"] = rid
         return rid
 
-    def delete_rule(self, actor: str, rule_id: int) -> None:
-        with self._audit.action(actor, "alert_rule.delete", str(rule_id)):
+    def delete_rule(self, actor: Actor, rule_id: int) -> None:
+        with self._audit.action(actor, "alert_rule.delete", str(rule_id), need=Action.alert_rules):
             with self._engine.begin() as conn:
                 if conn.execute(alert_rules.delete().where(alert_rules.c.id == rule_id)).rowcount == 0:
                     raise NotFoundError(f"no alert rule {rule_id}")
         self.resolve(f"rule:{rule_id}", actor=actor)
 
-    def set_rule_enabled(self, actor: str, rule_id: int, enabled: bool) -> None:
-        with self._audit.action(actor, "alert_rule.enable" if enabled else "alert_rule.disable", str(rule_id)):
+    def set_rule_enabled(self, actor: Actor, rule_id: int, enabled: bool) -> None:
+        with self._audit.action(actor, "alert_rule.enable" if enabled else "alert_rule.disable", str(rule_id),
+                                need=Action.alert_rules):
             with self._engine.begin() as conn:
                 if conn.execute(alert_rules.update().where(alert_rules.c.id == rule_id)
                                 .values(enabled=enabled)).rowcount == 0:
@@ -189,7 +215,7 @@ class AlertService:
 
     def fire(self, key: str, source: str, title: str, detail: str, value: float | None, threshold: float | None,
              severity: str = "warning", rule_id: int | None = None, notify: bool = True,
-             now: datetime | None = None, actor: str = "system") -> int:
+             now: datetime | None = None, actor: Actor = SYSTEM) -> int:
         """Open an episode (first time) or refresh it. A budget alert re-notifies when its title changes
         (a higher threshold crossed); a rule alert notifies once per episode."""
         now = now or utcnow()
@@ -210,7 +236,7 @@ class AlertService:
                 self._notify(aid, "firing")
         return aid
 
-    def resolve(self, key: str, now: datetime | None = None, notify: bool = True, actor: str = "system") -> bool:
+    def resolve(self, key: str, now: datetime | None = None, notify: bool = True, actor: Actor = SYSTEM) -> bool:
         now = now or utcnow()
         with self._engine.begin() as conn:
             row = self._open(conn, key)
@@ -260,9 +286,9 @@ class AlertService:
         error = None
         try:
             httpx.post(self.webhook_url, json=body, timeout=self._timeout).raise_for_status()
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("alert webhook failed: %s", error)
+        except httpx.HTTPError as exc:  # stored and shown: never with the webhook's secret path
+            error = redact_urls(f"{type(exc).__name__}: {exc}")
+            log.warning("alert webhook to %s failed: %s", webhook_label(self.webhook_url), error)
         with self._engine.begin() as conn:
             conn.execute(alerts.update().where(alerts.c.id == alert_id).values(notified_at=utcnow(), notify_error=error))
 

@@ -1,30 +1,61 @@
 """Audit trail: every state-changing service call records who did what, to what, and how it ended."""
 from __future__ import annotations
 
+import csv
+import io
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend.access.actor import Actor
+from backend.access.permissions import Action, PermissionDenied, require
 from backend.db import audit_log, utcnow
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters of the audit viewer; empty ones match everything."""
+
+    who: str = ""
+    action: str = ""  # prefix: "index." matches every index action
+    target: str = ""  # substring
+    since: datetime | None = None
+    until: datetime | None = None
+    result: str = ""
+    limit: int = 500
 
 
 class AuditLog:
     def __init__(self, engine: Engine):
         self._engine = engine
 
-    def record(self, actor: str, action: str, target: str = "", result: str = "ok", **detail: Any) -> None:
+    def record(self, actor: Actor, action: str, target: str = "", result: str = "ok", **detail: Any) -> None:
+        if not isinstance(actor, Actor):  # every record names a real actor, never a bare string
+            raise TypeError(f"audit records need an Actor, got {type(actor).__name__}")
         with self._engine.begin() as conn:
             conn.execute(
-                audit_log.insert().values(ts=utcnow(), actor=actor, action=action, target=target, detail=detail, result=result)
+                audit_log.insert().values(ts=utcnow(), actor=actor.id[:200], actor_kind=actor.kind,
+                                          actor_role=actor.role.name, action=action, target=target[:500],
+                                          detail=detail, result=result)
             )
 
     @contextmanager
-    def action(self, actor: str, action: str, target: str = "", **detail: Any) -> Iterator[dict]:
+    def action(self, actor: Actor, action: str, target: str = "", *, need: Action | None = None,
+               **detail: Any) -> Iterator[dict]:
         """Record the action with result ok, or error plus the error text when the block raises.
+        With `need`, the actor's role is checked first and a refusal is recorded as 'denied'.
         The block may add detail through the yielded dict."""
         extra: dict = {}
+        if need is not None:
+            try:
+                require(actor, need)
+            except PermissionDenied as exc:
+                self.record(actor, action, target, result="denied", error=str(exc), **detail)
+                raise
         try:
             yield extra
         except Exception as exc:
@@ -33,8 +64,50 @@ class AuditLog:
         self.record(actor, action, target, **detail, **extra)
 
     def recent(self, limit: int = 100, action: str | None = None) -> list[dict]:
+        """Newest records, for the backend's own checks and tests; people read through `search`."""
         q = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
         if action:
             q = q.where(audit_log.c.action == action)
         with self._engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def search(self, actor: Actor, f: AuditQuery = AuditQuery()) -> list[dict]:
+        """The audit viewer: newest first, filtered by who, what, when, target and result."""
+        require(actor, Action.read_audit)
+        c = audit_log.c
+        q = sa.select(audit_log).order_by(c.id.desc()).limit(max(1, min(f.limit, 10_000)))
+        if f.who:
+            q = q.where(c.actor == f.who)
+        if f.action:
+            q = q.where(c.action.startswith(f.action, autoescape=True))
+        if f.target:
+            q = q.where(c.target.contains(f.target, autoescape=True))
+        if f.result:
+            q = q.where(c.result == f.result)
+        if f.since:
+            q = q.where(c.ts >= f.since)
+        if f.until:
+            q = q.where(c.ts < f.until)
+        with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def actions(self) -> list[str]:
+        """Every action name recorded so far (the viewer's filter choices)."""
+        with self._engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(sa.select(audit_log.c.action).distinct()))
+
+
+def audit_csv(rows: list[dict]) -> str:
+    """CSV of audit rows; cells that a spreadsheet would run as a formula are quoted with '."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    cols = ["ts", "actor", "actor_kind", "actor_role", "action", "target", "result", "detail"]
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([_cell(r.get(k)) for k in cols])
+    return out.getvalue()
+
+
+def _cell(v: Any) -> str:
+    s = "" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
+    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s

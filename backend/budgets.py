@@ -16,6 +16,7 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import BudgetExceeded, InputError, NotFoundError
@@ -137,23 +138,23 @@ class BudgetService:
         self._budgets: tuple[float, list[Budget]] | None = None
 
     # --- definitions (audited) --------------------------------------------------------------------
-    def create(self, actor: str, name: str, limit_usd: float, scope: str = "global", scope_value: str | None = None,
+    def create(self, actor: Actor, name: str, limit_usd: float, scope: str = "global", scope_value: str | None = None,
                period: str = "month", hard: bool = False, thresholds: list[int] | None = None,
                rolling_days: int | None = None) -> int:
         spec = self._validate(name, limit_usd, scope, scope_value, period, thresholds, rolling_days)
-        with self._audit.action(actor, "budget.create", spec["name"], hard=hard, **{k: v for k, v in spec.items()
+        with self._audit.action(actor, "budget.create", spec["name"], need=Action.budgets, hard=hard, **{k: v for k, v in spec.items()
                                                                                     if k != "name"}) as extra:
             with self._engine.begin() as conn:
                 if conn.execute(sa.select(budgets.c.id).where(budgets.c.name == spec["name"])).first():
                     raise InputError(f"a budget named '{spec['name']}' exists")
                 bid = conn.execute(budgets.insert().values(**spec, hard=hard, enabled=True, created_at=utcnow(),
-                                                           created_by=actor).returning(budgets.c.id)).scalar_one()
+                                                           created_by=actor.id).returning(budgets.c.id)).scalar_one()
             extra["id"] = bid
         self._forget()
         return bid
 
-    def delete(self, actor: str, budget_id: int) -> None:
-        with self._audit.action(actor, "budget.delete", str(budget_id)):
+    def delete(self, actor: Actor, budget_id: int) -> None:
+        with self._audit.action(actor, "budget.delete", str(budget_id), need=Action.budgets):
             with self._engine.begin() as conn:
                 if conn.execute(budgets.delete().where(budgets.c.id == budget_id)).rowcount == 0:
                     raise NotFoundError(f"no budget {budget_id}")
@@ -162,8 +163,9 @@ class BudgetService:
             self._alerts.resolve_prefix(f"budget:{budget_id}:")
         self._forget()
 
-    def set_enabled(self, actor: str, budget_id: int, enabled: bool) -> None:
-        with self._audit.action(actor, "budget.enable" if enabled else "budget.disable", str(budget_id)):
+    def set_enabled(self, actor: Actor, budget_id: int, enabled: bool) -> None:
+        with self._audit.action(actor, "budget.enable" if enabled else "budget.disable", str(budget_id),
+                                need=Action.budgets):
             with self._engine.begin() as conn:
                 if conn.execute(budgets.update().where(budgets.c.id == budget_id).values(enabled=enabled)).rowcount == 0:
                     raise NotFoundError(f"no budget {budget_id}")

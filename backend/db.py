@@ -20,6 +20,8 @@ audit_log = sa.Table(
     sa.Column("target", sa.String(500), nullable=False, server_default=""),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Column("result", sa.String(20), nullable=False),
+    sa.Column("actor_kind", sa.String(20), nullable=False, server_default="user"),  # user | api_key | system
+    sa.Column("actor_role", sa.String(20), nullable=False, server_default=""),
 )
 
 policies = sa.Table(

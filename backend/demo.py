@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from backend.access import SYSTEM, Actor
 from backend.chunking import Document
 from backend.errors import InputError
 from backend.ingest import IngestProgress, IngestResult
@@ -61,7 +62,7 @@ def demo_ready(services: Services) -> bool:
     return services.settings.index_alias in services.store.aliases()
 
 
-def ensure_demo_index(services: Services, actor: str = "system",
+def ensure_demo_index(services: Services, actor: Actor = SYSTEM,
                       progress: Callable[[IngestProgress], None] | None = None) -> IngestResult:
     s = services.settings
     if s.demo_corpus is None:

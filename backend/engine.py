@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from backend.access import SYSTEM, Action, Actor, require
 from backend.cache import Cache, cache_key
 from backend.db import utcnow
 from backend.embeddings import Embedder
@@ -157,11 +158,13 @@ class QueryEngine:
     def index_of(self, policy: Policy) -> str:
         return policy.index or self.settings.index_alias
 
-    def retrieve(self, question: str, policy: Policy, filters: dict | None = None, user: str = "system") -> Retrieval:
-        """Dense and/or BM25 search, fusion and optional rerank; every score kept per chunk."""
+    def retrieve(self, question: str, policy: Policy, filters: dict | None = None, actor: Actor = SYSTEM) -> Retrieval:
+        """Dense and/or BM25 search, fusion and optional rerank; every score kept per chunk. Evaluation
+        and the gate call it as the system inside their own guarded actions."""
+        require(actor, Action.ask)
         q = self.validate(question, policy)
         collection = self.store.resolve(self.index_of(policy))
-        ctx = self._context(q, policy, user, collection, None, retrieval_only=True)
+        ctx = self._context(q, policy, actor.ledger_user, collection, None, retrieval_only=True)
         self._authorize(ctx, policy, generate=False)
         return self._retrieve(ctx, q, policy, collection, filters, {})
 
@@ -285,12 +288,14 @@ class QueryEngine:
         return [{"role": "system", "content": PROMPT_TEMPLATES[policy.prompt_template]}, {"role": "user", "content": user}]
 
     # --- the whole query ---------------------------------------------------------------------
-    def stream(self, question: str, policy: Policy, user: str = "anonymous", filters: dict | None = None,
+    def stream(self, question: str, policy: Policy, actor: Actor, filters: dict | None = None,
                retrieval_only: bool = False, *, variant: str | None = None) -> Iterator[Retrieved | str | Answer]:
-        """Yields one Retrieved event, then answer text deltas, then the final Answer."""
+        """Yields one Retrieved event, then answer text deltas, then the final Answer. The ledger
+        and traces record `actor.ledger_user` (the end user an API key names, else the actor)."""
+        require(actor, Action.ask)
         q = self.validate(question, policy)
         collection = self.store.resolve(self.index_of(policy))
-        ctx = self._context(q, policy, user, collection, variant, retrieval_only)
+        ctx = self._context(q, policy, actor.ledger_user, collection, variant, retrieval_only)
         latency: dict[str, float] = {}
         status = "error"
         try:
@@ -367,10 +372,10 @@ class QueryEngine:
             self.cache.set(key, answer.model_dump_json())
         yield self._finish(answer)
 
-    def query(self, question: str, policy: Policy, user: str = "anonymous", filters: dict | None = None,
+    def query(self, question: str, policy: Policy, actor: Actor, filters: dict | None = None,
               retrieval_only: bool = False, *, variant: str | None = None) -> Answer:
         answer = None
-        for event in self.stream(question, policy, user, filters, retrieval_only, variant=variant):
+        for event in self.stream(question, policy, actor, filters, retrieval_only, variant=variant):
             if isinstance(event, Answer):
                 answer = event
         assert answer is not None

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from qdrant_client import models
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor, require
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.engine import QueryEngine, SourceChunk
@@ -133,10 +134,11 @@ class EvalRuns:
             resolved[_ref_key(r)] = texts if texts and (not quote or any(quote in t for t in texts)) else []
         return resolved
 
-    def run(self, set_name: str, policy: Policy, actor: str, version: int | None = None, index: str | None = None,
+    def run(self, set_name: str, policy: Policy, actor: Actor, version: int | None = None, index: str | None = None,
             generate: bool = True, progress: Callable[[int, int], None] | None = None,
             cancel: threading.Event | None = None) -> int:
         """Run synchronously (callers put it in a background job); returns the run id."""
+        require(actor, Action.run_evaluation)
         gversion, items = self._golden.version_items(set_name, version)
         index = index or self._engine.index_of(policy)
         collection = self._store.resolve(index)
@@ -145,7 +147,7 @@ class EvalRuns:
             run_id = conn.execute(eval_runs.insert().values(
                 golden_set=set_name, golden_version=gversion, policy=policy.label(), policy_spec=policy.content(),
                 index=index, collection=collection, status="running", n_items=len(items), metrics={},
-                created_at=utcnow(), created_by=actor,
+                created_at=utcnow(), created_by=actor.id,
                 judge=self.judge.model if self.judge and generate else "")).inserted_primary_key[0]
         self._audit.record(actor, "eval.run.start", str(run_id), golden_set=set_name, version=gversion, policy=policy.label(),
                            collection=collection)
@@ -181,22 +183,22 @@ class EvalRuns:
         self._audit.record(actor, "eval.run.finish", str(run_id), **{k: metrics[k]["mean"] for k in HEADLINE if k in metrics})
         return run_id
 
-    def _score_item(self, idx: int, item: GoldItem, deep: Policy, answer_policy: Policy, generate: bool, actor: str,
+    def _score_item(self, idx: int, item: GoldItem, deep: Policy, answer_policy: Policy, generate: bool, actor: Actor,
                     gold_texts: list[str]) -> dict:
         t = time.perf_counter()
-        retrieval = self._engine.retrieve(item.question, deep)
+        retrieval = self._engine.retrieve(item.question, deep, actor=actor)
         latency = (time.perf_counter() - t) * 1000
         metrics, ref_rank = retrieval_metrics(item.references, retrieval.sources)
         answer, kind, tokens, cost = "", "", 0, 0.0
         judge_errors: dict[str, str] | None = None
         if generate:
-            ans = self._engine.query(item.question, answer_policy, user=actor)
+            ans = self._engine.query(item.question, answer_policy, actor)
             answer, kind = ans.answer, ans.answer_kind
             tokens, cost = ans.usage.prompt_tokens + ans.usage.completion_tokens, ans.cost_usd
             contexts = [s.text for s in ans.sources]
             metrics.update(answer_metrics(item.question, answer, item.reference_answer, contexts, gold_texts))
             if self.judge is not None and answer:
-                judged = self.judge.score(item.question, answer, contexts, item.reference_answer, user=actor,
+                judged = self.judge.score(item.question, answer, contexts, item.reference_answer, user=actor.ledger_user,
                                           policy=answer_policy.name, index_version=answer_policy.index or "")
                 metrics.update(judged.metrics)
                 judge_errors = judged.errors or None
@@ -211,12 +213,13 @@ class EvalRuns:
                     judge_errors=judge_errors)
 
     # --- background runs (the console's run viewer) ------------------------------------------------
-    def start_job(self, jobs: JobRunner, set_name: str, policy: Policy, actor: str, *, version: int | None = None,
+    def start_job(self, jobs: JobRunner, set_name: str, policy: Policy, actor: Actor, *, version: int | None = None,
                   index: str | None = None, generate: bool = True) -> int:
         """Start `run` as a background job (kind `eval.run`): its progress (done/total items) and cancel
         flag live in the job's row, so a reload or another tab follows it. The set version and the index
         are checked first, so a mistake is refused at once instead of becoming a failed job. Returns the
         job id; the finished job's result holds the run id."""
+        require(actor, Action.run_evaluation)
         gversion, _ = self._golden.version_items(set_name, version)
         collection = self._store.resolve(index or self._engine.index_of(policy))
         target = f"{set_name} v{gversion} · {policy.label()} · {collection}"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from backend.access import SYSTEM, Actor
 from backend.errors import InputError
 from backend.ingest import IngestProgress
 from backend.policy import Policy
@@ -81,7 +82,7 @@ def load_queries(path: Path) -> list[dict]:
     return out
 
 
-def evaluate_dataset(services: Services, dataset: str | Path, policy: Policy, actor: str = "cli",
+def evaluate_dataset(services: Services, dataset: str | Path, policy: Policy, actor: Actor = SYSTEM,
                      limit: int | None = None, progress: Callable[[str, float], None] | None = None) -> EvalReport:
     """Index the corpus (reusing an identical index), run every query through retrieval, score."""
     root = Path(dataset)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from qdrant_client import models
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor, require
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
@@ -120,15 +121,15 @@ class GoldenSets:
         self._db, self._audit = engine, audit
 
     # --- sets ---------------------------------------------------------------------------------
-    def create(self, name: str, actor: str, description: str = "") -> int:
+    def create(self, name: str, actor: Actor, description: str = "") -> int:
         if not name.strip():
             raise InputError("a golden set needs a name")
-        with self._audit.action(actor, "golden.create", name):
+        with self._audit.action(actor, "golden.create", name, need=Action.annotate):
             with self._db.begin() as conn:
                 if conn.execute(sa.select(golden_sets.c.id).where(golden_sets.c.name == name)).first():
                     raise InputError(f"a golden set named '{name}' exists")
                 return conn.execute(golden_sets.insert().values(
-                    name=name.strip(), description=description, created_at=utcnow(), created_by=actor)).inserted_primary_key[0]
+                    name=name.strip(), description=description, created_at=utcnow(), created_by=actor.id)).inserted_primary_key[0]
 
     def set_id(self, name: str) -> int:
         with self._db.connect() as conn:
@@ -156,20 +157,22 @@ class GoldenSets:
         return sets
 
     # --- items --------------------------------------------------------------------------------
-    def add_item(self, set_name: str, item: GoldItem, actor: str, status: Status = "draft",
+    def add_item(self, set_name: str, item: GoldItem, actor: Actor, status: Status = "draft",
                  source_trace: str | None = None) -> int:
+        require(actor, Action.annotate)
         sid = self.set_id(set_name)
         now = utcnow()
         values = dict(set_id=sid, question=item.question, references=[r.model_dump() for r in item.references],
                       reference_answer=item.reference_answer, tags=item.tags, external_id=item.external_id,
-                      status=status, author=actor, source_trace=source_trace, created_at=now, updated_at=now)
+                      status=status, author=actor.id, source_trace=source_trace, created_at=now, updated_at=now)
         with self._db.begin() as conn:
             item_id = conn.execute(golden_items.insert().values(**values)).inserted_primary_key[0]
             self._history(conn, item_id, actor, "create", None, _jsonable(values))
         self._audit.record(actor, "golden.item.create", f"{set_name}#{item_id}", status=status)
         return item_id
 
-    def update_item(self, item_id: int, actor: str, **changes: Any) -> None:
+    def update_item(self, item_id: int, actor: Actor, **changes: Any) -> None:
+        require(actor, Action.annotate)
         allowed = {"question", "references", "reference_answer", "tags", "status"}
         if not changes or set(changes) - allowed:
             raise InputError(f"can change only {sorted(allowed)}")
@@ -181,12 +184,13 @@ class GoldenSets:
             self._history(conn, item_id, actor, "edit", _jsonable(before), _jsonable({**before, **changes}))
         self._audit.record(actor, "golden.item.edit", str(item_id), fields=sorted(changes))
 
-    def review(self, item_id: int, actor: str, approve: bool, comment: str = "") -> None:
+    def review(self, item_id: int, actor: Actor, approve: bool, comment: str = "") -> None:
+        require(actor, Action.review)
         status = "approved" if approve else "rejected"
         with self._db.begin() as conn:
             before = self._get(conn, item_id)
             conn.execute(golden_items.update().where(golden_items.c.id == item_id).values(
-                status=status, reviewer=actor, review_comment=comment, updated_at=utcnow()))
+                status=status, reviewer=actor.id, review_comment=comment, updated_at=utcnow()))
             self._history(conn, item_id, actor, status, {"status": before["status"]}, {"status": status, "comment": comment})
         self._audit.record(actor, f"golden.item.{status}", str(item_id), comment=comment)
 
@@ -212,7 +216,7 @@ class GoldenSets:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     # --- versions -----------------------------------------------------------------------------
-    def freeze(self, set_name: str, actor: str) -> int:
+    def freeze(self, set_name: str, actor: Actor) -> int:
         """Snapshot the approved items as the next immutable version (what runs point at)."""
         sid = self.set_id(set_name)
         approved = self.items(set_name, status="approved")
@@ -221,12 +225,12 @@ class GoldenSets:
         frozen = [{"item_id": r["id"], "external_id": r["external_id"], "question": r["question"],
                    "references": r["references"], "reference_answer": r["reference_answer"], "tags": r["tags"]}
                   for r in approved]
-        with self._audit.action(actor, "golden.freeze", set_name, items=len(frozen)) as extra:
+        with self._audit.action(actor, "golden.freeze", set_name, need=Action.review, items=len(frozen)) as extra:
             with self._db.begin() as conn:
                 current = conn.execute(sa.select(sa.func.max(golden_set_versions.c.version))
                                        .where(golden_set_versions.c.set_id == sid)).scalar() or 0
                 conn.execute(golden_set_versions.insert().values(
-                    set_id=sid, version=current + 1, items=frozen, created_at=utcnow(), created_by=actor))
+                    set_id=sid, version=current + 1, items=frozen, created_at=utcnow(), created_by=actor.id))
             extra["version"] = current + 1
         return current + 1
 
@@ -241,14 +245,14 @@ class GoldenSets:
         return row.version, [GoldItem.model_validate(i) for i in row.items]
 
     # --- import / export ----------------------------------------------------------------------
-    def import_items(self, set_name: str, items: list[GoldItem], actor: str, status: Status = "approved") -> int:
+    def import_items(self, set_name: str, items: list[GoldItem], actor: Actor, status: Status = "approved") -> int:
         """All or nothing: one transaction."""
         sid = self.set_id(set_name)
         now = utcnow()
         rows = [dict(set_id=sid, question=i.question, references=[r.model_dump() for r in i.references],
                      reference_answer=i.reference_answer, tags=i.tags, external_id=i.external_id, status=status,
-                     author=actor, created_at=now, updated_at=now) for i in items]
-        with self._audit.action(actor, "golden.import", set_name, items=len(rows)):
+                     author=actor.id, created_at=now, updated_at=now) for i in items]
+        with self._audit.action(actor, "golden.import", set_name, need=Action.annotate, items=len(rows)):
             with self._db.begin() as conn:
                 conn.execute(golden_items.insert(), rows)
         return len(rows)
@@ -260,8 +264,8 @@ class GoldenSets:
         return dict(row._mapping)
 
     @staticmethod
-    def _history(conn: sa.Connection, item_id: int, actor: str, action: str, before: dict | None, after: dict | None) -> None:
-        conn.execute(golden_item_history.insert().values(item_id=item_id, ts=utcnow(), actor=actor, action=action,
+    def _history(conn: sa.Connection, item_id: int, actor: Actor, action: str, before: dict | None, after: dict | None) -> None:
+        conn.execute(golden_item_history.insert().values(item_id=item_id, ts=utcnow(), actor=actor.id, action=action,
                                                          before=before, after=after))
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 from qdrant_client import models
 
+from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.chunking import Chunk, ChunkingParams, Document, chunk_document
 from backend.embeddings import Embedder
@@ -92,7 +93,7 @@ class Ingestor:
         self,
         documents: list[Document],
         *,
-        actor: str,
+        actor: Actor,
         family: str,
         source: str,
         params: ChunkingParams | None = None,
@@ -106,7 +107,7 @@ class Ingestor:
         if not chunks:
             raise InputError("the documents hold no text to index")
         fp = fingerprint(chunks, self.embedder.name, params)
-        with self.audit.action(actor, "index.ingest", family, source=source, docs=len(documents), chunks=len(chunks)) as extra:
+        with self.audit.action(actor, "index.ingest", family, need=Action.rebuild, source=source, docs=len(documents), chunks=len(chunks)) as extra:
             same = self.registry.find_ready(family, fp)
             if same and same["collection"] in self.store.collections():
                 promoted = False
@@ -128,7 +129,7 @@ class Ingestor:
                 collection=name, family=family, version=version, status=BUILDING, fingerprint=fp,
                 embedding_model=self.embedder.name, dim=self.embedder.dim,
                 params={**params.model_dump(), "avgdl": avgdl}, source=source,
-                n_docs=len(documents), n_chunks=len(chunks), created_by=actor,
+                n_docs=len(documents), n_chunks=len(chunks), created_by=actor.id,
             )
             try:
                 self.store.create_collection(name, self.embedder.dim)

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend.access import SYSTEM, Action, Actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
@@ -77,7 +78,7 @@ class Job:
     detail: dict
     result: dict | None
     error: str
-    actor: str
+    actor: Actor
     owner: str
     cancel_requested: bool
     created_at: datetime
@@ -193,13 +194,13 @@ class JobRunner:
         return rows[0] if rows else None
 
     # --- starting -----------------------------------------------------------------------------
-    def submit(self, kind: str, actor: str, fn: JobFn, *, target: str = "", detail: dict | None = None,
+    def submit(self, kind: str, actor: Actor, fn: JobFn, *, target: str = "", detail: dict | None = None,
                exclusive: bool = True, what: str | None = None) -> int:
         """Queue `fn` and start it in a thread; returns the job id. With `exclusive`, a second
         job of the same kind and target is refused while one is active."""
         lock_key = f"{kind}:{target}" if exclusive else None
         values = dict(kind=kind, target=target, lock_key=lock_key, status=QUEUED, progress={}, detail=detail or {},
-                      actor=actor, owner=self.owner, created_at=utcnow(), heartbeat_at=utcnow())
+                      actor=actor.id, owner=self.owner, created_at=utcnow(), heartbeat_at=utcnow())
         try:
             with self._engine.begin() as conn:
                 job_id = int(conn.execute(jobs.insert().values(**values)).inserted_primary_key[0])
@@ -211,7 +212,7 @@ class JobRunner:
             raise JobConflict(f"{label} is already running{who}; wait for it or cancel it first") from None
         self._audit.record(actor, kind, target, result="started", job=job_id, **_detail(detail))
         cancel = threading.Event()
-        thread = threading.Thread(target=self._run, args=(job_id, fn, cancel), name=f"job-{job_id}-{kind}", daemon=True)
+        thread = threading.Thread(target=self._run, args=(job_id, fn, cancel, actor), name=f"job-{job_id}-{kind}", daemon=True)
         with self._lock:
             self._events[job_id], self._threads[job_id] = cancel, thread
         self._ensure_heartbeat()
@@ -225,10 +226,11 @@ class JobRunner:
             thread.join(timeout)
         return self.get(job_id)
 
-    def cancel(self, job_id: int, actor: str) -> Job:
+    def cancel(self, job_id: int, actor: Actor) -> Job:
         """Ask a job to stop; it stops at its next check (between embedding batches)."""
         job = self.get(job_id)
-        with self._audit.action(actor, "job.cancel", str(job_id), job_kind=job.kind, job_target=job.target):
+        with self._audit.action(actor, "job.cancel", str(job_id), need=Action.cancel_job, job_kind=job.kind,
+                                job_target=job.target):
             if not job.active:
                 raise InputError(f"job {job_id} already ended ({job.status})")
             with self._engine.begin() as conn:
@@ -249,7 +251,7 @@ class JobRunner:
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(progress=progress, heartbeat_at=utcnow()))
             return bool(conn.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar())
 
-    def _run(self, job_id: int, fn: JobFn, cancel: threading.Event) -> None:
+    def _run(self, job_id: int, fn: JobFn, cancel: threading.Event, actor: Actor) -> None:
         ctx = JobContext(self, job_id, cancel)
         status, result, error = DONE, None, ""
         try:
@@ -271,7 +273,7 @@ class JobRunner:
             extra: dict[str, Any] = {"error": error} if error else {}
             if status == DONE and isinstance(result, dict) and "summary" in result:
                 extra["summary"] = result["summary"]
-            self._audit.record(job.actor, job.kind, job.target, result=audit_result, job=job_id, **extra)
+            self._audit.record(actor, job.kind, job.target, result=audit_result, job=job_id, **extra)
         except Exception:  # the database is gone: the next start marks the job failed
             log.exception("could not record the end of job %s", job_id)
         finally:
@@ -328,7 +330,7 @@ class JobRunner:
                     .values(status=FAILED, error=error, finished_at=now, lock_key=None)
                 ).rowcount
             if done:
-                self._audit.record("system", job.kind, job.target, result="error", job=job.id, error=error)
+                self._audit.record(SYSTEM, job.kind, job.target, result="error", job=job.id, error=error)
                 out.append(self.get(job.id))
         return out
 

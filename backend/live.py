@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
+from backend.access import Actor
 from backend.ab_online import variant_stats
 from backend.engine import Answer, Retrieved
 from backend.errors import BudgetExceeded, InputError, RagError
@@ -46,9 +47,9 @@ class LiveAnswer:
     tripped: str | None = None  # the guardrail's reason when the check after this request tripped it
 
 
-def route(services: "Services", user: str):  # noqa: ANN201 - (Policy, variant, release)
-    """The policy, variant and release a live request of `user` runs with."""
-    return services.releases.policy_for(user)
+def route(services: "Services", actor: Actor):  # noqa: ANN201 - (Policy, variant, release)
+    """The policy, variant and release a live request of `actor` runs with (sticky per end user)."""
+    return services.releases.policy_for(actor.ledger_user)
 
 
 def check_guardrails(services: "Services", every_s: float = GUARDRAIL_EVERY_S) -> str | None:
@@ -70,13 +71,13 @@ def _failure(exc: RagError, variant: str | None, release: dict | None) -> LiveRe
     return LiveRequestError(f"{where} could not answer — {exc}", variant, release, exc)
 
 
-def stream_live(services: "Services", question: str, user: str, filters: dict | None = None, *,
+def stream_live(services: "Services", question: str, actor: Actor, filters: dict | None = None, *,
                 guardrail_every_s: float = GUARDRAIL_EVERY_S) -> Iterator[Retrieved | str | Answer]:
     """engine.stream for the release `user` is assigned to (same events); the guardrail check runs
     when the stream ends, whatever the outcome."""
-    policy, variant, release = route(services, user)
+    policy, variant, release = route(services, actor)
     try:
-        yield from services.engine.stream(question, policy, user, filters, variant=variant)
+        yield from services.engine.stream(question, policy, actor, filters, variant=variant)
     except (InputError, BudgetExceeded):
         raise  # the question or the budget, not the release
     except RagError as exc:
@@ -85,15 +86,15 @@ def stream_live(services: "Services", question: str, user: str, filters: dict | 
         check_guardrails(services, guardrail_every_s)
 
 
-def answer_live(services: "Services", question: str, user: str, filters: dict | None = None, *,
+def answer_live(services: "Services", question: str, actor: Actor, filters: dict | None = None, *,
                 guardrail_every_s: float = GUARDRAIL_EVERY_S) -> LiveAnswer:
     """Answer `question` for `user` on the live configuration; raises LiveRequestError (with the
     variant, the release and whether the guardrail tripped) when the routed release fails."""
-    policy, variant, release = route(services, user)
+    policy, variant, release = route(services, actor)
     error: LiveRequestError | None = None
     answer = None
     try:
-        answer = services.engine.query(question, policy, user, filters, variant=variant)
+        answer = services.engine.query(question, policy, actor, filters, variant=variant)
     except (InputError, BudgetExceeded):
         check_guardrails(services, guardrail_every_s)
         raise

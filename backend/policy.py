@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.db import policies, utcnow
 from backend.errors import InputError, NotFoundError
@@ -62,13 +63,13 @@ class PolicyStore:
     def __init__(self, engine: Engine, audit: AuditLog):
         self._engine, self._audit = engine, audit
 
-    def save(self, policy: Policy, actor: str, note: str = "") -> Policy:
+    def save(self, policy: Policy, actor: Actor, note: str = "") -> Policy:
         """Store as the next version of its name (returns the stored policy with its version)."""
         if not policy.name.strip():
             raise InputError("a policy needs a name")
         if policy.prompt_template not in PROMPT_TEMPLATES:
             raise InputError(f"unknown prompt template '{policy.prompt_template}'")
-        with self._audit.action(actor, "policy.save", policy.name, spec=policy.content()) as extra:
+        with self._audit.action(actor, "policy.save", policy.name, need=Action.save_policy, spec=policy.content()) as extra:
             with self._engine.begin() as conn:
                 current = conn.execute(
                     sa.select(sa.func.max(policies.c.version)).where(policies.c.name == policy.name)
@@ -77,7 +78,7 @@ class PolicyStore:
                 conn.execute(
                     policies.insert().values(
                         name=policy.name, version=version, spec=policy.content(), content_hash=policy.content_hash(),
-                        created_at=utcnow(), created_by=actor, note=note,
+                        created_at=utcnow(), created_by=actor.id, note=note,
                     )
                 )
             extra["version"] = version

@@ -22,6 +22,7 @@ from typing import Iterable, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
@@ -241,31 +242,31 @@ class PriceTable:
         return [r.__dict__.copy() for r in sorted(self.rows(), key=lambda r: (r.specificity, r.pattern, r.effective_from))]
 
     # --- editing (every change takes the acting user and is audited) ---------------------------
-    def add(self, actor: str, pattern: str, match: str, input_per_m, output_per_m, cached_input_per_m=None,
+    def add(self, actor: Actor, pattern: str, match: str, input_per_m, output_per_m, cached_input_per_m=None,
             per_call_usd=0.0, effective_from: str | date | datetime | None = None, note: str = "",
             checked_at: str | date | datetime | None = None) -> int:
         row = self._validate(pattern, match, input_per_m, output_per_m, cached_input_per_m, per_call_usd,
                              effective_from, note, checked_at)
-        with self._audit.action(actor, "prices.add", row["pattern"], **_jsonable(row)) as extra:
+        with self._audit.action(actor, "prices.add", row["pattern"], need=Action.edit_prices, **_jsonable(row)) as extra:
             with self._engine.begin() as conn:
-                pid = conn.execute(prices.insert().values(**row, created_at=utcnow(), created_by=actor)
+                pid = conn.execute(prices.insert().values(**row, created_at=utcnow(), created_by=actor.id)
                                    .returning(prices.c.id)).scalar_one()
             extra["id"] = pid
         self._invalidate()
         return pid
 
-    def delete(self, actor: str, price_id: int) -> None:
+    def delete(self, actor: Actor, price_id: int) -> None:
         """Ledger rows keep the cost they were written with; only future calls are affected."""
-        with self._audit.action(actor, "prices.delete", str(price_id)):
+        with self._audit.action(actor, "prices.delete", str(price_id), need=Action.edit_prices):
             with self._engine.begin() as conn:
                 if conn.execute(prices.delete().where(prices.c.id == price_id)).rowcount == 0:
                     raise NotFoundError(f"no price row {price_id}")
         self._invalidate()
 
-    def mark_checked(self, actor: str) -> int:
+    def mark_checked(self, actor: Actor) -> int:
         """Confirm the table against the providers' lists today (resets its age)."""
         now = utcnow()
-        with self._audit.action(actor, "prices.mark_checked", "prices") as extra:
+        with self._audit.action(actor, "prices.mark_checked", "prices", need=Action.edit_prices) as extra:
             with self._engine.begin() as conn:
                 n = conn.execute(prices.update().values(checked_at=now)).rowcount
             extra["rows"] = n
@@ -281,7 +282,7 @@ class PriceTable:
                         for k in CSV_FIELDS})
         return out.getvalue()
 
-    def import_csv(self, actor: str, text: str) -> dict[str, int]:
+    def import_csv(self, actor: Actor, text: str) -> dict[str, int]:
         """Adds the CSV's rows (same columns as the export); rows already in the table are skipped.
         All or nothing: one bad line refuses the file with its line number."""
         reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
@@ -298,11 +299,11 @@ class PriceTable:
                 raise InputError(f"CSV line {n}: {exc.args[0]}") from None
         existing = {(r.pattern, r.match, r.effective_from) for r in self.rows()}
         fresh = [r for r in new if (r["pattern"], r["match"], r["effective_from"]) not in existing]
-        with self._audit.action(actor, "prices.import", "prices", rows=len(new), added=len(fresh)):
+        with self._audit.action(actor, "prices.import", "prices", need=Action.edit_prices, rows=len(new), added=len(fresh)):
             if fresh:
                 now = utcnow()
                 with self._engine.begin() as conn:
-                    conn.execute(prices.insert(), [{**r, "created_at": now, "created_by": actor} for r in fresh])
+                    conn.execute(prices.insert(), [{**r, "created_at": now, "created_by": actor.id} for r in fresh])
         self._invalidate()
         return {"rows": len(new), "added": len(fresh), "skipped": len(new) - len(fresh)}
 

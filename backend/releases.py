@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor, require, system_actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
@@ -80,6 +81,7 @@ pairwise_votes = sa.Table(
 )
 
 LIVE = "live"
+GUARDRAIL = system_actor("guardrail")  # who trips a release back to the current one
 
 
 class Guardrails(BaseModel):
@@ -135,15 +137,15 @@ class ReleaseManager:
         self._last_check = float("-inf")
 
     # --- releases ---------------------------------------------------------------------------------
-    def create(self, actor: str, policy_name: str, policy_version: int | None = None, index: str | None = None,
+    def create(self, actor: Actor, policy_name: str, policy_version: int | None = None, index: str | None = None,
                note: str = "") -> dict:
         policy = self._policies.get(policy_name, policy_version)  # raises NotFoundError for unknown ones
         collection = self._store.resolve(index or policy.index or self.alias)
-        with self._audit.action(actor, "release.create", policy.label(), collection=collection) as extra:
+        with self._audit.action(actor, "release.create", policy.label(), need=Action.experiment, collection=collection) as extra:
             with self._db.begin() as conn:
                 rid = conn.execute(releases.insert().values(
                     policy_name=policy.name, policy_version=policy.version, collection=collection, note=note,
-                    created_at=utcnow(), created_by=actor)).inserted_primary_key[0]
+                    created_at=utcnow(), created_by=actor.id)).inserted_primary_key[0]
             extra["release"] = rid
         return self.get(rid)
 
@@ -176,31 +178,31 @@ class ReleaseManager:
                           self.get(row.candidate_id) if row.candidate_id else None,
                           row.share, row.experiment_id, Guardrails.model_validate(row.guardrails), started)
 
-    def _save(self, conn: sa.Connection, actor: str, **values: Any) -> None:
+    def _save(self, conn: sa.Connection, actor: Actor, **values: Any) -> None:
         exists = conn.execute(sa.select(release_state.c.id).where(release_state.c.id == LIVE)).first()
-        values.update(updated_at=utcnow(), updated_by=actor)
+        values.update(updated_at=utcnow(), updated_by=actor.id)
         if exists:
             conn.execute(release_state.update().where(release_state.c.id == LIVE).values(**values))
         else:
             values.setdefault("guardrails", Guardrails().model_dump())
             conn.execute(release_state.insert().values(id=LIVE, **values))
 
-    def _event(self, conn: sa.Connection, actor: str, action: str, from_id: int | None, to_id: int | None,
+    def _event(self, conn: sa.Connection, actor: Actor, action: str, from_id: int | None, to_id: int | None,
                reason: str, **detail: Any) -> None:
-        conn.execute(release_events.insert().values(ts=utcnow(), actor=actor, action=action, from_id=from_id,
+        conn.execute(release_events.insert().values(ts=utcnow(), actor=actor.id, action=action, from_id=from_id,
                                                     to_id=to_id, reason=reason, detail=detail))
 
-    def set_current(self, actor: str, release_id: int, reason: str = "") -> None:
+    def set_current(self, actor: Actor, release_id: int, reason: str = "") -> None:
         """Make a release current directly (first setup); swaps the alias if its index differs."""
         release = self.get(release_id)
-        with self._audit.action(actor, "release.set_current", str(release_id), reason=reason):
+        with self._audit.action(actor, "release.set_current", str(release_id), need=Action.promote, reason=reason):
             before = self.state().current
             self._point_alias(actor, release, reason or f"release #{release_id} made current")
             with self._db.begin() as conn:
                 self._save(conn, actor, current_id=release_id)
                 self._event(conn, actor, "set_current", before["id"] if before else None, release_id, reason)
 
-    def set_candidate(self, actor: str, release_id: int, share: float, reason: str = "") -> str:
+    def set_candidate(self, actor: Actor, release_id: int, share: float, reason: str = "") -> str:
         """Start an experiment: `share` of users (sticky) get the candidate. Returns the experiment id."""
         if not 0 < share <= 1:
             raise InputError("the candidate's traffic share must be in (0, 1]")
@@ -211,7 +213,8 @@ class ReleaseManager:
             raise InputError("the candidate must differ from the current release")
         self.get(release_id)
         experiment = uuid.uuid4().hex[:12]
-        with self._audit.action(actor, "release.set_candidate", str(release_id), share=share, reason=reason):
+        with self._audit.action(actor, "release.set_candidate", str(release_id), need=Action.set_traffic_share, share=share,
+                                reason=reason):
             with self._db.begin() as conn:
                 self._save(conn, actor, candidate_id=release_id, share=share, experiment_id=experiment)
                 self._event(conn, actor, "set_candidate", state.current["id"], release_id, reason, share=share,
@@ -219,40 +222,42 @@ class ReleaseManager:
         self._resolve_alerts()
         return experiment
 
-    def set_share(self, actor: str, share: float, reason: str = "") -> None:
+    def set_share(self, actor: Actor, share: float, reason: str = "") -> None:
         if not 0 <= share <= 1:
             raise InputError("the traffic share must be in [0, 1]")
         state = self.state()
         if state.candidate is None:
             raise InputError("there is no candidate release")
-        with self._audit.action(actor, "release.set_share", str(state.candidate["id"]), share=share, reason=reason):
+        with self._audit.action(actor, "release.set_share", str(state.candidate["id"]), need=Action.set_traffic_share,
+                                share=share, reason=reason):
             with self._db.begin() as conn:
                 self._save(conn, actor, share=share)
                 self._event(conn, actor, "set_share", None, state.candidate["id"], reason, share=share, was=state.share)
         self._resolve_alerts()
 
-    def clear_candidate(self, actor: str, reason: str = "") -> None:
+    def clear_candidate(self, actor: Actor, reason: str = "") -> None:
         state = self.state()
         if state.candidate is None:
             raise InputError("there is no candidate release")
-        with self._audit.action(actor, "release.clear_candidate", str(state.candidate["id"]), reason=reason):
+        with self._audit.action(actor, "release.clear_candidate", str(state.candidate["id"]), need=Action.set_traffic_share,
+                                reason=reason):
             with self._db.begin() as conn:
                 self._save(conn, actor, candidate_id=None, share=0.0)
                 self._event(conn, actor, "clear_candidate", state.candidate["id"], None, reason)
         self._resolve_alerts()
 
-    def set_guardrails(self, actor: str, guardrails: Guardrails) -> None:
-        with self._audit.action(actor, "release.guardrails", LIVE, **guardrails.model_dump()):
+    def set_guardrails(self, actor: Actor, guardrails: Guardrails) -> None:
+        with self._audit.action(actor, "release.guardrails", LIVE, need=Action.experiment, **guardrails.model_dump()):
             with self._db.begin() as conn:
                 self._save(conn, actor, guardrails=guardrails.model_dump())
 
-    def promote(self, actor: str, reason: str = "") -> dict:
+    def promote(self, actor: Actor, reason: str = "") -> dict:
         """The candidate becomes current (alias swapped in the same step when its index differs)."""
         state = self.state()
         if state.candidate is None:
             raise InputError("there is no candidate release to promote")
         cand = state.candidate
-        with self._audit.action(actor, "release.promote", str(cand["id"]), reason=reason,
+        with self._audit.action(actor, "release.promote", str(cand["id"]), need=Action.promote, reason=reason,
                                 previous=state.current["id"] if state.current else None):
             self._point_alias(actor, cand, reason or f"release #{cand['id']} promoted")
             with self._db.begin() as conn:
@@ -261,7 +266,7 @@ class ReleaseManager:
         self._resolve_alerts()
         return cand
 
-    def rollback(self, actor: str, reason: str = "") -> dict:
+    def rollback(self, actor: Actor, reason: str = "") -> dict:
         """Back to the release that was current before this one (alias swapped back if needed)."""
         state = self.state()
         if state.current is None:
@@ -270,7 +275,8 @@ class ReleaseManager:
         if previous is None:
             raise InputError("there is no earlier release to roll back to")
         target = self.get(previous)
-        with self._audit.action(actor, "release.rollback", str(previous), reason=reason, from_release=state.current["id"]):
+        with self._audit.action(actor, "release.rollback", str(previous), need=Action.rollback, reason=reason,
+                                from_release=state.current["id"]):
             self._point_alias(actor, target, reason or f"rolled back to release #{previous}")
             with self._db.begin() as conn:
                 self._save(conn, actor, current_id=previous, candidate_id=None, share=0.0)
@@ -304,7 +310,7 @@ class ReleaseManager:
             except Exception:  # an alert is a notice; it never blocks a release action
                 log.exception("resolving guardrail alerts failed")
 
-    def _point_alias(self, actor: str, release: dict, reason: str) -> None:
+    def _point_alias(self, actor: Actor, release: dict, reason: str) -> None:
         if self._store.aliases().get(self.alias) == release["collection"]:
             return
         if self._promote_index is not None:
@@ -335,7 +341,7 @@ class ReleaseManager:
         index = self.alias if release["collection"] == live else release["collection"]
         return policy.model_copy(update={"index": index}), variant, release
 
-    def check_guardrails(self, stats: VariantStats, actor: str = "guardrail") -> str | None:
+    def check_guardrails(self, stats: VariantStats, actor: Actor = GUARDRAIL) -> str | None:
         """Trip the candidate back to 0% when its error rate or p95 crosses a threshold over the
         window; returns the reason when tripped. Cheap enough to call on every request batch."""
         state = self.state()
@@ -372,7 +378,7 @@ class ReleaseManager:
                 log.exception("the guardrail alert could not be stored")
         return reason
 
-    def maybe_check_guardrails(self, stats: VariantStats, every_s: float = 5.0, actor: str = "guardrail") -> str | None:
+    def maybe_check_guardrails(self, stats: VariantStats, every_s: float = 5.0, actor: Actor = GUARDRAIL) -> str | None:
         """`check_guardrails` at most once every `every_s` seconds in this process (the live path
         calls it after each request); one check at a time, so a trip is recorded once."""
         now = time.monotonic()
@@ -413,13 +419,14 @@ class ReleaseManager:
         return list(reversed(out))[:limit]
 
     # --- pairwise votes -----------------------------------------------------------------------------
-    def vote(self, actor: str, question: str, policy_a: str, policy_b: str, request_a: str, request_b: str,
+    def vote(self, actor: Actor, question: str, policy_a: str, policy_b: str, request_a: str, request_b: str,
              shown_first: Literal["a", "b"], blind: bool, vote: str) -> None:
+        require(actor, Action.ask)
         if vote not in VOTES:
             raise InputError(f"a vote is one of {VOTES}")
         with self._db.begin() as conn:
             conn.execute(pairwise_votes.insert().values(
-                ts=utcnow(), user=actor, question=question, policy_a=policy_a, policy_b=policy_b, request_a=request_a,
+                ts=utcnow(), user=actor.id, question=question, policy_a=policy_a, policy_b=policy_b, request_a=request_a,
                 request_b=request_b, shown_first=shown_first, blind=blind, vote=vote))
         self._audit.record(actor, "ab.vote", f"{policy_a} vs {policy_b}", vote=vote, blind=blind)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from backend.access.service import AccessStore
 from backend.audit import AuditLog
 from backend.cache import MemoryCache, RedisCache
 from backend.db import make_engine, migrate
@@ -36,6 +37,7 @@ class Services:
     settings: Settings
     db: Engine
     audit: AuditLog
+    access: AccessStore  # accounts, API keys, login sessions
     store: VectorStore
     embedder: Embedder
     registry: IndexRegistry
@@ -82,7 +84,8 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     releases = ReleaseManager(db, audit, policy_store, store, s.index_alias, promote_index=index_admin.promote,
                               alerts=costs.alerts)
     return Services(
-        settings=s, db=db, audit=audit, store=store, embedder=embedder, registry=registry,
+        settings=s, db=db, audit=audit, access=AccessStore(db, audit, s.signing_secret(), s.auth_session_hours),
+        store=store, embedder=embedder, registry=registry,
         ingestor=ingestor, engine=engine, policies=policy_store, traces=trace_store, golden=golden,
         evals=EvalRuns(db, audit, engine, store, golden, Judge(s, embedder, costs.meter) if s.judge_base_url else None),
         jobs=jobs, index_admin=index_admin, snapshots=SnapshotStore(s, db, store, registry, audit), costs=costs,

@@ -6,8 +6,11 @@ also read from an optional `.env` file in the working directory.
 """
 from __future__ import annotations
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,10 +74,49 @@ class Settings(BaseSettings):
     price_table_max_age_days: int = Field(90, description="The cost dashboard warns when the price table was last checked longer ago than this.")
     alert_webhook_url: str | None = Field(None, description="URL that firing and resolved alerts are POSTed to as JSON (Slack-style 'text' included); unset = no webhook.")
 
+    # Access
+    auth_mode: Literal["local", "password", "oidc"] = Field("local", description="Who may use the console: 'local' = no login, everyone is the admin local-admin (only on a loopback address); 'password' = accounts in the database (`python -m backend users add`); 'oidc' = OpenID Connect login (OIDC_* settings).")
+    auth_secret: SecretStr | None = Field(None, description="Key that signs login cookies (and Streamlit's OIDC cookie); unset = generated once into DATA_DIR/auth_secret. Replicas must share one.")
+    auth_session_hours: float = Field(12.0, description="Hours a login lasts.")
+    ingest_roots: str = Field("", description="Server folders the console and API may index, separated by ':'; unset = DEMO_CORPUS and DATA_DIR/uploads. The command line may index any path.")
+    oidc_server_metadata_url: str | None = Field(None, description="OIDC provider's discovery URL (.../.well-known/openid-configuration).")
+    oidc_client_id: str | None = Field(None, description="OIDC client id.")
+    oidc_client_secret: SecretStr | None = Field(None, description="OIDC client secret.")
+    oidc_redirect_uri: str = Field("http://localhost:8501/oauth2callback", description="The console's callback URL registered at the provider (ends in /oauth2callback).")
+    oidc_roles: str = Field("", description="Role mapping, comma separated: 'alice@example.com=admin', '@example.com=viewer' (e-mail domain), 'group:rag-ops=operator' (groups claim). The highest match wins.")
+    oidc_groups_claim: str = Field("groups", description="Claim of the ID token that lists the user's groups.")
+    oidc_unknown_role: Literal["none", "viewer"] = Field("none", description="Role of an OIDC user no mapping names: 'none' = no access, or 'viewer'.")
+
     # Limits and demo
     max_question_chars: int = Field(4000, description="Longer questions are refused before any model call.")
     demo_corpus: Path | None = Field(PROJECT_ROOT.parent / "shared" / "datasets", description="Folder of the shared data sets the first-start demo index is built from.")
     demo_docs: int = Field(200, description="Documents in the first-start demo index (60% SciFact, 40% CMRC 2018; about a minute to build).")
+
+    @property
+    def ingest_root_paths(self) -> list[Path]:
+        if self.ingest_roots.strip():
+            return [Path(p).expanduser() for p in self.ingest_roots.split(os.pathsep) if p.strip()]
+        return [p for p in (self.demo_corpus, self.uploads_dir) if p is not None]
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    def signing_secret(self) -> str:
+        """AUTH_SECRET, or one generated on first use and kept (mode 600) under DATA_DIR."""
+        if self.auth_secret is not None:
+            return self.auth_secret.get_secret_value()
+        path = self.data_dir / "auth_secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process wrote it first
+                pass
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
 
     @property
     def qdrant_path(self) -> Path:

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from qdrant_client import models
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor, require
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import DependencyError, InputError, NotFoundError
@@ -205,10 +206,10 @@ class SnapshotStore:
         return SnapshotInfo(**row._mapping)
 
     # --- create ---------------------------------------------------------------------------------
-    def create(self, actor: str, collection: str, kind: str = "auto") -> SnapshotInfo:
+    def create(self, actor: Actor, collection: str, kind: str = "auto") -> SnapshotInfo:
         """Snapshot a version: native on a Qdrant server, portable in local mode (or when asked)."""
         kind = (NATIVE if self.server else PORTABLE) if kind == "auto" else kind
-        with self.audit.action(actor, "snapshot.create", collection, kind=kind) as extra:
+        with self.audit.action(actor, "snapshot.create", collection, need=Action.snapshot_create, kind=kind) as extra:
             if collection not in self.store.collections():
                 raise NotFoundError(f"unknown collection '{collection}'")
             row = self.registry.get(collection)
@@ -219,7 +220,7 @@ class SnapshotStore:
             family = row["family"] if row else re.sub(r"_v\d+$", "", collection)
             info = self._native(collection, aliases, meta) if kind == NATIVE else self._portable(collection, aliases, meta)
             values = dict(info, collection=collection, family=family, kind=kind, aliases=aliases, meta=meta,
-                          created_at=utcnow(), created_by=actor)
+                          created_at=utcnow(), created_by=actor.id)
             with self.db.begin() as conn:
                 sid = int(conn.execute(snapshots.insert().values(**values)).inserted_primary_key[0])
             extra.update(snapshot=values["name"], points=values["n_points"])
@@ -295,7 +296,8 @@ class SnapshotStore:
         tmp.unlink()  # the open handle keeps the data until it is closed
         return PurePosixPath(snap.path).name, fh2
 
-    def read_bytes(self, snapshot_id: int) -> bytes:
+    def read_bytes(self, actor: Actor, snapshot_id: int) -> bytes:
+        require(actor, Action.snapshot_create)
         _, fh = self.open(snapshot_id)
         with fh:
             return fh.read()
@@ -306,14 +308,14 @@ class SnapshotStore:
         n = max(n, self.registry.max_version(family) + 1)
         return f"{family}_v{n}", n
 
-    def restore(self, actor: str, *, snapshot_id: int | None = None, path: str | Path | None = None,
+    def restore(self, actor: Actor, *, snapshot_id: int | None = None, path: str | Path | None = None,
                 family: str | None = None) -> RestoreResult:
         """Restore a listed snapshot or a portable file into a new version <family>_vN+1 (ready,
         not live: promote it like any other version)."""
         if (snapshot_id is None) == (path is None):
             raise InputError("give either a snapshot id or a snapshot file")
         label = str(snapshot_id) if snapshot_id is not None else Path(path).name  # type: ignore[arg-type]
-        with self.audit.action(actor, "snapshot.restore", label) as extra:
+        with self.audit.action(actor, "snapshot.restore", label, need=Action.snapshot_restore) as extra:
             snap = self.get(snapshot_id) if snapshot_id is not None else None
             if snap is not None and snap.kind == NATIVE:
                 result = self._restore_native(actor, snap, family)
@@ -325,7 +327,7 @@ class SnapshotStore:
             extra.update(collection=result.collection, points=result.n_points, source=result.source_collection)
         return result
 
-    def import_file(self, actor: str, filename: str, data: bytes, family: str | None = None) -> RestoreResult:
+    def import_file(self, actor: Actor, filename: str, data: bytes, family: str | None = None) -> RestoreResult:
         """Restore an uploaded portable snapshot file; a valid one joins the snapshot list."""
         self.dir.mkdir(parents=True, exist_ok=True)
         safe = PurePosixPath(filename.replace("\\", "/")).name or "upload"
@@ -334,7 +336,7 @@ class SnapshotStore:
         path = self.dir / f"uploaded-{uuid.uuid4().hex[:6]}-{safe}"
         path.write_bytes(data)
         try:
-            with self.audit.action(actor, "snapshot.restore", safe, uploaded=True) as extra:
+            with self.audit.action(actor, "snapshot.restore", safe, need=Action.snapshot_restore, uploaded=True) as extra:
                 header, end = verify_portable(path)
                 result = self._restore_portable(actor, path, (header, end), family)
                 extra.update(collection=result.collection, points=result.n_points, source=result.source_collection)
@@ -347,19 +349,19 @@ class SnapshotStore:
                 or re.sub(r"_v\d+$", "", header["collection"]), kind=PORTABLE, path=str(path), size=path.stat().st_size,
                 sha256=_file_sha256(path), n_points=end["n_points"], aliases=header.get("aliases", []),
                 meta={"version": header.get("version"), "config": header.get("config")}, created_at=utcnow(),
-                created_by=actor))
+                created_by=actor.id))
         return result
 
-    def _register(self, actor: str, name: str, version: int, family: str, meta: dict, source: str) -> None:
+    def _register(self, actor: Actor, name: str, version: int, family: str, meta: dict, source: str) -> None:
         src = meta.get("version") or {}
         dense = next(iter((meta.get("config") or {}).get("vectors", {}).values()), {})
         self.registry.add(collection=name, family=family, version=version, status=BUILDING,
                           fingerprint=src.get("fingerprint", ""), embedding_model=src.get("embedding_model", "unknown"),
                           dim=int(src.get("dim") or dense.get("size") or 0), params=src.get("params") or {},
                           source=source, n_docs=int(src.get("n_docs") or 0), n_chunks=int(src.get("n_chunks") or 0),
-                          created_by=actor)
+                          created_by=actor.id)
 
-    def _restore_portable(self, actor: str, file: Path, verified: tuple[dict, dict], family: str | None) -> RestoreResult:
+    def _restore_portable(self, actor: Actor, file: Path, verified: tuple[dict, dict], family: str | None) -> RestoreResult:
         header, end = verified
         family = family or (header.get("version") or {}).get("family") or re.sub(r"_v\d+$", "", header["collection"])
         name, version = self._next_name(family)
@@ -397,7 +399,7 @@ class SnapshotStore:
         self.registry.update(name, status=READY)
         return RestoreResult(name, n, header["collection"], file.name)
 
-    def _restore_native(self, actor: str, snap: SnapshotInfo, family: str | None) -> RestoreResult:
+    def _restore_native(self, actor: Actor, snap: SnapshotInfo, family: str | None) -> RestoreResult:
         if not self.server:
             raise InputError(f"{snap.name} is a Qdrant server snapshot: it restores only into a Qdrant server")
         family = family or snap.family
@@ -423,8 +425,8 @@ class SnapshotStore:
             self.registry.update(name, status=FAILED, error=f"restore failed: {exc}"[:2000])
 
     # --- delete ---------------------------------------------------------------------------------
-    def delete(self, actor: str, snapshot_id: int) -> None:
-        with self.audit.action(actor, "snapshot.delete", str(snapshot_id)) as extra:
+    def delete(self, actor: Actor, snapshot_id: int) -> None:
+        with self.audit.action(actor, "snapshot.delete", str(snapshot_id), need=Action.snapshot_delete) as extra:
             snap = self.get(snapshot_id)
             extra.update(snapshot=snap.name, collection=snap.collection)
             if snap.kind == PORTABLE:

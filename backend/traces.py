@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.db import traces, utcnow
 from backend.engine import Answer
@@ -24,15 +25,15 @@ class TraceStore:
                 )
             )
 
-    def feedback(self, request_id: str, score: int, actor: str, comment: str = "") -> None:
+    def feedback(self, request_id: str, score: int, actor: Actor, comment: str = "") -> None:
         """score +1 (thumbs up) or -1 (thumbs down)."""
         if score not in (1, -1):
             raise ValueError("feedback score must be +1 or -1")
-        with self._audit.action(actor, "trace.feedback", request_id, score=score):
+        with self._audit.action(actor, "trace.feedback", request_id, need=Action.ask, score=score):
             with self._engine.begin() as conn:
                 res = conn.execute(
                     traces.update().where(traces.c.request_id == request_id)
-                    .values(feedback=score, comment=comment, feedback_by=actor, feedback_at=utcnow())
+                    .values(feedback=score, comment=comment, feedback_by=actor.id, feedback_at=utcnow())
                 )
             if res.rowcount == 0:
                 raise NotFoundError(f"no answer with request id {request_id}")

@@ -8,6 +8,7 @@ Widget keys are namespaced `ab.*`. The row builders at the top are pure function
 data (no Streamlit calls), so tests can check what the page shows without a browser."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import uuid
@@ -26,7 +27,7 @@ from backend.policy import Policy
 from backend.releases import Guardrails, policy_diff
 from backend.services import Services
 from console import answer_view
-from console.auth import current_user
+from console.auth import current_actor
 from console.job_progress import job_progress
 from console.markup import escape_md, fmt_ms, latency_bar
 from console.state import describe
@@ -285,7 +286,7 @@ def _ask(services: Services, a: Policy, b: Policy, question: str, blind: bool) -
                             "fusion": {"a": a.fusion, "b": b.fusion}}
     for side, policy in (("a", a), ("b", b)):
         try:
-            pair["answers"][side] = services.engine.query(question, policy, current_user())
+            pair["answers"][side] = services.engine.query(question, policy, current_actor())
         except RagError as exc:
             pair["errors"][side] = str(exc)
         except Exception as exc:  # a bug: logged, shown as a message in its column
@@ -301,7 +302,7 @@ def _vote(services: Services, shown: str) -> None:
         return
     true = {"left": pair["order"][0], "right": pair["order"][1]}.get(shown, shown)
     a, b = pair["answers"]["a"], pair["answers"]["b"]
-    done = _try(lambda: services.releases.vote(current_user(), pair["question"], pair["labels"]["a"], pair["labels"]["b"],
+    done = _try(lambda: services.releases.vote(current_actor(), pair["question"], pair["labels"]["a"], pair["labels"]["b"],
                                                a.request_id, b.request_id, pair["order"][0], pair["blind"], true) or True,
                 "Vote not saved")
     if done:
@@ -399,7 +400,7 @@ def _vote_tally(services: Services, label_a: str, label_b: str) -> None:
 # --- offline comparison --------------------------------------------------------------------------------
 def _on_start_offline(services: Services, a: Policy, b: Policy) -> None:
     job_id = _try(lambda: start_offline(services.jobs, services.evals, services.golden, SS[key("set")], a, b,
-                                        current_user(), version=SS.get(key("set_version")),
+                                        current_actor(), version=SS.get(key("set_version")),
                                         generate=bool(SS.get(key("generate"), True))), "Not started")
     if job_id is not None:
         SS[key("offline_job")] = job_id
@@ -554,7 +555,7 @@ def _confirm_promote(services: Services) -> None:
                     "alias update, recorded in the alias history).")
     reason = st.text_input("Why (recorded with the release event)", key=key("promote_reason"))
     if st.button("🚀 Promote now", type="primary", key=key("promote_confirm")):
-        done = _try(lambda: services.releases.promote(current_user(), reason), "Not promoted")
+        done = _try(lambda: services.releases.promote(current_actor(), reason), "Not promoted")
         if done is not None:
             _done(f"Promoted {done['label']}: it is now the current release.")
         else:
@@ -575,7 +576,7 @@ def _confirm_rollback(services: Services) -> None:
         st.markdown(f"`{services.releases.alias}` will point back at **`{target['collection']}`** in the same step.")
     reason = st.text_input("Why (recorded with the release event)", key=key("rollback_reason"))
     if st.button("↩️ Roll back now", type="primary", key=key("rollback_confirm")):
-        done = _try(lambda: services.releases.rollback(current_user(), reason), "Not rolled back")
+        done = _try(lambda: services.releases.rollback(current_actor(), reason), "Not rolled back")
         if done is not None:
             _done(f"Rolled back to {done['label']}.")
         else:
@@ -594,7 +595,7 @@ def dialogs(services: Services) -> None:
 def _on_create(services: Services) -> None:
     name, version = parse_option(SS[key("new_policy")])
     index = SS.get(key("new_index"))
-    r = _try(lambda: services.releases.create(current_user(), name, version, index=None if index == POLICY_INDEX else index,
+    r = _try(lambda: services.releases.create(current_actor(), name, version, index=None if index == POLICY_INDEX else index,
                                               note=SS.get(key("new_note"), "")), "Release not created")
     if r is not None:
         _flash("success", f"Created release {r['label']}.")
@@ -603,7 +604,7 @@ def _on_create(services: Services) -> None:
 
 def _on_make_current(services: Services) -> None:
     rid = SS.get(key("pick"))
-    if _try(lambda: services.releases.set_current(current_user(), rid, SS.get(key("reason"), "")) or True,
+    if _try(lambda: services.releases.set_current(current_actor(), rid, SS.get(key("reason"), "")) or True,
             "Not made current"):
         _flash("success", f"Release #{rid} is now current.")
         SS[key("reason")] = ""
@@ -611,7 +612,7 @@ def _on_make_current(services: Services) -> None:
 
 def _on_set_candidate(services: Services) -> None:
     rid, share = SS.get(key("pick")), SS[key("share")] / 100
-    exp = _try(lambda: services.releases.set_candidate(current_user(), rid, share, SS.get(key("reason"), "")),
+    exp = _try(lambda: services.releases.set_candidate(current_actor(), rid, share, SS.get(key("reason"), "")),
                "Candidate not set")
     if exp:
         _flash("success", f"Release #{rid} is the candidate for {share:.0%} of users (experiment {exp}).")
@@ -620,14 +621,14 @@ def _on_set_candidate(services: Services) -> None:
 
 def _on_share(services: Services) -> None:
     share = SS[key("new_share")] / 100
-    if _try(lambda: services.releases.set_share(current_user(), share, SS.get(key("reason"), "")) or True,
+    if _try(lambda: services.releases.set_share(current_actor(), share, SS.get(key("reason"), "")) or True,
             "Share not changed"):
         _flash("success", f"Candidate share set to {share:.0%}.")
         SS[key("reason")] = ""
 
 
 def _on_clear(services: Services) -> None:
-    if _try(lambda: services.releases.clear_candidate(current_user(), SS.get(key("reason"), "")) or True,
+    if _try(lambda: services.releases.clear_candidate(current_actor(), SS.get(key("reason"), "")) or True,
             "Candidate not cleared"):
         _flash("success", "Experiment stopped: every user gets the current release.")
         SS[key("reason")] = ""
@@ -636,7 +637,7 @@ def _on_clear(services: Services) -> None:
 def _on_guardrails(services: Services) -> None:
     g = Guardrails(max_error_rate=SS[key("g_error")] / 100, max_p95_ms=SS[key("g_p95")],
                    window_minutes=SS[key("g_window")], min_requests=SS[key("g_min")])
-    if _try(lambda: services.releases.set_guardrails(current_user(), g) or True, "Guardrails not saved"):
+    if _try(lambda: services.releases.set_guardrails(current_actor(), g) or True, "Guardrails not saved"):
         _flash("success", "Guardrails saved.")
 
 
@@ -752,7 +753,8 @@ def live_probe(services: Services) -> None:
             asked = c3.form_submit_button("Send", key=key("probe"), width="stretch")
         if asked and (SS.get(key("probe_question")) or "").strip():
             try:
-                got = answer_live(services, SS[key("probe_question")].strip(), SS[key("probe_user")].strip() or "user")
+                probe_actor = dataclasses.replace(current_actor(), end_user=SS[key("probe_user")].strip() or "user")
+                got = answer_live(services, SS[key("probe_question")].strip(), probe_actor)
             except RagError as exc:
                 st.error(describe(exc), icon="⚠️")
                 return

@@ -1,8 +1,8 @@
-"""Entry script: `streamlit run console/app.py` from the repo root.
+"""The console's server: `streamlit run console/app.py` from the repo root.
 
-It runs on every rerun of every page (direct links included): page config, navigation over
-the files in ../pages, then the frame (sidebar status, first-start build), then the page.
-Adding a page is one line in PAGES."""
+Streamlit picks up this module-level `st.App` and serves the navigation script beside it, plus the
+routes of the same process: the password login (AUTH_MODE=password). In local mode it refuses to
+start on an address other than loopback, where anyone who reaches the port would be admin."""
 from __future__ import annotations
 
 import sys
@@ -13,24 +13,17 @@ if str(ROOT) not in sys.path:  # streamlit puts console/ on sys.path, not the re
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
-from console import frame  # noqa: E402
+from backend.settings import get_settings  # noqa: E402
+from console.auth import oidc_secrets, refuse_local_off_loopback  # noqa: E402
 
-PAGES_DIR = ROOT / "pages"
-# Emoji icons only: `:material/...:` icons are fetched from a CDN that offline machines cannot reach.
-PAGES = [
-    st.Page(PAGES_DIR / "status.py", title="Status", icon="🩺", default=True),
-    st.Page(PAGES_DIR / "chat.py", title="Chat tester", icon="💬"),
-    st.Page(PAGES_DIR / "index_admin.py", title="Index admin", icon="🗂️"),
-    st.Page(PAGES_DIR / "golden_sets.py", title="Golden sets", icon="🏷️"),
-    st.Page(PAGES_DIR / "eval_runs.py", title="Evaluation runs", icon="🧪"),
-    st.Page(PAGES_DIR / "costs.py", title="Costs & latency", icon="💰"),
-    st.Page(PAGES_DIR / "ab.py", title="A/B & releases", icon="⚖️"),
-]
+settings = get_settings()
+refuse_local_off_loopback(settings, st.get_option("server.address"))
+routes, middleware = [], []
+if settings.auth_mode == "password":
+    from backend.access.web import LoginRequired, login_routes
 
-st.set_page_config(page_title="RAG Ops Console", page_icon="🔎", layout="wide", initial_sidebar_state="expanded")
-page = st.navigation(PAGES)
-services = frame.services_or_error()
-if services is not None:
-    frame.render(services)
-    page.run()
+    routes, middleware = login_routes(), [Middleware(LoginRequired)]
+app = st.App(Path(__file__).with_name("navigation.py"), routes=routes, middleware=middleware,
+             secrets=oidc_secrets(settings))

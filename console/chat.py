@@ -19,7 +19,7 @@ from backend.policy import Policy
 from backend.services import Services
 from console import answer_view as view
 from console import state
-from console.auth import current_user
+from console.auth import current_actor
 from console.markup import answer_md
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Conversation:
 
     def _deltas(self, turn: Turn, policy: Policy, slots: _Slots) -> Iterator[str]:
         kind = "retrieval_only" if turn.retrieval_only else self.services.engine.generator.kind
-        for event in self.services.engine.stream(turn.question, policy, current_user(), None, turn.retrieval_only):
+        for event in self.services.engine.stream(turn.question, policy, current_actor(), None, turn.retrieval_only):
             if isinstance(event, Retrieved):
                 turn.sources = event.retrieval.sources
                 if turn.retrieval_only:
@@ -173,7 +173,7 @@ class Conversation:
             return
         comment = (ss.get(f"{self.ns}.fbc.{request_id}") or "").strip()
         try:
-            self.services.traces.feedback(request_id, 1 if value == 1 else -1, current_user(), comment)
+            self.services.traces.feedback(request_id, 1 if value == 1 else -1, current_actor(), comment)
         except Exception as exc:
             ss[f"{self.ns}.fbmsg.{request_id}"] = f"⚠️ Feedback not saved — {state.describe(exc)}"
             return

@@ -12,14 +12,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from backend.alerts import METRICS as ALERT_METRICS, describe_value
+from backend.access import Action
+from backend.alerts import METRICS as ALERT_METRICS, describe_value, webhook_label
 from backend.budgets import PERIODS, SCOPES
 from backend.errors import RagError
 from backend.ledger.costs import Costs
 from backend.ledger.queries import DIMENSIONS, Filters, TimeRange
 from backend.pricing import MATCH_ORDER
 from console import charts
-from console.auth import current_user
+from console.access_view import locked, need
+from console.auth import current_actor
 from console.markup import escape_md
 from console.state import describe
 
@@ -90,17 +92,66 @@ def _download(df: pd.DataFrame, name: str, key: str) -> None:
 
 
 def _act(fn, *args, ok: str | None = None, **kwargs):
-    """Run a state-changing backend call; show its error instead of a traceback. On success with
-    an `ok` message, rerun so every section shows the change (the message survives the rerun)."""
+    """Run a state-changing backend call; show its error (a refusal included) instead of a
+    traceback. On success the open confirmation closes; with an `ok` message, rerun so every
+    section shows the change (the message survives the rerun)."""
     try:
         result = fn(*args, **kwargs)
     except RagError as exc:
         st.error(describe(exc), icon="🛑")
         return None
+    _close()
     if ok:
         st.session_state[K + "flash"] = ok
         st.rerun()
     return result
+
+
+# --- confirmations ---------------------------------------------------------------------------
+# kind -> (dialog title, button label). A dialog's state lives in the session (like the index
+# admin page's), so it survives full reruns until it is confirmed or dismissed.
+CONFIRMS = {
+    "price.delete": ("Delete this price row?", "🗑️ Delete the row"),
+    "budget.disable": ("Disable this budget?", "⏸️ Disable the budget"),
+    "budget.delete": ("Delete this budget?", "🗑️ Delete the budget"),
+    "rule.disable": ("Disable this alert rule?", "⏸️ Disable the rule"),
+    "rule.delete": ("Delete this alert rule?", "🗑️ Delete the rule"),
+}
+
+
+def _open(kind: str, target_id: int, name: str, what: str) -> None:
+    """Button callback: ask first; `what` is the Markdown that says what will happen."""
+    st.session_state[K + "dialog"] = {"kind": kind, "id": target_id, "name": name, "what": what}
+
+
+def _close() -> None:
+    st.session_state.pop(K + "dialog", None)
+
+
+def _confirm_body(costs: Costs, d: dict) -> None:
+    st.markdown(d["what"])
+    if st.button(CONFIRMS[d["kind"]][1], type="primary", key=K + "confirm"):
+        actor, name = current_actor(), d["name"]
+        if d["kind"] == "price.delete":
+            _act(costs.prices.delete, actor, d["id"], ok=f"Price row {name} deleted")
+        elif d["kind"] == "budget.disable":
+            _act(costs.budgets.set_enabled, actor, d["id"], False, ok=f"Budget '{name}' disabled")
+        elif d["kind"] == "budget.delete":
+            _act(costs.budgets.delete, actor, d["id"], ok=f"Budget '{name}' deleted")
+        elif d["kind"] == "rule.disable":
+            _act(costs.alerts.set_rule_enabled, actor, d["id"], False, ok=f"Rule '{name}' disabled")
+        elif d["kind"] == "rule.delete":
+            _act(costs.alerts.delete_rule, actor, d["id"], ok=f"Rule '{name}' deleted")
+
+
+_DIALOGS = {kind: st.dialog(title, on_dismiss=_close)(_confirm_body) for kind, (title, _) in CONFIRMS.items()}
+
+
+def _dialog(costs: Costs, prefix: str) -> None:
+    """Draw the open confirmation of this section (sections run only while their tab is open)."""
+    d = st.session_state.get(K + "dialog")
+    if d and d["kind"].startswith(prefix):
+        _DIALOGS[d["kind"]](costs, d)
 
 
 def flash() -> None:
@@ -478,6 +529,8 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
                    "A hard budget refuses new paid model calls of its scope once spent; cached answers still go out.")
     else:
         st.info("No budgets yet. A soft budget alerts at its thresholds; a hard one also refuses paid calls.", icon="🎯")
+    if locked(Action.budgets, "Creating, disabling or deleting budgets"):
+        return
     options = costs.queries.options(TimeRange.last_days(90))
     with st.expander("➕ New budget", expanded=not status):
         with st.form(K + "budget_form", clear_on_submit=False, border=False):
@@ -502,7 +555,7 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
                 except ValueError:
                     st.error("Thresholds are whole percentages separated by commas.", icon="🛑")
                 else:
-                    _act(costs.budgets.create, current_user(), name, limit, scope=scope, scope_value=value or None,
+                    _act(costs.budgets.create, current_actor(), name, limit, scope=scope, scope_value=value or None,
                          period=period, hard=hard, thresholds=ths, rolling_days=days if period == "rolling" else None,
                          ok=f"Budget '{name}' created")
     if status:
@@ -510,12 +563,22 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
             by_name = {b["name"]: b for b in status}
             pick = st.selectbox("Budget", list(by_name), key=K + "b.pick")
             b = by_name[pick]
+            kind = "hard" if b["hard"] else "soft"
             c = st.columns(3)
-            if c[0].button("⏸️ Disable" if b["enabled"] else "▶️ Enable", key=K + "b.toggle"):
-                _act(costs.budgets.set_enabled, current_user(), b["id"], not b["enabled"],
-                     ok=f"Budget '{pick}' {'disabled' if b['enabled'] else 'enabled'}")
-            if c[1].button("🗑️ Delete", key=K + "b.delete"):
-                _act(costs.budgets.delete, current_user(), b["id"], ok=f"Budget '{pick}' deleted")
+            if b["enabled"]:
+                c[0].button("⏸️ Disable", key=K + "b.toggle", on_click=_open, args=(
+                    "budget.disable", b["id"], pick,
+                    f"The {kind} budget **{escape_md(pick)}** ({usd(b['limit_usd'])} per {b['period_label']}, "
+                    f"{escape_md(b['scope_label'])}) stops alerting" + (" and refusing paid calls" if b["hard"] else "")
+                    + " until it is enabled again. Its definition and history are kept."))
+            elif c[0].button("▶️ Enable", key=K + "b.toggle"):
+                _act(costs.budgets.set_enabled, current_actor(), b["id"], True, ok=f"Budget '{pick}' enabled")
+            c[1].button("🗑️ Delete", key=K + "b.delete", on_click=_open, args=(
+                "budget.delete", b["id"], pick,
+                f"The {kind} budget **{escape_md(pick)}** ({usd(b['limit_usd'])} per {b['period_label']}, "
+                f"{escape_md(b['scope_label'])}) is deleted for good and its firing alerts are resolved"
+                + (": its scope's paid calls are no longer refused." if b["hard"] else ".")))
+        _dialog(costs, "budget.")
 
 
 # --- alerts ----------------------------------------------------------------------------------
@@ -531,9 +594,9 @@ def alerts_section(costs: Costs) -> None:
     for a in firing:
         st.error(f"**{escape_md(a['title'])}** — {escape_md(a['detail'])}  \nfirst seen {a['first_seen']:%Y-%m-%d %H:%M} "
                  f"UTC · last seen {a['last_seen']:%H:%M}", icon="💸" if a["source"] == "budget" else "🚨")
-    hook = costs.alerts.webhook_url
-    st.caption(f"Webhook: {code(hook) if hook else 'none (set ALERT_WEBHOOK_URL)'}. Rules run at most "
-               "every 30 s after requests, and whenever this page loads.")
+    hook = webhook_label(costs.alerts.webhook_url)  # the URL's path and query hold its token: host only
+    st.caption(f"Webhook: {code(hook) + ' (ALERT_WEBHOOK_URL)' if hook else 'none (set ALERT_WEBHOOK_URL)'}. Rules run "
+               "at most every 30 s after requests, and whenever this page loads.")
     hist = pd.DataFrame(costs.alerts.history(100))
     st.markdown("**History**")
     if hist.empty:
@@ -551,6 +614,8 @@ def alerts_section(costs: Costs) -> None:
                             "model": x["model"] or "all", "min requests": x["min_requests"],
                             "webhook": x["webhook"], "enabled": x["enabled"]} for x in rules])
         st.dataframe(df, hide_index=True, key=K + "rules_table")
+    if locked(Action.alert_rules, "Creating, disabling or deleting alert rules"):
+        return
     with st.expander("➕ New alert rule"):
         with st.form(K + "rule_form", border=False):
             c = st.columns(3)
@@ -564,19 +629,28 @@ def alerts_section(costs: Costs) -> None:
             min_req = c[3].number_input("Min requests", min_value=0, value=20, key=K + "r.min")
             webhook = st.toggle("Send to the webhook", value=True, key=K + "r.webhook")
             if st.form_submit_button("Create the rule", type="primary"):
-                _act(costs.alerts.create_rule, current_user(), name, metric, threshold, window, policy, model, min_req,
+                _act(costs.alerts.create_rule, current_actor(), name, metric, threshold, window, policy, model, min_req,
                      webhook, ok=f"Rule '{name}' created")
     if rules:
         with st.expander("⚙️ Enable, disable or delete a rule"):
             by_name = {x["name"]: x for x in rules}
             pick = st.selectbox("Rule", list(by_name), key=K + "r.pick")
             x = by_name[pick]
+            rule = (f"**{escape_md(pick)}** ({escape_md(ALERT_METRICS[x['metric']])} above "
+                    f"{escape_md(describe_value(x['metric'], x['threshold']))} over {x['window_minutes']} min)")
             c = st.columns(3)
-            if c[0].button("⏸️ Disable" if x["enabled"] else "▶️ Enable", key=K + "r.toggle"):
-                _act(costs.alerts.set_rule_enabled, current_user(), x["id"], not x["enabled"],
-                     ok=f"Rule '{pick}' {'disabled' if x['enabled'] else 'enabled'}")
-            if c[1].button("🗑️ Delete", key=K + "r.delete"):
-                _act(costs.alerts.delete_rule, current_user(), x["id"], ok=f"Rule '{pick}' deleted")
+            if x["enabled"]:
+                c[0].button("⏸️ Disable", key=K + "r.toggle", on_click=_open, args=(
+                    "rule.disable", x["id"], pick,
+                    f"The rule {rule} stops being evaluated and its firing alert is resolved, until it is enabled "
+                    "again."))
+            elif c[0].button("▶️ Enable", key=K + "r.toggle"):
+                _act(costs.alerts.set_rule_enabled, current_actor(), x["id"], True, ok=f"Rule '{pick}' enabled")
+            c[1].button("🗑️ Delete", key=K + "r.delete", on_click=_open, args=(
+                "rule.delete", x["id"], pick,
+                f"The rule {rule} is deleted for good and its firing alert is resolved; its past alerts stay in the "
+                "history."))
+        _dialog(costs, "rule.")
 
 
 # --- prices ----------------------------------------------------------------------------------
@@ -587,8 +661,8 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
     c[0].caption(f"{len(rows)} price rows · USD per million tokens · last checked "
                  f"{age:,.0f} days ago" if age is not None else "empty")
     if c[1].button("✅ Mark checked today", key=K + "p.checked",
-                   help="You compared the table with the providers' price lists today"):
-        _act(costs.prices.mark_checked, current_user(), ok="Price table marked as checked today")
+                   **need(Action.edit_prices, help="You compared the table with the providers' price lists today")):
+        _act(costs.prices.mark_checked, current_actor(), ok="Price table marked as checked today")
     df = pd.DataFrame(rows)
     if not df.empty:
         df = df[["id", "pattern", "match", "input_per_m", "output_per_m", "cached_input_per_m", "per_call_usd",
@@ -611,6 +685,12 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
             st.info(f"{code(p.pattern)} ({p.match}) since {p.effective_from:%Y-%m-%d}: 1M input + 1M output "
                     f"tokens cost {usd(p.cost(1_000_000, 1_000_000))}", icon="🏷️")
     left, right = st.columns(2)
+    with right:
+        with st.expander("📤 Export CSV"):
+            st.download_button("📤 Export the price table", costs.prices.export_csv().encode(), "prices.csv",
+                               mime="text/csv", key=K + "p.export")
+    if locked(Action.edit_prices, "Adding, importing or deleting prices"):
+        return
     with left:
         with st.expander("➕ Add a price (or a price change)"):
             with st.form(K + "price_form", border=False):
@@ -626,15 +706,13 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
                 eff = c[0].date_input("Effective from (UTC)", key=K + "p.eff")
                 note = c[1].text_input("Note", key=K + "p.note")
                 if st.form_submit_button("Add the price", type="primary"):
-                    _act(costs.prices.add, current_user(), pattern, match, pin, pout, pcached or None, pcall, eff, note,
+                    _act(costs.prices.add, current_actor(), pattern, match, pin, pout, pcached or None, pcall, eff, note,
                          ok=f"Price for '{pattern}' added")
     with right:
-        with st.expander("📥 Import / 📤 export CSV"):
-            st.download_button("📤 Export the price table", costs.prices.export_csv().encode(), "prices.csv",
-                               mime="text/csv", key=K + "p.export")
+        with st.expander("📥 Import CSV"):
             up = st.file_uploader("CSV with the export's columns", type=["csv"], key=K + "p.upload")
             if up is not None and st.button("📥 Import", key=K + "p.import"):
-                res = _act(costs.prices.import_csv, current_user(), up.getvalue().decode("utf-8", errors="replace"))
+                res = _act(costs.prices.import_csv, current_actor(), up.getvalue().decode("utf-8", errors="replace"))
                 if res:
                     st.session_state[K + "flash"] = f"Imported: {res['added']} rows added, {res['skipped']} already present"
                     st.rerun()
@@ -643,8 +721,11 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
                 labels = {f"#{x['id']} {x['pattern']} ({x['match']}) from {x['effective_from']:%Y-%m-%d}": x["id"]
                           for x in rows}
                 pick = st.selectbox("Row", list(labels), key=K + "p.pick")
-                if st.button("Delete this row", key=K + "p.delete"):
-                    _act(costs.prices.delete, current_user(), labels[pick], ok=f"Price row {pick} deleted")
+                st.button("Delete this row", key=K + "p.delete", on_click=_open, args=(
+                    "price.delete", labels[pick], pick,
+                    f"The price row **{escape_md(pick)}** is deleted. Ledger rows keep the cost they were written "
+                    "with; calls from now on use the next matching row, or cost \\$0 when none matches."))
+    _dialog(costs, "price.")
 
 
 # --- ledger rows -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from backend.jobs import CANCELLED, DONE, Job
 from backend.judge import JUDGED_METRICS
 from backend.services import Services
 from console import charts
-from console.auth import current_user
+from console.auth import current_actor
 from console.job_progress import job_progress
 from console.markup import escape_md
 from console.state import describe
@@ -197,7 +197,7 @@ def _on_start(services: Services) -> None:
         name = SS[key("policy")]
         policy = services.policies.get(name)
         index = SS.get(key("index"))
-        job_id = services.evals.start_job(services.jobs, SS[key("set")], policy, current_user(),
+        job_id = services.evals.start_job(services.jobs, SS[key("set")], policy, current_actor(),
                                           version=SS.get(key("version")), index=None if index == POLICY_INDEX else index,
                                           generate=bool(SS.get(key("generate"), True)))
     except RagError as exc:

@@ -6,9 +6,10 @@ import logging
 
 import streamlit as st
 
+from backend.access import Action, can
 from backend.services import Services
 from console import costs_view, state
-from console.auth import current_user
+from console.auth import current_actor, sidebar_identity
 from console.markup import escape_md
 from console.state import BuildStatus, IndexInfo, describe
 from console.styles import CSS
@@ -33,6 +34,7 @@ def services_or_error() -> Services | None:
 
 def render(services: Services) -> None:
     st.html(CSS)
+    sidebar_identity(current_actor())
     info, build = state.ensure_live_index(services)
     with st.sidebar:
         _index(info, build)
@@ -101,12 +103,14 @@ def _build_banner(info: IndexInfo, build: BuildStatus) -> None:
         st.error(f"Building the demo index failed — {build.error}", icon="🛑")
         st.caption("Or ingest your own documents: `python -m backend ingest <folder>` (in local mode, stop the "
                    "console first: the local vector store allows one process at a time).")
-        st.button("🔁 Retry the demo build", key="frame.retry_build", on_click=state.demo_build().start,
-                  args=(current_user(),))
+        if can(current_actor(), Action.rebuild):
+            st.button("🔁 Retry the demo build", key="frame.retry_build", on_click=state.demo_build().start,
+                      args=(current_actor(),))
     else:
         st.warning(f"The live index alias `{info.alias}` does not exist.", icon="📭")
-        st.button("🏗️ Build the demo index", key="frame.build", on_click=state.demo_build().start,
-                  args=(current_user(),))
+        if can(current_actor(), Action.rebuild):
+            st.button("🏗️ Build the demo index", key="frame.build", on_click=state.demo_build().start,
+                      args=(current_actor(),))
 
 
 @st.fragment(run_every=1)

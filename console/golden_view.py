@@ -20,7 +20,7 @@ from backend.errors import RagError
 from backend.golden import GoldItem, export_csv, export_jsonl, export_ragas, neighbour_chunks, parse_items, ref_from_chunk
 from backend.policy import Policy
 from backend.services import Services
-from console.auth import current_user
+from console.auth import current_actor
 from console.markup import escape_md, highlight, source_card
 from console.policy_panel import LIVE
 from console.state import describe
@@ -92,7 +92,7 @@ def _on_set() -> None:
 
 def _on_create(services: Services) -> None:
     name = (SS.get(key("new_name")) or "").strip()
-    created = _attempt(lambda: services.golden.create(name, current_user(), SS.get(key("new_desc")) or ""),
+    created = _attempt(lambda: services.golden.create(name, current_actor(), SS.get(key("new_desc")) or ""),
                        lambda _: f"Created the golden set **{escape_md(name)}**: search the index and tick the chunks "
                                  "that answer your first question.")
     if created is not None:
@@ -141,7 +141,7 @@ def choose_set(services: Services) -> dict | None:
 
 
 def _on_freeze(services: Services, set_name: str) -> None:
-    _attempt(lambda: services.golden.freeze(set_name, current_user()),
+    _attempt(lambda: services.golden.freeze(set_name, current_actor()),
              lambda v: f"Frozen **{escape_md(set_name)} v{v}**: open the run viewer to evaluate it.")
 
 
@@ -182,7 +182,7 @@ def _on_search(services: Services) -> None:
         filters["doc_id"] = doc_ids
     if (SS.get(key("source_filter")) or "").strip():
         filters["source"] = SS[key("source_filter")].strip()
-    retrieval = _attempt(lambda: services.engine.retrieve(question, policy, filters=filters or None, user=current_user()))
+    retrieval = _attempt(lambda: services.engine.retrieve(question, policy, filters=filters or None, actor=current_actor()))
     if retrieval is None:
         return
     SS[key("results")] = [{**s.model_dump(), "kind": "hit", "parent": s.rank} for s in retrieval.sources]
@@ -348,7 +348,7 @@ def _on_save(services: Services, set_name: str, status: str) -> None:
     def save() -> int:
         item = GoldItem(question=SS.get(key("item_question")) or "", references=refs,
                         reference_answer=(SS.get(key("answer")) or "").strip(), tags=tags)
-        return services.golden.add_item(set_name, item, current_user(), status=status,  # type: ignore[arg-type]
+        return services.golden.add_item(set_name, item, current_actor(), status=status,  # type: ignore[arg-type]
                                         source_trace=SS.get(key("source_trace")))
 
     item_id = _attempt(save, lambda i: f"Saved item **#{i}** as **{status}** with {len(refs)} gold reference"
@@ -394,7 +394,7 @@ def _refs_md(refs: list[dict]) -> str:
 def _on_review(services: Services, item_id: int, approve: bool) -> None:
     comment = (SS.get(key(f"comment.{item_id}")) or "").strip()
     verdict = "approved" if approve else "rejected"
-    _attempt(lambda: services.golden.review(item_id, current_user(), approve=approve, comment=comment),
+    _attempt(lambda: services.golden.review(item_id, current_actor(), approve=approve, comment=comment),
              lambda _: f"Item **#{item_id}** {verdict}" + (" with your comment." if comment else "."))
 
 
@@ -475,7 +475,7 @@ def import_section(services: Services, set_name: str) -> None:
             return
         try:
             items = parse_items(upload.getvalue(), upload.name)
-            n = services.golden.import_items(set_name, items, current_user(), status=status)
+            n = services.golden.import_items(set_name, items, current_actor(), status=status)
         except RagError as exc:
             st.error(f"Nothing imported — {describe(exc)}", icon="🛑")
             return

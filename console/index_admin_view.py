@@ -12,13 +12,15 @@ from typing import Callable
 
 import streamlit as st
 
+from backend.access import Action, can
 from backend.chunking import ChunkingParams
 from backend.errors import RagError
 from backend.index_admin import IndexAdmin, StoredGate, VersionInfo
 from backend.jobs import DONE, FAILED, Job
 from backend.services import Services
 from backend.snapshots import SnapshotInfo, SnapshotStore
-from console.auth import current_user
+from console.access_view import need
+from console.auth import current_actor
 from console.job_progress import job_progress
 from console.markup import escape_md
 from console.state import describe
@@ -172,7 +174,7 @@ def rebuild(services: Services) -> None:
         maximum = c2.number_input("Max chars", 300, 6000, 1500, step=100, key=f"{NS}.max_chars")
         overlap = c3.number_input("Overlap", 0.0, 0.5, 0.15, step=0.05, key=f"{NS}.overlap")
         st.caption(f"Embedding model: **{escape_md(services.embedder.name)}** (the one queries use).")
-        submitted = st.form_submit_button("🏗️ Start rebuild", type="primary")
+        submitted = st.form_submit_button("🏗️ Start rebuild", type="primary", **need(Action.rebuild))
     if not submitted:
         return
     if bool(path.strip()) == (upload is not None):
@@ -182,8 +184,8 @@ def rebuild(services: Services) -> None:
     def start() -> int:
         params = ChunkingParams(target_chars=int(target), max_chars=int(maximum), overlap=float(overlap))
         if upload is not None:
-            return admin.start_rebuild(current_user(), upload=(upload.name, upload.getvalue()), params=params)
-        return admin.start_rebuild(current_user(), source=path.strip(), params=params)
+            return admin.start_rebuild(current_actor(), upload=(upload.name, upload.getvalue()), params=params)
+        return admin.start_rebuild(current_actor(), source=path.strip(), params=params)
 
     if _try(start) is not None:
         st.rerun()
@@ -222,7 +224,7 @@ def _confirm_promote(admin: IndexAdmin, candidate: VersionInfo, live: str | None
         override = st.checkbox("Promote anyway", key=f"{NS}.promote_override")
     reason = st.text_input("Why (recorded in the alias history)", key=f"{NS}.promote_reason")
     if st.button("🚀 Promote now", type="primary", key=f"{NS}.promote_confirm", disabled=not override):
-        change = _try(lambda: admin.promote(current_user(), candidate.collection, reason=reason))
+        change = _try(lambda: admin.promote(current_actor(), candidate.collection, reason=reason))
         if change is not None:
             _done(f"Promoted: `{change.alias}` → `{change.current}` (was `{change.previous}`).")  # type: ignore[attr-defined]
 
@@ -233,7 +235,7 @@ def _confirm_rollback(admin: IndexAdmin, live: str, target: str) -> None:
     st.caption(f"`{live}` stays available: you can promote it again later.")
     reason = st.text_input("Why (recorded in the alias history)", key=f"{NS}.rollback_reason")
     if st.button("↩️ Roll back now", type="primary", key=f"{NS}.rollback_confirm"):
-        change = _try(lambda: admin.rollback(current_user(), reason=reason))
+        change = _try(lambda: admin.rollback(current_actor(), reason=reason))
         if change is not None:
             _done(f"Rolled back: `{change.alias}` → `{change.current}` (was `{change.previous}`).")  # type: ignore[attr-defined]
 
@@ -258,8 +260,8 @@ def promote(services: Services, versions: list[VersionInfo]) -> None:
             with st.container(horizontal=True, vertical_alignment="bottom"):
                 dataset = st.text_input("Gate data set (folder with queries.jsonl)", key=f"{NS}.gate_dataset.{name}",
                                         value=admin.default_gate_dataset(candidate.collection))
-                if st.button("🧪 Run gate", key=f"{NS}.gate"):
-                    if _try(lambda: admin.start_gate(current_user(), candidate.collection, dataset)) is not None:
+                if st.button("🧪 Run gate", key=f"{NS}.gate", **need(Action.run_evaluation)):
+                    if _try(lambda: admin.start_gate(current_actor(), candidate.collection, dataset)) is not None:
                         st.rerun()
         stored = admin.latest_gate(candidate.collection)
         if stored is not None:
@@ -267,11 +269,11 @@ def promote(services: Services, versions: list[VersionInfo]) -> None:
         elif job is None or job.status == DONE:
             st.caption("No gate run yet for this version.")
         st.button(f"🚀 Promote {candidate.collection}", type="primary", key=f"{NS}.promote", on_click=_open,
-                  args=("promote",), kwargs={"collection": candidate.collection})
+                  args=("promote",), kwargs={"collection": candidate.collection}, **need(Action.promote))
     target = admin.rollback_target() if live else None
     if target:
         st.button(f"↩️ Roll back to {target}", key=f"{NS}.rollback", on_click=_open, args=("rollback",),
-                  kwargs={"collection": target})
+                  kwargs={"collection": target}, **need(Action.rollback))
     elif live:
         st.caption("Nothing to roll back to: no earlier ready version.")
 
@@ -283,9 +285,21 @@ def _confirm_restore(snapshots: SnapshotStore, snap: SnapshotInfo) -> None:
                 f"version of `{snap.family}`. Nothing live changes: promote the new version afterwards if you want it.")
     if st.button("♻️ Restore", type="primary", key=f"{NS}.restore_confirm"):
         with st.spinner("Checking the snapshot and restoring…"):
-            result = _try(lambda: snapshots.restore(current_user(), snapshot_id=snap.id))
+            result = _try(lambda: snapshots.restore(current_actor(), snapshot_id=snap.id))
         if result is not None:
             _done(f"Restored `{snap.name}` into `{result.collection}` ({result.n_points:,} points).")  # type: ignore[attr-defined]
+
+
+@st.dialog("Restore the uploaded snapshot file?", on_dismiss=_close)
+def _confirm_import(snapshots: SnapshotStore, upload) -> None:  # noqa: ANN001 - UploadedFile
+    st.markdown(f"`{upload.name}` ({upload.size / 1024:,.0f} KiB) will be checked and restored into a **new** version "
+                "of the index family named in the file. Nothing live changes: promote the new version afterwards if "
+                "you want it.")
+    if st.button("♻️ Restore", type="primary", key=f"{NS}.import_confirm"):
+        with st.spinner("Checking the file and restoring…"):
+            result = _try(lambda: snapshots.import_file(current_actor(), upload.name, upload.getvalue()))
+        if result is not None:
+            _done(f"Restored `{upload.name}` into `{result.collection}` ({result.n_points:,} points).")  # type: ignore[attr-defined]
 
 
 def snapshots(services: Services, versions: list[VersionInfo]) -> None:
@@ -297,9 +311,9 @@ def snapshots(services: Services, versions: list[VersionInfo]) -> None:
     present = [v.collection for v in versions if v.points is not None and v.status != "building"]
     with st.container(horizontal=True, vertical_alignment="bottom"):
         chosen = _select("Version", present, key=f"{NS}.snapshot_version", disabled=not present)
-        if st.button("📸 Create snapshot", key=f"{NS}.snapshot_create", disabled=not present):
+        if st.button("📸 Create snapshot", key=f"{NS}.snapshot_create", **need(Action.snapshot_create, disabled=not present)):
             with st.spinner(f"Writing a snapshot of {chosen}…"):
-                snap = _try(lambda: store.create(current_user(), chosen))
+                snap = _try(lambda: store.create(current_actor(), chosen))
             if snap is not None:
                 _flash(f"Snapshot `{snap.name}` written ({snap.n_points:,} points).")  # type: ignore[attr-defined]
                 st.rerun()
@@ -309,20 +323,18 @@ def snapshots(services: Services, versions: list[VersionInfo]) -> None:
             aliases = f" · was live behind {', '.join(snap.aliases)}" if snap.aliases else ""
             st.markdown(f"**{escape_md(snap.name)}**  \n{snap.kind} · `{snap.collection}` · {snap.n_points:,} points · "
                         f"{snap.size / 1024:,.0f} KiB · {_ts(snap.created_at)} by {escape_md(snap.created_by)}{aliases}")
-            st.download_button("⬇️ Download", data=lambda sid=snap.id: store.read_bytes(sid), file_name=snap.name,
-                               mime="application/gzip", key=f"{NS}.download.{snap.id}", on_click="ignore")
+            st.download_button("⬇️ Download", data=lambda sid=snap.id: store.read_bytes(current_actor(), sid),
+                               file_name=snap.name, mime="application/gzip", key=f"{NS}.download.{snap.id}",
+                               on_click="ignore", **need(Action.snapshot_create))
             st.button("♻️ Restore", key=f"{NS}.restore.{snap.id}", on_click=_open, args=("restore",),
-                      kwargs={"snapshot_id": snap.id})
+                      kwargs={"snapshot_id": snap.id}, **need(Action.snapshot_restore))
     if not rows:
         st.caption("No snapshots yet.")
     with st.expander("⬆️ Restore from a snapshot file"):
-        up = st.file_uploader("Portable snapshot (.ragsnap.jsonl.gz)", type=["gz"], key=f"{NS}.snapshot_upload")
-        if st.button("♻️ Restore uploaded file", key=f"{NS}.snapshot_import", disabled=up is None):
-            with st.spinner("Checking the file and restoring…"):
-                result = _try(lambda: store.import_file(current_user(), up.name, up.getvalue()))  # type: ignore[union-attr]
-            if result is not None:
-                _flash(f"Restored `{up.name}` into `{result.collection}` ({result.n_points:,} points).")  # type: ignore[union-attr, attr-defined]
-                st.rerun()
+        up = st.file_uploader("Portable snapshot (.ragsnap.jsonl.gz)", type=["gz"], key=f"{NS}.snapshot_upload",
+                              disabled=not can(current_actor(), Action.snapshot_restore))
+        st.button("♻️ Restore uploaded file", key=f"{NS}.snapshot_import", on_click=_open, args=("import",),
+                  **need(Action.snapshot_restore, disabled=up is None))
 
 
 # --- delete ---------------------------------------------------------------------------------------
@@ -331,7 +343,7 @@ def _confirm_delete(admin: IndexAdmin, collection: str) -> None:
     st.markdown(f"The collection **`{collection}`** and its points will be dropped from the vector store. "
                 "Its name stays in the registry as deleted; snapshots of it are kept.")
     if st.button("🗑️ Delete now", type="primary", key=f"{NS}.delete_confirm"):
-        if _try(lambda: admin.delete(current_user(), collection) or True):
+        if _try(lambda: admin.delete(current_actor(), collection) or True):
             _done(f"Deleted `{collection}`.")
 
 
@@ -343,7 +355,8 @@ def delete(services: Services, versions: list[VersionInfo]) -> None:
         return
     with st.container(horizontal=True, vertical_alignment="bottom"):
         chosen = _select("Version (never the live one)", removable, key=f"{NS}.delete_version")
-        st.button("🗑️ Delete", key=f"{NS}.delete", on_click=_open, args=("delete",), kwargs={"collection": chosen})
+        st.button("🗑️ Delete", key=f"{NS}.delete", on_click=_open, args=("delete",), kwargs={"collection": chosen},
+                  **need(Action.delete_version))
 
 
 # --- history --------------------------------------------------------------------------------------
@@ -357,9 +370,11 @@ def history(services: Services) -> None:
                      hide_index=True, width="stretch", key=f"{NS}.history")
     else:
         st.caption("No alias change recorded yet.")
+    if not can(current_actor(), Action.read_audit):
+        return
     with st.expander("🧾 Audit log of admin actions"):
         st.dataframe([{"when": _ts(a["ts"]), "who": a["actor"], "action": a["action"], "target": a["target"],
-                       "result": a["result"], "detail": a["detail"]} for a in admin.audit_log(200)],
+                       "result": a["result"], "detail": a["detail"]} for a in admin.audit_log(current_actor(), 200)],
                      hide_index=True, width="stretch", key=f"{NS}.audit",
                      column_config={"detail": st.column_config.JsonColumn(width="large")})
 
@@ -380,5 +395,7 @@ def dialogs(services: Services, versions: list[VersionInfo]) -> None:
         _confirm_delete(admin, d["collection"])
     elif d["kind"] == "restore" and any(s.id == d["snapshot_id"] for s in services.snapshots.list()):
         _confirm_restore(services.snapshots, services.snapshots.get(d["snapshot_id"]))
+    elif d["kind"] == "import" and st.session_state.get(f"{NS}.snapshot_upload") is not None:
+        _confirm_import(services.snapshots, st.session_state[f"{NS}.snapshot_upload"])
     else:  # what it was about is gone meanwhile
         _close()

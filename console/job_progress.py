@@ -7,9 +7,11 @@ from typing import Callable
 
 import streamlit as st
 
+from backend.access import Action
 from backend.errors import RagError
 from backend.jobs import Job, JobRunner
-from console.auth import current_user
+from console.access_view import need
+from console.auth import current_actor
 from console.state import describe
 
 Describe = Callable[[Job], tuple[float, str]]  # job -> (fraction done, markdown line)
@@ -30,7 +32,7 @@ def job_progress(jobs: JobRunner, job_id: int, describe_job: Describe, cancel_la
         if job.cancel_requested:
             st.caption(cancelling)
         else:
-            st.button(cancel_label, key=cancel_key, on_click=_cancel, args=(jobs, job_id))
+            st.button(cancel_label, key=cancel_key, on_click=_cancel, args=(jobs, job_id), **need(Action.cancel_job))
     refused = st.session_state.pop(f"job_progress.refused.{job_id}", None)
     if refused:
         st.error(refused, icon="🛑")
@@ -39,6 +41,6 @@ def job_progress(jobs: JobRunner, job_id: int, describe_job: Describe, cancel_la
 def _cancel(jobs: JobRunner, job_id: int) -> None:
     """Button callback: runs before the rerun, so the bar redraws with the cancel already recorded."""
     try:
-        jobs.cancel(job_id, current_user())
+        jobs.cancel(job_id, current_actor())
     except RagError as exc:
         st.session_state[f"job_progress.refused.{job_id}"] = describe(exc)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from backend.errors import RagError
 from backend.policy import PROMPT_TEMPLATES, Policy
 from backend.services import Services
-from console.auth import current_user
+from console.auth import current_actor
 from console.state import describe
 
 KNOBS = ("top_k", "retrieval_mode", "fusion", "candidates", "rerank", "rerank_candidates", "prompt_template",
@@ -57,7 +57,7 @@ class PolicyPanel:
         name = (ss.get(self.key("save_name")) or "").strip()
         try:
             policy = self.current().model_copy(update={"name": name, "version": None})
-            stored = self.services.policies.save(policy, current_user(), note=ss.get(self.key("save_note"), ""))
+            stored = self.services.policies.save(policy, current_actor(), note=ss.get(self.key("save_note"), ""))
         except (RagError, ValidationError) as exc:
             ss[self.key("notice")] = ("error", f"Not saved — {describe(exc) if isinstance(exc, RagError) else exc}")
             return

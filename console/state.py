@@ -11,6 +11,7 @@ from typing import Literal
 
 import streamlit as st
 
+from backend.access import SYSTEM, Actor
 from backend.demo import ensure_demo_index
 from backend.errors import RagError
 from backend.health import Health, check_all
@@ -70,7 +71,7 @@ class DemoBuild:
                 return replace(self._status, seconds=time.monotonic() - self._t0)
             return self._status
 
-    def start(self, actor: str = "system") -> bool:
+    def start(self, actor: Actor = SYSTEM) -> bool:
         """Start unless already running; returns whether a build started."""
         with self._lock:
             if self._status.state == "running":
@@ -83,7 +84,7 @@ class DemoBuild:
         with self._lock:
             self._status = replace(self._status, progress=replace(p))  # the ingestor mutates p
 
-    def _run(self, actor: str) -> None:
+    def _run(self, actor: Actor) -> None:
         try:
             result = ensure_demo_index(self._services, actor=actor, progress=self._progress)
         except Exception as exc:  # shown to the user with a retry button

@@ -10,6 +10,7 @@ import pytest
 from backend.services import Services, build_services
 from backend.settings import Settings
 from backend.sources import load_source
+from actors import system_actor
 from corpus import cut_dataset
 
 
@@ -29,6 +30,6 @@ def services(tmp_path_factory: pytest.TempPathFactory, small_datasets: dict[str,
                         database_url=None, qdrant_url=None, embedding_base_url=None, rerank_url=None)
     svc = build_services(settings)
     docs = load_source(small_datasets["scifact"]).documents + load_source(small_datasets["cmrc2018"]).documents
-    svc.ingestor.ingest(docs, actor="test", family="rag_chunks", source="tests")
+    svc.ingestor.ingest(docs, actor=system_actor("test"), family="rag_chunks", source="tests")
     yield svc
     svc.close()

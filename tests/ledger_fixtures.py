@@ -20,6 +20,7 @@ from backend.generation import Generator
 from backend.ledger.costs import Costs, build_costs
 from backend.ledger.store import ledger
 from backend.services import Services
+from actors import system_actor
 from services import HOST, free_port
 
 
@@ -100,15 +101,15 @@ def seed_console(data_dir: Path, rows: int = 8000, days: int = 40) -> dict[str, 
     try:
         docs = [Document("d1", "Aspirin lowers the risk of a second heart attack in most adults.", "Aspirin"),
                 Document("d2", "大莱龙铁路是山东省的一条铁路，总投资约二十亿元。", "大莱龙铁路")]
-        svc.ingestor.ingest(docs, actor="test", family=settings.index_alias, source="tests")
+        svc.ingestor.ingest(docs, actor=system_actor("test"), family=settings.index_alias, source="tests")
         end = datetime.now(timezone.utc)
         n = load(svc.db, synthetic(rows, days, end, seed=11, users=30, n_questions=300))
         ctx = RequestContext("unpriced-1", "user001", "default", 1, None, "rag_chunks_v4", "a question for a new model")
         for _ in range(3):
             svc.costs.meter.record(ctx, ModelCall("chat", "mystery-llm-9b", prompt_tokens=900, completion_tokens=90,
                                                   latency_ms=700, retrieve_ms=30, total_ms=800))
-        svc.costs.budgets.create("seed", "monthly total", 50.0, period="month", thresholds=[50, 80, 100])
-        svc.costs.budgets.create("seed", "user001 daily", 0.5, scope="user", scope_value="user001", period="day",
+        svc.costs.budgets.create(system_actor("seed"), "monthly total", 50.0, period="month", thresholds=[50, 80, 100])
+        svc.costs.budgets.create(system_actor("seed"), "user001 daily", 0.5, scope="user", scope_value="user001", period="day",
                                  hard=True)
         svc.costs.budgets.evaluate()
         svc.costs.alerts.fire("rule:seed", "rule", "errors: 7.5% > 5.0%", "share of requests that failed, last 15 min",

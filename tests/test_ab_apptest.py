@@ -220,7 +220,7 @@ def test_releases_candidate_online_promote_and_rollback(console: Path) -> None:
     history = table(at, "event", "who", "why")
     assert list(history["event"])[:4] == ["↩️ rollback", "🚀 promote", "🧪 set_candidate", "📌 set_current"]
     assert list(history["why"])[:3] == ["complaints", "BM25 wins", "try BM25"]
-    assert set(history["who"][:4]) == {"local-user"}
+    assert set(history["who"][:4]) == {"local-admin"}
     assert svc.store.aliases()["rag_chunks"] == collection  # same index version: the alias never moved
     # The ended experiment stays readable in the online tab.
     assert "promoted" in at.selectbox(key="ab.experiment").format_func(at.selectbox(key="ab.experiment").value)

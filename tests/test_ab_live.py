@@ -27,6 +27,11 @@ from backend.policy import Policy
 from backend.releases import Guardrails, ReleaseManager, policy_diff
 from backend.services import Services
 from backend.sources import load_source
+from actors import Role, system_actor, user as person
+
+ANN = person("ann", Role.admin)  # sets releases up (setting the current one takes an admin)
+BOB = person("bob", Role.admin)  # promotes and rolls back
+BUILDER = system_actor("t")  # builds the test index versions
 
 FAMILY = "live_family"  # our own alias: the session index's rag_chunks is never swapped here
 MAX_USERS = 150  # the bound on simulated users before the guardrail must have tripped
@@ -42,8 +47,8 @@ def live(services: Services, small_datasets, fault_llm) -> tuple[Services, str, 
     """Services whose engine generates through the fault server, with a release manager on our
     own two-version index family (the same documents chunked two ways)."""
     docs = load_source(small_datasets["cmrc2018"]).documents[:8]
-    v1 = services.ingestor.ingest(docs, actor="t", family=FAMILY, source="t", params=ChunkingParams(target_chars=700))
-    v2 = services.ingestor.ingest(docs, actor="t", family=FAMILY, source="t", promote=False,
+    v1 = services.ingestor.ingest(docs, actor=BUILDER, family=FAMILY, source="t", params=ChunkingParams(target_chars=700))
+    v2 = services.ingestor.ingest(docs, actor=BUILDER, family=FAMILY, source="t", promote=False,
                                   params=ChunkingParams(target_chars=1100))
     assert v1.collection != v2.collection
     services.store.point_alias(FAMILY, v1.collection)
@@ -60,17 +65,17 @@ def live(services: Services, small_datasets, fault_llm) -> tuple[Services, str, 
 def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_llm, small_datasets) -> None:  # noqa: ANN001
     svc, v1, v2 = live
     fault_llm.fail_models.add("broken-model")
-    ok = svc.policies.save(Policy(name="live-ok", retrieval_mode="sparse", top_k=3), actor="ann")
+    ok = svc.policies.save(Policy(name="live-ok", retrieval_mode="sparse", top_k=3), actor=ANN)
     broken = svc.policies.save(Policy(name="live-broken", retrieval_mode="sparse", top_k=3, model="broken-model"),
-                               actor="ann")
+                               actor=ANN)
     assert [r["field"] for r in policy_diff(ok, broken) if r["changed"]] == ["name", "model"]
-    r1 = svc.releases.create("ann", "live-ok", ok.version, index=v1)
-    r2 = svc.releases.create("ann", "live-broken", broken.version, index=v2, note="new model, new chunking")
-    svc.releases.set_current("ann", r1["id"], "baseline")
+    r1 = svc.releases.create(ANN, "live-ok", ok.version, index=v1)
+    r2 = svc.releases.create(ANN, "live-broken", broken.version, index=v2, note="new model, new chunking")
+    svc.releases.set_current(ANN, r1["id"], "baseline")
     window = 5
-    svc.releases.set_guardrails("ann", Guardrails(max_error_rate=0.2, max_p95_ms=30_000, window_minutes=window,
+    svc.releases.set_guardrails(ANN, Guardrails(max_error_rate=0.2, max_p95_ms=30_000, window_minutes=window,
                                                   min_requests=4))
-    svc.releases.set_candidate("ann", r2["id"], 0.5, "try the new model")
+    svc.releases.set_candidate(ANN, r2["id"], 0.5, "try the new model")
     started = svc.releases.state().started_at
     assert started is not None
     # The check is throttled: a second call inside the interval does not read the ledger at all.
@@ -89,7 +94,7 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
     for i in range(MAX_USERS):
         user = f"user-{i}"
         try:
-            got = answer_live(svc, questions[i % len(questions)], user, guardrail_every_s=0.3)
+            got = answer_live(svc, questions[i % len(questions)], person(user), guardrail_every_s=0.3)
         except LiveRequestError as exc:  # the candidate's failure is a clear error, never a silent drop
             assert exc.variant == "candidate" and exc.release["id"] == r2["id"]
             assert str(exc).startswith(f"release: the candidate release {r2['label']} could not answer — LLM: answered HTTP 500")
@@ -128,10 +133,10 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
 
     # Every later request is answered by the current release, the users who failed included.
     for user in failed + [f"later-{i}" for i in range(20)]:
-        got = answer_live(svc, questions[0], user, guardrail_every_s=0.3)
+        got = answer_live(svc, questions[0], person(user), guardrail_every_s=0.3)
         assert got.variant == "current" and got.answer.collection == v1 and got.tripped is None
     # The streaming path routes the same way.
-    events = list(stream_live(svc, questions[1], failed[0]))
+    events = list(stream_live(svc, questions[1], person(failed[0])))
     assert events[-1].collection == v1 and events[-1].answer
 
     # The online comparison sees it: a significant error-rate difference once both have data.
@@ -139,22 +144,22 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
     rows = {r["variant"]: r for r in variant_rows(report)}
     assert rows["candidate"]["error rate"] == 1.0 and rows["current"]["error rate"] == 0.0
     assert rows["current"]["requests"] == len(answered) + len(failed) + 20 + 1
-    svc.releases.clear_candidate("ann", "model is broken")
+    svc.releases.clear_candidate(ANN, "model is broken")
     assert not [a for a in svc.costs.alerts.firing() if a["key"].startswith("guardrail:")]  # acknowledged
 
 
 def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(live, small_datasets) -> None:  # noqa: ANN001
     svc, v1, v2 = live
-    ok = svc.policies.save(Policy(name="live-ok", retrieval_mode="sparse", top_k=3), actor="ann")
-    r1 = svc.releases.create("ann", "live-ok", ok.version, index=v1)
-    r3 = svc.releases.create("ann", "live-ok", ok.version, index=v2, note="same policy on the re-chunked index")
-    svc.releases.set_current("ann", r1["id"], "baseline")
-    svc.releases.set_guardrails("ann", Guardrails(max_error_rate=0.5, window_minutes=5, min_requests=50))
-    svc.releases.set_candidate("ann", r3["id"], 0.5, "new chunking")
+    ok = svc.policies.save(Policy(name="live-ok", retrieval_mode="sparse", top_k=3), actor=ANN)
+    r1 = svc.releases.create(ANN, "live-ok", ok.version, index=v1)
+    r3 = svc.releases.create(ANN, "live-ok", ok.version, index=v2, note="same policy on the re-chunked index")
+    svc.releases.set_current(ANN, r1["id"], "baseline")
+    svc.releases.set_guardrails(ANN, Guardrails(max_error_rate=0.5, window_minutes=5, min_requests=50))
+    svc.releases.set_candidate(ANN, r3["id"], 0.5, "new chunking")
     questions = _questions(small_datasets)
     seen = {}
     for i in range(16):
-        got = answer_live(svc, questions[i % len(questions)], f"u{i}")
+        got = answer_live(svc, questions[i % len(questions)], person(f"u{i}"))
         seen.setdefault(got.variant, set()).add((got.answer.index, got.answer.collection))
     # The candidate reads its own version pinned; the current release reads through the alias.
     assert seen == {"current": {(FAMILY, v1)}, "candidate": {(v2, v2)}}
@@ -166,7 +171,7 @@ def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(li
         i = 0
         while not stop.is_set():
             try:
-                got = answer_live(svc, questions[i % len(questions)], f"bg-{i}")
+                got = answer_live(svc, questions[i % len(questions)], person(f"bg-{i}"))
                 outcomes.append(got.answer.collection)
             except Exception as exc:  # noqa: BLE001 - any failure is the finding
                 outcomes.append(f"error: {exc}")
@@ -176,11 +181,11 @@ def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(li
     thread.start()
     try:
         time.sleep(0.3)
-        promoted = svc.releases.promote("bob", "v2 chunking wins")
+        promoted = svc.releases.promote(BOB, "v2 chunking wins")
         assert promoted["id"] == r3["id"] and svc.store.aliases()[FAMILY] == v2
-        after_promote = [answer_live(svc, questions[0], f"u{i}") for i in range(8)]
+        after_promote = [answer_live(svc, questions[0], person(f"u{i}")) for i in range(8)]
         time.sleep(0.3)
-        back = svc.releases.rollback("bob", "complaints")
+        back = svc.releases.rollback(BOB, "complaints")
         assert back["id"] == r1["id"] and svc.store.aliases()[FAMILY] == v1
         time.sleep(0.3)
     finally:
@@ -189,7 +194,7 @@ def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(li
     assert outcomes and all(o in (v1, v2) for o in outcomes), [o for o in outcomes if o not in (v1, v2)][:3]
     assert {(a.variant, a.answer.index, a.answer.collection) for a in after_promote} == {("current", FAMILY, v2)}
     assert {(a.variant, a.answer.collection) for a in
-            (answer_live(svc, questions[0], f"u{i}") for i in range(8))} == {("current", v1)}
+            (answer_live(svc, questions[0], person(f"u{i}")) for i in range(8))} == {("current", v1)}
 
     # The swaps went through the index admin (one atomic alias call each, with its history).
     history = svc.index_admin.history(FAMILY, limit=2)
@@ -201,15 +206,15 @@ def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(li
 
 def test_online_figures_and_votes(live) -> None:  # noqa: ANN001
     svc, v1, v2 = live
-    cur = svc.releases.create("ann", "default", index=v1)
-    svc.policies.save(Policy(name="live-votes", retrieval_mode="sparse", top_k=2), actor="ann")
-    cand = svc.releases.create("ann", "live-votes", index=v2)
-    svc.releases.set_current("ann", cur["id"])
-    svc.releases.set_candidate("ann", cand["id"], 0.5)
+    cur = svc.releases.create(ANN, "default", index=v1)
+    svc.policies.save(Policy(name="live-votes", retrieval_mode="sparse", top_k=2), actor=ANN)
+    cand = svc.releases.create(ANN, "live-votes", index=v2)
+    svc.releases.set_current(ANN, cur["id"])
+    svc.releases.set_candidate(ANN, cand["id"], 0.5)
     for i in range(6):  # the candidate's policy wins 6 of 6 blind votes (stored in either orientation)
         a, b = (cur["policy"], cand["policy"]) if i % 2 else (cand["policy"], cur["policy"])
-        svc.releases.vote("ann", "q", a, b, f"ra{i}", f"rb{i}", "a", True, "b" if i % 2 else "a")
-    svc.releases.vote("ann", "q", cur["policy"], cand["policy"], "x", "y", "b", True, "tie")
+        svc.releases.vote(ANN, "q", a, b, f"ra{i}", f"rb{i}", "a", True, "b" if i % 2 else "a")
+    svc.releases.vote(ANN, "q", cur["policy"], cand["policy"], "x", "y", "b", True, "tie")
     report = online_report(svc.db, svc.releases, svc.releases.experiments(1)[0])
     assert report.votes == {"current": 0, "candidate": 6, "tie": 1, "both_bad": 0}
     win = next(c for c in report.comparisons if c.metric == "pairwise win rate")
@@ -217,4 +222,4 @@ def test_online_figures_and_votes(live) -> None:  # noqa: ANN001
     assert not compare_win_rate("w", 2, 3).significant and compare_win_rate("w", 2, 3).more_needed > 50
     assert {c.metric for c in compare_variants(report.variants["current"], report.variants["candidate"])} == {
         "error rate", "mean latency (ms)", "cost per request (USD)", "thumbs-up rate"}
-    svc.releases.clear_candidate("ann")
+    svc.releases.clear_candidate(ANN)

@@ -9,8 +9,11 @@ from backend.generation import OpenAIGenerator
 from backend.ledger.calls import ModelCall, RequestContext
 from backend.policy import Policy
 from backend.services import Services
+from actors import ADMIN, user
 from corpus import first_queries
 from ledger_fixtures import cost_stack, metered_engine, start_webhook
+
+ALICE = user("alice")  # asks questions (viewer); ADMIN manages the rules
 
 
 @pytest.fixture
@@ -26,12 +29,12 @@ def test_error_rate_rule_fires_then_resolves_with_webhook(services: Services, fa
                                                  llm_max_retries=0))
     engine = metered_engine(services, costs, OpenAIGenerator(s), openai_base_url=fault_llm.base_url,
                             llm_model=fault_llm.model)
-    rid = costs.alerts.create_rule("ops", "errors", "error_rate", 0.25, window_minutes=10, min_requests=4)
+    rid = costs.alerts.create_rule(ADMIN, "errors", "error_rate", 0.25, window_minutes=10, min_requests=4)
     q = [x["question"] for x in first_queries("scifact", 6)]
     fault_llm.fail_next(2, status=503)
     for question in q[:4]:
         try:
-            engine.query(question, Policy(top_k=1), user="alice")
+            engine.query(question, Policy(top_k=1), ALICE)
         except DependencyError:
             pass
     result = costs.alerts.evaluate()
@@ -44,7 +47,7 @@ def test_error_rate_rule_fires_then_resolves_with_webhook(services: Services, fa
     assert costs.alerts.firing()[0]["first_seen"] == first_seen
 
     for question in q[:4]:  # cached now, and successful: 2 errors in 8 requests = 25%, not above
-        engine.query(question, Policy(top_k=1), user="alice")
+        engine.query(question, Policy(top_k=1), ALICE)
     costs.alerts.evaluate()
     assert costs.alerts.firing() == []
     episode = costs.alerts.history(1)[0]
@@ -65,8 +68,8 @@ def _rows(costs, totals_ms: list[float], cost: float = 0.0) -> None:
 
 def test_p95_latency_and_cost_rules(tmp_path) -> None:
     costs = cost_stack(tmp_path)
-    costs.alerts.create_rule("ops", "slow", "p95_latency", 2000, window_minutes=5, min_requests=10)
-    costs.alerts.create_rule("ops", "spend", "cost", 1.0, window_minutes=60, webhook=False)
+    costs.alerts.create_rule(ADMIN, "slow", "p95_latency", 2000, window_minutes=5, min_requests=10)
+    costs.alerts.create_rule(ADMIN, "spend", "cost", 1.0, window_minutes=60, webhook=False)
     _rows(costs, [100.0] * 19 + [5000.0])  # one slow request: p95 still fast
     out = {r["rule"]: r for r in costs.alerts.evaluate()}
     assert not out["slow"]["firing"] and out["slow"]["value"] < 2000
@@ -84,14 +87,14 @@ def test_p95_latency_and_cost_rules(tmp_path) -> None:
 def test_rules_validate_are_audited_and_disable_resolves(tmp_path) -> None:
     costs = cost_stack(tmp_path)
     with pytest.raises(InputError, match="metric must be"):
-        costs.alerts.create_rule("ops", "x", "qps", 1)
+        costs.alerts.create_rule(ADMIN, "x", "qps", 1)
     seeded = {r["name"] for r in costs.alerts.rules()}
     assert "Error rate above 5% (15 min)" in seeded  # sensible defaults ship with the migration
-    rid = costs.alerts.create_rule("ops", "spend", "cost", 0.0, window_minutes=60)
+    rid = costs.alerts.create_rule(ADMIN, "spend", "cost", 0.0, window_minutes=60)
     _rows(costs, [10.0], cost=0.5)
     costs.alerts.evaluate()
     assert [a["rule_id"] for a in costs.alerts.firing()] == [rid]
-    costs.alerts.set_rule_enabled("ops", rid, False)
+    costs.alerts.set_rule_enabled(ADMIN, rid, False)
     assert costs.alerts.firing() == []
     actions = [r["action"] for r in costs.alerts._audit.recent(20)]
     assert {"alert_rule.create", "alert_rule.disable", "alert.fire", "alert.resolve"} <= set(actions)

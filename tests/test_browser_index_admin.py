@@ -46,16 +46,17 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Console, P
     queries = [{"id": f"q-{k}", "question": q, "gold_ids": [k]} for k, (_, q) in TOPICS.items()]
     queries.append({"id": "q-zorblax", "question": NEW_QUESTION, "gold_ids": ["zorblax"]})
     (new / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    console = start_console(root, DEMO_CORPUS=str(demo), DEMO_DOCS="6", EMBEDDING_BATCH_SIZE="2")
+    # The new corpus is a server folder: it must lie under INGEST_ROOTS to be indexed from the page.
+    console = start_console(root, DEMO_CORPUS=str(demo), DEMO_DOCS="6", EMBEDDING_BATCH_SIZE="2", INGEST_ROOTS=str(new))
     yield console, new
     console.stop()
     log = console.log.read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
 
 
-def start_console(data_dir: Path, **env: str) -> Console:
+def start_console(data_dir: Path, port: int | None = None, **env: str) -> Console:
     """`streamlit run console/app.py` from the repo root on a free port, in its own process group."""
-    port = free_port()
+    port = port or free_port()
     log = data_dir / "streamlit.log"
     child_env = {k: v for k, v in os.environ.items() if k not in STACK_ENV}
     child_env.update({"DATA_DIR": str(data_dir), "OPENBLAS_NUM_THREADS": "1", **env})

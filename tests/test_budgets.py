@@ -13,10 +13,12 @@ from backend.generation import OpenAIGenerator
 from backend.ledger.calls import ModelCall, RequestContext
 from backend.policy import Policy
 from backend.services import Services
+from actors import ADMIN, user
 from corpus import first_queries
 from ledger_fixtures import cost_stack, ledger_rows, metered_engine, start_webhook
 
 QUESTIONS = [q["question"] for q in first_queries("scifact", 4)]
+ALICE, BOB = user("alice"), user("bob")  # ask questions (viewers); ADMIN manages prices and budgets
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def paid(services: Services, fault_llm, tmp_path):
     """An engine on the fault server whose model costs $1,000 / $2,000 per million tokens."""
     hook = start_webhook()
     costs = cost_stack(tmp_path, alert_webhook_url=hook.url)
-    costs.prices.add("ops", fault_llm.model, "exact", 1000.0, 2000.0, effective_from="2024-01-01")
+    costs.prices.add(ADMIN, fault_llm.model, "exact", 1000.0, 2000.0, effective_from="2024-01-01")
     s = services.settings.model_copy(update=dict(openai_base_url=fault_llm.base_url, llm_model=fault_llm.model,
                                                  llm_max_retries=0))
     engine = metered_engine(services, costs, OpenAIGenerator(s), openai_base_url=fault_llm.base_url,
@@ -35,22 +37,22 @@ def paid(services: Services, fault_llm, tmp_path):
 
 def test_hard_budget_blocks_next_paid_call_and_serves_cached_answers(paid, fault_llm) -> None:
     costs, engine, hook = paid
-    costs.budgets.create("ops", "alice daily", 0.05, scope="user", scope_value="alice", period="day", hard=True)
+    costs.budgets.create(ADMIN, "alice daily", 0.05, scope="user", scope_value="alice", period="day", hard=True)
     policy = Policy(top_k=2)
-    first = engine.query(QUESTIONS[0], policy, user="alice")  # spend 0 < limit: allowed
+    first = engine.query(QUESTIONS[0], policy, ALICE)  # spend 0 < limit: allowed
     assert first.cost_usd > 0.05  # one call overspends the limit (the budget cannot know a call's cost before)
     calls_before = len(fault_llm.requests)
 
     with pytest.raises(BudgetExceeded) as err:
-        engine.query(QUESTIONS[1], policy, user="alice")
+        engine.query(QUESTIONS[1], policy, ALICE)
     msg = str(err.value)
     assert msg.startswith("budget: hard budget 'alice daily' (user alice, this day) is spent")
     assert "New paid model calls are refused until" in msg and "cached answers are still served" in msg
     assert len(fault_llm.requests) == calls_before  # refused before any model call
 
-    again = engine.query(QUESTIONS[0], policy, user="alice")  # cached: served despite the spent budget
+    again = engine.query(QUESTIONS[0], policy, ALICE)  # cached: served despite the spent budget
     assert again.cache_hit and again.answer == first.answer and again.cost_usd == 0
-    assert engine.query(QUESTIONS[1], policy, user="bob").cost_usd > 0  # other users are not covered
+    assert engine.query(QUESTIONS[1], policy, BOB).cost_usd > 0  # other users are not covered
 
     refused = ledger_rows(costs, status="refused")
     assert len(refused) == 1 and refused[0]["user"] == "alice" and refused[0]["error_class"] == "BudgetExceeded"
@@ -62,24 +64,24 @@ def test_hard_budget_blocks_next_paid_call_and_serves_cached_answers(paid, fault
     assert status["blocking"] and status["pct"] > 100 and status["fired"] == [80, 95, 100]
     assert 'rag_budget_spend_ratio{budget="alice daily",scope="user alice"}' in text
 
-    costs.budgets.set_enabled("ops", status["id"], False)  # lifting the budget lets calls through again
-    assert engine.query(QUESTIONS[2], policy, user="alice").cost_usd > 0
+    costs.budgets.set_enabled(ADMIN, status["id"], False)  # lifting the budget lets calls through again
+    assert engine.query(QUESTIONS[2], policy, ALICE).cost_usd > 0
 
 
 def test_hard_model_budget_only_blocks_that_model(paid, fault_llm) -> None:
     costs, engine, _ = paid
-    costs.budgets.create("ops", "other model", 0.01, scope="model", scope_value="gpt-4.1", hard=True)
+    costs.budgets.create(ADMIN, "other model", 0.01, scope="model", scope_value="gpt-4.1", hard=True)
     costs.meter.record(RequestContext("x", "u", "default", None, None, "v", "q"),
                        ModelCall("chat", "gpt-4.1", prompt_tokens=100_000, completion_tokens=1000, latency_ms=1))
-    assert engine.query(QUESTIONS[0], Policy(top_k=2), user="alice").cost_usd > 0  # fault-llm is not covered
-    costs.budgets.create("ops", "everything", 0.01, scope="global", hard=True)
+    assert engine.query(QUESTIONS[0], Policy(top_k=2), ALICE).cost_usd > 0  # fault-llm is not covered
+    costs.budgets.create(ADMIN, "everything", 0.01, scope="global", hard=True)
     with pytest.raises(BudgetExceeded, match="'everything' \\(all spend, this month\\)"):
-        engine.query(QUESTIONS[1], Policy(top_k=2), user="alice")
+        engine.query(QUESTIONS[1], Policy(top_k=2), ALICE)
 
 
 def test_soft_thresholds_fire_once_each(paid) -> None:
     costs, engine, hook = paid
-    bid = costs.budgets.create("ops", "team", 1.0, scope="policy", scope_value="default", period="month",
+    bid = costs.budgets.create(ADMIN, "team", 1.0, scope="policy", scope_value="default", period="month",
                                thresholds=[20, 50, 100])
     ctx = RequestContext("r", "alice", "default", None, None, "v", "q")
     for _ in range(12):  # $0.15 each: crosses 20% on the 2nd, 50% on the 4th, 100% on the 7th
@@ -105,7 +107,7 @@ def test_soft_thresholds_fire_once_each(paid) -> None:
 
 def test_rolling_budget_rearms_when_the_window_slides(tmp_path) -> None:
     costs = cost_stack(tmp_path)
-    bid = costs.budgets.create("ops", "rolling", 1.0, period="rolling", rolling_days=3, thresholds=[50])
+    bid = costs.budgets.create(ADMIN, "rolling", 1.0, period="rolling", rolling_days=3, thresholds=[50])
     b = next(x for x in costs.budgets.list() if x.id == bid)
     now = datetime(2026, 3, 10, 12, tzinfo=timezone.utc)
     assert [f.threshold for f in costs.budgets._thresholds(b, 0.6, now)] == [50]
@@ -131,14 +133,14 @@ def test_periods_are_utc_calendar_windows() -> None:
 def test_budget_validation_and_audit(tmp_path) -> None:
     costs = cost_stack(tmp_path)
     with pytest.raises(InputError, match="needs the user"):
-        costs.budgets.create("ops", "x", 5, scope="user")
+        costs.budgets.create(ADMIN, "x", 5, scope="user")
     with pytest.raises(InputError, match="more than \\$0"):
-        costs.budgets.create("ops", "x", 0)
+        costs.budgets.create(ADMIN, "x", 0)
     with pytest.raises(InputError, match="number of days"):
-        costs.budgets.create("ops", "x", 5, period="rolling")
-    bid = costs.budgets.create("ops", "x", 5)
+        costs.budgets.create(ADMIN, "x", 5, period="rolling")
+    bid = costs.budgets.create(ADMIN, "x", 5)
     with pytest.raises(InputError, match="exists"):
-        costs.budgets.create("ops", "x", 5)
-    costs.budgets.delete("ops", bid)
+        costs.budgets.create(ADMIN, "x", 5)
+    costs.budgets.delete(ADMIN, bid)
     actions = [r["action"] for r in costs.budgets._audit.recent(10)]
     assert "budget.create" in actions and "budget.delete" in actions

@@ -8,6 +8,7 @@ from backend.engine import QueryEngine
 from backend.generation import ExtractiveGenerator
 from backend.policy import Policy
 from backend.services import Services
+from actors import VIEWER
 from corpus import first_queries
 
 
@@ -21,8 +22,8 @@ def _engine(services: Services, url: str) -> tuple[QueryEngine, RedisCache]:
 def test_second_query_is_a_redis_hit(services: Services, redis_url: str) -> None:
     engine, cache = _engine(services, redis_url)
     q = first_queries("scifact", 2)[1]["question"]
-    first = engine.query(q, Policy(top_k=3))
-    second = engine.query(q.upper() + "  ", Policy(top_k=3))  # normalised: same key
+    first = engine.query(q, Policy(top_k=3), VIEWER)
+    second = engine.query(q.upper() + "  ", Policy(top_k=3), VIEWER)  # normalised: same key
     assert not first.cache_hit and second.cache_hit
     assert second.answer == first.answer and second.request_id != first.request_id
     assert second.cost_usd == 0 and "retrieve" not in second.latency_ms
@@ -34,13 +35,13 @@ def test_queries_work_without_cache_while_redis_is_down(services: Services, redi
     q = first_queries("scifact", 3)[2]["question"]
     with redis_server.down():
         t = time.perf_counter()
-        answer = engine.query(q, Policy(top_k=3))
+        answer = engine.query(q, Policy(top_k=3), VIEWER)
         elapsed = time.perf_counter() - t
         assert answer.answer and not answer.cache_hit
         assert cache.last_error and "Error" in cache.last_error
         assert not cache.ping()
         assert elapsed < 3, f"a dead Redis must not stall queries ({elapsed:.1f}s)"
     time.sleep(0.3)  # past the back-off: Redis is tried again
-    engine.query(q, Policy(top_k=3))
-    assert engine.query(q, Policy(top_k=3)).cache_hit  # back up: caching resumes
+    engine.query(q, Policy(top_k=3), VIEWER)
+    assert engine.query(q, Policy(top_k=3), VIEWER).cache_hit  # back up: caching resumes
     assert cache.last_error is None

@@ -19,7 +19,7 @@ from backend.traces import TraceStore
 from console import state
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "console" / "app.py")
+APP = str(ROOT / "console" / "navigation.py")
 CHAT = "../pages/chat.py"  # AppTest takes page paths relative to the entry script
 ENGLISH_Q = "5% of perinatal mortality is due to low birth weight."
 CHINESE_Q = "尚恩·菲南在校时为什么会有“矮冬瓜”这个绰号？"
@@ -146,7 +146,7 @@ def test_question_shows_answer_sources_and_trace(extractive: Path) -> None:
     at.feedback[0].set_value(0).run()  # thumbs down, then a comment
     at.text_input(key=f"chat.fbc.{answer.request_id}").set_value("wrong passage").run()
     trace = traces.get(answer.request_id)
-    assert (trace["feedback"], trace["comment"], trace["feedback_by"]) == (-1, "wrong passage", "local-user")
+    assert (trace["feedback"], trace["comment"], trace["feedback_by"]) == (-1, "wrong passage", "local-admin")
     assert any("Feedback saved" in e.value for e in at.caption)
 
     assert not at.download_button[0].disabled  # the conversation can be exported
@@ -208,7 +208,7 @@ def test_save_policy_and_link_to_it(extractive: Path) -> None:
     policies, _ = db(extractive)
     saved = policies.get("tight")
     assert (saved.version, saved.top_k) == (1, 4)
-    assert next(p for p in policies.list() if p["name"] == "tight")["created_by"] == "local-user"
+    assert next(p for p in policies.list() if p["name"] == "tight")["created_by"] == "local-admin"
     assert ask(at, ENGLISH_Q).answer.policy == "tight v1"
 
     linked = chat_page({"policy": "tight"})  # a link to ?policy=tight opens with that policy

@@ -11,6 +11,9 @@ from backend.db import make_engine, migrate
 from backend.errors import InputError, NotFoundError
 from backend.policy import Policy, PolicyStore
 from backend.versions import IndexRegistry
+from actors import Role, user
+
+ANN, BOB = user("ann", Role.operator), user("bob", Role.operator)  # policy authors
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -35,8 +38,8 @@ def test_migrations_create_every_table(db: sa.engine.Engine) -> None:
 def test_policy_versions_never_rewrite_and_are_audited(db: sa.engine.Engine) -> None:
     audit = AuditLog(db)
     store = PolicyStore(db, audit)
-    v1 = store.save(Policy(name="fast", top_k=3), actor="ann")
-    v2 = store.save(Policy(name="fast", top_k=5, retrieval_mode="sparse"), actor="bob", note="sparse only")
+    v1 = store.save(Policy(name="fast", top_k=3), actor=ANN)
+    v2 = store.save(Policy(name="fast", top_k=5, retrieval_mode="sparse"), actor=BOB, note="sparse only")
     assert (v1.version, v2.version) == (1, 2)
     assert store.get("fast").top_k == 5 and store.get("fast", 1).top_k == 3
     assert [p.top_k for p in store.versions("fast")] == [3, 5]
@@ -45,7 +48,7 @@ def test_policy_versions_never_rewrite_and_are_audited(db: sa.engine.Engine) -> 
     with pytest.raises(NotFoundError):
         store.get("fast", 7)
     with pytest.raises(InputError):
-        store.save(Policy(name=" "), actor="ann")
+        store.save(Policy(name=" "), actor=ANN)
     log = audit.recent(action="policy.save")
     assert [(r["actor"], r["detail"]["version"]) for r in log] == [("bob", 2), ("ann", 1)]
 
@@ -53,7 +56,7 @@ def test_policy_versions_never_rewrite_and_are_audited(db: sa.engine.Engine) -> 
 def test_audit_records_failures_too(db: sa.engine.Engine) -> None:
     audit = AuditLog(db)
     with pytest.raises(RuntimeError):
-        with audit.action("ann", "index.delete", "rag_chunks_v1"):
+        with audit.action(ANN, "index.delete", "rag_chunks_v1"):
             raise RuntimeError("boom")
     row = audit.recent(1)[0]
     assert (row["actor"], row["action"], row["result"], row["detail"]["error"]) == ("ann", "index.delete", "error", "boom")

@@ -11,14 +11,18 @@ from backend.cache import MemoryCache
 from backend.policy import Policy
 from backend.services import Services
 from backend.sources import load_source
+from actors import VIEWER, system_actor, user
 from corpus import first_queries
+
+ALICE = user("alice")  # asks (viewer)
+TESTER = system_actor("test")  # builds indexes, as the command line does
 
 
 def test_reingest_of_unchanged_corpus_is_a_noop(services: Services, small_datasets) -> None:
     docs = load_source(small_datasets["scifact"]).documents + load_source(small_datasets["cmrc2018"]).documents
     live = services.store.resolve("rag_chunks")
     before = services.store.count(live)
-    result = services.ingestor.ingest(docs, actor="test", family="rag_chunks", source="tests")
+    result = services.ingestor.ingest(docs, actor=TESTER, family="rag_chunks", source="tests")
     assert result.reused and result.written == 0 and result.collection == live
     assert services.store.count(live) == before
     assert services.registry.get(live)["status"] == "ready"
@@ -63,7 +67,7 @@ def test_dbsf_fusion_and_payload_filter(services: Services) -> None:
 
 def test_extractive_answer_is_labeled_cites_sources_and_is_traced(services: Services) -> None:
     q = first_queries("cmrc2018", 1)[0]
-    answer = services.engine.query(q["question"], Policy(top_k=3), user="alice")
+    answer = services.engine.query(q["question"], Policy(top_k=3), ALICE)
     assert answer.answer_kind == "extractive"
     assert answer.citations and all(1 <= c <= 3 for c in answer.citations)
     assert answer.model == "extractive" and answer.cost_usd == 0
@@ -73,14 +77,14 @@ def test_extractive_answer_is_labeled_cites_sources_and_is_traced(services: Serv
 
 
 def test_stream_yields_sources_then_text_then_answer(services: Services) -> None:
-    events = list(services.engine.stream(first_queries("scifact", 1)[0]["question"], Policy(top_k=3, temperature=0.3)))
+    events = list(services.engine.stream(first_queries("scifact", 1)[0]["question"], Policy(top_k=3, temperature=0.3), VIEWER))
     assert isinstance(events[0], Retrieved) and len(events[0].retrieval.sources) == 3
     assert all(isinstance(e, str) for e in events[1:-1]) and isinstance(events[-1], Answer)
     assert "".join(events[1:-1]) == events[-1].answer
 
 
 def test_retrieval_only_builds_the_prompt_without_generating(services: Services) -> None:
-    answer = services.engine.query("What do ADMP and BMP do in embryos?", Policy(top_k=2), retrieval_only=True)
+    answer = services.engine.query("What do ADMP and BMP do in embryos?", Policy(top_k=2), VIEWER, retrieval_only=True)
     assert answer.answer_kind == "retrieval_only" and answer.answer == ""
     assert "generate" not in answer.latency_ms
     user = answer.prompt[1]["content"]
@@ -97,7 +101,7 @@ def test_bad_questions_are_refused_before_any_model_call(services: Services, que
     services.engine.embedder.embed_queries, original = (lambda texts: calls.append(texts)), services.engine.embedder.embed_queries
     try:
         with pytest.raises(InputError, match=message):
-            services.engine.query(question, Policy())
+            services.engine.query(question, Policy(), VIEWER)
     finally:
         services.engine.embedder.embed_queries = original
     assert calls == []
@@ -107,7 +111,7 @@ def test_unknown_policy_and_alias_are_refused(services: Services) -> None:
     with pytest.raises(NotFoundError, match="unknown policy 'nope'"):
         services.policies.get("nope")
     with pytest.raises(NotFoundError, match="unknown index alias or collection 'nope'"):
-        services.engine.query("a question", Policy(index="nope"))
+        services.engine.query("a question", Policy(index="nope"), VIEWER)
     with pytest.raises(ValueError):
         Policy(retrieval_mode="magic")
 
@@ -117,17 +121,17 @@ def test_cache_key_follows_the_alias_to_the_new_version(services: Services, smal
     engine = QueryEngine(services.settings, services.store, services.embedder, ExtractiveGenerator(),
                          services.engine.reranker, MemoryCache(60, 100))
     docs = load_source(small_datasets["cmrc2018"]).documents
-    v_a = services.ingestor.ingest(docs, actor="test", family="swap_test", source="t", params=ChunkingParams(target_chars=900))
+    v_a = services.ingestor.ingest(docs, actor=TESTER, family="swap_test", source="t", params=ChunkingParams(target_chars=900))
     q = first_queries("cmrc2018", 1)[0]["question"]
     policy = Policy(index="swap_test", top_k=3)
-    first = engine.query(q, policy)
+    first = engine.query(q, policy, VIEWER)
     assert not first.cache_hit and first.collection == v_a.collection
-    assert engine.query(q, policy).cache_hit
-    v_b = services.ingestor.ingest(docs, actor="test", family="swap_test", source="t", params=ChunkingParams(target_chars=600))
+    assert engine.query(q, policy, VIEWER).cache_hit
+    v_b = services.ingestor.ingest(docs, actor=TESTER, family="swap_test", source="t", params=ChunkingParams(target_chars=600))
     assert v_b.collection != v_a.collection and v_b.promoted
-    after = engine.query(q, policy)
+    after = engine.query(q, policy, VIEWER)
     assert not after.cache_hit and after.collection == v_b.collection
-    assert engine.query(q, policy).cache_hit
+    assert engine.query(q, policy, VIEWER).cache_hit
 
 
 def test_unreachable_qdrant_server_is_named_without_hanging(services: Services) -> None:
@@ -142,6 +146,6 @@ def test_unreachable_qdrant_server_is_named_without_hanging(services: Services) 
                          services.engine.reranker, MemoryCache(60, 10))
     t = time.perf_counter()
     with pytest.raises(Exception) as err:
-        engine.query("a question", Policy())
+        engine.query("a question", Policy(), VIEWER)
     assert getattr(err.value, "part", "") == "vector store" and "failed" in str(err.value)
     assert time.perf_counter() - t < 10

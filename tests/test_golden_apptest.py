@@ -19,6 +19,7 @@ from backend.judge import Judge
 from backend.policy import Policy
 from backend.settings import Settings
 from console import state
+from console.auth import LOCAL_ADMIN
 from console.eval_view import diff_item_rows, filter_items, metrics_figure, runs_rows
 from console.markup import escape_md
 from test_console_apptest import APP, console_config, wait_ready
@@ -175,13 +176,13 @@ def test_annotator_builds_reviews_and_freezes_a_set(console: Path) -> None:
     ok(at.button(key=f"golden.reject.{drafts[2]}").click().run())
     assert any(f"Item **#{drafts[2]}** rejected with your comment" in e.value for e in at.success)
     reviewed = {i["id"]: i for i in services().golden.items(SET)}
-    assert reviewed[drafts[0]]["review_comment"] == "spans checked" and reviewed[drafts[0]]["reviewer"] == "local-user"
+    assert reviewed[drafts[0]]["review_comment"] == "spans checked" and reviewed[drafts[0]]["reviewer"] == "local-admin"
     assert reviewed[drafts[2]]["status"] == "rejected"
     assert [h["action"] for h in services().golden.history(drafts[0])] == ["create", "approved"]
 
     # Progress per annotator, then freeze.
     progress = table(at, "annotator")
-    row = progress[progress["annotator"] == "local-user"].iloc[0]
+    row = progress[progress["annotator"] == "local-admin"].iloc[0]
     assert (row["approved"], row["draft"], row["rejected"], row["total"]) == (3, 0, 1, 4)
     ok(at.button(key="golden.freeze").click().run())
     assert any(f"Frozen **{SET} v1**" in e.value.replace("\\-", "-") for e in at.success), texts(at)
@@ -245,7 +246,7 @@ def start_and_finish(at: AppTest, policy: str, timeout_s: float = 180) -> int:
 
 
 def test_runs_start_open_filter_and_diff(console: Path) -> None:
-    services().policies.save(Policy(name="bm25", retrieval_mode="sparse"), "local-user", note="BM25 only")
+    services().policies.save(Policy(name="bm25", retrieval_mode="sparse"), LOCAL_ADMIN, note="BM25 only")
     at = page(RUNS)
     assert at.title[0].value == "🧪 Evaluation runs"
     assert any("No evaluation run yet" in e.value for e in at.info)
@@ -321,7 +322,7 @@ def test_cancelled_run_is_reported(console: Path) -> None:
     ok(at.button(key="runs.start").click().run())
     job_id = at.session_state["runs.jobs"][-1]
     try:
-        services().jobs.cancel(job_id, "local-user")
+        services().jobs.cancel(job_id, LOCAL_ADMIN)
     except Exception:  # it finished first: nothing to cancel
         pass
     job = services().jobs.wait(job_id, 60)

@@ -13,6 +13,11 @@ from backend.golden import GoldItem, GoldRef, parse_items, ref_from_chunk, expor
 from backend.policy import Policy
 from backend.services import Services
 from backend.sources import load_source
+from actors import Role, system_actor, user
+
+ANN = user("ann", Role.operator)  # writes golden sets and runs evaluations
+BOB = user("bob", Role.annotator)  # reviews and freezes
+BUILDER = system_actor("t")  # builds the test index versions
 
 
 def _chunk(rank: int, doc: str, start: int = 0, end: int = 100) -> SourceChunk:
@@ -48,7 +53,7 @@ def test_statistics_find_a_real_effect_and_not_a_null_one() -> None:
 
 
 def test_malformed_imports_are_refused_with_line_and_nothing_half_imported(services: Services) -> None:
-    services.golden.create("imports", actor="ann")
+    services.golden.create("imports", actor=ANN)
     good = b'{"question": "q1", "references": [{"doc_id": "1"}]}\n'
     with pytest.raises(InputError, match="line 2: not JSON"):
         parse_items(good + b"{oops\n", "set.jsonl")
@@ -61,21 +66,21 @@ def test_malformed_imports_are_refused_with_line_and_nothing_half_imported(servi
     assert services.golden.items("imports") == []
     csv_items = parse_items(b"question,gold_context_ids,reference_answer\nWhat?,d1|d2:10-20,yes\n", "set.csv")
     assert csv_items[0].references[1] == GoldRef(doc_id="d2", start=10, end=20)
-    assert services.golden.import_items("imports", csv_items, actor="ann") == 1
+    assert services.golden.import_items("imports", csv_items, actor=ANN) == 1
     assert "d1|d2:10-20" in export_csv(services.golden.items("imports"))
 
 
 def test_annotation_review_history_and_freeze(services: Services) -> None:
-    services.golden.create("review", actor="ann")
+    services.golden.create("review", actor=ANN)
     hit = services.engine.retrieve("ADMP and BMP signals in embryos", Policy(top_k=3)).sources[0]
     ref = ref_from_chunk(hit.doc_id, hit.start, hit.end, hit.text)
     item_id = services.golden.add_item("review", GoldItem(question="What signals set up embryo poles?", references=[ref]),
-                                       actor="ann")
-    services.golden.update_item(item_id, "ann", reference_answer="ADMP and BMP2/4/7")
+                                       actor=ANN)
+    services.golden.update_item(item_id, ANN, reference_answer="ADMP and BMP2/4/7")
     with pytest.raises(InputError, match="no approved items"):
-        services.golden.freeze("review", "bob")
-    services.golden.review(item_id, "bob", approve=True, comment="good")
-    assert services.golden.freeze("review", "bob") == 1
+        services.golden.freeze("review", BOB)
+    services.golden.review(item_id, BOB, approve=True, comment="good")
+    assert services.golden.freeze("review", BOB) == 1
     version, items = services.golden.version_items("review")
     assert version == 1 and items[0].reference_answer == "ADMP and BMP2/4/7"
     assert [h["action"] for h in services.golden.history(item_id)] == ["create", "edit", "approved"]
@@ -84,11 +89,11 @@ def test_annotation_review_history_and_freeze(services: Services) -> None:
 
 def test_span_references_survive_a_rechunked_rebuild(services: Services, small_datasets) -> None:
     docs = load_source(small_datasets["scifact"]).documents
-    v1 = services.ingestor.ingest(docs, actor="t", family="rechunk", source="t", params=ChunkingParams(target_chars=1200))
+    v1 = services.ingestor.ingest(docs, actor=BUILDER, family="rechunk", source="t", params=ChunkingParams(target_chars=1200))
     hit = services.engine.retrieve(docs[0].title, Policy(index=v1.collection, top_k=1)).sources[0]
     items = [GoldItem(question="q", references=[ref_from_chunk(hit.doc_id, hit.start, hit.end, hit.text),
                                                 GoldRef(doc_id="no-such-doc")])]
-    v2 = services.ingestor.ingest(docs, actor="t", family="rechunk", source="t", params=ChunkingParams(target_chars=500, max_chars=700))
+    v2 = services.ingestor.ingest(docs, actor=BUILDER, family="rechunk", source="t", params=ChunkingParams(target_chars=500, max_chars=700))
     assert v2.n_chunks > v1.n_chunks
     for collection in (v1.collection, v2.collection):
         resolved = services.evals.resolve_references(collection, items)
@@ -99,12 +104,12 @@ def test_span_references_survive_a_rechunked_rebuild(services: Services, small_d
 
 def test_run_matches_cli_evaluate_and_diffs_against_another_policy(services: Services, small_datasets) -> None:
     report = evaluate_dataset(services, small_datasets["scifact"], Policy())
-    services.golden.create("scifact-small", actor="ann")
+    services.golden.create("scifact-small", actor=ANN)
     items = parse_items((small_datasets["scifact"] / "queries.jsonl").read_bytes(), "queries.jsonl")
-    services.golden.import_items("scifact-small", items, actor="ann")
-    services.golden.freeze("scifact-small", actor="ann")
+    services.golden.import_items("scifact-small", items, actor=ANN)
+    services.golden.freeze("scifact-small", actor=ANN)
     seen = []
-    hybrid = services.evals.run("scifact-small", Policy(), actor="ann", index=report.collection,
+    hybrid = services.evals.run("scifact-small", Policy(), actor=ANN, index=report.collection,
                                 progress=lambda done, total: seen.append((done, total)))
     run = services.evals.get(hybrid)
     assert run["status"] == "done" and seen[-1] == (len(items), len(items))
@@ -113,7 +118,7 @@ def test_run_matches_cli_evaluate_and_diffs_against_another_policy(services: Ser
         assert run["metrics"][metric]["low"] <= run["metrics"][metric]["mean"] <= run["metrics"][metric]["high"]
     per_item = services.evals.items(hybrid)
     assert per_item[0]["answer_kind"] == "extractive" and "context_recall" in per_item[0]["metrics"]
-    sparse = services.evals.run("scifact-small", Policy(name="bm25", retrieval_mode="sparse"), actor="ann", index=report.collection)
+    sparse = services.evals.run("scifact-small", Policy(name="bm25", retrieval_mode="sparse"), actor=ANN, index=report.collection)
     diff = services.evals.diff(hybrid, sparse)
     assert diff["n_items"] == len(items) and sum(diff["counts"].values()) == len(items)
     assert set(diff["metrics"]["ndcg@10"]) == {"delta", "low", "high", "p_value"}

@@ -25,9 +25,14 @@ from backend.jobs import CANCELLED, DONE, FAILED, Job, jobs
 from backend.policy import Policy
 from backend.services import Services
 from backend.settings import PROJECT_ROOT
+from actors import Role, user
 from test_index_admin_support import TOPICS, ControlledEmbedder, fresh_services, write_dataset, write_folder
 
 ALIAS = "rag_chunks"
+ANN = user("ann", Role.admin)  # rebuilds, promotes, rolls back and deletes versions
+CI = user("ci", Role.admin)  # gates and promotes
+BOB = user("bob", Role.operator)  # may rebuild
+MALLORY = user("mallory", Role.operator)  # may rebuild: her uploads are refused for what they hold
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +51,17 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def live(svc: Services, docs: Path) -> str:
     """The first version, built by a rebuild job and promoted."""
     job = rebuild(svc, source=docs)
-    svc.index_admin.promote("ann", job.result["collection"], reason="first version")
+    svc.index_admin.promote(ANN, job.result["collection"], reason="first version")
     return job.result["collection"]
 
 
 def rebuild(svc: Services, **kwargs) -> Job:  # noqa: ANN003
-    return svc.jobs.wait(svc.index_admin.start_rebuild("ann", **kwargs), timeout=120)
+    return svc.jobs.wait(svc.index_admin.start_rebuild(ANN, **kwargs), timeout=120)
 
 
 def ask(svc: Services, question: str = "Is a Qdrant alias swap atomic?") -> str:
     """A query through the alias; returns the collection that answered."""
-    return svc.engine.query(question, Policy(), user="t", retrieval_only=True).collection
+    return svc.engine.query(question, Policy(), user("t"), retrieval_only=True).collection
 
 
 def test_versions_list_every_collection_with_its_metadata(svc: Services, live: str, docs: Path) -> None:
@@ -136,7 +141,7 @@ def _tar_dotdot() -> bytes:
 def test_unsafe_or_bad_uploads_are_refused(svc: Services, live: str, name: str, data: bytes, message: str) -> None:
     before = len(svc.jobs.list(limit=1000))
     with pytest.raises(InputError, match=message):
-        svc.index_admin.start_rebuild("mallory", upload=(name, data))
+        svc.index_admin.start_rebuild(MALLORY, upload=(name, data))
     assert len(svc.jobs.list(limit=1000)) == before  # refused before any job
     assert not any((svc.settings.data_dir / "uploads").glob("*"))
     assert not (svc.settings.data_dir.parent / "evil.md").exists()
@@ -147,15 +152,15 @@ def test_cancel_midway_one_rebuild_at_a_time_and_rebuild_again(svc: Services, li
     ctl = ControlledEmbedder(svc.embedder.embed_passages, pause_after=1)
     monkeypatch.setattr(svc.embedder, "embed_passages", ctl)
     params = ChunkingParams(overlap=0.2)
-    job_id = svc.index_admin.start_rebuild("ann", source=docs, params=params)
+    job_id = svc.index_admin.start_rebuild(ANN, source=docs, params=params)
     assert ctl.started.wait(60)
     with pytest.raises(InputError, match=rf"a rebuild of {ALIAS} is already running \(job {job_id}"):
-        svc.index_admin.start_rebuild("bob", source=docs)
+        svc.index_admin.start_rebuild(BOB, source=docs)
     assert ask(svc) == live  # the live alias keeps serving during the build
     running = svc.jobs.get(job_id)
     partial = running.progress["collection"]
     assert running.status == "running" and running.progress["chunks_done"] == 2 and running.progress["chunks_total"] == 10
-    svc.jobs.cancel(job_id, "ann")
+    svc.jobs.cancel(job_id, ANN)
     ctl.release.set()
     job = svc.jobs.wait(job_id, timeout=60)
     assert job.status == CANCELLED and "cancelled after" in job.error
@@ -164,7 +169,7 @@ def test_cancel_midway_one_rebuild_at_a_time_and_rebuild_again(svc: Services, li
     assert row["status"] == CANCELLED and svc.store.count(partial) < 10
     [v] = [v for v in svc.index_admin.versions() if v.collection == partial]
     assert v.status == CANCELLED and not v.live
-    svc.index_admin.delete("ann", partial)  # a partial collection is removable
+    svc.index_admin.delete(ANN, partial)  # a partial collection is removable
     assert partial not in svc.store.collections() and svc.registry.get(partial)["status"] == "deleted"
     monkeypatch.undo()
     again = rebuild(svc, source=docs, params=params)
@@ -184,9 +189,9 @@ def test_a_crash_inside_the_build_fails_it_and_leaves_live_alone(svc: Services, 
     assert row["status"] == FAILED and "embedding model crashed" in row["error"]
     assert svc.index_admin.live() == live and ask(svc) == live
     with pytest.raises(InputError, match=rf"{partial} is failed: .*only a ready version can be promoted"):
-        svc.index_admin.promote("ann", partial)
+        svc.index_admin.promote(ANN, partial)
     monkeypatch.undo()
-    svc.index_admin.delete("ann", partial)
+    svc.index_admin.delete(ANN, partial)
     assert rebuild(svc, source=docs, params=ChunkingParams(overlap=0.25)).status == DONE
 
 
@@ -194,11 +199,11 @@ def test_bad_input(svc: Services, live: str, tmp_path: Path) -> None:
     admin = svc.index_admin
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no .txt/.md/.html/.pdf files or corpus.jsonl found"):
-        admin.start_rebuild("ann", source=tmp_path / "empty")
+        admin.start_rebuild(ANN, source=tmp_path / "empty")
     with pytest.raises(InputError, match="source not found"):
-        admin.start_rebuild("ann", source=tmp_path / "nowhere")
+        admin.start_rebuild(ANN, source=tmp_path / "nowhere")
     with pytest.raises(InputError, match="max chars"):
-        admin.start_rebuild("ann", source=tmp_path, params=ChunkingParams(target_chars=2000, max_chars=1500))
+        admin.start_rebuild(ANN, source=tmp_path, params=ChunkingParams(target_chars=2000, max_chars=1500))
 
     bad = tmp_path / "unreadable"
     bad.mkdir()
@@ -215,15 +220,15 @@ def test_bad_input(svc: Services, live: str, tmp_path: Path) -> None:
     assert job.status == DONE and job.result["n_docs"] == 1
     assert any(s.startswith("latin1.txt: UnicodeDecodeError") for s in job.result["skipped"])
 
-    for call in (lambda: admin.promote("ann", "rag_chunks_v999"), lambda: admin.delete("ann", "rag_chunks_v999"),
-                 lambda: admin.start_gate("ann", "rag_chunks_v999", tmp_path), lambda: svc.jobs.cancel(99999, "ann")):
+    for call in (lambda: admin.promote(ANN, "rag_chunks_v999"), lambda: admin.delete(ANN, "rag_chunks_v999"),
+                 lambda: admin.start_gate(ANN, "rag_chunks_v999", tmp_path), lambda: svc.jobs.cancel(99999, ANN)):
         with pytest.raises(NotFoundError):
             call()
     with pytest.raises(InputError, match=rf"{live} is live behind {ALIAS}: promote another version first"):
-        admin.delete("ann", live)
+        admin.delete(ANN, live)
     assert live in svc.store.collections() and ask(svc) == live
     with pytest.raises(InputError, match="already points at"):
-        admin.promote("ann", live)
+        admin.promote(ANN, live)
     refused = [a for a in svc.audit.recent(30) if a["result"] == "error"]
     assert {"index.delete", "index.promote"} <= {a["action"] for a in refused}
 
@@ -234,10 +239,10 @@ def test_gate_promote_rollback_and_history(svc: Services, live: str, tmp_path: P
     half = write_dataset(tmp_path / "half", ids=list(TOPICS)[:5])
     good = rebuild(svc, source=full).result["collection"]
     poor = rebuild(svc, source=half).result["collection"]
-    admin.promote("ann", good, reason="full corpus")
+    admin.promote(ANN, good, reason="full corpus")
     assert admin.default_gate_dataset(poor) == str(half)  # its own source folder holds queries.jsonl
 
-    gate = svc.jobs.wait(admin.start_gate("ann", poor, full), timeout=120)
+    gate = svc.jobs.wait(admin.start_gate(ANN, poor, full), timeout=120)
     assert gate.status == DONE, gate.error
     stored = admin.latest_gate(poor)
     assert stored is not None and not stored.result.passed and not stored.stale
@@ -246,40 +251,40 @@ def test_gate_promote_rollback_and_history(svc: Services, live: str, tmp_path: P
     assert stored.result.metrics["candidate"]["recall@10"] == 0.5
     assert "recall@10 drops 0.500" in " ".join(stored.result.reasons)
     with pytest.raises(InputError, match="has a failed gate"):
-        admin.promote("ci", poor, require_gate=True)
+        admin.promote(CI, poor, require_gate=True)
     assert admin.live() == good
 
     better = rebuild(svc, source=full, params=ChunkingParams(overlap=0.3)).result["collection"]
-    assert svc.jobs.wait(admin.start_gate("ci", better, full), timeout=120).status == DONE
+    assert svc.jobs.wait(admin.start_gate(CI, better, full), timeout=120).status == DONE
     assert admin.latest_gate(better).result.passed
-    admin.promote("ci", better, require_gate=True, reason="gate passed")
+    admin.promote(CI, better, require_gate=True, reason="gate passed")
     assert admin.live() == better and ask(svc) == better
     assert admin.latest_gate(poor).stale  # its baseline is no longer live
 
-    admin.promote("ann", poor, reason="try the small one")
-    assert [c.current for c in (admin.rollback("ann", reason="worse"), admin.rollback("ann"))] == [better, good]
-    assert admin.rollback("ann").current == live  # the version before `good` was promoted
+    admin.promote(ANN, poor, reason="try the small one")
+    assert [c.current for c in (admin.rollback(ANN, reason="worse"), admin.rollback(ANN))] == [better, good]
+    assert admin.rollback(ANN).current == live  # the version before `good` was promoted
     with pytest.raises(InputError, match="no earlier ready version"):
-        admin.rollback("ann")
+        admin.rollback(ANN)
     hist = admin.history(ALIAS)
     assert [(h["action"], h["from_collection"], h["to_collection"]) for h in hist[:4]] == [
         ("rollback", good, live), ("rollback", better, good), ("rollback", poor, better), ("promote", better, poor)]
     assert hist[2]["reason"] == "worse" and hist[2]["actor"] == "ann"
-    actions = {a["action"] for a in admin.audit_log(200)}
+    actions = {a["action"] for a in admin.audit_log(ANN, 200)}
     assert {"index.rebuild", "index.gate", "index.promote", "index.rollback", "index.delete"} <= actions
 
     with pytest.raises(InputError, match="already live"):
-        admin.start_gate("ann", live, full)
+        admin.start_gate(ANN, live, full)
     with pytest.raises(InputError, match="no queries.jsonl"):
-        admin.start_gate("ann", good, tmp_path)
+        admin.start_gate(ANN, good, tmp_path)
     other = write_dataset(tmp_path / "other", ids=["qdrant"], query_ids=["qdrant"])
     (other / "queries.jsonl").write_text(json.dumps({"id": "x", "question": "?", "gold_ids": ["nope"]}) + "\n")
-    nothing = svc.jobs.wait(admin.start_gate("ann", good, other), timeout=60)
+    nothing = svc.jobs.wait(admin.start_gate(ANN, good, other), timeout=60)
     assert nothing.status == FAILED and "has a gold document" in nothing.error
 
     svc.registry.update(poor, embedding_model="text-embedding-3-large")
     with pytest.raises(InputError, match="embedded with text-embedding-3-large"):
-        admin.promote("ann", poor)
+        admin.promote(ANN, poor)
     svc.registry.update(poor, embedding_model=svc.embedder.name)
 
 
@@ -294,7 +299,7 @@ def test_a_rebuild_killed_with_its_process_is_marked_failed_at_the_next_start(tm
             fh.write(json.dumps({"id": f"{doc_id}-{i}", "text": f"{TOPICS[doc_id][0]} Copy {i}."}) + "\n")
     svc = fresh_services(data)
     first = rebuild(svc, source=write_folder(tmp_path / "docs", ids=["qdrant", "redis"]))
-    svc.index_admin.promote("ann", first.result["collection"])
+    svc.index_admin.promote(ANN, first.result["collection"])
     svc.close()
 
     env = {**os.environ, "DATA_DIR": str(data), "EMBEDDING_BATCH_SIZE": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -327,7 +332,7 @@ def test_a_rebuild_killed_with_its_process_is_marked_failed_at_the_next_start(tm
         assert svc.registry.get(partial)["status"] == FAILED
         assert "interrupted" in svc.registry.get(partial)["error"]
         assert svc.index_admin.live() == first.result["collection"]
-        svc.index_admin.delete("ann", partial)
+        svc.index_admin.delete(ANN, partial)
         again = rebuild(svc, source=corpus / "corpus.jsonl", limit=5)
         assert again.status == DONE and again.result["collection"] != partial
     finally:

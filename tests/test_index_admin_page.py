@@ -14,11 +14,12 @@ from streamlit.testing.v1 import AppTest
 
 from backend.services import Services
 from console import state
+from console.auth import LOCAL_ADMIN
 from corpus import cut_dataset
 from test_index_admin_support import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "console" / "app.py")
+APP = str(ROOT / "console" / "navigation.py")
 PAGE = "../pages/index_admin.py"  # relative to the entry script
 STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL",
              "DATABASE_URL", "INDEX_ALIAS")
@@ -37,6 +38,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("DEMO_CORPUS", str(demo))
         mp.setenv("DEMO_DOCS", "6")
         mp.setenv("EMBEDDING_BATCH_SIZE", "2")
+        mp.setenv("INGEST_ROOTS", str(root))  # the console may index only under these folders
         state.reset()
         try:
             yield root
@@ -136,7 +138,7 @@ def test_versions_rebuild_gate_promote_rollback(console: Path) -> None:
     assert services().index_admin.live() == "rag_chunks_v2"
     assert "index_admin.dialog" not in at.session_state
     history = table(at, "why")
-    assert history["to"][0] == "rag_chunks_v2" and history["why"][0] == "new corpus" and history["who"][0] == "local-user"
+    assert history["to"][0] == "rag_chunks_v2" and history["why"][0] == "new corpus" and history["who"][0] == "local-admin"
 
     # Roll back, also confirmed.
     rerun(button(at, "rollback").click())
@@ -195,7 +197,7 @@ def test_cancel_from_the_progress_panel(console: Path, monkeypatch: pytest.Monke
     ctl = ControlledEmbedder(svc.embedder.embed_passages, pause_after=1)
     monkeypatch.setattr(svc.embedder, "embed_passages", ctl)
     source = write_dataset(console / "set")
-    job_id = svc.index_admin.start_rebuild("local-user", source=source, params=ChunkingParams(overlap=0.4))
+    job_id = svc.index_admin.start_rebuild(LOCAL_ADMIN, source=source, params=ChunkingParams(overlap=0.4))
     assert ctl.started.wait(60)
     at = page()
     assert "Embedding **2 / 10** chunks of 10 documents" in at.get("progress")[0].proto.text

@@ -60,10 +60,12 @@ def write_dataset(folder: Path, ids: list[str] | None = None, query_ids: list[st
 
 
 def fresh_services(data_dir: Path, **overrides: Any) -> Services:
-    """Services on their own data folder (local Qdrant admits one client per folder)."""
+    """Services on their own data folder (local Qdrant admits one client per folder). The tests
+    write their source folders next to the data folder, so INGEST_ROOTS is the folder around it:
+    console users may rebuild from there (test_access.py covers folders outside the roots)."""
     settings = Settings(_env_file=None, data_dir=data_dir, openai_base_url=None, redis_url=None, database_url=None,
                         qdrant_url=None, embedding_base_url=None, rerank_url=None, demo_corpus=None,
-                        **{"embedding_batch_size": 2, **overrides})
+                        **{"embedding_batch_size": 2, "ingest_roots": str(data_dir.parent), **overrides})
     return build_services(settings)
 
 

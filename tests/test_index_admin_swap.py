@@ -9,9 +9,12 @@ from pathlib import Path
 
 from backend.policy import Policy
 from backend.vectorstore import DENSE
+from actors import Role, user
 from test_index_admin_support import TOPICS, fresh_services, write_folder
 
 ALIAS = "rag_chunks"
+ANN = user("ann", Role.admin)
+SWAPPER = user("swapper", Role.admin)
 QUESTIONS = [q for _, q in TOPICS.values()]
 
 
@@ -19,12 +22,12 @@ def test_twenty_alias_swaps_under_continuous_queries(tmp_path: Path) -> None:
     svc = fresh_services(tmp_path / "data")
     try:
         admin = svc.index_admin
-        v1 = svc.jobs.wait(admin.start_rebuild("ann", source=write_folder(tmp_path / "one")), 120).result["collection"]
+        v1 = svc.jobs.wait(admin.start_rebuild(ANN, source=write_folder(tmp_path / "one")), 120).result["collection"]
         two = write_folder(tmp_path / "two", ids=[])
         for doc_id, (text, _) in TOPICS.items():  # same topics, different text: every answer names its version
             (two / f"{doc_id}.md").write_text(f"# {doc_id}\n\n{text} Second edition.\n")
-        v2 = svc.jobs.wait(admin.start_rebuild("ann", source=two), 120).result["collection"]
-        admin.promote("ann", v1)
+        v2 = svc.jobs.wait(admin.start_rebuild(ANN, source=two), 120).result["collection"]
+        admin.promote(ANN, v1)
         texts = {c: {p.payload["text"] for p in svc.store.client.scroll(c, limit=100, with_payload=True)[0]} for c in (v1, v2)}
         assert not texts[v1] & texts[v2]
 
@@ -55,7 +58,7 @@ def test_twenty_alias_swaps_under_continuous_queries(tmp_path: Path) -> None:
         t0 = time.perf_counter()
         for n in range(20):
             target = v2 if n % 2 == 0 else v1
-            change = admin.promote("swapper", target, reason=f"swap {n + 1}")
+            change = admin.promote(SWAPPER, target, reason=f"swap {n + 1}")
             assert change.current == target and admin.live() == target
             time.sleep(0.1)
         swap_s = time.perf_counter() - t0

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from backend.audit import AuditLog
 from backend.db import make_engine, migrate, utcnow
 from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobConflict, JobContext, JobRunner, jobs
+from actors import Role, user
+
+ANN, BOB, CAROL = (user(n, Role.operator) for n in ("ann", "bob", "carol"))  # cancelling needs an operator
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -51,7 +54,7 @@ def _steps(gate: threading.Event, n: int = 5):  # noqa: ANN202 - a job function
 
 def test_progress_is_stored_and_the_result_kept(runner: JobRunner, db: sa.engine.Engine) -> None:
     gate = threading.Event()
-    job_id = runner.submit("demo.job", "ann", _steps(gate), target="t1", detail={"why": "test"})
+    job_id = runner.submit("demo.job", ANN, _steps(gate), target="t1", detail={"why": "test"})
     for _ in range(100):  # the job pauses after step 2: the database shows it mid-run
         job = runner.get(job_id)
         if job.progress.get("step") == 2:
@@ -75,18 +78,18 @@ def test_a_failing_job_is_failed_and_frees_its_lock(runner: JobRunner) -> None:
         ctx.progress(phase="working", final=True)
         raise ValueError("disk on fire")
 
-    job = runner.wait(runner.submit("demo.job", "ann", boom, target="t"), timeout=30)
+    job = runner.wait(runner.submit("demo.job", ANN, boom, target="t"), timeout=30)
     assert job.status == FAILED and "disk on fire" in job.error and job.progress["phase"] == "working"
-    again = runner.wait(runner.submit("demo.job", "ann", lambda ctx: {"ok": True}, target="t"), timeout=30)
+    again = runner.wait(runner.submit("demo.job", ANN, lambda ctx: {"ok": True}, target="t"), timeout=30)
     assert again.status == DONE
 
 
 def test_one_active_job_per_lock(runner: JobRunner) -> None:
     gate = threading.Event()
-    first = runner.submit("demo.job", "ann", _steps(gate), target="fam")
+    first = runner.submit("demo.job", ANN, _steps(gate), target="fam")
     with pytest.raises(JobConflict, match=rf"already running \(job {first}, started by ann"):
-        runner.submit("demo.job", "bob", _steps(gate), target="fam")
-    other = runner.submit("demo.job", "bob", lambda ctx: None, target="other-fam")  # another target is fine
+        runner.submit("demo.job", BOB, _steps(gate), target="fam")
+    other = runner.submit("demo.job", BOB, lambda ctx: None, target="other-fam")  # another target is fine
     assert runner.wait(other, timeout=30).status == DONE
     gate.set()
     assert runner.wait(first, timeout=30).status == DONE
@@ -94,21 +97,21 @@ def test_one_active_job_per_lock(runner: JobRunner) -> None:
 
 def test_cancel_from_this_runner_and_from_another(runner: JobRunner, db: sa.engine.Engine) -> None:
     gate = threading.Event()
-    job_id = runner.submit("demo.job", "ann", _steps(gate), target="a")
-    runner.cancel(job_id, "bob")
+    job_id = runner.submit("demo.job", ANN, _steps(gate), target="a")
+    runner.cancel(job_id, BOB)
     gate.set()
     job = runner.wait(job_id, timeout=30)
     assert job.status == CANCELLED and job.error == "cancelled by request"
 
     # Another process only sets the flag in the database; the job sees it at its next progress write.
     gate2 = threading.Event()
-    job_id = runner.submit("demo.job", "ann", _steps(gate2), target="b")
+    job_id = runner.submit("demo.job", ANN, _steps(gate2), target="b")
     remote = JobRunner(db, AuditLog(db))
-    remote.cancel(job_id, "carol")
+    remote.cancel(job_id, CAROL)
     gate2.set()
     assert runner.wait(job_id, timeout=30).status == CANCELLED
     with pytest.raises(Exception, match="already ended"):
-        remote.cancel(job_id, "carol")
+        remote.cancel(job_id, CAROL)
     assert ("job.cancel", "ok") in [(a["action"], a["result"]) for a in AuditLog(db).recent(20)]
     remote.shutdown()
 
@@ -138,7 +141,7 @@ def test_jobs_of_a_dead_process_are_marked_failed_at_startup(db: sa.engine.Engin
         assert "no heartbeat" in runner.get(far_stale).error
         assert runner.get(alive).status == RUNNING and runner.get(far_fresh).status == RUNNING
         # The lock of the dead job is free again: a new job for that target starts.
-        new = runner.submit("index.rebuild", "ann", lambda ctx: None, target=f"fam-{host}:{dead_pid}:abc")
+        new = runner.submit("index.rebuild", ANN, lambda ctx: None, target=f"fam-{host}:{dead_pid}:abc")
         assert runner.wait(new, timeout=30).status == DONE
         assert any(a["actor"] == "system" and a["result"] == "error" for a in AuditLog(db).recent(20))
     finally:

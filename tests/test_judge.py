@@ -17,6 +17,9 @@ from backend.policy import Policy
 from backend.services import Services
 from backend.settings import Settings
 from backend.ledger.store import ledger
+from actors import Role, user
+
+ANN = user("ann", Role.operator)  # writes the golden set and runs the evaluation
 
 QUESTION = "What is the capital of France?"
 ANSWER = "Paris is the capital of France. Paris has ten million people."
@@ -107,14 +110,14 @@ def test_against_llama_cpp_server(services: Services, llm_server) -> None:
 
 def test_eval_run_stores_judged_metrics_and_reasons(services: Services, small_datasets, fault_llm) -> None:
     items = parse_items((small_datasets["scifact"] / "queries.jsonl").read_bytes(), "queries.jsonl")[:3]
-    services.golden.create("judged", actor="ann")
-    services.golden.import_items("judged", items, actor="ann")
-    services.golden.freeze("judged", actor="ann")
+    services.golden.create("judged", actor=ANN)
+    services.golden.import_items("judged", items, actor=ANN)
+    services.golden.freeze("judged", actor=ANN)
     # Extractive answers: the statements and regenerated questions come from the script, whatever the item.
     fault_llm.replies.extend(r for r in scripted() if r[0] != (RELEVANCY,))
     services.evals.judge = judge_for(services, fault_llm.base_url, "judge-scripted")
     try:
-        run_id = services.evals.run("judged", Policy(), actor="ann")
+        run_id = services.evals.run("judged", Policy(), actor=ANN)
     finally:
         services.evals.judge = None
     run = services.evals.get(run_id)

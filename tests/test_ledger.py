@@ -22,6 +22,7 @@ from backend.ledger.store import ledger
 from backend.policy import Policy
 from backend.pricing import Price, PriceTable, resolve
 from backend.services import Services
+from actors import ADMIN, Role, user
 from corpus import first_queries
 from ledger_fixtures import cost_stack, ledger_rows, metered_engine
 
@@ -119,34 +120,34 @@ def test_price_table_edit_csv_round_trip_and_staleness(tmp_path) -> None:
     assert not prices.cost("some-new-model", 10, 10).known
     assert prices.age_days() > 90  # seeded with list prices checked on 2025-08-07
 
-    pid = prices.add("alice", "acme-llm", "exact", 1.0, 2.0, 0.5, effective_from="2025-01-01", note="test")
+    pid = prices.add(ADMIN, "acme-llm", "exact", 1.0, 2.0, 0.5, effective_from="2025-01-01", note="test")
     assert prices.cost("acme-llm", 1_000_000, 1_000_000).usd == pytest.approx(3.0)
     assert prices.age_days() < 0.01  # a new row counts as checked now
     assert audit.recent(1, action="prices.add")[0]["actor"] == "alice"
     with pytest.raises(InputError, match="exact, prefix or regex"):
-        prices.add("alice", "x", "glob", 1, 1, effective_from="2025-01-01")
+        prices.add(ADMIN, "x", "glob", 1, 1, effective_from="2025-01-01")
     with pytest.raises(InputError, match="does not compile"):
-        prices.add("alice", "(", "regex", 1, 1, effective_from="2025-01-01")
+        prices.add(ADMIN, "(", "regex", 1, 1, effective_from="2025-01-01")
     with pytest.raises(InputError, match="not a date"):
-        prices.add("alice", "x", "exact", 1, 1, effective_from="yesterday")
+        prices.add(ADMIN, "x", "exact", 1, 1, effective_from="yesterday")
 
     exported = prices.export_csv()
     assert exported.splitlines()[0].startswith("pattern,match,input_per_m")
     db2 = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
     migrate(db2)
     other = PriceTable(db2, AuditLog(db2))
-    result = other.import_csv("bob", exported)
+    result = other.import_csv(user("bob", Role.admin), exported)
     assert result == {"rows": seeded + 1, "added": 1, "skipped": seeded}  # the seed is already there
     assert other.cost("acme-llm", 1_000_000, 1_000_000).usd == pytest.approx(3.0)
-    assert other.import_csv("bob", exported)["added"] == 0  # idempotent
+    assert other.import_csv(user("bob", Role.admin), exported)["added"] == 0  # idempotent
     with pytest.raises(InputError, match="CSV line 3: input_per_m 'abc' is not a number"):
-        other.import_csv("bob", "pattern,match,input_per_m,output_per_m,effective_from\n"
+        other.import_csv(user("bob", Role.admin), "pattern,match,input_per_m,output_per_m,effective_from\n"
                                 "a,exact,1,1,2025-01-01\nb,exact,abc,1,2025-01-01\n")
     assert not other.cost("a", 1, 1).known  # all or nothing
 
-    prices.delete("alice", pid)
+    prices.delete(ADMIN, pid)
     assert not prices.cost("acme-llm", 1, 1).known
-    prices.mark_checked("alice")
+    prices.mark_checked(ADMIN)
     assert prices.age_days() < 0.01
 
 
@@ -159,7 +160,7 @@ def test_ledger_matches_real_server_usage_and_hand_costs(services: Services, llm
     costs = cost_stack(tmp_path)
     t_start = datetime.now(timezone.utc)
     p1, p2 = (3.0, 15.0), (5.0, 20.0)
-    costs.prices.add("ops", "smollm2", "prefix", *p1, effective_from=t_start - timedelta(days=1))
+    costs.prices.add(ADMIN, "smollm2", "prefix", *p1, effective_from=t_start - timedelta(days=1))
     usage: list[dict] = []
     s = services.settings.model_copy(update=dict(openai_base_url=llm_server.base_url, llm_model=llm_server.model,
                                                  llm_timeout_s=120, llm_max_retries=0))
@@ -168,10 +169,10 @@ def test_ledger_matches_real_server_usage_and_hand_costs(services: Services, llm
     policy = Policy(top_k=1, max_tokens=8, temperature=0.0)
     questions = [q["question"] for q in first_queries("scifact", 3)]
 
-    answers = [engine.query(q, policy, user="alice") for q in questions[:2]]
-    costs.prices.add("ops", "smollm2", "prefix", *p2, effective_from=datetime.now(timezone.utc))  # price change
-    answers += [engine.query(questions[2], policy, user="bob", variant="B")]
-    hit = engine.query(questions[0], policy, user="carol")  # cached: costs 0, saves at today's price
+    answers = [engine.query(q, policy, user("alice")) for q in questions[:2]]
+    costs.prices.add(ADMIN, "smollm2", "prefix", *p2, effective_from=datetime.now(timezone.utc))  # price change
+    answers += [engine.query(questions[2], policy, user("bob"), variant="B")]
+    hit = engine.query(questions[0], policy, user("carol"))  # cached: costs 0, saves at today's price
     assert hit.cache_hit and hit.cost_usd == 0
 
     chat = [r for r in ledger_rows(costs, kind="chat") if not r["cache_hit"]]
@@ -212,14 +213,14 @@ def test_ledger_matches_real_server_usage_and_hand_costs(services: Services, llm
 def test_streamed_usage_errors_and_prometheus_counters(services: Services, fault_llm, tmp_path) -> None:
     """Streaming path (usage in the last chunk), a failed call, and the exporter's counters."""
     costs = cost_stack(tmp_path)
-    costs.prices.add("ops", fault_llm.model, "exact", 1000.0, 2000.0, cached_input_per_m=100.0, effective_from="2024-01-01")
+    costs.prices.add(ADMIN, fault_llm.model, "exact", 1000.0, 2000.0, cached_input_per_m=100.0, effective_from="2024-01-01")
     s = services.settings.model_copy(update=dict(openai_base_url=fault_llm.base_url, llm_model=fault_llm.model,
                                                  llm_max_retries=0))
     engine = metered_engine(services, costs, OpenAIGenerator(s), openai_base_url=fault_llm.base_url,
                             llm_model=fault_llm.model)
     q = first_queries("scifact", 2)
     fault_llm.cached_tokens = 5  # usage.prompt_tokens_details.cached_tokens, billed at the cached rate
-    answer = engine.query(q[0]["question"], Policy(top_k=2), user="alice")
+    answer = engine.query(q[0]["question"], Policy(top_k=2), user("alice"))
     body = next(r["body"] for r in fault_llm.requests if r["path"].endswith("/chat/completions"))
     prompt = sum(len(m["content"].split()) for m in body["messages"])  # what the fault server reports
     row = ledger_rows(costs, kind="chat")[-1]
@@ -229,7 +230,7 @@ def test_streamed_usage_errors_and_prometheus_counters(services: Services, fault
 
     fault_llm.fail_next(1, status=500)
     with pytest.raises(Exception):
-        engine.query(q[1]["question"], Policy(top_k=2), user="alice")
+        engine.query(q[1]["question"], Policy(top_k=2), user("alice"))
     err = ledger_rows(costs, kind="chat")[-1]
     assert (err["status"], err["error_class"], err["cost_usd"], err["prompt_tokens"]) == ("error", "InternalServerError", 0, 0)
 
@@ -247,12 +248,12 @@ def test_extractive_and_retrieval_only_rows(services: Services, tmp_path) -> Non
     costs = cost_stack(tmp_path)
     engine = metered_engine(services, costs, ExtractiveGenerator())
     q = first_queries("cmrc2018", 1)[0]["question"]
-    a = engine.query(q, Policy(top_k=3, retrieval_mode="sparse"), user="u1")  # sparse: no embedding call
+    a = engine.query(q, Policy(top_k=3, retrieval_mode="sparse"), user("u1"))  # sparse: no embedding call
     assert [r["kind"] for r in ledger_rows(costs)] == ["chat"]
     row = ledger_rows(costs)[0]
     assert row["model"] == "extractive" and row["cost_usd"] == 0 and row["price_known"]
     assert row["question"] == q and row["request_id"] == a.request_id
-    engine.query(q, Policy(top_k=3), retrieval_only=True, user="u1")
+    engine.query(q, Policy(top_k=3), user("u1"), retrieval_only=True)
     assert [r["kind"] for r in ledger_rows(costs)] == ["chat", "embedding"]
     engine.retrieve(q, Policy(top_k=3, retrieval_mode="dense"))  # the evaluation path is metered too
     assert ledger_rows(costs)[-1]["user"] == "system"

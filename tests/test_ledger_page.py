@@ -17,7 +17,7 @@ from console import costs_view, state
 from ledger_fixtures import seed_console
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "console" / "app.py")
+APP = str(ROOT / "console" / "navigation.py")
 PAGE = "../pages/costs.py"
 STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LLM_MODEL", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL",
              "RERANK_URL", "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS", "PROMETHEUS_URL", "METRICS_PORT",

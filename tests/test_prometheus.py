@@ -151,7 +151,7 @@ def _page_reads_prometheus(data_dir: Path, url: str) -> None:
         mp.setenv("PROMETHEUS_URL", url)
         state.reset()
         try:
-            at = AppTest.from_file(str(ROOT / "console" / "app.py"), default_timeout=120)
+            at = AppTest.from_file(str(ROOT / "console" / "navigation.py"), default_timeout=120)
             at.run()
             at.switch_page("../pages/costs.py")
             at.session_state["costs.tab"] = "⏱️ Latency"

@@ -14,6 +14,11 @@ from backend.policy import Policy, PolicyStore
 from backend.releases import Guardrails, ReleaseManager, bucket
 from backend.services import Services
 from backend.sources import load_source
+from actors import VIEWER, Role, system_actor, user
+
+ANN = user("ann", Role.admin)  # sets releases up (setting the current one takes an admin)
+BOB = user("bob", Role.admin)  # promotes and rolls back
+BUILDER = system_actor("t")  # builds the test index versions
 
 
 def test_assignment_is_sticky_and_matches_the_share() -> None:
@@ -54,42 +59,42 @@ def manager(services: Services, small_datasets, tmp_path) -> tuple[ReleaseManage
     docs = load_source(small_datasets["cmrc2018"]).documents
     from backend.chunking import ChunkingParams
 
-    v1 = services.ingestor.ingest(docs, actor="t", family="ab_family", source="t", params=ChunkingParams(target_chars=700))
-    v2 = services.ingestor.ingest(docs, actor="t", family="ab_family", source="t", promote=False,
+    v1 = services.ingestor.ingest(docs, actor=BUILDER, family="ab_family", source="t", params=ChunkingParams(target_chars=700))
+    v2 = services.ingestor.ingest(docs, actor=BUILDER, family="ab_family", source="t", promote=False,
                                   params=ChunkingParams(target_chars=1100))
     services.store.point_alias("ab_family", v1.collection)
     db = make_engine(f"sqlite:///{tmp_path / 'releases.db'}")
     migrate(db)
     audit = AuditLog(db)
     policies = PolicyStore(db, audit)
-    policies.save(Policy(name="ab-base", top_k=4), actor="ann")
-    policies.save(Policy(name="ab-sparse", retrieval_mode="sparse", top_k=4), actor="ann")
+    policies.save(Policy(name="ab-base", top_k=4), actor=ANN)
+    policies.save(Policy(name="ab-sparse", retrieval_mode="sparse", top_k=4), actor=ANN)
     return ReleaseManager(db, audit, policies, services.store, "ab_family"), v1.collection, v2.collection
 
 
 def test_promote_and_rollback_swap_the_alias_with_the_release(services: Services, manager) -> None:
     releases, v1, v2 = manager
-    r1 = releases.create("ann", "ab-base", index="ab_family")
-    r2 = releases.create("ann", "ab-sparse", index=v2)
+    r1 = releases.create(ANN, "ab-base", index="ab_family")
+    r2 = releases.create(ANN, "ab-sparse", index=v2)
     assert (r1["collection"], r2["collection"]) == (v1, v2)
     with pytest.raises(InputError, match="set a current release first"):
-        releases.set_candidate("ann", r2["id"], 0.5)
-    releases.set_current("ann", r1["id"], "first setup")
-    releases.set_candidate("ann", r2["id"], 0.5, "try sparse on the new chunking")
+        releases.set_candidate(ANN, r2["id"], 0.5)
+    releases.set_current(ANN, r1["id"], "first setup")
+    releases.set_candidate(ANN, r2["id"], 0.5, "try sparse on the new chunking")
     variants = {releases.policy_for(f"u{i}")[1] for i in range(40)}
     assert variants == {"current", "candidate"}
     policy, variant, release = next(p for p in (releases.policy_for(f"u{i}") for i in range(40)) if p[1] == "candidate")
     assert policy.retrieval_mode == "sparse" and policy.index == v2  # the candidate reads its own version
-    assert services.engine.query("问题", policy, retrieval_only=True).collection == v2
-    releases.promote("bob", "better on the golden set")
+    assert services.engine.query("问题", policy, VIEWER, retrieval_only=True).collection == v2
+    releases.promote(BOB, "better on the golden set")
     assert services.store.aliases()["ab_family"] == v2
     state = releases.state()
     assert state.current["id"] == r2["id"] and state.candidate is None
     assert releases.policy_for("anyone")[0].index == "ab_family"  # current release on the live alias
-    releases.rollback("bob", "complaints")
+    releases.rollback(BOB, "complaints")
     assert services.store.aliases()["ab_family"] == v1 and releases.state().current["id"] == r1["id"]
     with pytest.raises(InputError, match="no earlier release"):
-        releases.rollback("bob")
+        releases.rollback(BOB)
     actions = [e["action"] for e in releases.events()]
     assert actions[:3] == ["rollback", "promote", "set_candidate"]
     assert {r["action"] for r in releases._audit.recent(20)} >= {"release.promote", "release.rollback"}
@@ -97,11 +102,11 @@ def test_promote_and_rollback_swap_the_alias_with_the_release(services: Services
 
 def test_guardrail_sends_traffic_back_and_records_why(services: Services, manager) -> None:
     releases, v1, v2 = manager
-    r1 = releases.create("ann", "ab-base")
-    r2 = releases.create("ann", "ab-sparse", index=v2)
-    releases.set_current("ann", r1["id"])
-    releases.set_candidate("ann", r2["id"], 0.3)
-    releases.set_guardrails("ann", Guardrails(max_error_rate=0.1, max_p95_ms=2000, window_minutes=5, min_requests=10))
+    r1 = releases.create(ANN, "ab-base")
+    r2 = releases.create(ANN, "ab-sparse", index=v2)
+    releases.set_current(ANN, r1["id"])
+    releases.set_candidate(ANN, r2["id"], 0.3)
+    releases.set_guardrails(ANN, Guardrails(max_error_rate=0.1, max_p95_ms=2000, window_minutes=5, min_requests=10))
     healthy = lambda minutes: {"candidate": {"requests": 50, "errors": 2, "p95_ms": 800}}  # noqa: E731
     assert releases.check_guardrails(healthy) is None and releases.state().share == 0.3
     few = lambda minutes: {"candidate": {"requests": 5, "errors": 5, "p95_ms": 900}}  # noqa: E731
@@ -117,7 +122,7 @@ def test_guardrail_sends_traffic_back_and_records_why(services: Services, manage
 def test_votes_are_counted(services: Services) -> None:
     releases = ReleaseManager(services.db, services.audit, services.policies, services.store, "rag_chunks")
     for v in ("a", "a", "b", "tie"):
-        releases.vote("ann", "q", "p1", "p2", "r1", "r2", "b", True, v)
+        releases.vote(ANN, "q", "p1", "p2", "r1", "r2", "b", True, v)
     assert releases.vote_counts("p1", "p2") == {"a": 2, "b": 1, "tie": 1, "both_bad": 0}
     with pytest.raises(InputError):
-        releases.vote("ann", "q", "p1", "p2", "r1", "r2", "a", True, "maybe")
+        releases.vote(ANN, "q", "p1", "p2", "r1", "r2", "a", True, "maybe")

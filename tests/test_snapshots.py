@@ -14,18 +14,23 @@ from backend.errors import InputError, NotFoundError
 from backend.policy import Policy
 from backend.services import Services
 from backend.snapshots import SnapshotError
+from actors import Role, user
 from test_index_admin_support import TOPICS, fresh_services, write_dataset, write_folder
 
 ALIAS = "rag_chunks"
+ANN = user(ANN, Role.admin)  # builds, promotes, snapshots and deletes versions
+BOB = user(BOB, Role.admin)  # restores
+CAROL = user(CAROL, Role.admin)  # uploads a snapshot and deletes it
+MALLORY = user(MALLORY, Role.admin)  # may restore: her files are refused for what they hold
 
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     root = tmp_path_factory.mktemp("snapshots")
     s = fresh_services(root / "data")
-    live = s.jobs.wait(s.index_admin.start_rebuild("ann", source=write_folder(root / "docs")), 120).result["collection"]
-    s.index_admin.promote("ann", live)
-    shadow = s.jobs.wait(s.index_admin.start_rebuild("ann", source=write_dataset(root / "set")), 120)
+    live = s.jobs.wait(s.index_admin.start_rebuild(ANN, source=write_folder(root / "docs")), 120).result["collection"]
+    s.index_admin.promote(ANN, live)
+    shadow = s.jobs.wait(s.index_admin.start_rebuild(ANN, source=write_dataset(root / "set")), 120)
     assert shadow.status == "done", shadow.error
     yield s
     s.close()
@@ -60,14 +65,14 @@ def test_round_trip_snapshot_delete_restore(svc: Services) -> None:
     live, shadow = live_and_shadow(svc)
     before_points, before_search = points(svc, shadow), search(svc, shadow)
     row = svc.registry.get(shadow)
-    snap = svc.snapshots.create("ann", shadow)
+    snap = svc.snapshots.create(ANN, shadow)
     assert snap.kind == "portable" and snap.n_points == len(before_points) == len(TOPICS) and Path(snap.path).is_file()
     assert snap.aliases == [] and snap.meta["version"]["fingerprint"] == row["fingerprint"]
-    assert svc.snapshots.read_bytes(snap.id) == Path(snap.path).read_bytes()  # the download
+    assert svc.snapshots.read_bytes(ANN, snap.id) == Path(snap.path).read_bytes()  # the download
 
-    svc.index_admin.delete("ann", shadow)
+    svc.index_admin.delete(ANN, shadow)
     assert shadow not in svc.store.collections()
-    restored = svc.snapshots.restore("bob", snapshot_id=snap.id)
+    restored = svc.snapshots.restore(BOB, snapshot_id=snap.id)
     new = restored.collection
     assert new != shadow and new.startswith(f"{ALIAS}_v") and restored.n_points == len(TOPICS)
     after = points(svc, new)
@@ -87,16 +92,16 @@ def test_round_trip_snapshot_delete_restore(svc: Services) -> None:
     assert new_row["status"] == "ready" and new_row["fingerprint"] == row["fingerprint"] and new_row["params"] == row["params"]
     assert new_row["source"].startswith(f"snapshot {snap.name}") and new_row["created_by"] == "bob"
     assert svc.index_admin.live() == live  # a restore never touches the live alias
-    svc.index_admin.promote("bob", new, reason="restored")  # a restored version promotes like any other
+    svc.index_admin.promote(BOB, new, reason="restored")  # a restored version promotes like any other
     assert svc.engine.retrieve("Is a Qdrant alias swap atomic?", Policy()).collection == new
-    svc.index_admin.rollback("bob")
+    svc.index_admin.rollback(BOB)
     actions = [(a["action"], a["result"]) for a in svc.audit.recent(20)]
     assert ("snapshot.create", "ok") in actions and ("snapshot.restore", "ok") in actions
 
 
 def test_snapshot_records_the_aliases_of_the_live_version(svc: Services) -> None:
     live, _ = live_and_shadow(svc)
-    snap = svc.snapshots.create("ann", live)
+    snap = svc.snapshots.create(ANN, live)
     assert snap.aliases == [ALIAS]
     with gzip.open(snap.path, "rt") as fh:
         header = json.loads(fh.readline())
@@ -138,39 +143,39 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_damaged_snapshot_is_refused_and_nothing_changes(svc: Services, tmp_path: Path, case: str) -> None:
     _, shadow = live_and_shadow(svc)
-    good = svc.snapshots.list(shadow)[0] if svc.snapshots.list(shadow) else svc.snapshots.create("ann", shadow)
+    good = svc.snapshots.list(shadow)[0] if svc.snapshots.list(shadow) else svc.snapshots.create(ANN, shadow)
     message, damage = CASES[case]
     bad = tmp_path / f"damaged{''.join(Path(good.path).suffixes)}"
     damage(Path(good.path), bad)
     before = state(svc)
     with pytest.raises(SnapshotError, match=message) as err:
-        svc.snapshots.restore("mallory", path=bad)
+        svc.snapshots.restore(MALLORY, path=bad)
     assert "snapshot:" in str(err.value)
     with pytest.raises(SnapshotError, match=message):
-        svc.snapshots.import_file("mallory", bad.name, bad.read_bytes())  # the same file uploaded in the console
+        svc.snapshots.import_file(MALLORY, bad.name, bad.read_bytes())  # the same file uploaded in the console
     assert state(svc) == before
     assert svc.audit.recent(1)[0]["action"] == "snapshot.restore" and svc.audit.recent(1)[0]["result"] == "error"
 
 
 def test_uploaded_snapshot_restores_and_joins_the_list(svc: Services) -> None:
     _, shadow = live_and_shadow(svc)
-    snap = svc.snapshots.create("ann", shadow)
-    result = svc.snapshots.import_file("carol", "from-prod.ragsnap.jsonl.gz", Path(snap.path).read_bytes())
+    snap = svc.snapshots.create(ANN, shadow)
+    result = svc.snapshots.import_file(CAROL, "from-prod.ragsnap.jsonl.gz", Path(snap.path).read_bytes())
     assert result.n_points == len(TOPICS) and result.source_collection == shadow
     assert svc.registry.get(result.collection)["status"] == "ready"
     listed = svc.snapshots.list()[0]
     assert listed.name.endswith("from-prod.ragsnap.jsonl.gz") and listed.created_by == "carol" and listed.n_points == len(TOPICS)
-    svc.snapshots.delete("carol", listed.id)
+    svc.snapshots.delete(CAROL, listed.id)
     assert not Path(listed.path).exists() and listed.id not in [s.id for s in svc.snapshots.list()]
 
 
 def test_snapshot_bad_input(svc: Services) -> None:
     _, shadow = live_and_shadow(svc)
     with pytest.raises(NotFoundError):
-        svc.snapshots.create("ann", "rag_chunks_v404")
+        svc.snapshots.create(ANN, "rag_chunks_v404")
     with pytest.raises(NotFoundError):
-        svc.snapshots.restore("ann", snapshot_id=404)
+        svc.snapshots.restore(ANN, snapshot_id=404)
     with pytest.raises(InputError, match="need a Qdrant server"):
-        svc.snapshots.create("ann", shadow, kind="native")
+        svc.snapshots.create(ANN, shadow, kind="native")
     with pytest.raises(InputError, match="either a snapshot id or a snapshot file"):
-        svc.snapshots.restore("ann")
+        svc.snapshots.restore(ANN)

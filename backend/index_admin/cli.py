@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from backend.access import system_actor
 from backend.errors import RagError
 from backend.jobs import DONE, Job
 
@@ -28,7 +29,7 @@ def _follow(services: Any, job_id: int, label: str, bar: BarFn, describe: Callab
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
-        services.jobs.cancel(job_id, "cli")
+        services.jobs.cancel(job_id, system_actor())
         job = services.jobs.wait(job_id, timeout=60)
     sys.stderr.write("\n")
     job = services.jobs.wait(job_id)

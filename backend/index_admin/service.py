@@ -15,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend.access import Action, Actor, require
+from backend.access.roots import check_ingest_root
 from backend.audit import AuditLog
 from backend.chunking import ChunkingParams
 from backend.db import audit_log, utcnow
@@ -78,7 +80,7 @@ class AliasChange:
 class StoredGate:
     result: gating.GateResult
     ts: datetime
-    actor: str
+    actor: Actor
     live_now: str | None  # the live version when read: a gate against an older live version is stale
 
     @property
@@ -167,9 +169,10 @@ class IndexAdmin:
         return fixed
 
     # --- rebuild ----------------------------------------------------------------------------------
-    def start_rebuild(self, actor: str, *, source: str | Path | None = None, upload: tuple[str, bytes] | None = None,
+    def start_rebuild(self, actor: Actor, *, source: str | Path | None = None, upload: tuple[str, bytes] | None = None,
                       family: str | None = None, params: ChunkingParams | None = None, limit: int | None = None) -> int:
         """Start a shadow rebuild job into <family>_vN+1; the live alias keeps serving. Returns the job id."""
+        require(actor, Action.rebuild)
         family = family or self.family
         params = params or ChunkingParams()
         if (source is None) == (upload is None):
@@ -186,6 +189,8 @@ class IndexAdmin:
             path, staging, described = stage_upload(self.uploads_dir, *upload)
         else:
             path = Path(source).expanduser()  # type: ignore[arg-type]
+            if actor.kind != "system":  # the shell may index what it can read; the console and API only the roots
+                check_ingest_root(path, self.settings)
             precheck_source(path)
             described = str(path)
         detail = {"source": described, "params": params.model_dump(), "limit": limit}
@@ -204,7 +209,7 @@ class IndexAdmin:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
 
-    def _rebuild(self, ctx: JobContext, actor: str, family: str, path: Path, described: str,
+    def _rebuild(self, ctx: JobContext, actor: Actor, family: str, path: Path, described: str,
                  params: ChunkingParams, limit: int | None) -> dict:
         ctx.progress(phase="reading", docs=0, chunks_total=0, chunks_done=0, final=True)
         loaded = load_source(path, limit=limit)
@@ -241,9 +246,10 @@ class IndexAdmin:
         demo = Path(self.settings.demo_corpus) / "scifact" if self.settings.demo_corpus else None
         return str(demo) if demo and (demo / "queries.jsonl").is_file() else ""
 
-    def start_gate(self, actor: str, candidate: str, dataset: str | Path, *, limit: int | None = 50,
+    def start_gate(self, actor: Actor, candidate: str, dataset: str | Path, *, limit: int | None = 50,
                    max_drop: float = gating.MAX_DROP, policy: str = "default") -> int:
         """Score `candidate` against the live version of its family in a background job."""
+        require(actor, Action.run_evaluation)
         row = self.version(candidate)
         if row["status"] != READY:
             raise InputError(f"{candidate} is {row['status']}: only a ready version can be gated")
@@ -261,7 +267,7 @@ class IndexAdmin:
         return self.jobs.submit(GATE, actor, work, target=candidate, what=f"a gate of {candidate}",
                                 detail={"dataset": str(dataset), "baseline": baseline, "limit": limit})
 
-    def _gate(self, ctx: JobContext, actor: str, family: str, candidate: str, baseline: str | None, dataset: str,
+    def _gate(self, ctx: JobContext, actor: Actor, family: str, candidate: str, baseline: str | None, dataset: str,
               queries: list[dict], pol, max_drop: float) -> gating.GateResult:  # noqa: ANN001 - Policy
         collections = [candidate] + ([baseline] if baseline else [])
         ctx.progress(phase="checking gold documents", done=0, total=len(queries) * len(collections), final=True)
@@ -280,7 +286,7 @@ class IndexAdmin:
                                    passed, reasons, max_drop)
         with self.db.begin() as conn:
             conn.execute(index_gates.insert().values(
-                ts=utcnow(), actor=actor, family=family, candidate=candidate, baseline=baseline, dataset=dataset,
+                ts=utcnow(), actor=actor.id, family=family, candidate=candidate, baseline=baseline, dataset=dataset,
                 n_queries=result.n_queries, metrics=metrics, passed=passed, reasons=reasons))
         ctx.progress(phase="done", done=total, total=total, final=True)
         return result
@@ -314,10 +320,10 @@ class IndexAdmin:
                              f"{model}: rebuild it with the current model")
         return row
 
-    def promote(self, actor: str, collection: str, *, alias: str | None = None, reason: str = "",
+    def promote(self, actor: Actor, collection: str, *, alias: str | None = None, reason: str = "",
                 require_gate: bool = False) -> AliasChange:
         """Point the alias at `collection` in one atomic update_collection_aliases call."""
-        with self.audit.action(actor, "index.promote", collection, reason=reason) as extra:
+        with self.audit.action(actor, "index.promote", collection, need=Action.promote, reason=reason) as extra:
             row = self._promotable(collection)
             alias = alias or row["family"]
             extra["alias"] = alias
@@ -331,11 +337,11 @@ class IndexAdmin:
                     raise InputError(f"{collection} has {state}; run the gate first or promote without --require-gate")
             return self._swap(actor, alias, collection, "promote", reason, extra)
 
-    def _swap(self, actor: str, alias: str, collection: str, action: str, reason: str, extra: dict) -> AliasChange:
+    def _swap(self, actor: Actor, alias: str, collection: str, action: str, reason: str, extra: dict) -> AliasChange:
         previous = self.store.point_alias(alias, collection)
         extra["from"] = previous
         with self.db.begin() as conn:
-            conn.execute(alias_history.insert().values(ts=utcnow(), actor=actor, alias=alias, from_collection=previous,
+            conn.execute(alias_history.insert().values(ts=utcnow(), actor=actor.id, alias=alias, from_collection=previous,
                                                        to_collection=collection, action=action, reason=reason))
         return AliasChange(alias, previous, collection, action)
 
@@ -375,10 +381,10 @@ class IndexAdmin:
                  and r["version"] < live_row["version"] and ok(r["collection"])]
         return max(older, key=lambda r: r["version"])["collection"] if older else None
 
-    def rollback(self, actor: str, *, alias: str | None = None, reason: str = "") -> AliasChange:
+    def rollback(self, actor: Actor, *, alias: str | None = None, reason: str = "") -> AliasChange:
         """Point the alias back at the previous version in one atomic call."""
         alias = alias or self.family
-        with self.audit.action(actor, "index.rollback", alias, reason=reason) as extra:
+        with self.audit.action(actor, "index.rollback", alias, need=Action.rollback, reason=reason) as extra:
             target = self.rollback_target(alias)
             if target is None:
                 raise InputError(f"{alias} has no earlier ready version to roll back to")
@@ -387,10 +393,10 @@ class IndexAdmin:
             return self._swap(actor, alias, target, "rollback", reason, extra)
 
     # --- delete -----------------------------------------------------------------------------------
-    def delete(self, actor: str, collection: str) -> None:
+    def delete(self, actor: Actor, collection: str) -> None:
         """Drop a version's collection (never one an alias points at); its registry row stays as
         'deleted' so its name is never reused and the history stays readable."""
-        with self.audit.action(actor, "index.delete", collection) as extra:
+        with self.audit.action(actor, "index.delete", collection, need=Action.delete_version) as extra:
             row = self.registry.get(collection)
             exists = collection in self.store.collections()
             if (row is None or row["status"] == DELETED) and not exists:
@@ -407,8 +413,9 @@ class IndexAdmin:
                 self.registry.update(collection, status=DELETED, error=f"deleted by {actor} at {utcnow():%Y-%m-%d %H:%M} UTC")
 
     # --- audit ------------------------------------------------------------------------------------
-    def audit_log(self, limit: int = 100) -> list[dict]:
+    def audit_log(self, actor: Actor, limit: int = 100) -> list[dict]:
         """Recent admin actions (index, job and snapshot), newest first."""
+        require(actor, Action.read_audit)
         cond = sa.or_(*[audit_log.c.action.startswith(p) for p in ADMIN_ACTIONS])
         q = sa.select(audit_log).where(cond).order_by(audit_log.c.id.desc()).limit(limit)
         with self.db.connect() as conn:
