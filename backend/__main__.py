@@ -137,6 +137,12 @@ def cmd_demo(args) -> int:  # noqa: ANN001
     return 0
 
 
+def cmd_serve(args) -> int:  # noqa: ANN001
+    from backend.api.server import serve
+
+    return serve(args.host, args.port, args.workers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from backend.settings import get_settings
 
@@ -204,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.access.cli import add_commands as add_access_commands
 
     add_access_commands(sub)
+    sv = sub.add_parser("serve", help="run the HTTP API alone (uvicorn) for the production stack")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1, help="worker processes (more than 1 needs QDRANT_URL)")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

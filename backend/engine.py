@@ -22,6 +22,7 @@ from backend.ledger.calls import Meter, ModelCall, NullMeter, RequestContext
 from backend.policy import PROMPT_TEMPLATES, Policy
 from backend.rerank import HTTPReranker, Reranker
 from backend.settings import Settings
+from backend.text import control_chars
 from backend.sparse import query_vector
 from backend.tokens import count_tokens
 from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore, payload_filter
@@ -149,6 +150,9 @@ class QueryEngine:
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty")
         q = question.strip()
+        bad = control_chars(q)
+        if bad:
+            raise InputError(f"the question holds a control character ({bad}); remove it")
         if len(q) > self.settings.max_question_chars:
             raise InputError(f"the question has {len(q):,} characters; the limit is {self.settings.max_question_chars:,}")
         if policy.prompt_template not in PROMPT_TEMPLATES:

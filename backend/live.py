@@ -72,10 +72,10 @@ def _failure(exc: RagError, variant: str | None, release: dict | None) -> LiveRe
 
 
 def stream_live(services: "Services", question: str, actor: Actor, filters: dict | None = None, *,
-                guardrail_every_s: float = GUARDRAIL_EVERY_S) -> Iterator[Retrieved | str | Answer]:
+                guardrail_every_s: float = GUARDRAIL_EVERY_S, routed=None) -> Iterator[Retrieved | str | Answer]:  # noqa: ANN001
     """engine.stream for the release `user` is assigned to (same events); the guardrail check runs
-    when the stream ends, whatever the outcome."""
-    policy, variant, release = route(services, actor)
+    when the stream ends, whatever the outcome. `routed` is a `route()` the caller already made."""
+    policy, variant, release = routed or route(services, actor)
     try:
         yield from services.engine.stream(question, policy, actor, filters, variant=variant)
     except (InputError, BudgetExceeded):

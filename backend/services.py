@@ -4,6 +4,7 @@ Parts that can be down (Redis, an LLM endpoint) never stop the others from being
 their health is checked separately (backend.health)."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -91,3 +92,25 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
         jobs=jobs, index_admin=index_admin, snapshots=SnapshotStore(s, db, store, registry, audit), costs=costs,
         releases=releases,
     )
+
+
+_shared: Services | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_services() -> Services:
+    """The process's one Services, built on first use: the console's pages and the API mounted in
+    the same server share it (Qdrant local mode allows one client per folder)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = build_services()
+        return _shared
+
+
+def close_shared_services() -> None:
+    global _shared
+    with _shared_lock:
+        if _shared is not None:
+            _shared.close()
+        _shared = None

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = Field("groups", description="Claim of the ID token that lists the user's groups.")
     oidc_unknown_role: Literal["none", "viewer"] = Field("none", description="Role of an OIDC user no mapping names: 'none' = no access, or 'viewer'.")
 
+    # HTTP API
+    api_rate_limit: str = Field("600/minute", description="Requests per API key, shared by every API process through Redis (in process without REDIS_URL), e.g. '600/minute' or '20/second'.")
+    api_max_body_bytes: int = Field(1_000_000, description="Largest request body the API accepts (413 above).")
+
     # Limits and demo
     max_question_chars: int = Field(4000, description="Longer questions are refused before any model call.")
     demo_corpus: Path | None = Field(PROJECT_ROOT.parent / "shared" / "datasets", description="Folder of the shared data sets the first-start demo index is built from.")

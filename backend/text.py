@@ -77,3 +77,13 @@ def sentences(text: str) -> list[tuple[int, int]]:
     if start < len(text):
         spans.append((start, len(text)))
     return spans
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_chars(text: str) -> str:
+    """The first control character in `text` as 'U+0000', or '' when there is none. Newlines and
+    tabs are text; NUL and the other control characters are refused at the boundary (never stripped)."""
+    m = _CONTROL_RE.search(text)
+    return f"U+{ord(m.group()):04X}" if m else ""

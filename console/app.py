@@ -1,7 +1,7 @@
 """The console's server: `streamlit run console/app.py` from the repo root.
 
 Streamlit picks up this module-level `st.App` and serves the navigation script beside it, plus the
-routes of the same process: the password login (AUTH_MODE=password). In local mode it refuses to
+routes of the same process: the HTTP API under /api/v1 and the password login (AUTH_MODE=password). In local mode it refuses to
 start on an address other than loopback, where anyone who reaches the port would be admin."""
 from __future__ import annotations
 
@@ -14,16 +14,21 @@ if str(ROOT) not in sys.path:  # streamlit puts console/ on sys.path, not the re
 
 import streamlit as st  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
+
+from backend.api import create_api  # noqa: E402
+from backend.services import shared_services  # noqa: E402
 
 from backend.settings import get_settings  # noqa: E402
 from console.auth import oidc_secrets, refuse_local_off_loopback  # noqa: E402
 
 settings = get_settings()
 refuse_local_off_loopback(settings, st.get_option("server.address"))
-routes, middleware = [], []
+# The HTTP API on the same port and process (it shares the Qdrant local store with the pages).
+routes, middleware = [Mount("/api/v1", app=create_api(shared_services))], []
 if settings.auth_mode == "password":
     from backend.access.web import LoginRequired, login_routes
 
-    routes, middleware = login_routes(), [Middleware(LoginRequired)]
+    routes, middleware = routes + login_routes(), [Middleware(LoginRequired)]
 app = st.App(Path(__file__).with_name("navigation.py"), routes=routes, middleware=middleware,
              secrets=oidc_secrets(settings))

@@ -16,7 +16,7 @@ from backend.demo import ensure_demo_index
 from backend.errors import RagError
 from backend.health import Health, check_all
 from backend.ingest import IngestProgress, IngestResult
-from backend.services import Services, build_services
+from backend.services import Services, close_shared_services, shared_services
 from backend.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -31,15 +31,16 @@ def describe(exc: BaseException) -> str:
 
 def _close(services: Services) -> None:
     try:
-        services.close()
+        close_shared_services()
     except Exception:  # closing is best effort; a failure here must not hide the next start
         log.exception("closing services failed")
 
 
 @st.cache_resource(show_spinner="Starting services…", on_release=_close)
 def get_services() -> Services:
-    """Built once per process: the local Qdrant store allows one client per folder."""
-    return build_services(get_settings())
+    """Built once per process and shared with the API mounted in the same server: the local
+    Qdrant store allows one client per folder."""
+    return shared_services()
 
 
 # --- first-start demo index ----------------------------------------------------------------

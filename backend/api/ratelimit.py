@@ -1,0 +1,46 @@
+"""Requests per API key, shared by every process through Redis (the `limits` library), in process
+without Redis. When Redis is down the limiter lets requests through (fails open) and says so in a
+counter and on the status page: a cache outage must not become an API outage."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+log = logging.getLogger(__name__)
+
+
+class RateLimiter:
+    def __init__(self, spec: str, redis_url: str | None):
+        self.item = parse(spec)
+        uri = redis_url if redis_url else "memory://"
+        self.backend = "redis" if redis_url else "memory"
+        self._limiter = MovingWindowRateLimiter(storage_from_string(uri, socket_timeout=0.5) if redis_url
+                                                else storage_from_string(uri))
+        self._lock = threading.Lock()
+        self.fail_open_total = 0
+        self.last_failure: float | None = None
+        self.last_error = ""
+
+    def hit(self, key: str) -> tuple[bool, float]:
+        """(allowed, seconds until a request is allowed again)."""
+        try:
+            if self._limiter.hit(self.item, "api", key):
+                return True, 0.0
+            reset = self._limiter.get_window_stats(self.item, "api", key).reset_time
+            return False, max(1.0, reset - time.time())
+        except Exception as exc:  # Redis down: fail open, counted and shown
+            with self._lock:
+                self.fail_open_total += 1
+                self.last_failure, self.last_error = time.time(), f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("rate limiter failing open: %s", exc)
+            return True, 0.0
+
+    @property
+    def degraded(self) -> bool:
+        """Failed open within the last minute."""
+        return self.last_failure is not None and time.time() - self.last_failure < 60
