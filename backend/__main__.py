@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--workers", type=int, default=1, help="worker processes (more than 1 needs QDRANT_URL)")
     sv.set_defaults(func=cmd_serve)
+    from backend.api.replay import add_command as add_replay_command
+
+    add_replay_command(sub)
     return p
 
 

@@ -97,18 +97,32 @@ class VariantOnline:
                 quantile(hi_rank / n, self.latency_counts))
 
 
-def _window(since: datetime, until: datetime | None) -> list:
+SOURCES = ("api", "console", "all")  # whose traffic the online figures count (all: every source)
+
+
+def _source_where(source: str | None) -> list:
+    """The ledger condition of a source filter: api, console (or system); None or 'all' = every row."""
+    if source in (None, "all"):
+        return []
+    if source not in ("api", "console", "system"):
+        raise InputError(f"unknown traffic source '{source}': one of api, console, all")
+    return [ledger.c.source == source]
+
+
+def _window(since: datetime, until: datetime | None, source: str | None = None) -> list:
     L = ledger
-    w = [L.c.epoch >= to_epoch(_aware(since)), L.c.variant.in_(VARIANTS)]
+    w = [L.c.epoch >= to_epoch(_aware(since)), L.c.variant.in_(VARIANTS), *_source_where(source)]
     if until is not None:
         w.append(L.c.epoch < to_epoch(_aware(until)) + 1)
     return w
 
 
-def variant_numbers(db: Engine, since: datetime, until: datetime | None = None) -> dict[str, VariantOnline]:
-    """Every variant's figures over [since, until] (until None: now)."""
+def variant_numbers(db: Engine, since: datetime, until: datetime | None = None,
+                    source: str | None = None) -> dict[str, VariantOnline]:
+    """Every variant's figures over [since, until] (until None: now), of one traffic source
+    (api, console; None or 'all': every request)."""
     L = ledger
-    w = _window(since, until)
+    w = _window(since, until, source)
     out = {v: VariantOnline(v) for v in VARIANTS}
     # One row per request (its model calls summed): requests, failed requests, cost and its square.
     per_request = sa.select(L.c.variant, L.c.request_id, sa.func.sum(L.c.cost_usd).label("cost"),
@@ -145,15 +159,16 @@ def variant_numbers(db: Engine, since: datetime, until: datetime | None = None) 
 
 
 def variant_stats(db: Engine, window_minutes: int, *, since: datetime | None = None,
-                  now: datetime | None = None) -> dict[str, dict[str, float]]:
+                  now: datetime | None = None, source: str | None = None) -> dict[str, dict[str, float]]:
     """The guardrails' read: per variant over the last `window_minutes` (not before `since`, the
-    start of the running experiment): requests, failed requests and p95 end-to-end latency (ms)."""
+    start of the running experiment): requests, failed requests and p95 end-to-end latency (ms).
+    `source` (api, console; None or 'all': every request) narrows it to one kind of traffic."""
     now = _aware(now or utcnow())
     start = now - timedelta(minutes=window_minutes)
     if since is not None and _aware(since) > start:
         start = _aware(since)
     L = ledger
-    w = [L.c.epoch >= to_epoch(start), L.c.epoch <= to_epoch(now), L.c.variant.in_(VARIANTS)]
+    w = [L.c.epoch >= to_epoch(start), L.c.epoch <= to_epoch(now), L.c.variant.in_(VARIANTS), *_source_where(source)]
     per_request = sa.select(L.c.variant, L.c.request_id,
                             sa.func.max(sa.case((L.c.status == "error", 1), else_=0)).label("failed")) \
         .where(*w).group_by(L.c.variant, L.c.request_id).subquery()
@@ -202,10 +217,12 @@ def compare_variants(cur: VariantOnline, cand: VariantOnline, votes: dict[str, i
     return rows
 
 
-def online_report(db: Engine, releases: ReleaseManager, experiment: dict) -> OnlineReport:
-    """The comparison of one experiment (an entry of ReleaseManager.experiments()) over its life."""
+def online_report(db: Engine, releases: ReleaseManager, experiment: dict, source: str | None = None) -> OnlineReport:
+    """The comparison of one experiment (an entry of ReleaseManager.experiments()) over its life,
+    on one traffic source's requests (api, console; None or 'all': every request). Votes are the
+    console's own (pairwise comparisons), whatever the source."""
     since, until = experiment["started_at"], experiment["ended_at"]
-    numbers = variant_numbers(db, since, until)
+    numbers = variant_numbers(db, since, until, source)
     cur, cand = releases.get(experiment["current_id"]), releases.get(experiment["candidate_id"])
     pair = releases.pair_votes(cur["policy"], cand["policy"], since=since, until=until)
     votes = {"current": pair["x"], "candidate": pair["y"], "tie": pair["tie"], "both_bad": pair["both_bad"]}

@@ -67,7 +67,7 @@ alerts = sa.Table(
 )
 
 
-URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;!?)\]]")  # not the sentence's last mark
 
 
 def webhook_label(url: str | None) -> str | None:

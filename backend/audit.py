@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.access.actor import Actor
-from backend.access.permissions import Action, PermissionDenied, require
+from backend.access.permissions import Action, PermissionDenied
+from backend.access.permissions import require as require_role
 from backend.db import audit_log, utcnow
 
 
@@ -43,6 +44,15 @@ class AuditLog:
                                           detail=detail, result=result)
             )
 
+    def require(self, actor: Actor, need: Action, action: str, target: str = "", **detail: Any) -> None:
+        """`require(actor, need)` that records a refusal as 'denied' under `action`: for calls that
+        check the role before they start (jobs, reads, item edits) rather than inside `action`."""
+        try:
+            require_role(actor, need)
+        except PermissionDenied as exc:
+            self.record(actor, action, target, result="denied", error=str(exc), **detail)
+            raise
+
     @contextmanager
     def action(self, actor: Actor, action: str, target: str = "", *, need: Action | None = None,
                **detail: Any) -> Iterator[dict]:
@@ -51,11 +61,7 @@ class AuditLog:
         The block may add detail through the yielded dict."""
         extra: dict = {}
         if need is not None:
-            try:
-                require(actor, need)
-            except PermissionDenied as exc:
-                self.record(actor, action, target, result="denied", error=str(exc), **detail)
-                raise
+            self.require(actor, need, action, target, **detail)
         try:
             yield extra
         except Exception as exc:
@@ -73,7 +79,7 @@ class AuditLog:
 
     def search(self, actor: Actor, f: AuditQuery = AuditQuery()) -> list[dict]:
         """The audit viewer: newest first, filtered by who, what, when, target and result."""
-        require(actor, Action.read_audit)
+        self.require(actor, Action.read_audit, "audit.search")
         c = audit_log.c
         q = sa.select(audit_log).order_by(c.id.desc()).limit(max(1, min(f.limit, 10_000)))
         if f.who:

@@ -4,7 +4,11 @@ from Monday, calendar month, or the last N days including today).
 Soft thresholds (e.g. 80 / 95 / 100 % of the limit) raise an alert once each per period. A hard
 budget also refuses new paid calls of its scope once its spend reaches the limit; cached answers
 are served before any budget check, so they still go out. Spend comes from the ledger's daily
-roll-up, cached for a few seconds and increased at once by each call this process writes."""
+roll-up, cached for a few seconds and increased at once by each call this process writes.
+
+An API key may carry its own monthly budget (`api_keys.budget_usd`): `check_key` refuses the key's
+requests once its spend this calendar month (UTC) reaches it. That spend is summed from the raw
+ledger rows of the key through their (api_key, epoch) index, fresh on every request."""
 from __future__ import annotations
 
 import threading
@@ -17,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.access import Action, Actor
+from backend.access.tables import api_keys
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import BudgetExceeded, InputError, NotFoundError
@@ -297,6 +302,10 @@ class BudgetService:
                        f"threshold {top}% crossed", value=spent, threshold=b.limit_usd * top / 100, notify=True)
         return fired
 
+    def check_key(self, actor: Actor, now: datetime | None = None) -> None:
+        """`check_key_budget` on this service's database (the API calls it once the key is known)."""
+        check_key_budget(self._engine, self._q, actor, now)
+
     def close_old_periods(self, now: datetime | None = None) -> None:
         """Resolve budget alerts of periods that have ended."""
         if self._alerts is None:
@@ -326,6 +335,38 @@ class BudgetService:
                         "blocking": b.hard and b.enabled and spent >= b.limit_usd,
                         "resets": p.resets, "first_day": datetime.fromtimestamp(p.first_day * DAY_S, timezone.utc)})
         return out
+
+
+def month_start(now: datetime) -> datetime:
+    """Midnight UTC of the first day of `now`'s month."""
+    now = now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    return datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+
+
+def key_budget(engine: Engine, name: str) -> float | None:
+    """The monthly budget of the API key `name`: its not revoked keys' smallest budget (keys that
+    share a name share one ledger name, so one spend), None when none has one."""
+    q = sa.select(sa.func.min(api_keys.c.budget_usd)).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+    with engine.connect() as conn:
+        value = conn.execute(q).scalar()
+    return None if value is None else float(value)
+
+
+def check_key_budget(engine: Engine, queries: LedgerQueries, actor: Actor, now: datetime | None = None) -> None:
+    """Raise BudgetExceeded when `actor` is an API key with a budget and its month-to-date spend
+    (its ledger rows since the first day of this UTC month) has reached it. Other actors pass."""
+    if actor.kind != "api_key":
+        return
+    budget = key_budget(engine, actor.name)
+    if budget is None:
+        return
+    first = month_start(now or utcnow())
+    spent = queries.key_spend(actor.name, int(first.timestamp()))
+    if spent >= budget:
+        resets = (first + timedelta(days=32)).replace(day=1)
+        raise BudgetExceeded(
+            f"API key '{actor.name}' has spent ${spent:,.4f} of its monthly budget of ${budget:,.2f} "
+            f"(since {first:%Y-%m-%d} UTC); its requests are refused until {resets:%Y-%m-%d %H:%M} UTC.")
 
 
 def _insert_ignore(conn, table: sa.Table):

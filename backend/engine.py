@@ -18,7 +18,7 @@ from backend.db import utcnow
 from backend.embeddings import Embedder
 from backend.errors import BudgetExceeded, InputError
 from backend.generation import Generator, Usage
-from backend.ledger.calls import Meter, ModelCall, NullMeter, RequestContext
+from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, RequestContext
 from backend.policy import PROMPT_TEMPLATES, Policy
 from backend.rerank import HTTPReranker, Reranker
 from backend.settings import Settings
@@ -168,15 +168,19 @@ class QueryEngine:
         require(actor, Action.ask)
         q = self.validate(question, policy)
         collection = self.store.resolve(self.index_of(policy))
-        ctx = self._context(q, policy, actor.ledger_user, collection, None, retrieval_only=True)
+        ctx = self._context(q, policy, actor, collection, None, retrieval_only=True)
         self._authorize(ctx, policy, generate=False)
         return self._retrieve(ctx, q, policy, collection, filters, {})
 
     # --- metering: the ledger row of each model call is written here, around the call ------------
-    def _context(self, q: str, policy: Policy, user: str, collection: str, variant: str | None,
+    def _context(self, q: str, policy: Policy, actor: Actor, collection: str, variant: str | None,
                  retrieval_only: bool = False) -> RequestContext:
-        return RequestContext(request_id=uuid.uuid4().hex, user=user, policy=policy.name, policy_version=policy.version,
-                              variant=variant, index_version=collection, question=q, retrieval_only=retrieval_only)
+        """The ledger records `actor.ledger_user`, where the request came from (api, console or
+        system, by the actor's kind) and, for an API key, the key's name."""
+        return RequestContext(request_id=uuid.uuid4().hex, user=actor.ledger_user, policy=policy.name,
+                              policy_version=policy.version, variant=variant, index_version=collection, question=q,
+                              retrieval_only=retrieval_only, source=SOURCE_OF_ACTOR_KIND.get(actor.kind, "system"),
+                              api_key=actor.name if actor.kind == "api_key" else None)
 
     def _planned(self, policy: Policy, generate: bool) -> list[tuple[str, str]]:
         """The model calls this request will make, as (kind, model)."""
@@ -299,7 +303,7 @@ class QueryEngine:
         require(actor, Action.ask)
         q = self.validate(question, policy)
         collection = self.store.resolve(self.index_of(policy))
-        ctx = self._context(q, policy, actor.ledger_user, collection, variant, retrieval_only)
+        ctx = self._context(q, policy, actor, collection, variant, retrieval_only)
         latency: dict[str, float] = {}
         status = "error"
         try:

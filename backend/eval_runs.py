@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from qdrant_client import models
 from sqlalchemy.engine import Engine
 
-from backend.access import Action, Actor, require
+from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.engine import QueryEngine, SourceChunk
@@ -138,7 +138,7 @@ class EvalRuns:
             generate: bool = True, progress: Callable[[int, int], None] | None = None,
             cancel: threading.Event | None = None) -> int:
         """Run synchronously (callers put it in a background job); returns the run id."""
-        require(actor, Action.run_evaluation)
+        self._audit.require(actor, Action.run_evaluation, "eval.run", set_name)
         gversion, items = self._golden.version_items(set_name, version)
         index = index or self._engine.index_of(policy)
         collection = self._store.resolve(index)
@@ -219,7 +219,7 @@ class EvalRuns:
         flag live in the job's row, so a reload or another tab follows it. The set version and the index
         are checked first, so a mistake is refused at once instead of becoming a failed job. Returns the
         job id; the finished job's result holds the run id."""
-        require(actor, Action.run_evaluation)
+        self._audit.require(actor, Action.run_evaluation, "eval.run", set_name)
         gversion, _ = self._golden.version_items(set_name, version)
         collection = self._store.resolve(index or self._engine.index_of(policy))
         target = f"{set_name} v{gversion} · {policy.label()} · {collection}"

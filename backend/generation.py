@@ -10,7 +10,7 @@ from typing import Iterator, Protocol
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from backend.errors import DependencyError
-from backend.settings import Settings
+from backend.settings import Settings, _redact
 from backend.text import sentences, terms
 
 NOT_ENOUGH = "Not enough context to answer."
@@ -47,7 +47,7 @@ def _describe(exc: BaseException, settings: Settings, attempts: int) -> str:
     if isinstance(exc, openai.APITimeoutError):
         return f"timed out after {settings.llm_timeout_s:g} s ({tries})"
     if isinstance(exc, openai.APIConnectionError):
-        return f"unreachable at {settings.openai_base_url} ({tries})"
+        return f"unreachable at {_redact(settings.openai_base_url or '')} ({tries})"
     if isinstance(exc, openai.APIStatusError):
         return f"answered HTTP {exc.status_code} ({tries}): {str(exc.message)[:300]}"
     return f"{type(exc).__name__}: {exc}"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from qdrant_client import models
 from sqlalchemy.engine import Engine
 
-from backend.access import Action, Actor, require
+from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
@@ -159,7 +159,7 @@ class GoldenSets:
     # --- items --------------------------------------------------------------------------------
     def add_item(self, set_name: str, item: GoldItem, actor: Actor, status: Status = "draft",
                  source_trace: str | None = None) -> int:
-        require(actor, Action.annotate)
+        self._audit.require(actor, Action.annotate, "golden.item.create", set_name)
         sid = self.set_id(set_name)
         now = utcnow()
         values = dict(set_id=sid, question=item.question, references=[r.model_dump() for r in item.references],
@@ -172,7 +172,7 @@ class GoldenSets:
         return item_id
 
     def update_item(self, item_id: int, actor: Actor, **changes: Any) -> None:
-        require(actor, Action.annotate)
+        self._audit.require(actor, Action.annotate, "golden.item.edit", str(item_id))
         allowed = {"question", "references", "reference_answer", "tags", "status"}
         if not changes or set(changes) - allowed:
             raise InputError(f"can change only {sorted(allowed)}")
@@ -185,7 +185,7 @@ class GoldenSets:
         self._audit.record(actor, "golden.item.edit", str(item_id), fields=sorted(changes))
 
     def review(self, item_id: int, actor: Actor, approve: bool, comment: str = "") -> None:
-        require(actor, Action.review)
+        self._audit.require(actor, Action.review, "golden.item.review", str(item_id))
         status = "approved" if approve else "rejected"
         with self._db.begin() as conn:
             before = self._get(conn, item_id)

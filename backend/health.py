@@ -5,15 +5,18 @@ with its reason, so one dead service can never take down the page that asks abou
 from __future__ import annotations
 
 import concurrent.futures as cf
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import sqlalchemy as sa
 
 from backend.errors import RagError
 from backend.services import Services
+from backend.settings import _redact
 
 Status = Literal["up", "down", "not configured"]
 UP, DOWN, NOT_CONFIGURED = "up", "down", "not configured"
@@ -28,13 +31,30 @@ class Health:
     latency_ms: float | None = None
 
 
+URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;!?)\]]")  # not the sentence's last mark
+
+
+def _safe_url(url: str) -> str:
+    """A URL fit for the sidebar: no user:password@ (settings._redact), no query (API keys ride there)."""
+    try:
+        return urlunsplit(urlsplit(_redact(url))._replace(query="", fragment=""))
+    except ValueError:
+        return "(unreadable URL)"
+
+
+def scrub(text: str) -> str:
+    """Every URL in a detail without its credentials: details are shown to every role, and error
+    texts from clients (httpx, redis, SQLAlchemy) quote the URL they were given."""
+    return URL_RE.sub(lambda m: _safe_url(m.group(0)), text)
+
+
 def _error(exc: BaseException) -> str:
     text = str(exc).strip() if isinstance(exc, RagError) else f"{type(exc).__name__}: {exc}".rstrip(": ")
     return text if len(text) < 300 else text[:297] + "..."
 
 
 def _unreachable(url: str, exc: httpx.HTTPError) -> tuple[Status, str]:
-    return DOWN, f"unreachable at {url}: {_error(exc)}"
+    return DOWN, f"unreachable at {_safe_url(url)}: {_error(exc)}"
 
 
 def _headers(secret) -> dict[str, str]:  # noqa: ANN001 - pydantic SecretStr or None
@@ -63,9 +83,9 @@ def _embedding(s: Services) -> tuple[Status, str]:
     except httpx.HTTPError as exc:
         return _unreachable(st.embedding_base_url, exc)
     if resp.status_code != 200:
-        return DOWN, f"{st.embedding_base_url} answered HTTP {resp.status_code}"
+        return DOWN, f"{_safe_url(st.embedding_base_url)} answered HTTP {resp.status_code}"
     dim = len(resp.json()["data"][0]["embedding"])
-    return UP, f"{st.embedding_model} at {st.embedding_base_url}, dim {dim}"
+    return UP, f"{st.embedding_model} at {_safe_url(st.embedding_base_url)}, dim {dim}"
 
 
 def _llm(s: Services) -> tuple[Status, str]:
@@ -78,19 +98,19 @@ def _llm(s: Services) -> tuple[Status, str]:
     except httpx.HTTPError as exc:
         return _unreachable(st.openai_base_url, exc)
     if resp.status_code in (401, 403):
-        return DOWN, f"{st.openai_base_url} refused the key (HTTP {resp.status_code}): check OPENAI_API_KEY"
+        return DOWN, f"{_safe_url(st.openai_base_url)} refused the key (HTTP {resp.status_code}): check OPENAI_API_KEY"
     if resp.status_code != 200:
-        return DOWN, f"{st.openai_base_url} answered HTTP {resp.status_code}"
+        return DOWN, f"{_safe_url(st.openai_base_url)} answered HTTP {resp.status_code}"
     ids = [m.get("id", "") for m in resp.json().get("data", [])]
     listed = "" if st.llm_model in ids or not ids else f"; default model {st.llm_model} is not listed"
-    return UP, f"{st.openai_base_url}, {len(ids)} model(s){listed}"
+    return UP, f"{_safe_url(st.openai_base_url)}, {len(ids)} model(s){listed}"
 
 
 def _reranker(s: Services) -> tuple[Status, str]:
     if not s.settings.rerank_url:
         return NOT_CONFIGURED, "re-scores with the embedding model (RERANK_URL is not set)"
     s.engine.reranker.scores("health check", None, "", ["0"], ["health check"])
-    return UP, f"{s.settings.rerank_model} at {s.settings.rerank_url}"
+    return UP, f"{s.settings.rerank_model} at {_safe_url(s.settings.rerank_url)}"
 
 
 def _cache(s: Services) -> tuple[Status, str]:
@@ -141,7 +161,7 @@ def check_all(services: Services, timeout_s: float = 3.0) -> list[Health]:
             continue
         try:
             status, detail, ms = fut.result()
-            out.append(Health(part, status, detail, ms))
+            out.append(Health(part, status, scrub(detail), ms))
         except Exception as exc:  # every failure is a status, never an exception for the caller
-            out.append(Health(part, DOWN, _error(exc)))
+            out.append(Health(part, DOWN, scrub(_error(exc))))
     return out

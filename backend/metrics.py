@@ -9,12 +9,14 @@ Exported series (one registry per Services, served on METRICS_HOST:METRICS_PORT 
   rag_cost_usd_total{kind,model,policy}          cost fixed at write time, as in the ledger
   rag_cache_hits_total{policy} / rag_cache_misses_total{policy}, rag_cache_saved_usd_total{policy}
   rag_budget_spend_ratio{budget,scope}           spend / limit of each budget's current period
+  rag_api_ratelimit_fail_open_total              API requests let through while the limiter's Redis was down
 The latency buckets are the ledger's (backend.ledger.buckets), so both sources estimate
 percentiles from the same bucket bounds."""
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from datetime import datetime, timezone
 
@@ -43,7 +45,10 @@ class Metrics:
         self.cache_misses = Counter("rag_cache_misses_total", "Answers not in the cache", ["policy"], registry=r)
         self.saved = Counter("rag_cache_saved_usd_total", "What cached answers would have cost", ["policy"], registry=r)
         self.budget_ratio = Gauge("rag_budget_spend_ratio", "Spend / limit of each budget's current period",
-                                  ["budget", "scope"], registry=r)
+                                  ["budget", "scope"], registry=r, multiprocess_mode="max")
+        self.ratelimit_fail_open = Counter("rag_api_ratelimit_fail_open_total",
+                                           "API requests let through because the rate limiter's Redis was down",
+                                           registry=r)
         self._server = None
         # Series of the default policy exist at 0 from the first scrape, so increase()/rate() count
         # the very first requests too (a series born with its first observation would miss it).
@@ -82,8 +87,16 @@ class Metrics:
         self.budget_ratio.labels(name, scope).set(ratio)
 
     def exposition(self) -> bytes:
-        from prometheus_client import generate_latest
+        """This process's series; with PROMETHEUS_MULTIPROC_DIR set (`serve --workers N`), the sum
+        over every worker, so one scrape of any worker sees the whole server."""
+        from prometheus_client import CollectorRegistry, generate_latest
 
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)
 
     def serve(self, host: str, port: int) -> bool:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from qdrant_client import models
 from sqlalchemy.engine import Engine
 
-from backend.access import Action, Actor, require
+from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import DependencyError, InputError, NotFoundError
@@ -297,7 +297,7 @@ class SnapshotStore:
         return PurePosixPath(snap.path).name, fh2
 
     def read_bytes(self, actor: Actor, snapshot_id: int) -> bytes:
-        require(actor, Action.snapshot_create)
+        self.audit.require(actor, Action.snapshot_create, "snapshot.download", str(snapshot_id))
         _, fh = self.open(snapshot_id)
         with fh:
             return fh.read()

@@ -18,6 +18,7 @@ import streamlit as st
 
 from backend.ab_online import OFFLINE_JOB, OnlineReport, offline_diff, online_report, start_offline, variant_rows, verdict
 from backend.ab_stats import compare_win_rate
+from backend.access import Action
 from backend.engine import Answer
 from backend.errors import RagError
 from backend.eval_runs import HEADLINE
@@ -27,6 +28,7 @@ from backend.policy import Policy
 from backend.releases import Guardrails, policy_diff
 from backend.services import Services
 from console import answer_view
+from console.access_view import need
 from console.auth import current_actor
 from console.job_progress import job_progress
 from console.markup import escape_md, fmt_ms, latency_bar
@@ -437,7 +439,7 @@ def offline(services: Services, a: Policy, b: Policy) -> None:
                       help="Also generate an answer per item and score it against the reference answer; off: retrieval "
                            "metrics only (faster).")
             st.button("▶️ Run A and B", type="primary", key=key("offline_start"), on_click=_on_start_offline,
-                      args=(services, a, b))
+                      args=(services, a, b), **need(Action.run_evaluation))
         st.caption(f"Runs {escape_md(a.label())} then {escape_md(b.label())} over every item (each policy on its own "
                    "index, else the live alias) as one background job; leave the page and come back, it keeps going.")
     jobs = services.jobs.list(kind=OFFLINE_JOB, limit=50)
@@ -686,10 +688,11 @@ def controls(services: Services) -> None:
         with st.container(horizontal=True):
             is_current = state.current is not None and pick == state.current["id"]
             st.button("🧪 Set as candidate", type="primary", key=key("set_candidate"), on_click=_on_set_candidate,
-                      args=(services,), disabled=state.current is None or is_current,
-                      help="Needs a current release" if state.current is None else None)
+                      args=(services,), **need(Action.set_traffic_share, disabled=state.current is None or is_current,
+                                               help="Needs a current release" if state.current is None else None))
             st.button("📌 Make current", key=key("make_current"), on_click=_on_make_current, args=(services,),
-                      disabled=is_current, help="First setup, or a direct switch (prefer candidate → promote)")
+                      **need(Action.promote, disabled=is_current,
+                             help="First setup, or a direct switch (prefer candidate → promote)"))
     else:
         st.caption("No release yet: create one below.")
     if state.candidate:
@@ -699,12 +702,16 @@ def controls(services: Services) -> None:
         with st.container(horizontal=True, vertical_alignment="bottom"):
             st.number_input("Candidate share now (%)", 0, 100, step=5, key=key("new_share"), width=190,
                             help="0 pauses the experiment (the guardrail does this when it trips)")
-            st.button("🎚️ Apply share", key=key("apply_share"), on_click=_on_share, args=(services,))
-            st.button("⏹️ Stop experiment", key=key("clear"), on_click=_on_clear, args=(services,))
-            st.button("🚀 Promote candidate", type="primary", key=key("promote"), on_click=_open, args=("promote",))
+            st.button("🎚️ Apply share", key=key("apply_share"), on_click=_on_share, args=(services,),
+                      **need(Action.set_traffic_share))
+            st.button("⏹️ Stop experiment", key=key("clear"), on_click=_on_clear, args=(services,),
+                      **need(Action.set_traffic_share))
+            st.button("🚀 Promote candidate", type="primary", key=key("promote"), on_click=_open, args=("promote",),
+                      **need(Action.promote))
     target = releases.rollback_target()
     if target is not None:
-        st.button(f"↩️ Roll back to {target['label']}", key=key("rollback"), on_click=_open, args=("rollback",))
+        st.button(f"↩️ Roll back to {target['label']}", key=key("rollback"), on_click=_open, args=("rollback",),
+                  **need(Action.rollback))
 
 
 def create_form(services: Services) -> None:
@@ -725,7 +732,8 @@ def create_form(services: Services) -> None:
                          format_func=lambda o: "the policy's index (else the live alias)" if o == POLICY_INDEX
                          else f"{o} (live alias, resolved now)" if o == alias else o)
             c3.text_input("Note", key=key("new_note"), placeholder="what this release changes")
-            st.form_submit_button("➕ Create release", key=key("create"), on_click=_on_create, args=(services,))
+            st.form_submit_button("➕ Create release", key=key("create"), on_click=_on_create, args=(services,),
+                                  **need(Action.experiment))
 
 
 def guardrail_form(services: Services) -> None:
@@ -738,7 +746,7 @@ def guardrail_form(services: Services) -> None:
             c3.number_input("Window (minutes)", 1, 1440, g.window_minutes, key=key("g_window"))
             c4.number_input("Min requests", 1, 100_000, g.min_requests, key=key("g_min"))
             st.form_submit_button("💾 Save guardrails", key=key("save_guardrails"), on_click=_on_guardrails,
-                                  args=(services,))
+                                  args=(services,), **need(Action.experiment))
         st.caption("Checked on the live path at most every few seconds, over the candidate's ledger rows in the window "
                    "(not before the experiment started). Crossing a limit sets the share to 0%, records the event and "
                    "fires an alert.")

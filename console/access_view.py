@@ -160,7 +160,7 @@ def _manage_user(access: AccessStore, users: list[UserInfo]) -> None:
             return
         with st.container(horizontal=True, vertical_alignment="bottom"):
             password = st.text_input("New password", type="password", key=key("reset_password"))
-            if st.button("Reset password", key=key("reset"), disabled=not password):
+            if st.button("Reset password", key=key("reset")):
                 _change(lambda: access.reset_password(current_actor(), pick, password),
                         f"Password of **{escape_md(pick)}** reset; their open sessions ended.")
 

@@ -14,9 +14,10 @@ if str(ROOT) not in sys.path:  # streamlit puts console/ on sys.path, not the re
 
 import streamlit as st  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
-from starlette.routing import Mount  # noqa: E402
+from starlette.routing import Mount, Route  # noqa: E402
 
 from backend.api import create_api  # noqa: E402
+from backend.api.server import metrics_endpoint  # noqa: E402
 from backend.services import shared_services  # noqa: E402
 
 from backend.settings import get_settings  # noqa: E402
@@ -25,7 +26,7 @@ from console.auth import oidc_secrets, refuse_local_off_loopback  # noqa: E402
 settings = get_settings()
 refuse_local_off_loopback(settings, st.get_option("server.address"))
 # The HTTP API on the same port and process (it shares the Qdrant local store with the pages).
-routes, middleware = [Mount("/api/v1", app=create_api(shared_services))], []
+routes, middleware = [Mount("/api/v1", app=create_api(shared_services)), Route("/metrics", metrics_endpoint)], []
 if settings.auth_mode == "password":
     from backend.access.web import LoginRequired, login_routes
 

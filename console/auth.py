@@ -19,6 +19,9 @@ from backend.settings import Settings, get_settings
 
 LOCAL_ADMIN = Actor(id="local-admin", name="local-admin", role=Role.admin, kind="user")
 ACTOR_KEY = "auth.actor"
+# Streamlit's secondary button look, for the plain HTML logout form.
+LOGOUT_STYLE = ("font: inherit; font-size: 0.95rem; padding: 0.3rem 0.8rem; border-radius: 0.5rem; cursor: pointer; "
+                "border: 1px solid rgba(49, 51, 63, 0.2); background: #fff; color: rgb(49, 51, 63)")
 
 
 def is_loopback(address: str | None) -> bool:
@@ -123,5 +126,5 @@ def sidebar_identity(actor: Actor) -> None:
     if settings.auth_mode == "oidc":
         st.sidebar.button("Log out", on_click=st.logout, key="auth.logout")
     else:  # an HTML form: the cookie is HttpOnly, only the server can end it
-        st.sidebar.html(f'<form method="post" action="{LOGOUT_PATH}"><button type="submit" class="logout">Log out'
-                        f'</button></form>')
+        st.sidebar.html(f'<form method="post" action="{LOGOUT_PATH}"><button type="submit" style="{LOGOUT_STYLE}">'
+                        'Log out</button></form>')

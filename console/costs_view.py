@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from backend.access import Action
-from backend.alerts import METRICS as ALERT_METRICS, describe_value, webhook_label
+from backend.alerts import METRICS as ALERT_METRICS, describe_value, redact_urls, webhook_label
 from backend.budgets import PERIODS, SCOPES
 from backend.errors import RagError
 from backend.ledger.costs import Costs
@@ -603,6 +603,7 @@ def alerts_section(costs: Costs) -> None:
         st.caption("No alerts yet.")
     else:
         hist = hist[["title", "source", "severity", "first_seen", "last_seen", "resolved_at", "notified_at", "notify_error"]]
+        hist["notify_error"] = hist["notify_error"].map(lambda e: redact_urls(e) if isinstance(e, str) else e)  # older rows
         st.dataframe(hist, hide_index=True, key=K + "alert_history", height=min(38 + 35 * len(hist), 280))
         _download(hist, "alerts", "alerts")
     st.markdown("**Rules**")

@@ -16,12 +16,14 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from backend.access import Action
 from backend.errors import RagError
 from backend.eval_runs import EVAL_JOB, HEADLINE, export_diff_csv, export_diff_json, export_run_csv, export_run_json
 from backend.jobs import CANCELLED, DONE, Job
 from backend.judge import JUDGED_METRICS
 from backend.services import Services
 from console import charts
+from console.access_view import need
 from console.auth import current_actor
 from console.job_progress import job_progress
 from console.markup import escape_md
@@ -249,7 +251,8 @@ def start_form(services: Services, expanded: bool) -> None:
                            "(string similarity, ROUGE-L, exact match, context recall/precision)"
                            + (f", and have {judge.model} judge faithfulness, answer relevancy and context precision"
                               if judge else "") + ". Off: retrieval metrics only.")
-            st.button("▶️ Start run", type="primary", key=key("start"), on_click=_on_start, args=(services,))
+            st.button("▶️ Start run", type="primary", key=key("start"), on_click=_on_start, args=(services,),
+                      **need(Action.run_evaluation))
         st.caption(f"⚖️ LLM judge: **{escape_md(judge.model)}** (faithfulness, answer relevancy, context precision; "
                    "its tokens go to the cost ledger as kind `judge`)" if judge else
                    "⚖️ No LLM judge: set `JUDGE_BASE_URL` (and `JUDGE_MODEL`) for faithfulness, answer relevancy and "
@@ -401,9 +404,10 @@ def run_detail(services: Services, run: dict | None) -> None:
             with st.container(horizontal=True, gap="small"):
                 stem = f"eval-run-{run['id']}"
                 st.download_button("⬇️ Run JSON", data=lambda: export_run_json(run, items), file_name=f"{stem}.json",
-                                   mime="application/json", key=key("export_json"), on_click="ignore")
+                                   mime="application/json", key=key("export_json"), on_click="ignore",
+                                   **need(Action.export))
                 st.download_button("⬇️ Items CSV", data=lambda: export_run_csv(items), file_name=f"{stem}.csv",
-                                   mime="text/csv", key=key("export_csv"), on_click="ignore")
+                                   mime="text/csv", key=key("export_csv"), on_click="ignore", **need(Action.export))
             st.json(spec, expanded=False)
     present = [m for m in ANSWER_METRICS if any(m in i["metrics"] for i in items)]
     with st.container(horizontal=True, vertical_alignment="bottom", gap="medium"):
@@ -500,11 +504,12 @@ def diff_view(services: Services, run: dict | None, base: dict | None) -> None:
     stem = f"eval-diff-{base['id']}-{run['id']}"
     with st.container(horizontal=True, gap="small"):
         st.download_button("⬇️ Diff JSON", data=lambda: export_diff_json(diff), file_name=f"{stem}.json",
-                           mime="application/json", key=key("diff_json"), on_click="ignore")
+                           mime="application/json", key=key("diff_json"), on_click="ignore", **need(Action.export))
         st.download_button("⬇️ Items CSV", data=lambda: export_diff_csv(diff), file_name=f"{stem}-items.csv",
-                           mime="text/csv", key=key("diff_csv"), on_click="ignore")
+                           mime="text/csv", key=key("diff_csv"), on_click="ignore", **need(Action.export))
         st.download_button("⬇️ Metrics CSV", data=lambda: export_diff_csv(diff, "metrics"),
-                           file_name=f"{stem}-metrics.csv", mime="text/csv", key=key("diff_metrics_csv"), on_click="ignore")
+                           file_name=f"{stem}-metrics.csv", mime="text/csv", key=key("diff_metrics_csv"),
+                           on_click="ignore", **need(Action.export))
 
 
 def started_from_url() -> str:

@@ -6,9 +6,10 @@ import logging
 
 import streamlit as st
 
-from backend.access import Action, can
+from backend.access import Action
 from backend.services import Services
 from console import costs_view, state
+from console.access_view import need
 from console.auth import current_actor, sidebar_identity
 from console.markup import escape_md
 from console.state import BuildStatus, IndexInfo, describe
@@ -103,14 +104,12 @@ def _build_banner(info: IndexInfo, build: BuildStatus) -> None:
         st.error(f"Building the demo index failed — {build.error}", icon="🛑")
         st.caption("Or ingest your own documents: `python -m backend ingest <folder>` (in local mode, stop the "
                    "console first: the local vector store allows one process at a time).")
-        if can(current_actor(), Action.rebuild):
-            st.button("🔁 Retry the demo build", key="frame.retry_build", on_click=state.demo_build().start,
-                      args=(current_actor(),))
+        st.button("🔁 Retry the demo build", key="frame.retry_build", on_click=state.demo_build().start,
+                  args=(current_actor(),), **need(Action.rebuild))
     else:
         st.warning(f"The live index alias `{info.alias}` does not exist.", icon="📭")
-        if can(current_actor(), Action.rebuild):
-            st.button("🏗️ Build the demo index", key="frame.build", on_click=state.demo_build().start,
-                      args=(current_actor(),))
+        st.button("🏗️ Build the demo index", key="frame.build", on_click=state.demo_build().start,
+                  args=(current_actor(),), **need(Action.rebuild))
 
 
 @st.fragment(run_every=1)

@@ -16,10 +16,12 @@ import streamlit as st
 from pydantic import ValidationError
 
 from backend.engine import SourceChunk
+from backend.access import Action
 from backend.errors import RagError
 from backend.golden import GoldItem, export_csv, export_jsonl, export_ragas, neighbour_chunks, parse_items, ref_from_chunk
 from backend.policy import Policy
 from backend.services import Services
+from console.access_view import need
 from console.auth import current_actor
 from console.markup import escape_md, highlight, source_card
 from console.policy_panel import LIVE
@@ -106,7 +108,8 @@ def _create_form(services: Services) -> None:
     with st.form(key("new_form"), border=False):
         st.text_input("Name", key=key("new_name"), max_chars=200, placeholder="e.g. support-faq")
         st.text_input("Description", key=key("new_desc"), placeholder="what the set covers (optional)")
-        st.form_submit_button("➕ Create set", type="primary", key=key("create"), on_click=_on_create, args=(services,))
+        st.form_submit_button("➕ Create set", type="primary", key=key("create"), on_click=_on_create, args=(services,),
+                              **need(Action.annotate))
 
 
 def choose_set(services: Services) -> dict | None:
@@ -133,8 +136,9 @@ def choose_set(services: Services) -> dict | None:
         st.markdown(f"📝 **{current['draft']}** draft · ✅ **{current['approved']}** approved · "
                     f"❌ **{current['rejected']}** rejected · 🧊 frozen: **{f'v{latest}' if latest else 'not yet'}**")
         st.button(f"🧊 Freeze approved items as v{(latest or 0) + 1}", key=key("freeze"),
-                  disabled=current["approved"] == 0, on_click=_on_freeze, args=(services, current["name"]),
-                  help="Snapshot the approved items as an immutable version: evaluation runs point at a version.")
+                  on_click=_on_freeze, args=(services, current["name"]),
+                  **need(Action.review, disabled=current["approved"] == 0,
+                         help="Snapshot the approved items as an immutable version: evaluation runs point at a version."))
     if current["description"]:
         st.caption(escape_md(current["description"]))
     return current
@@ -311,7 +315,8 @@ def results(services: Services) -> None:
                 also = f", result #{r['hit_rank']}" if r.get("hit_rank") else ""
                 label = f"#{r['rank']} answers the question" if r["kind"] == "hit" else \
                     f"#{r['parent']}{'↑' if r['kind'] == 'before' else '↓'} (neighbour{also}) answers the question"
-                st.checkbox(label, value=is_ticked, key=key(f"tick.{cid}"), on_change=_on_tick, args=(cid,))
+                st.checkbox(label, value=is_ticked, key=key(f"tick.{cid}"), on_change=_on_tick, args=(cid,),
+                            **need(Action.annotate))
                 st.button("↔️ Widen", key=key(f"widen.{cid}"), disabled=bool(r.get("widened")),
                           on_click=_on_widen, args=(services, cid),
                           help="Show the chunks just before and after this one in its document")
@@ -376,9 +381,10 @@ def item_form(services: Services, set_name: str) -> None:
         st.text_input("Tags", key=key("tags"), placeholder="comma separated, e.g. dosage, multi-hop")
         with st.container(horizontal=True, gap="small"):
             st.form_submit_button("💾 Save draft", key=key("save_draft"), on_click=_on_save,
-                                  args=(services, set_name, "draft"), help="Enter in a text box saves a draft")
+                                  args=(services, set_name, "draft"),
+                                  **need(Action.annotate, help="Enter in a text box saves a draft"))
             st.form_submit_button("✅ Save and approve", type="primary", key=key("save_approve"), on_click=_on_save,
-                                  args=(services, set_name, "approved"))
+                                  args=(services, set_name, "approved"), **need(Action.review))
 
 
 # --- review ----------------------------------------------------------------------------------------
@@ -415,9 +421,9 @@ def review_queue(services: Services, set_name: str) -> None:
                 st.text_input("Comment", key=key(f"comment.{d['id']}"), placeholder="why (kept in the item's history)")
                 with st.container(horizontal=True, gap="small"):
                     st.form_submit_button("✅ Approve", type="primary", key=key(f"approve.{d['id']}"),
-                                          on_click=_on_review, args=(services, d["id"], True))
+                                          on_click=_on_review, args=(services, d["id"], True), **need(Action.review))
                     st.form_submit_button("❌ Reject", key=key(f"reject.{d['id']}"),
-                                          on_click=_on_review, args=(services, d["id"], False))
+                                          on_click=_on_review, args=(services, d["id"], False), **need(Action.review))
 
 
 # --- items, history and progress ---------------------------------------------------------------
@@ -468,7 +474,7 @@ def import_section(services: Services, set_name: str) -> None:
     with st.form(key("import_form"), border=True):
         upload = st.file_uploader("File", type=["jsonl", "csv"], key=key("upload"))
         status = st.radio("Import as", ["approved", "draft"], key=key("import_status"), horizontal=True)
-        submitted = st.form_submit_button("⬆️ Import", key=key("import"))
+        submitted = st.form_submit_button("⬆️ Import", key=key("import"), **need(Action.annotate))
     if submitted:
         if upload is None:
             st.error("Choose a file first.", icon="🛑")
@@ -510,11 +516,13 @@ def export_section(services: Services, current: dict) -> None:
 
     with st.container(horizontal=True, gap="small"):
         st.download_button("⬇️ CSV", data=export_csv(items) if items else "", file_name=f"{stem}.csv", mime="text/csv",
-                           key=key("export_csv"), on_click="ignore", disabled=not items)
+                           key=key("export_csv"), on_click="ignore", **need(Action.export, disabled=not items))
         st.download_button("⬇️ JSONL", data=export_jsonl(items) if items else "", file_name=f"{stem}.jsonl",
-                           mime="application/jsonl", key=key("export_jsonl"), on_click="ignore", disabled=not items)
+                           mime="application/jsonl", key=key("export_jsonl"), on_click="ignore",
+                           **need(Action.export, disabled=not items))
         st.download_button("⬇️ ragas JSONL", data=ragas if items else "", file_name=f"{stem}.ragas.jsonl",
-                           mime="application/jsonl", key=key("export_ragas"), on_click="ignore", disabled=not items,
-                           help="user_input, reference, reference_contexts (the gold spans' text on the live index), "
-                                "reference_context_ids — loads with ragas.EvaluationDataset.from_jsonl")
+                           mime="application/jsonl", key=key("export_ragas"), on_click="ignore",
+                           **need(Action.export, disabled=not items,
+                                  help="user_input, reference, reference_contexts (the gold spans' text on the live "
+                                       "index), reference_context_ids — loads with ragas.EvaluationDataset.from_jsonl"))
     st.caption(f"{len(items)} item{'s' if len(items) != 1 else ''}")

@@ -29,6 +29,7 @@ PAGES = [
     ("eval_runs.py", "Evaluation runs", "🧪", Action.view),
     ("costs.py", "Costs & latency", "💰", Action.view),
     ("ab.py", "A/B & releases", "⚖️", Action.view),
+    ("api.py", "API", "🔌", Action.view),
     ("access.py", "Access", "🔐", Action.manage_users),
 ]
 

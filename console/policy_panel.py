@@ -6,9 +6,11 @@ from __future__ import annotations
 import streamlit as st
 from pydantic import ValidationError
 
+from backend.access import Action
 from backend.errors import RagError
 from backend.policy import PROMPT_TEMPLATES, Policy
 from backend.services import Services
+from console.access_view import need
 from console.auth import current_actor
 from console.state import describe
 
@@ -162,4 +164,5 @@ class PolicyPanel:
             with st.form(self.key("save_form"), border=False):
                 st.text_input("Name", value=base.name, key=self.key("save_name"), max_chars=200)
                 st.text_input("Note", key=self.key("save_note"), placeholder="why this version (optional)")
-                st.form_submit_button("Save new version", type="primary", key=self.key("save"), on_click=self._on_save)
+                st.form_submit_button("Save new version", type="primary", key=self.key("save"), on_click=self._on_save,
+                                      **need(Action.save_policy))

@@ -12,6 +12,7 @@ from typing import Literal
 import streamlit as st
 
 from backend.access import SYSTEM, Actor
+from backend.access.web import access_store
 from backend.demo import ensure_demo_index
 from backend.errors import RagError
 from backend.health import Health, check_all
@@ -184,3 +185,4 @@ def reset() -> None:
     """Forget services, builds, health and settings (tests; a 'reconnect' after fixing the env)."""
     st.cache_resource.clear()
     get_settings.cache_clear()
+    access_store.cache_clear()

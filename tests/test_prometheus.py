@@ -20,6 +20,7 @@ from backend.ledger.buckets import bucket_bounds, bucket_of
 from backend.ledger.queries import TimeRange
 from backend.metrics import Metrics, PrometheusSource
 from backend.policy import Policy
+from actors import user
 from backend.services import Services
 from corpus import first_queries
 from ledger_fixtures import cost_stack, ledger_rows, metered_engine
@@ -94,7 +95,7 @@ def test_real_prometheus_scrapes_and_agrees_with_the_ledger(services: Services, 
         n = 0
         for policy in (Policy(top_k=3), Policy(top_k=5, rerank=True, rerank_candidates=20), Policy(top_k=3)):
             for i, q in enumerate(questions):  # the third pass is answered from the cache: a fast mode in the distribution
-                engine.query(q, policy, user="alice")
+                engine.query(q, policy, user("alice"))
                 n += 1
                 if i == 0:  # a pass's first request may create label series (rerank, cache): Prometheus sees them
                     scraped(n)  # before the rest, else a burst inside one scrape interval shows no increase()

@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
 from backend.access.actor import Actor, Role
-from backend.access.permissions import Action, require
+from backend.access.permissions import Action
 from backend.access.tables import api_keys, auth_sessions, login_failures, users
 from backend.audit import AuditLog
 from backend.db import utcnow
@@ -117,7 +117,7 @@ class AccessStore:
     # --- users ---------------------------------------------------------------------------
     def add_user(self, actor: Actor, name: str, role: Role, password: str | None, *, display_name: str = "",
                  source: str = "password") -> UserInfo:
-        require(actor, Action.manage_users)
+        self._audit.require(actor, Action.manage_users, "user.add", name, role=str(role), source=source)
         check_user_name(name)
         if source == "password":
             check_password(password or "")
@@ -138,7 +138,7 @@ class AccessStore:
         return _user(row)
 
     def list_users(self, actor: Actor) -> list[UserInfo]:
-        require(actor, Action.manage_users)
+        self._audit.require(actor, Action.manage_users, "user.list")
         with self._engine.connect() as conn:
             return [_user(r) for r in conn.execute(sa.select(users).order_by(users.c.name))]
 
@@ -158,8 +158,8 @@ class AccessStore:
         self._revoke_sessions(name)
 
     def _update_user(self, actor: Actor, name: str, action: str, **values: object) -> None:
-        require(actor, Action.manage_users)
         detail = {k: v for k, v in values.items() if k != "password_hash"}
+        self._audit.require(actor, Action.manage_users, action, name, **detail)
         with self._audit.action(actor, action, name, **detail):
             with self._engine.begin() as conn:
                 if conn.execute(users.update().where(users.c.name == name).values(**values)).rowcount == 0:
@@ -288,7 +288,7 @@ class AccessStore:
     # --- API keys ------------------------------------------------------------------------
     def create_key(self, actor: Actor, name: str, role: Role, *, expires_days: float | None = None,
                    budget_usd: float | None = None) -> NewKey:
-        require(actor, Action.manage_keys)
+        self._audit.require(actor, Action.manage_keys, "key.create", name, role=role.name)
         check_user_name(name)
         if expires_days is not None and not (0 < expires_days <= 3650):
             raise InputError("a key expires in more than 0 and at most 3650 days", part="key")
@@ -307,13 +307,12 @@ class AccessStore:
         return NewKey(self._key(key_id), secret)
 
     def list_keys(self, actor: Actor) -> list[KeyInfo]:
-        require(actor, Action.manage_keys)
+        self._audit.require(actor, Action.manage_keys, "key.list")
         with self._engine.connect() as conn:
             return [_key(r) for r in conn.execute(sa.select(api_keys).order_by(api_keys.c.id))]
 
     def revoke_key(self, actor: Actor, key_id: int) -> None:
-        require(actor, Action.manage_keys)
-        with self._audit.action(actor, "key.revoke", str(key_id)):
+        with self._audit.action(actor, "key.revoke", str(key_id), need=Action.manage_keys):
             with self._engine.begin() as conn:
                 n = conn.execute(api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                                  .values(revoked_at=utcnow())).rowcount

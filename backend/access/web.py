@@ -22,8 +22,8 @@ from backend.settings import get_settings
 SESSION_COOKIE = "rag_session"
 LOGIN_PATH, LOGOUT_PATH = "/auth/login", "/auth/logout"
 # Paths a browser needs before it is logged in: Streamlit's own assets and health, and ours.
-OPEN_PREFIXES = ("/_stcore/", "/static/", "/media/", "/component/", "/auth/", "/api/", "/favicon", "/robots.txt",
-                 "/manifest.json")
+OPEN_PREFIXES = ("/_stcore/", "/static/", "/media/", "/component/", "/auth/", "/api/", "/metrics", "/favicon",
+                 "/robots.txt", "/manifest.json")
 
 
 @lru_cache(maxsize=1)

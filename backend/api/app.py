@@ -76,7 +76,8 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     api.add_middleware(RequestIds, max_body=settings.api_max_body_bytes)
     install_error_handlers(api)
-    limiter = RateLimiter(settings.api_rate_limit, settings.redis_url)
+    limiter = RateLimiter(settings.api_rate_limit, settings.redis_url,
+                          on_fail_open=lambda: services().costs.metrics.ratelimit_fail_open.inc())
     api.state.limiter = limiter
     ready_cache: dict = {}
 
@@ -96,6 +97,7 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
         if not allowed:
             raise ApiError(429, "rate_limited", f"rate limit {settings.api_rate_limit} reached for this key", "api",
                            {"Retry-After": str(int(retry + 0.999))})
+        services().costs.budgets.check_key(found)  # BudgetExceeded (402) once the key's monthly budget is spent
         return found
 
     def policy_of(name: str | None, top_k: int | None = None) -> Policy | None:

@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger(__name__)
+ACTIVE: list["RateLimiter"] = []  # the limiters of this process's API apps, for the status page
 
 
 class RateLimiter:
-    def __init__(self, spec: str, redis_url: str | None):
+    def __init__(self, spec: str, redis_url: str | None, on_fail_open: Callable[[], None] | None = None):
         self.item = parse(spec)
         uri = redis_url if redis_url else "memory://"
         self.backend = "redis" if redis_url else "memory"
@@ -25,6 +27,8 @@ class RateLimiter:
         self.fail_open_total = 0
         self.last_failure: float | None = None
         self.last_error = ""
+        self._on_fail_open = on_fail_open
+        ACTIVE.append(self)
 
     def hit(self, key: str) -> tuple[bool, float]:
         """(allowed, seconds until a request is allowed again)."""
@@ -38,9 +42,20 @@ class RateLimiter:
                 self.fail_open_total += 1
                 self.last_failure, self.last_error = time.time(), f"{type(exc).__name__}: {exc}"[:300]
             log.warning("rate limiter failing open: %s", exc)
+            if self._on_fail_open is not None:
+                try:
+                    self._on_fail_open()
+                except Exception:  # the metric is a report, never a reason to fail the request
+                    log.debug("fail-open metric not updated", exc_info=True)
             return True, 0.0
 
     @property
     def degraded(self) -> bool:
         """Failed open within the last minute."""
         return self.last_failure is not None and time.time() - self.last_failure < 60
+
+
+def limiter_status() -> list[dict]:
+    """What the status page shows: backend, whether it failed open in the last minute, and why."""
+    return [{"backend": r.backend, "limit": str(r.item), "failing_open": r.degraded, "fail_open_total": r.fail_open_total,
+             "last_error": r.last_error} for r in ACTIVE]

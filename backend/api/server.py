@@ -5,27 +5,32 @@ from __future__ import annotations
 import sys
 
 from fastapi import FastAPI
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
 
 from backend.api.app import create_api
 
 
 def create_server() -> FastAPI:
     """The standalone app (one per worker): the API under /api/v1 and the metrics at /metrics."""
-    from starlette.responses import Response
-
     from backend.services import shared_services
 
     root = FastAPI(title="RAG Ops Console API server", docs_url=None, redoc_url=None, openapi_url=None)
     root.router.routes.append(Mount("/api/v1", app=create_api(shared_services)))
 
-    @root.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST
-
-        return Response(shared_services().costs.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
+    root.router.routes.append(Route("/metrics", metrics_endpoint))
     return root
+
+
+def metrics_endpoint(request: Request) -> Response:
+    """Prometheus exposition on the API's own port (the console's too); METRICS_PORT, when set,
+    serves the same series on a separate port."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from backend.services import shared_services
+
+    return Response(shared_services().costs.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def serve(host: str, port: int, workers: int) -> int:
@@ -38,6 +43,14 @@ def serve(host: str, port: int, workers: int) -> int:
         print("error: serve: Qdrant local mode allows one process per data folder; run --workers 1, or set QDRANT_URL "
               "to a Qdrant server to run several workers", file=sys.stderr)
         return 2
+    if workers > 1:  # every worker writes its series to files here; /metrics sums them
+        import os
+        import shutil
+
+        multiproc = s.data_dir / "prometheus-multiproc"
+        shutil.rmtree(multiproc, ignore_errors=True)
+        multiproc.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
     uvicorn.run("backend.api.server:create_server", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", proxy_headers=True)
     return 0

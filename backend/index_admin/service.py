@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.access import Action, Actor, require
+from backend.access import Action, Actor
 from backend.access.roots import check_ingest_root
 from backend.audit import AuditLog
 from backend.chunking import ChunkingParams
@@ -172,8 +172,8 @@ class IndexAdmin:
     def start_rebuild(self, actor: Actor, *, source: str | Path | None = None, upload: tuple[str, bytes] | None = None,
                       family: str | None = None, params: ChunkingParams | None = None, limit: int | None = None) -> int:
         """Start a shadow rebuild job into <family>_vN+1; the live alias keeps serving. Returns the job id."""
-        require(actor, Action.rebuild)
         family = family or self.family
+        self.audit.require(actor, Action.rebuild, REBUILD, family)
         params = params or ChunkingParams()
         if (source is None) == (upload is None):
             raise InputError("give either a source path or an uploaded file")
@@ -249,7 +249,7 @@ class IndexAdmin:
     def start_gate(self, actor: Actor, candidate: str, dataset: str | Path, *, limit: int | None = 50,
                    max_drop: float = gating.MAX_DROP, policy: str = "default") -> int:
         """Score `candidate` against the live version of its family in a background job."""
-        require(actor, Action.run_evaluation)
+        self.audit.require(actor, Action.run_evaluation, GATE, candidate)
         row = self.version(candidate)
         if row["status"] != READY:
             raise InputError(f"{candidate} is {row['status']}: only a ready version can be gated")
@@ -415,7 +415,7 @@ class IndexAdmin:
     # --- audit ------------------------------------------------------------------------------------
     def audit_log(self, actor: Actor, limit: int = 100) -> list[dict]:
         """Recent admin actions (index, job and snapshot), newest first."""
-        require(actor, Action.read_audit)
+        self.audit.require(actor, Action.read_audit, "audit.read")
         cond = sa.or_(*[audit_log.c.action.startswith(p) for p in ADMIN_ACTIONS])
         q = sa.select(audit_log).where(cond).order_by(audit_log.c.id.desc()).limit(limit)
         with self.db.connect() as conn:

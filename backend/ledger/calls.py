@@ -11,6 +11,10 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 Kind = Literal["chat", "embedding", "rerank", "judge"]
+Source = Literal["api", "console", "system"]
+SOURCES: tuple[str, ...] = ("api", "console", "system")
+# Where a request came from, by the kind of its Actor (backend.access.actor.ActorKind).
+SOURCE_OF_ACTOR_KIND = {"api_key": "api", "user": "console", "system": "system"}
 Status = Literal["ok", "error", "refused", "aborted"]
 KINDS: tuple[str, ...] = ("chat", "embedding", "rerank", "judge")
 # The latency stage a call's own duration belongs to.
@@ -28,6 +32,8 @@ class RequestContext:
     question: str = ""
     retrieval_only: bool = False
     cache: str | None = None  # "hit" or "miss" once the answer cache was asked
+    source: str = "system"  # api (an API key), console (a console user), system (CLI, background, evaluation)
+    api_key: str | None = None  # the API key's name when source is "api"
     calls: list["ModelCall"] = field(default_factory=list)  # recorded so far, priced
     t0: float = field(default_factory=time.perf_counter)
 

@@ -1,7 +1,7 @@
 """Every aggregation the cost dashboard, the budgets and the alert rules need, in SQL.
 
 Day-aligned ranges read the daily roll-ups; hour-grain ranges (the last 24 hours) and filters a
-roll-up lacks (user, for latency and questions) read the raw rows through an index. Each query
+roll-up lacks (user, for latency and questions; api_key, for all) read the raw rows through an index. Each query
 is written once against a "facts" sub-select that exposes the same columns from either source.
 Results are small (buckets x series); nothing loads the ledger into memory."""
 from __future__ import annotations
@@ -19,7 +19,11 @@ from backend.ledger.store import (
 )
 
 Grain = Literal["hour", "day"]
+# The dashboard's original filter dimensions (the console builds one widget per name).
 DIMENSIONS = ("policy", "model", "user", "variant", "index_version")
+# Every dimension the roll-ups and `options` know: the above plus where the traffic came from.
+FILTER_DIMENSIONS = (*DIMENSIONS, "source")
+SOURCES = ("api", "console", "system")
 NO_VARIANT = ""  # how rows without an A/B variant are stored and filtered
 
 
@@ -87,16 +91,19 @@ class TimeRange:
 
 @dataclass(frozen=True)
 class Filters:
-    """Empty tuple = no filter on that dimension. A variant of '' selects rows without one."""
+    """Empty tuple = no filter on that dimension. A variant of '' selects rows without one.
+    `source` is api, console or system; `api_key` (key names) is read from the raw rows only."""
 
     policy: tuple[str, ...] = ()
     model: tuple[str, ...] = ()
     user: tuple[str, ...] = ()
     variant: tuple[str, ...] = ()
     index_version: tuple[str, ...] = ()
+    source: tuple[str, ...] = ()
+    api_key: tuple[str, ...] = ()
 
     def active(self) -> dict[str, tuple[str, ...]]:
-        return {d: getattr(self, d) for d in DIMENSIONS if getattr(self, d)}
+        return {d: getattr(self, d) for d in (*FILTER_DIMENSIONS, "api_key") if getattr(self, d)}
 
 
 @dataclass
@@ -127,6 +134,24 @@ class Summary:
         return self.cost_usd / self.requests if self.requests else None
 
 
+@dataclass(frozen=True)
+class RecentRequest:
+    """One answered (or refused / failed) request, from its chat row; cost is the whole request's."""
+
+    ts: datetime
+    request_id: str
+    source: str
+    api_key: str | None
+    user: str  # the end user (X-End-User) when an API key named one, else the actor
+    policy: str
+    model: str
+    variant: str | None
+    status: str  # ok | error | refused | aborted
+    cache_hit: bool
+    total_ms: float | None
+    cost_usd: float
+
+
 def _n(x) -> float:
     return float(x or 0)
 
@@ -140,12 +165,16 @@ class LedgerQueries:
     def _raw_dim(d: str):
         return sa.func.coalesce(ledger.c.variant, NO_VARIANT) if d == "variant" else ledger.c[d]
 
-    def _raw_where(self, r: TimeRange, f: Filters, dims: tuple[str, ...] = DIMENSIONS) -> list:
+    def _raw_where(self, r: TimeRange, f: Filters) -> list:
         w = [ledger.c.epoch >= r.start_epoch, ledger.c.epoch < r.end_epoch]
         for d, values in f.active().items():
-            if d in dims:
-                w.append(self._raw_dim(d).in_(values))
+            w.append(self._raw_dim(d).in_(values))
         return w
+
+    @staticmethod
+    def _rollup_ok(t: sa.Table, r: TimeRange, f: Filters) -> bool:
+        """A day-aligned range whose every active filter is a key of the roll-up `t`."""
+        return r.grain == "day" and all(d in t.c for d in f.active())
 
     @staticmethod
     def _rollup_where(t: sa.Table, r: TimeRange, f: Filters) -> list:
@@ -156,15 +185,15 @@ class LedgerQueries:
 
     def _calls(self, r: TimeRange, f: Filters) -> sa.Subquery:
         """bucket (epoch of the bucket's start), the dimensions, status, cache_hit and the sums."""
-        if r.grain == "day":
+        if self._rollup_ok(ledger_daily, r, f):
             t = ledger_daily
             return sa.select((t.c.day * DAY_S).label("bucket"), t.c.kind, t.c.policy, t.c.model, t.c.user, t.c.variant,
-                             t.c.index_version, t.c.status, t.c.cache_hit, t.c.calls, t.c.prompt_tokens,
+                             t.c.index_version, t.c.source, t.c.status, t.c.cache_hit, t.c.calls, t.c.prompt_tokens,
                              t.c.completion_tokens, t.c.cached_tokens, t.c.cost_usd, t.c.saved_usd, t.c.latency_ms,
                              t.c.unpriced).where(*self._rollup_where(t, r, f)).subquery("facts")
         L = ledger
         return sa.select(((L.c.epoch // r.bucket_s) * r.bucket_s).label("bucket"), L.c.kind, L.c.policy, L.c.model,
-                         L.c.user, self._raw_dim("variant").label("variant"), L.c.index_version, L.c.status,
+                         L.c.user, self._raw_dim("variant").label("variant"), L.c.index_version, L.c.source, L.c.status,
                          L.c.cache_hit, sa.literal(1).label("calls"), L.c.prompt_tokens, L.c.completion_tokens,
                          L.c.cached_tokens, L.c.cost_usd, L.c.saved_usd, L.c.latency_ms,
                          sa.case((L.c.price_known, 0), else_=1).label("unpriced"),
@@ -172,7 +201,7 @@ class LedgerQueries:
 
     def _latency(self, r: TimeRange, f: Filters) -> sa.Subquery:
         """bucket, stage, le (histogram bucket index), n."""
-        if r.grain == "day" and not f.user:
+        if self._rollup_ok(ledger_latency_daily, r, f):
             t = ledger_latency_daily
             return sa.select((t.c.day * DAY_S).label("bucket"), t.c.stage, t.c.bucket.label("le"), t.c.n) \
                 .where(*self._rollup_where(t, r, f)).subquery("lat")
@@ -187,7 +216,7 @@ class LedgerQueries:
         return sa.union_all(*parts).subquery("lat")
 
     def _questions(self, r: TimeRange, f: Filters) -> sa.Subquery:
-        if r.grain == "day" and not f.user:
+        if self._rollup_ok(ledger_question_daily, r, f):
             t = ledger_question_daily
             return sa.select(t.c.question_hash, t.c.requests, t.c.cost_usd, t.c.saved_usd) \
                 .where(*self._rollup_where(t, r, f)).subquery("q")
@@ -307,7 +336,7 @@ class LedgerQueries:
         t = ledger_dims
         q = sa.select(t.c.dim, t.c.value).where(t.c.last_day >= r.start_day, t.c.first_day < r.end_day) \
             .order_by(t.c.dim, t.c.value)
-        out: dict[str, list[str]] = {d: [] for d in DIMENSIONS}
+        out: dict[str, list[str]] = {d: [] for d in FILTER_DIMENSIONS}
         with self._engine.connect() as conn:
             for dim, value in conn.execute(q):
                 out.setdefault(dim, []).append(value)
@@ -348,6 +377,39 @@ class LedgerQueries:
             sort = L.c.epoch.desc()
         cols = [c for c in L.c if c.name not in ("epoch", "lat_bucket", "retrieve_bucket", "total_bucket")]
         return self._all(sa.select(*cols).where(*where).order_by(sort, L.c.id.desc()).limit(limit))
+
+    def recent_requests(self, source: str | None = "api", limit: int = 50, *, api_key: str | None = None,
+                        since_epoch: int | None = None) -> list[RecentRequest]:
+        """The latest requests (their chat rows, newest first) of one source (None or 'all': every
+        source), optionally of one API key. Read through the (source, epoch) or (api_key, epoch)
+        index; each request's cost sums its model calls through the request-id index."""
+        L, L2 = ledger, ledger.alias("calls")
+        where = [L.c.kind == "chat"]
+        if source not in (None, "all"):
+            where.append(L.c.source == source)
+        if api_key is not None:
+            where.append(L.c.api_key == api_key)
+        if since_epoch is not None:
+            where.append(L.c.epoch >= since_epoch)
+        cost = sa.select(sa.func.sum(L2.c.cost_usd)).where(L2.c.request_id == L.c.request_id).scalar_subquery()
+        q = sa.select(L.c.ts, L.c.request_id, L.c.source, L.c.api_key, L.c.user, L.c.policy, L.c.model, L.c.variant,
+                      L.c.status, L.c.cache_hit, L.c.total_ms, cost.label("cost_usd")) \
+            .where(*where).order_by(L.c.epoch.desc(), L.c.id.desc()).limit(max(0, int(limit)))
+        with self._engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [RecentRequest(ts=_utc(r.ts), request_id=r.request_id, source=r.source, api_key=r.api_key, user=r.user,
+                              policy=r.policy, model=r.model, variant=r.variant, status=r.status,
+                              cache_hit=bool(r.cache_hit), total_ms=None if r.total_ms is None else float(r.total_ms),
+                              cost_usd=_n(r.cost_usd)) for r in rows]
+
+    def key_spend(self, api_key: str, since_epoch: int, until_epoch: int | None = None) -> float:
+        """What an API key's requests cost from `since_epoch` on (the (api_key, epoch) index)."""
+        L = ledger
+        q = sa.select(sa.func.sum(L.c.cost_usd)).where(L.c.api_key == api_key, L.c.epoch >= since_epoch)
+        if until_epoch is not None:
+            q = q.where(L.c.epoch < until_epoch)
+        with self._engine.connect() as conn:
+            return _n(conn.execute(q).scalar())
 
     def spend(self, first_day: int, end_day: int, scope: str = "global", value: str | None = None) -> float:
         """Cost over whole UTC days [first_day, end_day) for a budget's scope."""

@@ -8,6 +8,10 @@ as the row, answer the dashboard for day-aligned ranges without scanning the raw
 - `ledger_question_daily`: requests and cost per question by day and the dimensions but user
   (question text in `ledger_questions`).
 
+Every row says where its request came from (`source`: api, console or system) and, for API
+traffic, the key's name (`api_key`, raw rows only: one key's spend and latest requests are read
+through its index). `source` is a key of all three roll-ups (migration 0008_ledger_source).
+
 Roll-up keys store '' for a missing variant (NULLs do not conflict in a unique key)."""
 from __future__ import annotations
 
@@ -60,12 +64,16 @@ ledger = sa.Table(
     sa.Column("error_class", sa.String(200), nullable=True),
     sa.Column("question_hash", sa.String(16), nullable=False),
     sa.Column("question", sa.String(500), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False, server_default="console"),  # api | console | system
+    sa.Column("api_key", sa.String(64), nullable=True),  # the key's name for API traffic
     sa.Index("ix_ledger_epoch", "epoch"),
     sa.Index("ix_ledger_user_epoch", "user", "epoch"),
     sa.Index("ix_ledger_request", "request_id"),
+    sa.Index("ix_ledger_source_epoch", "source", "epoch"),
+    sa.Index("ix_ledger_api_key_epoch", "api_key", "epoch"),
 )
 
-DIMS = ("kind", "policy", "model", "user", "variant", "index_version", "status", "cache_hit")
+DIMS = ("kind", "policy", "model", "user", "variant", "index_version", "status", "cache_hit", "source")
 ledger_daily = sa.Table(
     "ledger_daily",
     metadata,
@@ -78,6 +86,7 @@ ledger_daily = sa.Table(
     sa.Column("index_version", sa.String(200), primary_key=True),
     sa.Column("status", sa.String(20), primary_key=True),
     sa.Column("cache_hit", sa.Boolean, primary_key=True),
+    sa.Column("source", sa.String(20), primary_key=True),
     sa.Column("calls", sa.Integer, nullable=False),
     sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
     sa.Column("completion_tokens", sa.BigInteger, nullable=False),
@@ -88,7 +97,7 @@ ledger_daily = sa.Table(
     sa.Column("unpriced", sa.Integer, nullable=False),
 )
 
-LAT_DIMS = ("stage", "policy", "model", "variant", "index_version")
+LAT_DIMS = ("stage", "policy", "model", "variant", "index_version", "source")
 ledger_latency_daily = sa.Table(
     "ledger_latency_daily",
     metadata,
@@ -98,11 +107,12 @@ ledger_latency_daily = sa.Table(
     sa.Column("model", sa.String(200), primary_key=True),
     sa.Column("variant", sa.String(100), primary_key=True),
     sa.Column("index_version", sa.String(200), primary_key=True),
+    sa.Column("source", sa.String(20), primary_key=True),
     sa.Column("bucket", sa.SmallInteger, primary_key=True),
     sa.Column("n", sa.Integer, nullable=False),
 )
 
-Q_DIMS = ("question_hash", "policy", "model", "variant", "index_version")
+Q_DIMS = ("question_hash", "policy", "model", "variant", "index_version", "source")
 ledger_question_daily = sa.Table(
     "ledger_question_daily",
     metadata,
@@ -112,6 +122,7 @@ ledger_question_daily = sa.Table(
     sa.Column("model", sa.String(200), primary_key=True),
     sa.Column("variant", sa.String(100), primary_key=True),
     sa.Column("index_version", sa.String(200), primary_key=True),
+    sa.Column("source", sa.String(20), primary_key=True),
     sa.Column("requests", sa.Integer, nullable=False),
     sa.Column("cost_usd", sa.Float, nullable=False),
     sa.Column("saved_usd", sa.Float, nullable=False),
@@ -119,7 +130,7 @@ ledger_question_daily = sa.Table(
 
 # Every value each filter dimension has taken, with the first and last day it was seen: the
 # dashboard's filter choices without a DISTINCT over the roll-ups.
-FILTER_DIMS = ("policy", "model", "user", "variant", "index_version")
+FILTER_DIMS = ("policy", "model", "user", "variant", "index_version", "source")
 ledger_dims = sa.Table(
     "ledger_dims",
     metadata,
@@ -160,7 +171,7 @@ def row_values(ctx: RequestContext, call: ModelCall) -> dict:
         total_ms=call.total_ms, lat_bucket=bucket_of(call.latency_ms), retrieve_bucket=bucket_of(call.retrieve_ms),
         total_bucket=bucket_of(call.total_ms), cache_hit=bool(call.cache_hit), saved_usd=float(call.saved_usd),
         status=call.status, error_class=call.error_class, question_hash=question_hash(ctx.question),
-        question=ctx.question[:500],
+        question=ctx.question[:500], source=ctx.source, api_key=ctx.api_key,
     )
 
 
@@ -223,7 +234,7 @@ class LedgerStore:
                                        "saved_usd": row["saved_usd"], "latency_ms": row["latency_ms"],
                                        "unpriced": 0 if row["price_known"] else 1})
             dims = {"day": day, "policy": row["policy"], "model": row["model"], "variant": variant,
-                    "index_version": row["index_version"]}
+                    "index_version": row["index_version"], "source": row["source"]}
             stages = [(row["stage"], row["lat_bucket"])]
             if row["kind"] == "chat":
                 stages += [("retrieve", row["retrieve_bucket"]), ("total", row["total_bucket"])]
@@ -255,18 +266,17 @@ class LedgerStore:
                           sa.func.sum(L.c.latency_ms),
                           sa.func.sum(sa.case((L.c.price_known, 0), else_=1)))
                 .where(*where).group_by(day, *dims)))
-            ldims = [L.c.policy, L.c.model, variant.label("variant"), L.c.index_version]
+            ldims = [(variant if d == "variant" else L.c[d]).label(d) for d in LAT_DIMS if d != "stage"]
             parts = [sa.select(day.label("day"), L.c.stage.label("stage"), *ldims, L.c.lat_bucket.label("bucket"))
                      .where(*where)]
             for stage, col in (("retrieve", L.c.retrieve_bucket), ("total", L.c.total_bucket)):
                 parts.append(sa.select(day.label("day"), sa.literal(stage).label("stage"), *ldims, col.label("bucket"))
                              .where(*where, L.c.kind == "chat", col.is_not(None)))
             u = sa.union_all(*parts).subquery()
+            keys = [u.c.day, *[u.c[d] for d in LAT_DIMS], u.c.bucket]
             conn.execute(ledger_latency_daily.insert().from_select(
-                ["day", *LAT_DIMS, "bucket", "n"],
-                sa.select(u.c.day, *[u.c[c] for c in u.c.keys()[1:6]], u.c.bucket, sa.func.count())
-                .group_by(*[u.c[c] for c in u.c.keys()[:7]])))
-            qdims = [L.c.question_hash, L.c.policy, L.c.model, variant, L.c.index_version]
+                ["day", *LAT_DIMS, "bucket", "n"], sa.select(*keys, sa.func.count()).group_by(*keys)))
+            qdims = [variant if d == "variant" else L.c[d] for d in Q_DIMS]
             conn.execute(ledger_question_daily.insert().from_select(
                 ["day", *Q_DIMS, "requests", "cost_usd", "saved_usd"],
                 sa.select(day, *qdims, sa.func.count(), sa.func.sum(L.c.cost_usd), sa.func.sum(L.c.saved_usd))

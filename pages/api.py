@@ -1,0 +1,11 @@
+"""API: the base URL, copyable examples, the rate limiter, and the latest live requests."""
+import streamlit as st
+
+from console import api_view, state
+
+services = state.get_services()
+st.title("🔌 HTTP API")
+base = api_view.base_url()
+api_view.rate_limiter()
+api_view.examples(base)
+api_view.recent(services)
