@@ -36,6 +36,9 @@ def password_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conso
     cut_dataset("scifact", 2, 2, demo / "scifact")
     add_user(root, "vera", "viewer")
     add_user(root, "ada", "admin")
+    # The live index exists before the start (no first-start build redrawing the pages under the clicks).
+    subprocess.run([sys.executable, "-m", "backend", "ingest", str(demo / "scifact")], cwd=ROOT,
+                   env={**os.environ, "DATA_DIR": str(root)}, check=True, capture_output=True)
     c = start_console(root, AUTH_MODE="password", DEMO_CORPUS=str(demo), DEMO_DOCS="2")
     yield c
     c.stop()
@@ -180,3 +183,48 @@ def test_oidc_login_maps_the_role(oidc_provider: str, browser, tmp_path_factory:
     finally:
         c.stop()
     assert "Traceback" not in c.log.read_text(errors="replace"), c.log.read_text(errors="replace")[-3000:]
+
+
+def test_access_page_creates_and_revokes_a_key(password_console: Console, browser) -> None:  # noqa: ANN001, F811
+    """The admin's Access page: create an API key (its secret shown once, and it works on the API),
+    revoke it through the confirmation dialog (then the API refuses it), find both in the audit log."""
+    import urllib.error
+    import urllib.request
+
+    page = new_page(browser, height=1600)
+    page.goto(f"{password_console.url}/access")
+    log_in(page, "ada", PASSWORDS["ada"])
+    page.get_by_role("tab", name="🔑 API keys").click()
+    form = page.locator("[data-testid=stForm]").filter(has_text="Create a key")
+    form.get_by_label("Name").fill("etl-bot")
+    form.get_by_role("button", name="Create the key").click()
+    page.get_by_text("this is the only time the key is shown").wait_for()
+    secret = page.locator("[data-testid=stCode] code").filter(has_text="rok_").first.inner_text().strip()
+    assert secret.startswith("rok_")
+    screenshot(page, "auth-access-key-created.png")
+
+    def ask(key: str) -> int:
+        req = urllib.request.Request(f"{password_console.url}/api/v1/models", headers={"Authorization": f"Bearer {key}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert ask(secret) == 200
+    page.get_by_role("button", name="🚫 Revoke").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("stops working at once").wait_for()
+    screenshot(page, "auth-access-revoke-dialog.png")
+    dialog.get_by_role("button", name="🚫 Revoke now").click()
+    page.get_by_text("revoked").first.wait_for()
+    assert ask(secret) == 401
+    page.reload()  # the secret is never shown again
+    page.get_by_role("tab", name="🔑 API keys").click()
+    page.get_by_text("etl-bot").first.wait_for(state="attached")
+    assert secret not in page.content()
+    page.get_by_role("tab", name="🧾 Audit log").click()
+    audit = page.locator("[data-testid=stDataFrame]:visible").last
+    for action in ("key.create", "key.revoke"):
+        audit.locator("td[role=gridcell]", has_text=action).first.wait_for(state="attached")
+    page.close()
