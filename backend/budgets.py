@@ -7,8 +7,8 @@ are served before any budget check, so they still go out. Spend comes from the l
 roll-up, cached for a few seconds and increased at once by each call this process writes.
 
 An API key may carry its own monthly budget (`api_keys.budget_usd`): `check_key` refuses the key's
-requests once its spend this calendar month (UTC) reaches it. That spend is summed from the raw
-ledger rows of the key through their (api_key, epoch) index, fresh on every request."""
+requests once its spend this calendar month (UTC) reaches it. That spend is read fresh on every
+request from the ledger's per-key daily roll-up (at most 31 rows)."""
 from __future__ import annotations
 
 import threading
@@ -361,7 +361,7 @@ def check_key_budget(engine: Engine, queries: LedgerQueries, actor: Actor, now: 
     if budget is None:
         return
     first = month_start(now or utcnow())
-    spent = queries.key_spend(actor.name, int(first.timestamp()))
+    spent = queries.key_spend(actor.name, int(first.timestamp()) // DAY_S)
     if spent >= budget:
         resets = (first + timedelta(days=32)).replace(day=1)
         raise BudgetExceeded(

@@ -81,7 +81,8 @@ pairwise_votes = sa.Table(
 )
 
 LIVE = "live"
-GUARDRAIL = system_actor("guardrail")  # who trips a release back to the current one
+GUARDRAIL = system_actor("guardrail")
+ROUTE_TTL_S = 1.0  # how stale a process's view of the live configuration may be for routing  # who trips a release back to the current one
 
 
 class Guardrails(BaseModel):
@@ -135,6 +136,10 @@ class ReleaseManager:
         self._alerts = alerts
         self._check_lock = threading.Lock()
         self._last_check = float("-inf")
+        # Routing reads the live configuration on every request: kept for ROUTE_TTL_S per process
+        # (dropped at once on this process's own changes; other processes follow within the TTL).
+        self._route_lock = threading.Lock()
+        self._route: tuple[float, LiveConfig, dict[tuple[str, int | None], Policy], str | None] | None = None
 
     # --- releases ---------------------------------------------------------------------------------
     def create(self, actor: Actor, policy_name: str, policy_version: int | None = None, index: str | None = None,
@@ -179,6 +184,7 @@ class ReleaseManager:
                           row.share, row.experiment_id, Guardrails.model_validate(row.guardrails), started)
 
     def _save(self, conn: sa.Connection, actor: Actor, **values: Any) -> None:
+        self.forget_routing()
         exists = conn.execute(sa.select(release_state.c.id).where(release_state.c.id == LIVE)).first()
         values.update(updated_at=utcnow(), updated_by=actor.id)
         if exists:
@@ -324,8 +330,28 @@ class ReleaseManager:
                 sa.select(release_events).order_by(release_events.c.id.desc()).limit(limit))]
 
     # --- traffic ------------------------------------------------------------------------------------
-    def assign(self, user: str) -> tuple[Variant, dict | None]:
+    def _routing(self) -> tuple[LiveConfig, dict[tuple[str, int | None], Policy], str | None]:
+        """The live configuration, its policies and the alias's collection, at most ROUTE_TTL_S old."""
+        with self._route_lock:
+            cached = self._route
+        if cached is not None and time.monotonic() - cached[0] < ROUTE_TTL_S:
+            return cached[1], cached[2], cached[3]
         state = self.state()
+        policies: dict[tuple[str, int | None], Policy] = {("default", None): self._policies.get("default")}
+        for r in (state.current, state.candidate):
+            if r is not None:
+                policies[(r["policy_name"], r["policy_version"])] = self._policies.get(r["policy_name"], r["policy_version"])
+        live = self._store.aliases().get(self.alias) if (state.current or state.candidate) else None
+        with self._route_lock:
+            self._route = (time.monotonic(), state, policies, live)
+        return state, policies, live
+
+    def forget_routing(self) -> None:
+        with self._route_lock:
+            self._route = None
+
+    def assign(self, user: str) -> tuple[Variant, dict | None]:
+        state = self._routing()[0]
         if state.candidate is not None and state.share > 0 and bucket(user, state.experiment_id) < state.share:
             return "candidate", state.candidate
         return "current", state.current
@@ -334,10 +360,10 @@ class ReleaseManager:
         """The policy a live request of `user` runs with, and its variant; the built-in default
         policy on the alias when no release is configured."""
         variant, release = self.assign(user)
+        _, policies, live = self._routing()
         if release is None:
-            return self._policies.get("default"), None, None
-        policy = self._policies.get(release["policy_name"], release["policy_version"])
-        live = self._store.aliases().get(self.alias)
+            return policies[("default", None)], None, None
+        policy = policies[(release["policy_name"], release["policy_version"])]
         index = self.alias if release["collection"] == live else release["collection"]
         return policy.model_copy(update={"index": index}), variant, release
 

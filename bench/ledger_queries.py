@@ -45,6 +45,7 @@ from backend.pricing import _SEED, resolve  # noqa: E402
 POLICIES = {"default": "gpt-4o-mini", "fast": "gpt-4.1-nano", "deep": "gpt-4.1", "claude": "claude-sonnet-4"}
 EMBEDDING = "text-embedding-3-small"
 RERANK = "rerank-v3.5"
+KEYS = ["support-bot", "intranet-search", "mobile-app"]  # API keys some users come through
 COLUMNS = [c.name for c in ledger.columns if c.name != "id"]
 TOPICS = ["aspirin and heart attacks", "BMP signalling in embryos", "low birth weight", "statins in the elderly",
           "vitamin D and fractures", "大莱龙铁路的投资", "主教的任命", "insulin resistance", "gut microbiome",
@@ -69,6 +70,8 @@ def synthetic(n_rows: int, days: int = 30, end: datetime | None = None, seed: in
     home = {u: rng.choices(pols, weights=[50, 25, 15, 10])[0] for u in names}
     second = {u: rng.choice(pols) for u in names}
     variant = {u: rng.choices(["A", "B", None], weights=[40, 40, 20])[0] for u in names}
+    # where each user's requests come from: the console, or an application's API key (a third of them)
+    via = {u: ("api", rng.choice(KEYS)) if rng.random() < 0.35 else ("console", None) for u in names}
     weight = {u: rng.paretovariate(1.3) for u in names}  # a few heavy users
     user_list, user_cw = list(weight), list(itertools.accumulate(weight.values()))
     questions = _questions(n_questions, rng)
@@ -85,6 +88,7 @@ def synthetic(n_rows: int, days: int = 30, end: datetime | None = None, seed: in
     # plan the requests first (who asks what, hit or miss) so the row count is exact
     plans = []
     planned = 0
+    user_via = dict(via)
     while planned < n_rows:
         if shape == "realistic":
             user = rng.choices(user_list, cum_weights=user_cw)[0]
@@ -94,9 +98,10 @@ def synthetic(n_rows: int, days: int = 30, end: datetime | None = None, seed: in
         else:
             user, policy = rng.choice(names), rng.choice(pols)
             var, qi = rng.choice(["A", "B", None]), rng.randrange(n_questions)
+            user_via[user] = rng.choice([("console", None), *[("api", k) for k in KEYS]])
         cache_hit = rng.random() < (0.45 if qi < 50 else 0.15)
         rerank = not cache_hit and policy == "deep" and rng.random() < 0.8
-        plans.append((user, policy, var, qi, cache_hit, rerank))
+        plans.append((user, policy, var, qi, cache_hit, rerank, user_via[user]))
         planned += 1 + (not cache_hit) + rerank
     # request times: diurnal (busier around 13:00 UTC), sorted
     times = []
@@ -109,7 +114,7 @@ def synthetic(n_rows: int, days: int = 30, end: datetime | None = None, seed: in
         times.append(t)
     times.sort()
     emitted = 0
-    for i, (t, (user, policy, var, qi, cache_hit, rerank)) in enumerate(zip(times, plans)):
+    for i, (t, (user, policy, var, qi, cache_hit, rerank, src)) in enumerate(zip(times, plans)):
         ts = start + timedelta(seconds=t)
         if shape == "realistic":
             index = "rag_chunks_v3" if ts < promote_at else "rag_chunks_v4"
@@ -124,14 +129,14 @@ def synthetic(n_rows: int, days: int = 30, end: datetime | None = None, seed: in
             emb_ms = rng.lognormvariate(math.log(45), 0.35)
             pt = 12 + rng.randrange(30)
             yield common + ("embedding", "embed", EMBEDDING, pt, 0, 0, "tiktoken", price(EMBEDDING, pt, 0), True, None,
-                            emb_ms, None, None, bucket_of(emb_ms), None, None, False, 0.0, "ok", None, qh, question)
+                            emb_ms, None, None, bucket_of(emb_ms), None, None, False, 0.0, "ok", None, qh, question) + src
             emitted += 1
             if emitted >= n_rows:
                 return
             if rerank:
                 rr_ms = rng.lognormvariate(math.log(180), 0.4)
                 yield common + ("rerank", "rerank", RERANK, 4000, 0, 0, "estimate", price(RERANK, 4000, 0), True, None,
-                                rr_ms, None, None, bucket_of(rr_ms), None, None, False, 0.0, "ok", None, qh, question)
+                                rr_ms, None, None, bucket_of(rr_ms), None, None, False, 0.0, "ok", None, qh, question) + src
                 emitted += 1
                 if emitted >= n_rows:
                     return
@@ -161,7 +166,7 @@ def synthetic(n_rows: int, days: int = 30, end: datetime | None = None, seed: in
             row = ("chat", "generate", model, prompt, completion, cached, "api", price(model, prompt, completion, cached),
                    True, None, lat, retrieve_ms, total, bucket_of(lat), bucket_of(retrieve_ms), bucket_of(total), False,
                    0.0, "ok", None)
-        yield common + row + (qh, question)
+        yield common + row + (qh, question) + src
         emitted += 1
         if emitted >= n_rows:
             return
@@ -217,6 +222,7 @@ def dashboard_queries(q: LedgerQueries, end: datetime) -> list[tuple[str, Callab
     day = int((end - timedelta(days=3)).timestamp()) // 86400 * 86400
     user = Filters(user=("user001",))
     pol = Filters(policy=("deep",), variant=("A",))
+    api = Filters(source=("api",))
     e = int(end.timestamp())
     return [
         ("options (filter values)", lambda: q.options(r)),
@@ -246,6 +252,12 @@ def dashboard_queries(q: LedgerQueries, end: datetime) -> list[tuple[str, Callab
         ("budget spend: month, global", lambda: q.spend(r.start_day, r.end_day)),
         ("budget spend: month, one user", lambda: q.spend(r.start_day, r.end_day, "user", "user001")),
         ("alert rule window: 15 min", lambda: q.window(e - 900, e + 1)),
+        ("filtered source=api: tiles", lambda: q.summary(r, api)),
+        ("filtered source=api: top questions", lambda: q.top_questions(r, api)),
+        ("API: latest 50 requests", lambda: q.recent_requests("api", 50)),
+        ("API: latest 50 requests of one key", lambda: q.recent_requests("api", 50, api_key="support-bot")),
+        ("API key month-to-date spend", lambda: q.key_spend("support-bot", r.start_day)),
+        ("API keys: spend per key", lambda: q.key_totals(r)),
     ]
 
 

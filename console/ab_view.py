@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from backend.ab_online import OFFLINE_JOB, OnlineReport, offline_diff, online_report, start_offline, variant_rows, verdict
+from backend.ab_online import (OFFLINE_JOB, OnlineReport, offline_diff, online_report, start_offline, variant_rows,
+                               verdict)
 from backend.ab_stats import compare_win_rate
 from backend.access import Action
 from backend.engine import Answer
@@ -44,6 +45,8 @@ VOTE_LABELS = {"a": "A better", "b": "B better", "tie": "tie", "both_bad": "both
 CHANGE_ICONS = {"improved": "🟢 improved", "regressed": "🔴 regressed", "unchanged": "⚪ unchanged"}
 # Source cards in half-width columns: each score's "what it measures" goes under its name.
 NARROW_CARDS = "<style>table.rag-scores th span { display: block; margin-left: 0 !important; }</style>"
+# Whose live requests the online comparison counts (backend.ab_online.online_report's `source`).
+ONLINE_SOURCES = {"all": "all traffic", "api": "API keys", "console": "console users"}
 EVENT_ICONS = {"set_current": "📌", "set_candidate": "🧪", "set_share": "🎚️", "clear_candidate": "⏹️", "promote": "🚀",
                "rollback": "↩️", "guardrail_trip": "🚨"}
 
@@ -508,12 +511,17 @@ def online(services: Services) -> None:
     by_id = {e["experiment"]: e for e in experiments}
     chosen = _select("Experiment", list(by_id), "experiment", format_func=lambda x: experiment_label(by_id[x]))
     exp = by_id[chosen]
-    st.button("🔄 Refresh", key=key("online_refresh"), help="Read the ledger, traces and votes again")
-    report = online_report(services.db, releases, exp)
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    source = left.segmented_control(
+        "Traffic", list(ONLINE_SOURCES), default="all", format_func=ONLINE_SOURCES.get, key=key("online_source"),
+        help="Whose requests to count: those sent with an API key (production), those of console users, or all "
+             "(system requests too). Pairwise votes are the console's own, whatever the traffic.") or "all"
+    right.button("🔄 Refresh", key=key("online_refresh"), help="Read the ledger, traces and votes again")
+    report = online_report(services.db, releases, exp, source=source)
     cur, cand = releases.get(exp["current_id"]), releases.get(exp["candidate_id"])
     until = f"{exp['ended_at']:%Y-%m-%d %H:%M} ({exp['outcome']})" if exp["ended_at"] else "now (running)"
     st.markdown(f"**current** {escape_md(cur['label'])} vs **candidate** {escape_md(cand['label'])} · from "
-                f"{exp['started_at']:%Y-%m-%d %H:%M} to {until}")
+                f"{exp['started_at']:%Y-%m-%d %H:%M} to {until} · {ONLINE_SOURCES[source]}")
     for t in exp["trips"]:
         st.warning(f"{t['ts']:%Y-%m-%d %H:%M:%S} · {t['reason']}", icon="🚨")
     st.dataframe(variant_display_rows(report), hide_index=True, width="stretch", key=key("online_variants"))

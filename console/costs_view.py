@@ -2,7 +2,8 @@
 
 Every figure comes from a backend query (backend.ledger.queries: SQL over the daily roll-ups or
 the raw rows); this module only turns small result sets into widgets and charts (console.charts). Widget
-keys are namespaced "costs.*"; the range, filters and tab are mirrored to the URL."""
+keys are namespaced "costs.*"; the range, filters and tab are mirrored to the URL. The Source filter
+(api, console, system) separates API-key traffic from the console's own."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,7 @@ from backend.alerts import METRICS as ALERT_METRICS, describe_value, redact_urls
 from backend.budgets import PERIODS, SCOPES
 from backend.errors import RagError
 from backend.ledger.costs import Costs
-from backend.ledger.queries import DIMENSIONS, Filters, TimeRange
+from backend.ledger.queries import FILTER_DIMENSIONS, SOURCES, Filters, TimeRange
 from backend.pricing import MATCH_ORDER
 from console import charts
 from console.access_view import locked, need
@@ -29,7 +30,9 @@ K = "costs."
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "costs.py"
 RANGES = ("Last 24 hours", "Last 7 days", "Last 30 days", "Last 90 days", "This month", "Custom days")
 LABELS = {"policy": "Policy", "model": "Model", "user": "User", "variant": "A/B variant",
-          "index_version": "Index version", "kind": "Call kind"}
+          "index_version": "Index version", "kind": "Call kind", "source": "Source"}
+HELP = {"source": "Where the requests came from: api (an API key), console (a console user) or system (CLI, "
+                  "evaluation, background jobs). Empty: all of them"}
 NO_VARIANT = "(none)"  # shown (and put in the URL) for rows without an A/B variant; stored as ''
 STAGE_ORDER = ["embed", "retrieve", "rerank", "generate", "judge", "cache", "total"]
 STAGE_COLORS = {"embed": "#4e79a7", "retrieve": "#59a14f", "rerank": "#f1a340", "generate": "#e15759",
@@ -38,6 +41,7 @@ OUTCOME_COLORS = {"ok": "#59a14f", "cache_hit": "#4e79a7", "error": "#e15759", "
                   "aborted": "#bab0ac"}
 TABS = ["📈 Spend", "🔢 Tokens & requests", "⏱️ Latency", "🏆 Top users & questions", "🎯 Budgets", "🚨 Alerts", "🏷️ Prices",
         "🧾 Ledger rows"]
+STACK_BY = ("model", "policy", "user", "kind", "variant", "index_version", "source")  # the cost chart's series
 MAX_SERIES = 8  # stacked series beyond this are summed as "(other)"
 
 
@@ -181,15 +185,17 @@ def controls(costs: Costs, now: datetime) -> tuple[TimeRange, Filters]:
             r = TimeRange.last_days(int(choice.split()[1]), now)
         options = costs.queries.options(r)
         chosen: dict[str, tuple[str, ...]] = {}
-        for d in DIMENSIONS:
+        for d in FILTER_DIMENSIONS:
             key = K + d
             opts = [NO_VARIANT if (d == "variant" and v == "") else v for v in options[d]]
+            if d == "source":  # always the three, whether or not the range has rows of each
+                opts += SOURCES
             opts = sorted(set(opts) | set(st.session_state.get(key) or []))  # keep a choice the range lacks
-            picked = st.multiselect(LABELS[d], opts, key=key, placeholder="all", bind="query-params")
+            picked = st.multiselect(LABELS[d], opts, key=key, placeholder="all", bind="query-params", help=HELP.get(d))
             chosen[d] = tuple("" if (d == "variant" and v == NO_VARIANT) else v for v in picked)
         if costs.prometheus is not None:
             st.segmented_control("Latency and request-rate source", ["Ledger", "Prometheus"], default="Ledger",
-                                 key=K + "source", bind="query-params",
+                                 key=K + "latency_source", bind="query-params",
                                  help="Prometheus: histogram_quantile over rag_stage_latency_seconds (it knows the "
                                       "policy label only); ledger: the same estimate over the ledger's histogram")
         st.caption(f"{r.label()}. Days are UTC days; the last 24 hours are shown by hour.")
@@ -226,7 +232,7 @@ def latency_source(costs: Costs, f: Filters) -> tuple[str, str | None]:
     """('ledger' | 'prometheus', why the ledger is used although Prometheus was chosen)."""
     if costs.prometheus is None:
         return "ledger", None
-    src = st.session_state.get(K + "source", "Ledger")
+    src = st.session_state.get(K + "latency_source", "Ledger")
     if src != "Prometheus":
         return "ledger", None
     other = [LABELS[d] for d in f.active() if d != "policy"]
@@ -275,9 +281,9 @@ def tiles(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None:
 
 
 # --- drill-down ------------------------------------------------------------------------------
-ROW_COLUMNS = ["ts", "request_id", "user", "policy", "variant", "index_version", "kind", "model", "prompt_tokens",
-               "completion_tokens", "cached_tokens", "cost_usd", "saved_usd", "cache_hit", "latency_ms", "retrieve_ms",
-               "total_ms", "status", "error_class", "token_method", "question"]
+ROW_COLUMNS = ["ts", "request_id", "source", "api_key", "user", "policy", "variant", "index_version", "kind", "model",
+               "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd", "cache_hit", "latency_ms",
+               "retrieve_ms", "total_ms", "status", "error_class", "token_method", "question"]
 
 
 def show_rows(rows: list[dict], title: str, key: str) -> None:
@@ -323,6 +329,8 @@ def series_color(by: str, key: str, costs: Costs, r: TimeRange) -> str:
         return "#c9c3bd"
     if by == "kind":
         values = ["chat", "embedding", "rerank", "judge"]
+    elif by == "source":
+        values = list(SOURCES)
     else:
         values = [NO_VARIANT if (by == "variant" and v == "") else v for v in costs.queries.options(r).get(by, [])]
     i = values.index(key) if key in values else sum(map(ord, key))
@@ -330,8 +338,8 @@ def series_color(by: str, key: str, costs: Costs, r: TimeRange) -> str:
 
 
 def spend_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
-    by = st.segmented_control("Stack cost by", ["model", "policy", "user", "kind", "variant", "index_version"],
-                              default="model", format_func=LABELS.get, key=K + "stack_by") or "model"
+    by = st.segmented_control("Stack cost by", list(STACK_BY), default="model", format_func=LABELS.get,
+                              key=K + "stack_by") or "model"
     df = pd.DataFrame(costs.queries.cost_series(r, f, by))
     if df.empty:
         st.info("No ledger rows in this range and filter.", icon="📭")

@@ -1,5 +1,6 @@
 """Costs & latency: spend, tokens, latency, budgets and alerts from the token ledger (and from
-Prometheus when PROMETHEUS_URL is set). Range, filters and tab are in the URL."""
+Prometheus when PROMETHEUS_URL is set). Range, filters (the Source filter puts API traffic beside
+the console's) and tab are in the URL."""
 from datetime import datetime, timezone
 
 import streamlit as st

@@ -14,17 +14,25 @@ from typing import Iterator
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from backend.access import Role
 from backend.golden import parse_items
 from backend.live import answer_live
 from backend.policy import Policy
 from console import state
 from console.ab_view import diff_rows, offline_metric_rows
 from corpus import cut_dataset
+from actors import Actor, api_key, user
 from test_console_apptest import APP, console_config, wait_ready
 
 PAGE = "../pages/ab.py"
 SET = "scifact-small"
 ENGLISH_Q = "5% of perinatal mortality is due to low birth weight."
+ANN = user("ann", Role.operator)  # saves policies, builds and freezes golden sets
+
+
+def live_user(end_user: str) -> Actor:
+    """A client of the live path: an API key speaking for one end user (sticky assignment follows them)."""
+    return api_key("app", end_user=end_user)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +41,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with console_config(data_dir, DEMO_DOCS="12"):
         wait_ready(AppTest.from_file(APP, default_timeout=60))
         svc = state.get_services()
-        svc.policies.save(Policy(name="bm25", retrieval_mode="sparse", top_k=5), actor="ann", note="BM25 only")
+        svc.policies.save(Policy(name="bm25", retrieval_mode="sparse", top_k=5), actor=ANN, note="BM25 only")
         yield data_dir
 
 
@@ -122,9 +130,9 @@ def test_diff_and_side_by_side_with_blind_votes(console: Path) -> None:
 def test_offline_comparison_over_a_small_scifact_golden_set(console: Path, tmp_path: Path) -> None:
     svc = services()
     data = cut_dataset("scifact", 5, 0, tmp_path / "scifact")
-    svc.golden.create(SET, actor="ann")
-    svc.golden.import_items(SET, parse_items((data / "queries.jsonl").read_bytes(), "queries.jsonl"), actor="ann")
-    assert svc.golden.freeze(SET, actor="ann") == 1
+    svc.golden.create(SET, actor=ANN)
+    svc.golden.import_items(SET, parse_items((data / "queries.jsonl").read_bytes(), "queries.jsonl"), actor=ANN)
+    assert svc.golden.freeze(SET, actor=ANN) == 1
     at = page({"a": "default:", "b": "bm25:1"})
     assert at.selectbox(key="ab.set").value == SET
     ok(at.toggle(key="ab.generate").set_value(False).run())
@@ -181,18 +189,34 @@ def test_releases_candidate_online_promote_and_rollback(console: Path) -> None:
     # Live traffic: sticky, about half each; thumbs on a few answers.
     seen = {}
     for i in range(40):
-        got = answer_live(svc, ENGLISH_Q if i % 2 else "大莱龙铁路一共投资多少亿元？", f"user-{i}")
+        got = answer_live(svc, ENGLISH_Q if i % 2 else "大莱龙铁路一共投资多少亿元？", live_user(f"user-{i}"))
         seen[f"user-{i}"] = got.variant
         if i < 20:
-            svc.traces.feedback(got.answer.request_id, 1 if got.variant == "candidate" or i % 3 else -1, "ann")
+            svc.traces.feedback(got.answer.request_id, 1 if got.variant == "candidate" or i % 3 else -1, ANN)
     assert set(seen.values()) == {"current", "candidate"}
-    assert all(answer_live(svc, ENGLISH_Q, u).variant == v for u, v in list(seen.items())[:6])  # sticky
+    assert all(answer_live(svc, ENGLISH_Q, live_user(u)).variant == v for u, v in list(seen.items())[:6])  # sticky
     ok(at.run())
     variants = table(at, "variant", "requests", "error rate [95% CI]", "p95 ms [95% CI]", "thumbs up [95% CI]")
     n = dict(zip(variants["variant"], variants["requests"]))
     assert n["current"] + n["candidate"] == 46 and min(n.values()) >= 8
     assert list(variants["error rate [95% CI]"])[0].startswith("0.0% [0.0%, ")
     assert all(" of " in t for t in variants["thumbs up [95% CI]"])  # 20 answers were rated
+
+    # Console users on the live path too: "all" counts them, the API-only view does not.
+    for i in range(5):
+        answer_live(svc, ENGLISH_Q, user(f"console-{i}"))
+    ok(at.run())
+    assert at.segmented_control(key="ab.online_source").value == "all"
+    n = dict(zip(*(table(at, "variant", "requests")[c] for c in ("variant", "requests"))))
+    assert n["current"] + n["candidate"] == 51
+    ok(at.segmented_control(key="ab.online_source").set_value("api").run())
+    assert "· API keys" in texts(at)
+    n = dict(zip(*(table(at, "variant", "requests")[c] for c in ("variant", "requests"))))
+    assert n["current"] + n["candidate"] == 46  # only the API key's requests
+    ok(at.segmented_control(key="ab.online_source").set_value("console").run())
+    n = dict(zip(*(table(at, "variant", "requests")[c] for c in ("variant", "requests"))))
+    assert n["current"] + n["candidate"] == 5
+    ok(at.segmented_control(key="ab.online_source").set_value("api").run())
     tests = table(at, "figure", "significant yet?")
     assert list(tests["figure"]) == ["error rate", "mean latency (ms)", "cost per request (USD)", "thumbs-up rate",
                                      "pairwise win rate"]

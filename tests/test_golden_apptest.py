@@ -22,6 +22,7 @@ from console import state
 from console.auth import LOCAL_ADMIN
 from console.eval_view import diff_item_rows, filter_items, metrics_figure, runs_rows
 from console.markup import escape_md
+from actors import user
 from test_console_apptest import APP, console_config, wait_ready
 from test_judge import RELEVANCY, scripted
 
@@ -144,8 +145,9 @@ def test_annotator_builds_reviews_and_freezes_a_set(console: Path) -> None:
     at.text_input(key="golden.doc_ids").set_value("")
 
     # Item 3: picked from a thumbs-down chat answer (its search runs at once).
-    answer = services().engine.query(QUESTIONS[2], Policy(), user="someone")
-    services().traces.feedback(answer.request_id, -1, "someone", "wrong nickname")
+    someone = user("someone")
+    answer = services().engine.query(QUESTIONS[2], Policy(), someone)
+    services().traces.feedback(answer.request_id, -1, someone, "wrong nickname")
     at = page(GOLDEN, {"set": SET})
     pick = at.selectbox(key="golden.pick")
     assert answer.request_id in pick.options or any("wrong nickname" in o for o in pick.options)

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from backend.db import make_engine
 from backend.ledger.queries import Filters, LedgerQueries, TimeRange
+from backend.ledger.store import ledger
 from console import costs_view, state
 from ledger_fixtures import seed_console
 
@@ -87,6 +89,71 @@ def test_tiles_follow_range_and_filters(seeded) -> None:
     sh = q.summary(TimeRange.last_hours(24), Filters(policy=(policy,)))
     assert _metric(at, "Spend") == costs_view.usd(sh.cost_usd)
     assert not at.exception
+
+
+def _raw_totals(data_dir: Path, r: TimeRange, source: str | None = None) -> tuple[float, int]:
+    """(cost, requests) straight from the raw ledger rows of the range (of one source), not through
+    the dashboard's queries or roll-ups: what the tiles must show."""
+    L = ledger
+    where = [L.c.epoch >= r.start_epoch, L.c.epoch < r.end_epoch] + ([L.c.source == source] if source else [])
+    q = sa.select(sa.func.coalesce(sa.func.sum(L.c.cost_usd), 0.0),
+                  sa.func.coalesce(sa.func.sum(sa.case((L.c.kind == "chat", 1), else_=0)), 0)).where(*where)
+    db = make_engine(f"sqlite:///{data_dir / 'console.db'}")
+    try:
+        with db.connect() as conn:
+            cost, requests = conn.execute(q).one()
+    finally:
+        db.dispose()
+    return float(cost), int(requests)
+
+
+def test_source_filter_shows_api_traffic_beside_console(seeded) -> None:
+    """The seeded ledger has API-key traffic (a third of the users come through one of three keys)
+    beside console traffic (and a few system rows): Source = api shows the API rows' totals only."""
+    data_dir, q = seeded
+    r30 = TimeRange.last_days(30)
+    everything, api, console = (_raw_totals(data_dir, r30, s) for s in (None, "api", "console"))
+    assert api[1] > 0 and console[1] > 0 and api[1] + console[1] <= everything[1]  # both sources are there
+    assert api[0] < everything[0] and console[0] < everything[0]
+
+    at = _page()
+    source = at.sidebar.multiselect(key="costs.source")
+    assert source.label == "Source" and source.options == ["api", "console", "system"] and source.value == []
+    assert _metric(at, "Spend") == costs_view.usd(everything[0])
+    assert _metric(at, "Requests") == f"{everything[1]:,}"
+
+    source.set_value(["api"]).run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Spend") == costs_view.usd(api[0]) != costs_view.usd(everything[0])
+    assert _metric(at, "Requests") == f"{api[1]:,}"
+    s_api = q.summary(r30, Filters(source=("api",)))
+    assert _metric(at, "p95 latency") == costs_view.ms(s_api.latency_ms[0.95])
+    assert _metric(at, "Cost per request") == costs_view.usd(api[0] / api[1])
+
+    # The spend chart stacks by source; with the filter on, its only series is the API's.
+    at.segmented_control(key="costs.stack_by").set_value("source").run()
+    assert not at.exception, at.exception
+    assert len(at.get("vega_lite_chart")) == 1
+    by_source = q.cost_series(r30, Filters(source=("api",)), by="source")
+    assert {x["key"] for x in by_source} == {"api"}
+    assert sum(x["cost_usd"] for x in by_source) == pytest.approx(api[0])
+    all_by_source = q.cost_series(r30, by="source")
+    assert {x["key"] for x in all_by_source} >= {"api", "console"}
+
+    # The latency tab honours the same filter (and lists only API rows when a point is picked).
+    at.session_state["costs.tab"] = "⏱️ Latency"
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.get("vega_lite_chart")) == 1
+    at.session_state["costs.tab"] = "🧾 Ledger rows"
+    at.run()
+    rows = at.dataframe[0].value
+    assert len(rows) > 0 and set(rows["source"]) == {"api"} and rows["api_key"].notna().all()
+
+    at.sidebar.multiselect(key="costs.source").set_value(["console"]).run()
+    assert _metric(at, "Spend") == costs_view.usd(console[0])
+    assert _metric(at, "Requests") == f"{console[1]:,}"
+    assert set(at.dataframe[0].value["source"]) == {"console"}
 
 
 def test_sections_budgets_alerts_prices_rows(seeded) -> None:

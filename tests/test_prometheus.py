@@ -158,7 +158,7 @@ def _page_reads_prometheus(data_dir: Path, url: str) -> None:
             at.session_state["costs.tab"] = "⏱️ Latency"
             at.run()
             assert "Source: **ledger" in " ".join(c.value for c in at.caption)
-            at.sidebar.segmented_control(key="costs.source").set_value("Prometheus").run()
+            at.sidebar.segmented_control(key="costs.latency_source").set_value("Prometheus").run()
             captions = " ".join(c.value for c in at.caption)
             assert not at.exception, at.exception
             assert f"Source: **Prometheus ({url}): histogram_quantile(0.95" in captions
@@ -166,5 +166,10 @@ def _page_reads_prometheus(data_dir: Path, url: str) -> None:
             at.sidebar.multiselect(key="costs.user").set_value(["user001"]).run()
             captions = " ".join(c.value for c in at.caption)
             assert "Prometheus has no user label: these figures come from the ledger." in captions
+            at.sidebar.multiselect(key="costs.user").set_value([]).run()
+            at.sidebar.multiselect(key="costs.source").set_value(["api"]).run()  # API traffic only
+            captions = " ".join(c.value for c in at.caption)
+            assert not at.exception, at.exception
+            assert "Prometheus has no source label: these figures come from the ledger." in captions
         finally:
             state.reset()

@@ -18,10 +18,10 @@ from actors import Role, user
 from test_index_admin_support import TOPICS, fresh_services, write_dataset, write_folder
 
 ALIAS = "rag_chunks"
-ANN = user(ANN, Role.admin)  # builds, promotes, snapshots and deletes versions
-BOB = user(BOB, Role.admin)  # restores
-CAROL = user(CAROL, Role.admin)  # uploads a snapshot and deletes it
-MALLORY = user(MALLORY, Role.admin)  # may restore: her files are refused for what they hold
+ANN = user("ann", Role.admin)  # builds, promotes, snapshots and deletes versions
+BOB = user("bob", Role.admin)  # restores
+CAROL = user("carol", Role.admin)  # uploads a snapshot and deletes it
+MALLORY = user("mallory", Role.admin)  # may restore: her files are refused for what they hold
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,7 @@ KEY_PREFIX = "rok_"
 FREE_FAILURES = 5  # failures in a row before an account or an address slows down
 MAX_DELAY_S = 300
 LAST_USED_EVERY_S = 60  # a key's last-used time is written at most this often
+KEY_TTL_S = 0.5  # how long a process trusts a key lookup (revocations hold everywhere within it)
 
 
 class LoginRefused(RagError):
@@ -113,6 +116,10 @@ class AccessStore:
         self._secret = secret.encode()
         self._session = timedelta(hours=session_hours)
         self._hasher = PasswordHasher()
+        # Key lookups of the last KEY_TTL_S, so a busy API does not read the key row per request;
+        # a revocation on any process holds everywhere within that time.
+        self._keys_lock = threading.Lock()
+        self._keys_seen: dict[str, tuple[float, KeyInfo | None]] = {}
 
     # --- users ---------------------------------------------------------------------------
     def add_user(self, actor: Actor, name: str, role: Role, password: str | None, *, display_name: str = "",
@@ -318,23 +325,37 @@ class AccessStore:
                                  .values(revoked_at=utcnow())).rowcount
             if n == 0:
                 raise NotFoundError(f"no active API key with id {key_id}", part="key")
+        with self._keys_lock:
+            self._keys_seen.clear()
 
     def key_actor(self, secret: str | None, end_user: str | None = None) -> Actor | None:
-        """The actor of a bearer key, or None when unknown, revoked or expired. Read from the
-        database on every call, so a revocation holds on every process at once."""
+        """The actor of a bearer key, or None when unknown, revoked or expired. A lookup is trusted
+        for KEY_TTL_S, so a revocation holds on every process within half a second."""
         if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
-        with self._engine.connect() as conn:
-            row = conn.execute(sa.select(api_keys).where(api_keys.c.secret_hash == _sha256(secret))).first()
-        if row is None:
+        digest = _sha256(secret)
+        with self._keys_lock:
+            hit = self._keys_seen.get(digest)
+        if hit is not None and time.monotonic() - hit[0] < KEY_TTL_S:
+            info = hit[1]
+        else:
+            with self._engine.connect() as conn:
+                row = conn.execute(sa.select(api_keys).where(api_keys.c.secret_hash == digest)).first()
+            info = _key(row) if row is not None else None
+            with self._keys_lock:
+                if len(self._keys_seen) > 10_000:
+                    self._keys_seen.clear()
+                self._keys_seen[digest] = (time.monotonic(), info)
+        if info is None:
             return None
-        info = _key(row)
         now = utcnow()
         if not info.active(now):
             return None
         if info.last_used_at is None or (now - _aware(info.last_used_at)).total_seconds() > LAST_USED_EVERY_S:
             with self._engine.begin() as conn:
                 conn.execute(api_keys.update().where(api_keys.c.id == info.id).values(last_used_at=now))
+            with self._keys_lock:
+                self._keys_seen[digest] = (time.monotonic(), replace(info, last_used_at=now))
         return Actor(id=f"key:{info.name}", name=info.name, role=info.role, kind="api_key", end_user=end_user or None)
 
     def _key(self, key_id: int) -> KeyInfo:

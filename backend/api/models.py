@@ -1,14 +1,16 @@
 """Request and response bodies of the API (pydantic): the OpenAPI schema is generated from these."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from backend.engine import Answer
 from backend.text import control_chars
 
 MAX_TOP_K = 100
+# A payload key the vector store can match: dotted names of letters, digits, '_' and '-'.
+FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=200)]
 
 
 def _clean(text: str, what: str) -> str:
@@ -23,7 +25,7 @@ class QueryRequest(BaseModel):
 
     question: str = Field(..., min_length=1, description="The question; control characters are refused.")
     policy: str | None = Field(None, description="A saved policy as `name` or `name@version`; unset = the live release.")
-    filters: dict[str, str | int | float | bool] | None = Field(None, description="Payload equality filters, e.g. {\"doc_id\": \"12\"}.")
+    filters: dict[FilterKey, str | int | bool] | None = Field(None, description="Payload equality filters, e.g. {\"doc_id\": \"12\"}.")
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Sources to return (overrides the policy).")
     retrieval_only: bool = Field(False, description="Retrieve and build the prompt; call no model.")
     stream: bool = Field(False, description="Server-sent events: sources, then text deltas, then the final answer.")

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 
 from backend.ledger.buckets import quantile
 from backend.ledger.store import (
-    DAY_S, ledger, ledger_daily, ledger_dims, ledger_latency_daily, ledger_question_daily, ledger_questions,
+    DAY_S, ledger, ledger_daily, ledger_dims, ledger_key_daily, ledger_latency_daily, ledger_question_daily,
+    ledger_questions,
 )
 
 Grain = Literal["hour", "day"]
@@ -402,14 +403,25 @@ class LedgerQueries:
                               cache_hit=bool(r.cache_hit), total_ms=None if r.total_ms is None else float(r.total_ms),
                               cost_usd=_n(r.cost_usd)) for r in rows]
 
-    def key_spend(self, api_key: str, since_epoch: int, until_epoch: int | None = None) -> float:
-        """What an API key's requests cost from `since_epoch` on (the (api_key, epoch) index)."""
-        L = ledger
-        q = sa.select(sa.func.sum(L.c.cost_usd)).where(L.c.api_key == api_key, L.c.epoch >= since_epoch)
-        if until_epoch is not None:
-            q = q.where(L.c.epoch < until_epoch)
+    def key_spend(self, api_key: str, first_day: int, end_day: int | None = None) -> float:
+        """What an API key's requests cost over whole UTC days [first_day, end_day) (end None: on)."""
+        t = ledger_key_daily
+        q = sa.select(sa.func.sum(t.c.cost_usd)).where(t.c.api_key == api_key, t.c.day >= first_day)
+        if end_day is not None:
+            q = q.where(t.c.day < end_day)
         with self._engine.connect() as conn:
             return _n(conn.execute(q).scalar())
+
+    def key_totals(self, r: TimeRange, api_key: str | None = None) -> list[dict]:
+        """api_key, requests, calls, cost_usd per API key over the range's days, costliest first."""
+        t = ledger_key_daily
+        cost = sa.func.sum(t.c.cost_usd).label("cost_usd")
+        q = sa.select(t.c.api_key, sa.func.sum(t.c.requests).label("requests"), sa.func.sum(t.c.calls).label("calls"),
+                      cost).where(t.c.day >= r.start_day, t.c.day < r.end_day).group_by(t.c.api_key) \
+            .order_by(cost.desc(), t.c.api_key)
+        if api_key is not None:
+            q = q.where(t.c.api_key == api_key)
+        return self._all(q)
 
     def spend(self, first_day: int, end_day: int, scope: str = "global", value: str | None = None) -> float:
         """Cost over whole UTC days [first_day, end_day) for a budget's scope."""

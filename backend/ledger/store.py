@@ -9,8 +9,9 @@ as the row, answer the dashboard for day-aligned ranges without scanning the raw
   (question text in `ledger_questions`).
 
 Every row says where its request came from (`source`: api, console or system) and, for API
-traffic, the key's name (`api_key`, raw rows only: one key's spend and latest requests are read
-through its index). `source` is a key of all three roll-ups (migration 0008_ledger_source).
+traffic, the key's name (`api_key`). `source` is a key of all three roll-ups; a fourth,
+`ledger_key_daily`, holds each API key's requests and cost per day (a key's month-to-date spend is
+checked on every API request: at most 31 rows). Migration 0008_ledger_source.
 
 Roll-up keys store '' for a missing variant (NULLs do not conflict in a unique key)."""
 from __future__ import annotations
@@ -128,6 +129,17 @@ ledger_question_daily = sa.Table(
     sa.Column("saved_usd", sa.Float, nullable=False),
 )
 
+# Each API key's traffic per day: the key budgets and the console's API section read it.
+ledger_key_daily = sa.Table(
+    "ledger_key_daily",
+    metadata,
+    sa.Column("api_key", sa.String(64), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("requests", sa.Integer, nullable=False),  # chat rows
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+)
+
 # Every value each filter dimension has taken, with the first and last day it was seen: the
 # dashboard's filter choices without a DISTINCT over the roll-ups.
 FILTER_DIMS = ("policy", "model", "user", "variant", "index_version", "source")
@@ -211,6 +223,7 @@ class LedgerStore:
                 "latency": _adding_upsert(conn, ledger_latency_daily, ["day", *LAT_DIMS, "bucket"], ["n"]),
                 "question": _adding_upsert(conn, ledger_question_daily, ["day", *Q_DIMS],
                                            ["requests", "cost_usd", "saved_usd"]),
+                "key": _adding_upsert(conn, ledger_key_daily, ["api_key", "day"], ["requests", "calls", "cost_usd"]),
                 "question_text": _insert(conn, ledger_questions).on_conflict_do_nothing(index_elements=["question_hash"]),
                 "dims": dims.on_conflict_do_update(index_elements=["dim", "value"], set_={
                     "first_day": sa.case((dims.excluded.first_day < ledger_dims.c.first_day, dims.excluded.first_day),
@@ -242,6 +255,9 @@ class LedgerStore:
                                          for stage, bucket in stages if bucket is not None])
             conn.execute(st["dims"], [{"dim": d, "value": variant if d == "variant" else row[d], "first_day": day,
                                        "last_day": day} for d in FILTER_DIMS])
+            if row["api_key"] is not None:
+                conn.execute(st["key"], {"api_key": row["api_key"], "day": day, "requests": int(row["kind"] == "chat"),
+                                         "calls": 1, "cost_usd": row["cost_usd"]})
             if row["kind"] == "chat":
                 conn.execute(st["question"], {**dims, "question_hash": row["question_hash"], "requests": 1,
                                               "cost_usd": row["cost_usd"], "saved_usd": row["saved_usd"]})
@@ -253,7 +269,7 @@ class LedgerStore:
         day = L.c.epoch // DAY_S
         variant = sa.func.coalesce(L.c.variant, "")
         with self._engine.begin() as conn:
-            for t in (ledger_daily, ledger_latency_daily, ledger_question_daily):
+            for t in (ledger_daily, ledger_latency_daily, ledger_question_daily, ledger_key_daily):
                 conn.execute(t.delete().where(t.c.day >= from_day) if from_day is not None else t.delete())
             conn.execute(ledger_dims.delete())
             where = [L.c.epoch >= from_day * DAY_S] if from_day is not None else []
@@ -281,6 +297,11 @@ class LedgerStore:
                 ["day", *Q_DIMS, "requests", "cost_usd", "saved_usd"],
                 sa.select(day, *qdims, sa.func.count(), sa.func.sum(L.c.cost_usd), sa.func.sum(L.c.saved_usd))
                 .where(*where, L.c.kind == "chat").group_by(day, *qdims)))
+            conn.execute(ledger_key_daily.insert().from_select(
+                ["api_key", "day", "requests", "calls", "cost_usd"],
+                sa.select(L.c.api_key, day, sa.func.sum(sa.case((L.c.kind == "chat", 1), else_=0)), sa.func.count(),
+                          sa.func.sum(L.c.cost_usd))
+                .where(*where, L.c.api_key.is_not(None)).group_by(L.c.api_key, day)))
             D = ledger_daily
             for d in FILTER_DIMS:
                 conn.execute(ledger_dims.insert().from_select(

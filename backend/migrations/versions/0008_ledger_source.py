@@ -1,11 +1,14 @@
 """Ledger: where each request came from (`source`: api | console | system) and the API key's name;
-`source` becomes a key of the three daily roll-ups and a value of `ledger_dims`.
+`source` becomes a key of the three daily roll-ups and a value of `ledger_dims`; a new roll-up
+`ledger_key_daily` holds each API key's requests and cost per day (the key budgets read it on
+every API request).
 
 Existing rows: a ledger user 'key:NAME' was an API key without an end user (source api, api_key
 NAME), the user 'system' the system; every other row is taken as console traffic (the CLI's
 rows cannot be told apart). The roll-ups are derived data: they are dropped, created again with
 the new key column and refilled from the raw rows with INSERT ... SELECT ... GROUP BY (one
-statement each, on SQLite and PostgreSQL). The downgrade does the same without the column.
+statement each, on SQLite and PostgreSQL), and `ledger_key_daily` is filled the same way. The
+downgrade drops the new table, columns and indexes and rebuilds the roll-ups without `source`.
 
 Revision ID: 0008_ledger_source
 """
@@ -145,9 +148,24 @@ def upgrade() -> None:
         sa.select(sa.literal("source", sa.String), daily.c.source, sa.func.min(daily.c.day), sa.func.max(daily.c.day))
         .group_by(daily.c.source)))
 
+    keys = op.create_table(
+        "ledger_key_daily",
+        sa.Column("api_key", sa.String(64), primary_key=True),
+        sa.Column("day", sa.Integer, primary_key=True),
+        sa.Column("requests", sa.Integer, nullable=False),
+        sa.Column("calls", sa.Integer, nullable=False),
+        sa.Column("cost_usd", sa.Float, nullable=False),
+    )
+    day = L.c.epoch // DAY_S
+    conn.execute(keys.insert().from_select(
+        ["api_key", "day", "requests", "calls", "cost_usd"],
+        sa.select(L.c.api_key, day, sa.func.sum(sa.case((L.c.kind == "chat", 1), else_=0)), sa.func.count(),
+                  sa.func.sum(L.c.cost_usd)).where(L.c.api_key.is_not(None)).group_by(L.c.api_key, day)))
+
 
 def downgrade() -> None:
     conn = op.get_bind()
+    op.drop_table("ledger_key_daily")
     conn.execute(DIMS_TABLE.delete().where(DIMS_TABLE.c.dim == "source"))
     for name in ROLLUPS:
         op.drop_table(name)
