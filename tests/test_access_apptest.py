@@ -391,3 +391,23 @@ def test_a_failed_webhook_is_recorded_without_its_secret(tmp_path: Path) -> None
     assert error.startswith("HTTPStatusError: Client error '404 Not Found' for url ") and f"http://{HOST}:{port}/…" in error
     for secret in ("s3cr3t", "abc123", "pa55", "hook:"):
         assert secret not in error, error
+
+
+def test_api_page_shows_the_base_url_examples_and_live_requests(console: dict) -> None:
+    """The API page: base URL and examples, the rate limiter line, and API rows of the ledger
+    (a request from an API-key actor appears with its key and end user; console rows do not)."""
+    from actors import api_key
+
+    services: Services = state.get_services()
+    services.engine.query("What is the weight of a newborn?", services.policies.get("default"),
+                          api_key("shop-bot", end_user="carol"))
+    services.engine.query("A console question", services.policies.get("default"), user("ann"))
+    with login_mode(AUTH_MODE="local"):
+        at = open_page("../pages/api.py")
+        assert at.title[0].value == "🔌 HTTP API"
+        body = text(at)
+        # (no API app runs inside AppTest, so there is no rate-limiter line; the browser test sees it)
+        assert "/api/v1" in body and 'model="rag"' in body
+        rows = at.dataframe[0].value
+        assert list(rows["key"]) == ["shop-bot"] and list(rows["end user"]) == ["carol"]
+        assert list(rows["status"]) == ["ok"]

@@ -51,6 +51,7 @@ def test_api_page_shows_a_live_request(api_console: tuple[Console, str], browser
     page = new_page(browser)
     page.goto(f"{console.url}/api")
     page.get_by_text("Latest live requests").wait_for()
+    page.get_by_text("Rate limit 600 per 1 minute per key, counted in memory").wait_for()
     page.get_by_text(f"{console.url}/api/v1").first.wait_for()
     table = page.locator("[data-testid=stDataFrame]")
     table.wait_for()
