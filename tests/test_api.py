@@ -285,7 +285,7 @@ def test_openai_client_chat_completions(target: Target) -> None:
     ids = [m.id for m in client.models.list()]
     assert "rag" in ids and "short" in ids, ids
 
-    # Non-streaming, the live release (`rag`): the answer, real usage from llama.cpp, the sources extra field.
+    # Non-streaming, the live configuration (`rag`): the answer, its token usage, the sources extra field.
     raw = client.chat.completions.with_raw_response.create(
         model="rag", messages=[{"role": "user", "content": QUESTIONS[0]}], max_tokens=48)
     assert raw.headers.get("x-request-id")

@@ -183,10 +183,15 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
 
 
 def _final(stream: Iterator) -> tuple[Answer, str | None, str | None]:
+    """The answer, after the stream ended: read to the end, so the engine records the request as
+    finished (not aborted) and the guardrail check after it runs now."""
+    final = None
     for event, release, variant in stream:
         if isinstance(event, Answer):
-            return event, release, variant
-    raise RuntimeError("the engine ended without an answer")
+            final = (event, release, variant)
+    if final is None:
+        raise RuntimeError("the engine ended without an answer")
+    return final
 
 
 def _sse(event: str, data: dict | str) -> bytes:
