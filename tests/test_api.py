@@ -440,6 +440,22 @@ def extractive_api(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> It
         api.stop()
 
 
+def test_json_answers_count_as_finished_requests_in_metrics(extractive_api: Target) -> None:
+    """A JSON answer reads the engine's stream to its end: the request is counted ok in
+    Prometheus, never aborted (it was, when the API returned at the first Answer event)."""
+    api = extractive_api.api
+    with api.client(extractive_api.key) as c:
+        for q in ("What does aspirin do? metrics-1", "What does aspirin do? metrics-2"):
+            assert c.post("/query", json={"question": q}).status_code == 200
+        r = c.post("/chat/completions", json={"model": "rag", "messages": [{"role": "user", "content": "metrics-3?"}]})
+        assert r.status_code == 200
+    metrics = httpx.get(api.url.removesuffix("/api/v1") + "/metrics", timeout=30).text
+    counts = {m.group(1): float(m.group(2)) for m in
+              re.finditer(r'^rag_requests_total\{policy="default",status="(\w+)"\} (\S+)$', metrics, flags=re.M)}
+    assert counts.get("aborted", 0.0) == 0.0, counts
+    assert counts.get("ok", 0.0) >= 3, counts
+
+
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error(extractive_api: Target, tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "schemathesis"
