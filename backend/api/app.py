@@ -12,7 +12,7 @@ import uuid
 from typing import Callable, Iterator
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.access import Action, Actor, require
@@ -136,7 +136,7 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
             return StreamingResponse(_sse_query(first, stream), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store"})
         answer, release, variant = _final(stream)
-        return QueryResponse(**answer.model_dump(), release=release, variant=variant)
+        return _answer_json(answer, release, variant)
 
     @api.post("/chat/completions", responses=ERRORS, summary="OpenAI-compatible chat completions")
     def chat(body: ChatRequest, who: Actor = Depends(actor)):  # noqa: ANN202
@@ -150,7 +150,7 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
             return StreamingResponse(_sse_chat(body.model, first, stream), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store"})
         answer, release, variant = _final(stream)
-        return _completion(body.model, answer, release, variant)
+        return JSONResponse(_completion(body.model, answer, release, variant))
 
     @api.get("/models", response_model=ModelList, responses=ERRORS, summary="The live release and the saved policies")
     def models(who: Actor = Depends(actor)) -> ModelList:
@@ -180,6 +180,14 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
         return JSONResponse(body, status_code=200 if failing is None else 503)
 
     return api
+
+
+def _answer_json(answer: Answer, release: str | None, variant: str | None) -> Response:
+    """The QueryResponse body, serialised once by pydantic's own encoder (the answer is already
+    validated: going through FastAPI's response model would validate and encode it twice)."""
+    body = answer.model_dump_json()
+    tail = json.dumps({"release": release, "variant": variant}, ensure_ascii=False)[1:]
+    return Response(body[:-1] + "," + tail, media_type="application/json")
 
 
 def _final(stream: Iterator) -> tuple[Answer, str | None, str | None]:

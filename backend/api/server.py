@@ -52,5 +52,5 @@ def serve(host: str, port: int, workers: int) -> int:
         multiproc.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
     uvicorn.run("backend.api.server:create_server", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", proxy_headers=True)
+                log_level="warning", access_log=False, proxy_headers=True)
     return 0
