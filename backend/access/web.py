@@ -11,6 +11,7 @@ import html
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -80,8 +81,6 @@ async def login_post(request: Request) -> Response:
     next_path = _safe_next(str(form.get("next", "/")))
     store = access_store()
     try:
-        from starlette.concurrency import run_in_threadpool
-
         actor = await run_in_threadpool(store.authenticate, name, password, _address(request))
         token = await run_in_threadpool(store.open_session, actor, _address(request))
     except LoginRefused as exc:
@@ -95,8 +94,6 @@ async def login_post(request: Request) -> Response:
 async def logout_post(request: Request) -> Response:
     if not _same_origin(request):
         return Response("cross-site logout refused", status_code=403)
-    from starlette.concurrency import run_in_threadpool
-
     await run_in_threadpool(access_store().close_session, request.cookies.get(SESSION_COOKIE))
     resp = RedirectResponse(LOGIN_PATH, status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
@@ -117,8 +114,6 @@ class LoginRequired:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and not scope["path"].startswith(OPEN_PREFIXES):
             request = Request(scope)
-            from starlette.concurrency import run_in_threadpool
-
             actor = await run_in_threadpool(access_store().session_actor, request.cookies.get(SESSION_COOKIE))
             if actor is None:
                 target = scope["path"] + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
