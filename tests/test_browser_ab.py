@@ -17,6 +17,7 @@ from typing import Iterator
 
 import pytest
 
+from actors import Role, user
 from backend.audit import AuditLog
 from backend.db import make_engine
 from backend.golden import GoldenSets, parse_items
@@ -97,6 +98,9 @@ def alert(page, kind: str, text: str, timeout_ms: float = 90_000):  # noqa: ANN0
     return found
 
 
+ANN = user("ann", Role.admin)  # writes the policy and the golden set straight to the console's database
+
+
 def button(page, name: str):  # noqa: ANN001, ANN201
     return page.locator("button:visible").filter(has_text=name).first
 
@@ -112,12 +116,12 @@ def test_compare_vote_offline_release_promote_rollback(browser, console: Console
     # A second policy and a frozen SciFact golden set, written to the console's database.
     db = make_engine(f"sqlite:///{data_dir / 'console.db'}")
     audit = AuditLog(db)
-    PolicyStore(db, audit).save(Policy(name="bm25", retrieval_mode="sparse", top_k=5), actor="ann", note="BM25 only")
+    PolicyStore(db, audit).save(Policy(name="bm25", retrieval_mode="sparse", top_k=5), actor=ANN, note="BM25 only")
     golden = GoldenSets(db, audit)
     queries = cut_dataset("scifact", 5, 0, tmp_path / "scifact") / "queries.jsonl"
-    golden.create(SET, actor="ann")
-    golden.import_items(SET, parse_items(queries.read_bytes(), queries.name), actor="ann")
-    assert golden.freeze(SET, actor="ann") == 1
+    golden.create(SET, actor=ANN)
+    golden.import_items(SET, parse_items(queries.read_bytes(), queries.name), actor=ANN)
+    assert golden.freeze(SET, actor=ANN) == 1
     db.dispose()
 
     # --- what changed between the two policies ---------------------------------------------------------
