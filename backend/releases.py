@@ -12,6 +12,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Literal
@@ -140,6 +142,7 @@ class ReleaseManager:
         # (dropped at once on this process's own changes; other processes follow within the TTL).
         self._route_lock = threading.Lock()
         self._route: tuple[float, LiveConfig, dict[tuple[str, int | None], Policy], str | None] | None = None
+        self._route_generation = 0
 
     # --- releases ---------------------------------------------------------------------------------
     def create(self, actor: Actor, policy_name: str, policy_version: int | None = None, index: str | None = None,
@@ -183,8 +186,17 @@ class ReleaseManager:
                           self.get(row.candidate_id) if row.candidate_id else None,
                           row.share, row.experiment_id, Guardrails.model_validate(row.guardrails), started)
 
+    @contextmanager
+    def _changing(self) -> Iterator[sa.Connection]:
+        """A transaction on the live configuration; routing forgets its copy once it has committed
+        (forgetting before the commit let a concurrent request cache the old state again)."""
+        try:
+            with self._db.begin() as conn:
+                yield conn
+        finally:
+            self.forget_routing()
+
     def _save(self, conn: sa.Connection, actor: Actor, **values: Any) -> None:
-        self.forget_routing()
         exists = conn.execute(sa.select(release_state.c.id).where(release_state.c.id == LIVE)).first()
         values.update(updated_at=utcnow(), updated_by=actor.id)
         if exists:
@@ -204,7 +216,7 @@ class ReleaseManager:
         with self._audit.action(actor, "release.set_current", str(release_id), need=Action.promote, reason=reason):
             before = self.state().current
             self._point_alias(actor, release, reason or f"release #{release_id} made current")
-            with self._db.begin() as conn:
+            with self._changing() as conn:
                 self._save(conn, actor, current_id=release_id)
                 self._event(conn, actor, "set_current", before["id"] if before else None, release_id, reason)
 
@@ -221,7 +233,7 @@ class ReleaseManager:
         experiment = uuid.uuid4().hex[:12]
         with self._audit.action(actor, "release.set_candidate", str(release_id), need=Action.set_traffic_share, share=share,
                                 reason=reason):
-            with self._db.begin() as conn:
+            with self._changing() as conn:
                 self._save(conn, actor, candidate_id=release_id, share=share, experiment_id=experiment)
                 self._event(conn, actor, "set_candidate", state.current["id"], release_id, reason, share=share,
                             experiment=experiment)
@@ -236,7 +248,7 @@ class ReleaseManager:
             raise InputError("there is no candidate release")
         with self._audit.action(actor, "release.set_share", str(state.candidate["id"]), need=Action.set_traffic_share,
                                 share=share, reason=reason):
-            with self._db.begin() as conn:
+            with self._changing() as conn:
                 self._save(conn, actor, share=share)
                 self._event(conn, actor, "set_share", None, state.candidate["id"], reason, share=share, was=state.share)
         self._resolve_alerts()
@@ -247,14 +259,14 @@ class ReleaseManager:
             raise InputError("there is no candidate release")
         with self._audit.action(actor, "release.clear_candidate", str(state.candidate["id"]), need=Action.set_traffic_share,
                                 reason=reason):
-            with self._db.begin() as conn:
+            with self._changing() as conn:
                 self._save(conn, actor, candidate_id=None, share=0.0)
                 self._event(conn, actor, "clear_candidate", state.candidate["id"], None, reason)
         self._resolve_alerts()
 
     def set_guardrails(self, actor: Actor, guardrails: Guardrails) -> None:
         with self._audit.action(actor, "release.guardrails", LIVE, need=Action.experiment, **guardrails.model_dump()):
-            with self._db.begin() as conn:
+            with self._changing() as conn:
                 self._save(conn, actor, guardrails=guardrails.model_dump())
 
     def promote(self, actor: Actor, reason: str = "") -> dict:
@@ -266,7 +278,7 @@ class ReleaseManager:
         with self._audit.action(actor, "release.promote", str(cand["id"]), need=Action.promote, reason=reason,
                                 previous=state.current["id"] if state.current else None):
             self._point_alias(actor, cand, reason or f"release #{cand['id']} promoted")
-            with self._db.begin() as conn:
+            with self._changing() as conn:
                 self._save(conn, actor, current_id=cand["id"], candidate_id=None, share=0.0)
                 self._event(conn, actor, "promote", state.current["id"] if state.current else None, cand["id"], reason)
         self._resolve_alerts()
@@ -284,7 +296,7 @@ class ReleaseManager:
         with self._audit.action(actor, "release.rollback", str(previous), need=Action.rollback, reason=reason,
                                 from_release=state.current["id"]):
             self._point_alias(actor, target, reason or f"rolled back to release #{previous}")
-            with self._db.begin() as conn:
+            with self._changing() as conn:
                 self._save(conn, actor, current_id=previous, candidate_id=None, share=0.0)
                 self._event(conn, actor, "rollback", state.current["id"], previous, reason)
         self._resolve_alerts()
@@ -333,7 +345,7 @@ class ReleaseManager:
     def _routing(self) -> tuple[LiveConfig, dict[tuple[str, int | None], Policy], str | None]:
         """The live configuration, its policies and the alias's collection, at most ROUTE_TTL_S old."""
         with self._route_lock:
-            cached = self._route
+            cached, generation = self._route, self._route_generation
         if cached is not None and time.monotonic() - cached[0] < ROUTE_TTL_S:
             return cached[1], cached[2], cached[3]
         state = self.state()
@@ -343,12 +355,14 @@ class ReleaseManager:
                 policies[(r["policy_name"], r["policy_version"])] = self._policies.get(r["policy_name"], r["policy_version"])
         live = self._store.aliases().get(self.alias) if (state.current or state.candidate) else None
         with self._route_lock:
-            self._route = (time.monotonic(), state, policies, live)
+            if generation == self._route_generation:  # not forgotten while we read: safe to keep
+                self._route = (time.monotonic(), state, policies, live)
         return state, policies, live
 
     def forget_routing(self) -> None:
         with self._route_lock:
             self._route = None
+            self._route_generation += 1
 
     def assign(self, user: str) -> tuple[Variant, dict | None]:
         state = self._routing()[0]
@@ -387,7 +401,7 @@ class ReleaseManager:
         if not reasons:
             return None
         reason = f"guardrail: candidate {', '.join(reasons)} over {n} requests in {g.window_minutes} min"
-        with self._db.begin() as conn:
+        with self._changing() as conn:
             self._save(conn, actor, share=0.0)
             self._event(conn, actor, "guardrail_trip", state.candidate["id"], state.current["id"] if state.current else None,
                         reason, share_was=state.share, requests=n, error_rate=error_rate, p95_ms=cand.get("p95_ms"),

@@ -767,7 +767,9 @@ def live_probe(services: Services) -> None:
             c1.text_input("User id", key=key("probe_user"), value="user-1")
             c2.text_input("Question for the live path", key=key("probe_question"))
             asked = c3.form_submit_button("Send", key=key("probe"), width="stretch")
-        if asked and (SS.get(key("probe_question")) or "").strip():
+        if asked and not (SS.get(key("probe_question")) or "").strip():
+            st.warning("Type a question first: nothing was sent.", icon="✍️")
+        elif asked:
             try:
                 probe_actor = dataclasses.replace(current_actor(), end_user=SS[key("probe_user")].strip() or "user")
                 got = answer_live(services, SS[key("probe_question")].strip(), probe_actor)

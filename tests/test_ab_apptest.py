@@ -223,8 +223,10 @@ def test_releases_candidate_online_promote_and_rollback(console: Path) -> None:
     assert any("more" in v or "significant" in v or "no data" in v for v in tests["significant yet?"])
     assert "armed" in texts(at)
 
-    # Probe the live path from the page.
+    # Probe the live path from the page; sent without a question it says so (it used to do nothing).
     at.text_input(key="ab.probe_user").set_value("user-3")
+    ok(at.button(key="ab.probe").click().run())
+    assert any("nothing was sent" in w.value for w in at.warning)
     at.text_input(key="ab.probe_question").set_value(ENGLISH_Q)
     ok(at.button(key="ab.probe").click().run())
     assert f"**user\\-3** is served by the **{seen['user-3']}** release" in texts(at)

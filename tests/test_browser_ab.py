@@ -205,13 +205,19 @@ def test_compare_vote_offline_release_promote_rollback(browser, console: Console
 
     # Live requests through the live path (the probe), for a handful of users.
     page.get_by_text("🎯 Try the live path as a user").click()
+    probe = page.get_by_test_id("stExpander").filter(has_text="Try the live path as a user")
     served = {}
     for i in range(6):
         page.get_by_role("textbox", name="User id").fill(f"user-{i}")
-        page.get_by_role("textbox", name="Question for the live path").fill(ENGLISH_Q)
-        button(page, "Send").click()
+        question = page.get_by_role("textbox", name="Question for the live path")
+        question.fill(ENGLISH_Q)
+        # Enter submits the form with the value just typed; a click right after fill could beat the field's
+        # commit, and the form was then sent without its question (the one-run-in-several timeout of user-0).
+        question.press("Enter")
         found = page.get_by_text(re.compile(rf"user-{i}\s*is served by the")).first
-        found.wait_for(timeout=90_000)
+        refused = probe.locator("[data-testid=stAlertContentWarning], [data-testid=stAlertContentError]")
+        found.or_(refused).first.wait_for(timeout=90_000)
+        assert found.is_visible(), refused.all_inner_texts()
         served[f"user-{i}"] = "candidate" if "candidate" in found.inner_text() else "current"
         idle(page)
     print(f"\nlive path variants: {served}")

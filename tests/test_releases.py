@@ -3,6 +3,7 @@ with an atomic alias swap, guardrails."""
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 
@@ -117,6 +118,31 @@ def test_guardrail_sends_traffic_back_and_records_why(services: Services, manage
     assert releases.state().share == 0.0
     assert all(releases.assign(f"u{i}")[0] == "current" for i in range(200))
     assert releases.events(1)[0]["action"] == "guardrail_trip"
+
+
+def test_a_request_routed_while_a_change_commits_does_not_keep_the_old_configuration(services: Services, manager,
+                                                                                      monkeypatch) -> None:
+    """Routing is cached per process; a request routed by another thread while promote's transaction was still
+    open used to cache the old configuration after the cache was dropped (CI then served the promoted candidate's
+    users as "candidate" for another second)."""
+    releases, v1, v2 = manager
+    r1 = releases.create(ANN, "ab-base")
+    r2 = releases.create(ANN, "ab-sparse", index=v2)
+    releases.set_current(ANN, r1["id"])
+    releases.set_candidate(ANN, r2["id"], 0.5)
+    assert {releases.assign(f"u{i}")[0] for i in range(40)} == {"current", "candidate"}
+    recorded = releases._event
+
+    def routed_mid_change(conn, *args, **kwargs) -> None:  # noqa: ANN001 - inside the open transaction
+        recorded(conn, *args, **kwargs)
+        other = threading.Thread(target=releases.assign, args=("someone",))
+        other.start()
+        other.join()
+
+    monkeypatch.setattr(releases, "_event", routed_mid_change)
+    releases.promote(BOB, "wins")
+    assert {releases.assign(f"u{i}")[0] for i in range(40)} == {"current"}
+    assert releases.assign("u1")[1]["id"] == r2["id"]
 
 
 def test_votes_are_counted(services: Services) -> None:
