@@ -129,6 +129,23 @@ def _database(s: Services) -> tuple[Status, str]:
     return UP, f"{s.db.dialect.name}: {s.settings.stack['database']}"
 
 
+def _ledger_journal(s: Services) -> tuple[Status, str]:
+    """Rows that have not reached the database yet, or that it refused: kept on disk, shown here."""
+    j = s.costs.journal.status()
+    where = s.costs.journal.path.parent
+    problems = []
+    if j.pending:
+        since = time.strftime("%H:%M:%S", time.localtime(j.failing_since)) if j.failing_since else "now"
+        problems.append(f"{j.pending} ledger rows/traces waiting for the database since {since}, kept in {where}; "
+                        f"written when it is back ({j.last_error or 'retrying'})")
+    if j.rejected:
+        problems.append(f"{j.rejected} rows refused by the database, kept in {where}/*.rejected.jsonl")
+    if problems:
+        return DOWN, "; ".join(problems)
+    replayed = f"; {j.replayed} rows of a stopped process written at start" if j.replayed else ""
+    return UP, f"nothing waiting ({'batched every ' + str(s.costs.journal.flush_ms) + ' ms' if s.costs.journal.flush_ms else 'written in the request'}){replayed}"
+
+
 CHECKS: dict[str, Callable[[Services], tuple[Status, str]]] = {
     "vector store": _vector_store,
     "embedding model": _embedding,
@@ -136,6 +153,7 @@ CHECKS: dict[str, Callable[[Services], tuple[Status, str]]] = {
     "reranker": _reranker,
     "cache": _cache,
     "database": _database,
+    "ledger journal": _ledger_journal,
 }
 
 

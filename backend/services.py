@@ -28,7 +28,7 @@ from backend.releases import ReleaseManager
 from backend.rerank import make_reranker
 from backend.settings import Settings, get_settings
 from backend.snapshots import SnapshotStore
-from backend.traces import TraceStore
+from backend.traces import TraceRows, TraceStore
 from backend.vectorstore import VectorStore, open_client
 from backend.versions import IndexRegistry
 
@@ -71,10 +71,10 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     embedder = make_embedder(s)
     registry = IndexRegistry(db)
     cache = RedisCache(s.redis_url, s.cache_ttl_s) if s.redis_url else MemoryCache(s.cache_ttl_s, s.cache_max_items)
-    costs = build_costs(s, db, audit)
+    costs = build_costs(s, db, audit, more_sinks={"trace": TraceRows()})
     engine = QueryEngine(s, store, embedder, make_generator(s), make_reranker(s, store), cache, costs.meter)
-    trace_store = TraceStore(db, audit)
-    golden = GoldenSets(db, audit)
+    trace_store = TraceStore(db, audit, costs.journal)
+    golden = GoldenSets(db, audit, max_question_chars=s.max_question_chars)
     if record_traces:
         engine.recorders.append(trace_store.record)
     ingestor = Ingestor(store, embedder, registry, audit, s.embedding_batch_size)
@@ -84,6 +84,7 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     # Releases swap the live alias through the index admin's promote (atomic, with alias history).
     releases = ReleaseManager(db, audit, policy_store, store, s.index_alias, promote_index=index_admin.promote,
                               alerts=costs.alerts)
+    index_admin.releases = releases  # one live configuration: the index admin moves or protects releases
     return Services(
         settings=s, db=db, audit=audit, access=AccessStore(db, audit, s.signing_secret(), s.auth_session_hours),
         store=store, embedder=embedder, registry=registry,

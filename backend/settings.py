@@ -66,6 +66,7 @@ class Settings(BaseSettings):
 
     # Console database
     database_url: str | None = Field(None, description="SQLAlchemy URL (postgresql+psycopg://...); unset = SQLite file DATA_DIR/console.db.")
+    ledger_flush_ms: int = Field(0, ge=0, le=60_000, description="Ledger rows and chat traces go through a journal file (DATA_DIR/journal) and are written to the database inside the request (0) or in batches every this many ms (API replicas under load: fewer, larger transactions). Rows survive a database outage or a crash either way.")
 
     # Costs, budgets, alerts, Prometheus
     metrics_port: int | None = Field(None, description="Port of the Prometheus metrics endpoint (/metrics) the console serves; unset = no endpoint.")

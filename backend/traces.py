@@ -10,25 +10,34 @@ from backend.audit import AuditLog
 from backend.db import traces, utcnow
 from backend.engine import Answer
 from backend.errors import NotFoundError
+from backend.ledger.journal import WriteJournal
+
+
+class TraceRows:
+    """The journal's sink for traces (they are written like ledger rows: never lost)."""
+
+    def write_rows(self, conn: sa.Connection, rows: list[dict]) -> None:
+        conn.execute(traces.insert(), rows)
+
+    def exists(self, conn: sa.Connection, row: dict) -> bool:
+        return conn.execute(sa.select(traces.c.id).where(traces.c.request_id == row["request_id"])).first() is not None
 
 
 class TraceStore:
-    def __init__(self, engine: Engine, audit: AuditLog):
-        self._engine, self._audit = engine, audit
+    def __init__(self, engine: Engine, audit: AuditLog, journal: WriteJournal):
+        """`journal` must have a TraceRows sink under "trace"."""
+        self._engine, self._audit, self._journal = engine, audit, journal
 
     def record(self, answer: Answer) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(
-                traces.insert().values(
-                    request_id=answer.request_id, ts=utcnow(), user=answer.user, question=answer.question,
-                    policy=answer.policy, collection=answer.collection, trace=answer.model_dump(mode="json"),
-                )
-            )
+        self._journal.submit("trace", dict(
+            request_id=answer.request_id, ts=utcnow(), user=answer.user, question=answer.question,
+            policy=answer.policy, collection=answer.collection, trace=answer.model_dump(mode="json")))
 
     def feedback(self, request_id: str, score: int, actor: Actor, comment: str = "") -> None:
         """score +1 (thumbs up) or -1 (thumbs down)."""
         if score not in (1, -1):
             raise ValueError("feedback score must be +1 or -1")
+        self._journal.flush()  # the answer's trace may still be on its way (LEDGER_FLUSH_MS > 0)
         with self._audit.action(actor, "trace.feedback", request_id, need=Action.ask, score=score):
             with self._engine.begin() as conn:
                 res = conn.execute(

@@ -15,7 +15,8 @@ from streamlit.testing.v1 import AppTest
 from backend.audit import AuditLog
 from backend.db import make_engine
 from backend.policy import PolicyStore
-from backend.traces import TraceStore
+from backend.ledger.journal import WriteJournal
+from backend.traces import TraceRows, TraceStore
 from console import state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +98,8 @@ def cards(at: AppTest) -> list[str]:
 
 def db(data_dir: Path):  # noqa: ANN201
     engine = make_engine(f"sqlite:///{data_dir / 'console.db'}")
-    return PolicyStore(engine, AuditLog(engine)), TraceStore(engine, AuditLog(engine))
+    journal = WriteJournal(engine, data_dir / "journal-of-the-test", {"trace": TraceRows()})  # this test only reads
+    return PolicyStore(engine, AuditLog(engine)), TraceStore(engine, AuditLog(engine), journal)
 
 
 # --- frame ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from backend.alerts import AlertService
 from backend.audit import AuditLog
 from backend.budgets import BudgetService
+from backend.ledger.journal import Sink, WriteJournal
 from backend.ledger.meter import LedgerMeter
 from backend.ledger.queries import LedgerQueries
 from backend.ledger.store import LedgerStore
@@ -22,6 +23,7 @@ from backend.settings import Settings
 class Costs:
     prices: PriceTable
     ledger: LedgerStore
+    journal: WriteJournal  # every ledger row (and chat trace) passes through it on its way to the database
     queries: LedgerQueries
     budgets: BudgetService
     alerts: AlertService
@@ -33,18 +35,23 @@ class Costs:
     def close(self) -> None:
         self.metrics.stop()
         self.alerts.flush(2.0)
+        self.journal.close()
 
 
-def build_costs(settings: Settings, db: Engine, audit: AuditLog, serve_metrics: bool = True) -> Costs:
+def build_costs(settings: Settings, db: Engine, audit: AuditLog, serve_metrics: bool = True,
+                more_sinks: dict[str, Sink] | None = None) -> Costs:
+    """`more_sinks`: other kinds of rows that go through the ledger's journal (the chat traces)."""
     prices = PriceTable(db, audit)
     store = LedgerStore(db)
+    journal = WriteJournal(db, settings.data_dir / "journal", {"ledger": store, **(more_sinks or {})},
+                           settings.ledger_flush_ms)
     queries = LedgerQueries(db)
     metrics = Metrics()
     alerts = AlertService(db, audit, queries, settings.alert_webhook_url)
     budgets = BudgetService(db, audit, queries, alerts, gauge=metrics.set_budget)
     if serve_metrics and settings.metrics_port:
         metrics.serve(settings.metrics_host, settings.metrics_port)
-    return Costs(prices=prices, ledger=store, queries=queries, budgets=budgets, alerts=alerts, metrics=metrics,
-                 meter=LedgerMeter(store, prices, budgets, alerts, metrics),
+    return Costs(prices=prices, ledger=store, journal=journal, queries=queries, budgets=budgets, alerts=alerts, metrics=metrics,
+                 meter=LedgerMeter(journal, prices, budgets, alerts, metrics),
                  prometheus=PrometheusSource(settings.prometheus_url) if settings.prometheus_url else None,
                  max_price_age_days=settings.price_table_max_age_days)

@@ -1,5 +1,5 @@
 """The Meter the services hand to the engine: prices each call from the dated price table,
-writes its ledger row, feeds Prometheus, enforces hard budgets and fires budget thresholds;
+writes its ledger row (through the journal: never lost), feeds Prometheus, enforces hard budgets and fires budget thresholds;
 after each request it lets the alert rules run (at most every 30 s, in the background)."""
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import logging
 
 from backend.db import utcnow
 from backend.ledger.calls import ModelCall, RequestContext
-from backend.ledger.store import LedgerStore, row_values
+from backend.ledger.journal import WriteJournal
+from backend.ledger.store import row_values
 
 log = logging.getLogger(__name__)
 
 
 class LedgerMeter:
-    def __init__(self, store: LedgerStore, prices, budgets=None, alerts=None, metrics=None):
-        self.store, self.prices, self.budgets, self.alerts, self.metrics = store, prices, budgets, alerts, metrics
+    def __init__(self, journal: WriteJournal, prices, budgets=None, alerts=None, metrics=None):
+        self.journal, self.prices, self.budgets, self.alerts, self.metrics = journal, prices, budgets, alerts, metrics
 
     def authorize(self, ctx: RequestContext, planned: list[tuple[str, str]]) -> None:
         if self.budgets is None:
@@ -33,10 +34,7 @@ class LedgerMeter:
         else:
             cost = self.prices.cost(call.model, call.prompt_tokens, call.completion_tokens, call.cached_tokens, at=call.ts)
             call.cost_usd, call.price_known, call.price_id = cost.usd, cost.known, cost.price_id
-        try:
-            self.store.write(row_values(ctx, call))
-        except Exception:  # the answer still goes out; Prometheus keeps counting; the log says what was lost
-            log.exception("ledger write failed for request %s (%s %s)", ctx.request_id, call.kind, call.model)
+        self.journal.submit("ledger", row_values(ctx, call))  # kept on disk until the database has it
         if self.metrics is not None:
             self.metrics.model_call(ctx, call)
         if call.cost_usd > 0 and self.budgets is not None:

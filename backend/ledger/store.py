@@ -205,6 +205,18 @@ DAILY_SUMS = ["calls", "prompt_tokens", "completion_tokens", "cached_tokens", "c
               "unpriced"]
 
 
+def _sums(groups: dict[tuple, dict], key: tuple, values: dict, sums: list[str]) -> dict:
+    """The roll-up row of `key` in this batch, created with zeroed sums."""
+    row = groups.get(key)
+    if row is None:
+        row = groups[key] = {**values, **dict.fromkeys(sums, 0)}
+    return row
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((v is None, "" if v is None else str(v)) for v in key)
+
+
 class LedgerStore:
     def __init__(self, engine: Engine):
         self._engine = engine
@@ -234,34 +246,73 @@ class LedgerStore:
         return self._stmts
 
     def write(self, row: dict) -> None:
-        """The row and its roll-ups in one transaction."""
+        """One row and its roll-ups in one transaction."""
         with self._engine.begin() as conn:
-            st = self._statements(conn)
-            conn.execute(st["row"], row)
+            self.write_rows(conn, [row])
+
+    def write_rows(self, conn: Connection, rows: list[dict]) -> None:
+        """The rows and their roll-ups in the caller's transaction; the roll-ups are summed per key
+        first, so a batch of a hundred answers to one question is one upsert per table. Keys are
+        written in sorted order: concurrent writers take row locks in the same order."""
+        if not rows:
+            return
+        st = self._statements(conn)
+        conn.execute(st["row"], rows)
+        daily: dict[tuple, dict] = {}
+        latency: dict[tuple, dict] = {}
+        questions: dict[tuple, dict] = {}
+        keys: dict[tuple, dict] = {}
+        dims: dict[tuple, dict] = {}
+        texts: dict[str, str] = {}
+        for row in rows:
             day = row["epoch"] // DAY_S
             variant = row["variant"] or ""
-            keys = {"day": day, **{d: row[d] for d in DIMS}, "variant": variant}
-            conn.execute(st["daily"], {**keys, "calls": 1, "prompt_tokens": row["prompt_tokens"],
-                                       "completion_tokens": row["completion_tokens"],
-                                       "cached_tokens": row["cached_tokens"], "cost_usd": row["cost_usd"],
-                                       "saved_usd": row["saved_usd"], "latency_ms": row["latency_ms"],
-                                       "unpriced": 0 if row["price_known"] else 1})
-            dims = {"day": day, "policy": row["policy"], "model": row["model"], "variant": variant,
-                    "index_version": row["index_version"], "source": row["source"]}
+            values = {**{d: row[d] for d in DIMS}, "variant": variant}
+            d = _sums(daily, (day, *(values[k] for k in DIMS)), {"day": day, **values}, DAILY_SUMS)
+            d["calls"] += 1
+            for col in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd", "latency_ms"):
+                d[col] += row[col]
+            d["unpriced"] += 0 if row["price_known"] else 1
+            shared = {"day": day, "policy": row["policy"], "model": row["model"], "variant": variant,
+                      "index_version": row["index_version"], "source": row["source"]}
             stages = [(row["stage"], row["lat_bucket"])]
             if row["kind"] == "chat":
                 stages += [("retrieve", row["retrieve_bucket"]), ("total", row["total_bucket"])]
-            conn.execute(st["latency"], [{**dims, "stage": stage, "bucket": bucket, "n": 1}
-                                         for stage, bucket in stages if bucket is not None])
-            conn.execute(st["dims"], [{"dim": d, "value": variant if d == "variant" else row[d], "first_day": day,
-                                       "last_day": day} for d in FILTER_DIMS])
+            for stage, bucket in stages:
+                if bucket is not None:
+                    lat = {**shared, "stage": stage, "bucket": bucket}
+                    _sums(latency, tuple(lat[k] for k in ("day", *LAT_DIMS, "bucket")), lat, ["n"])["n"] += 1
+            for dim in FILTER_DIMS:
+                value = variant if dim == "variant" else row[dim]
+                seen = dims.setdefault((dim, value), {"dim": dim, "value": value, "first_day": day, "last_day": day})
+                seen["first_day"], seen["last_day"] = min(seen["first_day"], day), max(seen["last_day"], day)
             if row["api_key"] is not None:
-                conn.execute(st["key"], {"api_key": row["api_key"], "day": day, "requests": int(row["kind"] == "chat"),
-                                         "calls": 1, "cost_usd": row["cost_usd"]})
+                k = _sums(keys, (row["api_key"], day), {"api_key": row["api_key"], "day": day},
+                          ["requests", "calls", "cost_usd"])
+                k["requests"] += int(row["kind"] == "chat")
+                k["calls"] += 1
+                k["cost_usd"] += row["cost_usd"]
             if row["kind"] == "chat":
-                conn.execute(st["question"], {**dims, "question_hash": row["question_hash"], "requests": 1,
-                                              "cost_usd": row["cost_usd"], "saved_usd": row["saved_usd"]})
-                conn.execute(st["question_text"], {"question_hash": row["question_hash"], "question": row["question"]})
+                q = {**shared, "question_hash": row["question_hash"]}
+                qs = _sums(questions, tuple(q[k] for k in ("day", *Q_DIMS)), q, ["requests", "cost_usd", "saved_usd"])
+                qs["requests"] += 1
+                qs["cost_usd"] += row["cost_usd"]
+                qs["saved_usd"] += row["saved_usd"]
+                texts.setdefault(row["question_hash"], row["question"])
+        for name, groups in (("daily", daily), ("latency", latency), ("dims", dims), ("key", keys),
+                             ("question", questions)):
+            if groups:
+                conn.execute(st[name], [groups[k] for k in sorted(groups, key=_sort_key)])
+        if texts:
+            conn.execute(st["question_text"], [{"question_hash": h, "question": texts[h]} for h in sorted(texts)])
+
+    def exists(self, conn: Connection, row: dict) -> bool:
+        """Whether this exact row is already written (replaying a journal after a crash)."""
+        L = ledger
+        return conn.execute(sa.select(L.c.id).where(
+            L.c.request_id == row["request_id"], L.c.kind == row["kind"], L.c.stage == row["stage"],
+            L.c.model == row["model"], L.c.epoch == row["epoch"], L.c.latency_ms == row["latency_ms"]).limit(1)).first() \
+            is not None
 
     def rebuild_rollups(self, from_day: int | None = None) -> None:
         """Recompute the roll-ups from the raw rows (after a bulk load, or to repair them)."""
