@@ -83,8 +83,12 @@ pairwise_votes = sa.Table(
 )
 
 LIVE = "live"
-GUARDRAIL = system_actor("guardrail")
-ROUTE_TTL_S = 1.0  # how stale a process's view of the live configuration may be for routing  # who trips a release back to the current one
+GUARDRAIL = system_actor("guardrail")  # who trips a release back to the current one
+ROUTE_STALE_S = 300.0  # while the database is unreachable, routing keeps a configuration this old
+ROUTE_TTL_S = 1.0  # how stale a process's view of the live configuration may be for routing
+# Events that make a release current (a rollback pops one); the index admin's promote / rollback
+# move the current release to the new index version and are recorded as index_promote / index_rollback.
+CURRENT_MOVES = ("set_current", "promote", "index_promote", "index_rollback")
 
 
 class Guardrails(BaseModel):
@@ -196,6 +200,13 @@ class ReleaseManager:
         finally:
             self.forget_routing()
 
+    def _servable(self, release: dict) -> dict:
+        """A release whose index version was deleted would fail every request it is sent."""
+        if release["collection"] not in self._store.collections():
+            raise NotFoundError(f"release {release['label']} reads {release['collection']}, which is no longer in the "
+                                "vector store: create a release on an existing index version")
+        return release
+
     def _save(self, conn: sa.Connection, actor: Actor, **values: Any) -> None:
         exists = conn.execute(sa.select(release_state.c.id).where(release_state.c.id == LIVE)).first()
         values.update(updated_at=utcnow(), updated_by=actor.id)
@@ -212,7 +223,7 @@ class ReleaseManager:
 
     def set_current(self, actor: Actor, release_id: int, reason: str = "") -> None:
         """Make a release current directly (first setup); swaps the alias if its index differs."""
-        release = self.get(release_id)
+        release = self._servable(self.get(release_id))
         with self._audit.action(actor, "release.set_current", str(release_id), need=Action.promote, reason=reason):
             before = self.state().current
             self._point_alias(actor, release, reason or f"release #{release_id} made current")
@@ -229,7 +240,7 @@ class ReleaseManager:
             raise InputError("set a current release first")
         if state.current["id"] == release_id:
             raise InputError("the candidate must differ from the current release")
-        self.get(release_id)
+        self._servable(self.get(release_id))
         experiment = uuid.uuid4().hex[:12]
         with self._audit.action(actor, "release.set_candidate", str(release_id), need=Action.set_traffic_share, share=share,
                                 reason=reason):
@@ -306,7 +317,7 @@ class ReleaseManager:
         """Replay the current-release changes as a stack (a rollback pops), like the alias history."""
         stack: list[int] = []
         for e in reversed(self.events(10_000)):
-            if e["action"] in ("set_current", "promote") and e["to_id"] is not None:
+            if e["action"] in CURRENT_MOVES and e["to_id"] is not None:
                 stack.append(e["to_id"])
             elif e["action"] == "rollback" and stack:
                 stack.pop()
@@ -331,10 +342,60 @@ class ReleaseManager:
     def _point_alias(self, actor: Actor, release: dict, reason: str) -> None:
         if self._store.aliases().get(self.alias) == release["collection"]:
             return
-        if self._promote_index is not None:
-            self._promote_index(actor, release["collection"], alias=self.alias, reason=reason)
+        if self._promote_index is not None:  # from_release: the index admin must not move the release again
+            self._promote_index(actor, release["collection"], alias=self.alias, reason=reason, from_release=True)
         else:
             self._store.point_alias(self.alias, release["collection"])
+
+    # --- one live configuration with the index admin ----------------------------------------------
+    def uses(self, collection: str) -> list[str]:
+        """How the live configuration uses `collection`: 'current release #3 bm25 v2', the candidate,
+        and the release a rollback would return to (deleting that one would make the rollback fail)."""
+        state = self.state()
+        roles = [("current", state.current), ("candidate", state.candidate), ("rollback target", self.rollback_target())]
+        return [f"{role} release {r['label']}" for role, r in roles if r is not None and r["collection"] == collection]
+
+    def serves(self, collection: str | None) -> bool:
+        """Whether the current release serves `collection` (an alias's target): the index admin's
+        promote and rollback of that alias then move the current release with it."""
+        current = self.state().current
+        return current is not None and collection is not None and current["collection"] == collection
+
+    def check_index_change(self, serving: str | None, target: str) -> None:
+        """Refuse an index admin promote / rollback away from the collection the releases serve while
+        an experiment runs: the new version would become the baseline mid-experiment, and the
+        candidate's comparison would mix two configurations."""
+        state = self.state()
+        if self.serves(serving) and state.candidate is not None:
+            raise InputError(f"the releases serve {serving} and candidate release {state.candidate['label']} is running "
+                             f"at {state.share:.0%}: promote or clear the candidate on the A/B page before moving the "
+                             f"index to {target}")
+
+    def follow_index(self, actor: Actor, collection: str, action: Literal["promote", "rollback"], reason: str) -> dict:
+        """The index admin moved the alias the current release serves to `collection`: the current
+        release's policy on that version becomes current (an existing identical release is reused),
+        so the alias and the current release never disagree. Returns the new current release."""
+        state = self.state()
+        assert state.current is not None
+        cur = state.current
+        target = self._find(cur["policy_name"], cur["policy_version"], collection)
+        with self._changing() as conn:
+            if target is None:
+                target = conn.execute(releases.insert().values(
+                    policy_name=cur["policy_name"], policy_version=cur["policy_version"], collection=collection,
+                    note=f"index {action} from the index admin", created_at=utcnow(),
+                    created_by=actor.id)).inserted_primary_key[0]
+            self._save(conn, actor, current_id=target)
+            self._event(conn, actor, f"index_{action}", cur["id"], target, reason, collection=collection)
+        self._resolve_alerts()
+        return self.get(target)
+
+    def _find(self, policy_name: str, policy_version: int | None, collection: str) -> int | None:
+        r = releases.c
+        version = r.policy_version.is_(None) if policy_version is None else r.policy_version == policy_version
+        with self._db.connect() as conn:
+            return conn.execute(sa.select(r.id).where(r.policy_name == policy_name, version, r.collection == collection)
+                                .order_by(r.id.desc()).limit(1)).scalar()
 
     def events(self, limit: int = 200) -> list[dict]:
         with self._db.connect() as conn:
@@ -348,7 +409,14 @@ class ReleaseManager:
             cached, generation = self._route, self._route_generation
         if cached is not None and time.monotonic() - cached[0] < ROUTE_TTL_S:
             return cached[1], cached[2], cached[3]
-        state = self.state()
+        try:
+            state = self.state()
+        except sa.exc.OperationalError:
+            if cached is None or time.monotonic() - cached[0] > ROUTE_STALE_S:
+                raise
+            log.warning("database unreachable: routing on the live configuration read %.0f s ago",
+                        time.monotonic() - cached[0])
+            return cached[1], cached[2], cached[3]  # the database is down: nobody can change it meanwhile
         policies: dict[tuple[str, int | None], Policy] = {("default", None): self._policies.get("default")}
         for r in (state.current, state.candidate):
             if r is not None:

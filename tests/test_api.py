@@ -707,3 +707,62 @@ def test_failing_candidate_trips_the_guardrail_under_api_traffic(tmp_path: Path,
         db.dispose()
     out = backend_cli(child_env(tmp_path, **env), "release", "status")
     assert "guardrail_trip" in out and "paused (0% share)" in out, out
+
+
+# --- 6. PostgreSQL down during API traffic, then back: no failed answer, no lost ledger row ----------
+
+@pytest.mark.slow
+def test_postgres_down_during_traffic_then_back(tmp_path: Path, corpus: Path) -> None:
+    from services import _workdir
+    import sqlalchemy as sa
+
+    pg = PostgresServer(_workdir("pg-api-outage"))
+    pg.start()
+    env = {"DATABASE_URL": pg.url, "API_RATE_LIMIT": "100000/minute"}
+    api = None
+    try:
+        ingest(child_env(tmp_path, **env), corpus)
+        api = start_api(tmp_path, **env)
+        _, key = create_key(api.env)
+        answered: list[str] = []
+        with api.client(key) as c:
+            def ask(q: str) -> dict:
+                r = c.post("/query", json={"question": q}, timeout=60)
+                assert r.status_code == 200, r.text[:500]
+                answered.append(r.json()["request_id"])
+                return r.json()
+
+            for q in QUESTIONS[:3]:
+                ask(q)
+            pg.stop("fast")
+            # Extractive answers need no database: each is answered; its ledger row waits in the journal.
+            for i in range(12):
+                ask(f"{QUESTIONS[i % len(QUESTIONS)]} (outage {i})")
+            ready = c.get("/readyz").json()["ledger_journal"]
+            assert ready["pending"] >= 12 and ready["database_failing"], ready
+            # What does need the database says so: 503 with its part, not a 500.
+            r = c.post("/query", json={"question": "x", "policy": "no-such-policy"})
+            assert r.status_code == 503 and r.json()["error"]["part"] == "database", r.text
+
+            pg.resume()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                ready = c.get("/readyz").json()["ledger_journal"]
+                if ready["pending"] == 0 and not ready["database_failing"]:
+                    break
+                time.sleep(0.5)
+            assert ready == {"pending": 0, "rejected": 0, "database_failing": False}, ready
+            ask(QUESTIONS[4])
+    finally:
+        if api is not None:
+            api.stop()
+    db = sa.create_engine(pg.url)
+    try:
+        with db.connect() as conn:
+            logged = set(conn.execute(sa.text("SELECT request_id FROM ledger WHERE kind = 'chat'")).scalars())
+            traced = set(conn.execute(sa.text("SELECT request_id FROM traces")).scalars())
+        assert set(answered) <= logged and set(answered) <= traced, (len(answered), len(logged), len(traced))
+    finally:
+        db.dispose()
+        pg.stop()
+        shutil.rmtree(pg.workdir, ignore_errors=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -28,6 +29,8 @@ from backend.audit import AuditLog
 from backend.db import utcnow
 from backend.errors import InputError, NotFoundError, RagError
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from backend.settings import Settings
 
@@ -39,6 +42,7 @@ FREE_FAILURES = 5  # failures in a row before an account or an address slows dow
 MAX_DELAY_S = 300
 LAST_USED_EVERY_S = 60  # a key's last-used time is written at most this often
 KEY_TTL_S = 0.5  # how long a process trusts a key lookup (revocations hold everywhere within it)
+KEY_STALE_S = 300.0  # while the database is unreachable, a key seen this recently still answers
 
 
 class LoginRefused(RagError):
@@ -339,23 +343,36 @@ class AccessStore:
         if hit is not None and time.monotonic() - hit[0] < KEY_TTL_S:
             info = hit[1]
         else:
-            with self._engine.connect() as conn:
-                row = conn.execute(sa.select(api_keys).where(api_keys.c.secret_hash == digest)).first()
+            try:
+                with self._engine.connect() as conn:
+                    row = conn.execute(sa.select(api_keys).where(api_keys.c.secret_hash == digest)).first()
+            except sa.exc.OperationalError:
+                # Database down: traffic that needs no database goes on with what this process knew;
+                # a revocation made during the outage holds once it is back.
+                if hit is None or time.monotonic() - hit[0] > KEY_STALE_S:
+                    raise
+                log.warning("database unreachable: API key %s checked against a lookup %.0f s old",
+                            hit[1].name if hit[1] else "?", time.monotonic() - hit[0])
+                return self._actor_of(hit[1], end_user)
             info = _key(row) if row is not None else None
             with self._keys_lock:
                 if len(self._keys_seen) > 10_000:
                     self._keys_seen.clear()
                 self._keys_seen[digest] = (time.monotonic(), info)
-        if info is None:
+        if info is None or not info.active(utcnow()):
             return None
         now = utcnow()
-        if not info.active(now):
-            return None
         if info.last_used_at is None or (now - _aware(info.last_used_at)).total_seconds() > LAST_USED_EVERY_S:
             with self._engine.begin() as conn:
                 conn.execute(api_keys.update().where(api_keys.c.id == info.id).values(last_used_at=now))
             with self._keys_lock:
                 self._keys_seen[digest] = (time.monotonic(), replace(info, last_used_at=now))
+        return self._actor_of(info, end_user)
+
+    @staticmethod
+    def _actor_of(info: KeyInfo | None, end_user: str | None) -> Actor | None:
+        if info is None or not info.active(utcnow()):
+            return None
         return Actor(id=f"key:{info.name}", name=info.name, role=info.role, kind="api_key", end_user=end_user or None)
 
     def _key(self, key_id: int) -> KeyInfo:

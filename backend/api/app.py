@@ -11,11 +11,13 @@ import time
 import uuid
 from typing import Callable, Iterator
 
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.access import Action, Actor, require
+from backend.access.service import KEY_STALE_S
 from backend.api.errors import ApiError, install_error_handlers
 from backend.api.models import (ChatRequest, ErrorResponse, FeedbackRequest, ModelCard, ModelList, QueryRequest,
                                 QueryResponse)
@@ -80,6 +82,7 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
                           on_fail_open=lambda: services().costs.metrics.ratelimit_fail_open.inc())
     api.state.limiter = limiter
     ready_cache: dict = {}
+    budget_passed: dict[str, float] = {}  # key name -> when its budget check last passed (monotonic)
 
     def actor(request: Request) -> Actor:
         """The API key's actor (401 without a valid key, 403 when its role may not ask, 429 over the rate)."""
@@ -97,7 +100,13 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
         if not allowed:
             raise ApiError(429, "rate_limited", f"rate limit {settings.api_rate_limit} reached for this key", "api",
                            {"Retry-After": str(int(retry + 0.999))})
-        services().costs.budgets.check_key(found)  # BudgetExceeded (402) once the key's monthly budget is spent
+        try:
+            services().costs.budgets.check_key(found)  # BudgetExceeded (402) once the key's monthly budget is spent
+            budget_passed[found.name] = time.monotonic()
+        except sa.exc.OperationalError:
+            # Database down: a key whose budget passed recently goes on (its rows wait in the ledger journal).
+            if time.monotonic() - budget_passed.get(found.name, float("-inf")) > KEY_STALE_S:
+                raise
         return found
 
     def policy_of(name: str | None, top_k: int | None = None) -> Policy | None:
@@ -175,8 +184,12 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
         if time.monotonic() - ready_cache.get("at", -1e9) > READY_TTL_S:  # a probe every second stays cheap
             ready_cache.update(result=self_test(services()), at=time.monotonic())
         checks, failing = ready_cache["result"]
+        journal = services().costs.journal.status()
         body = {"status": "ok" if failing is None else "fail", "failing": failing, "checks": checks,
-                "rate_limiter": {"backend": limiter.backend, "failing_open": limiter.degraded}}
+                "rate_limiter": {"backend": limiter.backend, "failing_open": limiter.degraded},
+                # rows not yet in the database (it is down): answers go on, the rows wait on disk
+                "ledger_journal": {"pending": journal.pending, "rejected": journal.rejected,
+                                   "database_failing": journal.failing_since is not None}}
         return JSONResponse(body, status_code=200 if failing is None else 503)
 
     return api

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -60,6 +61,14 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         msg = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
         return error_response(request, 422, "invalid_request", msg, "input")
+
+    @app.exception_handler(sa.exc.OperationalError)
+    async def _database(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+        log.warning("API request %s: database unreachable: %s", getattr(request.state, "request_id", ""),
+                    str(exc).splitlines()[0][:300])
+        return error_response(request, 503, "dependency_unavailable",
+                              "the database is unreachable and this request needs it; retry shortly", "database",
+                              {"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
