@@ -9,13 +9,15 @@ import json
 from typing import Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Engine
 
 from backend.access import Action, Actor
 from backend.audit import AuditLog
-from backend.db import policies, utcnow
+from backend.db import policies, traces, utcnow
 from backend.errors import InputError, NotFoundError
+from backend.ledger.store import ledger
+from backend.text import check_text, column_length, text_problem
 
 PROMPT_TEMPLATES: dict[str, str] = {
     "default": (
@@ -28,6 +30,14 @@ PROMPT_TEMPLATES: dict[str, str] = {
         "If they do not contain the answer, reply exactly: \"Not enough context to answer.\""
     ),
 }
+
+
+# Traces store the label "name vN" after the answer was paid for: the name leaves room for " v" and
+# ten digits, so that write cannot fail on the column length (PostgreSQL would refuse it).
+MAX_NAME_CHARS = min(column_length(policies.c.name) or 200, (column_length(traces.c.policy) or 200) - 12)
+MAX_MODEL_CHARS = column_length(ledger.c.model) or 200  # the ledger row of the chat call records it
+MAX_INDEX_CHARS = column_length(traces.c.collection) or 200
+_TEXT_LIMITS = {"name": MAX_NAME_CHARS, "prompt_template": 100, "model": MAX_MODEL_CHARS, "index": MAX_INDEX_CHARS}
 
 
 class Policy(BaseModel):
@@ -49,6 +59,15 @@ class Policy(BaseModel):
     max_tokens: int = Field(512, ge=1, le=8192)
     index: str | None = None  # alias or collection; None: the INDEX_ALIAS setting
 
+    @field_validator("name", "prompt_template", "model", "index")
+    @classmethod
+    def _one_line(cls, v: str | None, info) -> str | None:  # noqa: ANN001 - pydantic's ValidationInfo
+        """Checked here, not at save: an unsaved policy still names the ledger and trace rows of a paid call."""
+        problem = "" if v is None else text_problem(v, max_chars=_TEXT_LIMITS[info.field_name])
+        if problem:
+            raise ValueError(problem)
+        return v
+
     def content(self) -> dict:
         return self.model_dump(exclude={"name", "version"})
 
@@ -59,6 +78,22 @@ class Policy(BaseModel):
         return f"{self.name} v{self.version}" if self.version else self.name
 
 
+def parse_policy(data: str | bytes) -> Policy:
+    """A policy from its JSON (as `content()` or the whole model), or InputError naming the field."""
+    try:
+        spec = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, a 5000-digit number
+        raise InputError(f"policy: not JSON ({exc})") from exc
+    if not isinstance(spec, dict):
+        raise InputError("policy: expected a JSON object")
+    try:
+        return Policy.model_validate(spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "policy"
+        raise InputError(f"policy: {where}: {first['msg'].removeprefix('Value error, ')}") from exc
+
+
 class PolicyStore:
     def __init__(self, engine: Engine, audit: AuditLog):
         self._engine, self._audit = engine, audit
@@ -67,6 +102,7 @@ class PolicyStore:
         """Store as the next version of its name (returns the stored policy with its version)."""
         if not policy.name.strip():
             raise InputError("a policy needs a name")
+        check_text(note, "the policy note", multiline=True)
         if policy.prompt_template not in PROMPT_TEMPLATES:
             raise InputError(f"unknown prompt template '{policy.prompt_template}'")
         with self._audit.action(actor, "policy.save", policy.name, need=Action.save_policy, spec=policy.content()) as extra:

@@ -9,8 +9,11 @@ import re
 import zlib
 from collections import Counter
 from functools import lru_cache
+from typing import Any
 
 import snowballstemmer
+
+from backend.errors import InputError
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # CJK runs, or word runs of anything else (so "11.42亿元" gives "42" and "亿元", not "42亿元").
@@ -79,11 +82,45 @@ def sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Lone surrogates too: no UTF-8 encoding exists, so PostgreSQL (and SQLite) cannot store them.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def control_chars(text: str) -> str:
-    """The first control character in `text` as 'U+0000', or '' when there is none. Newlines and
-    tabs are text; NUL and the other control characters are refused at the boundary (never stripped)."""
+    """The first control character (or lone surrogate) in `text` as 'U+0000', or '' when there is
+    none. Newlines and tabs are text; the rest is refused at the boundary (never stripped)."""
     m = _CONTROL_RE.search(text)
     return f"U+{ord(m.group()):04X}" if m else ""
+
+
+_LINE_BREAK_RE = re.compile(r"[\t\n\r]")
+
+
+def column_length(column: Any) -> int | None:
+    """The VARCHAR(n) limit of a SQLAlchemy column, or None for unbounded text: the one source of
+    the limits below, so the rule is the schema's and the same on SQLite and PostgreSQL."""
+    return getattr(column.type, "length", None)
+
+
+def text_problem(value: object, *, max_chars: int | None = None, multiline: bool = False) -> str:
+    """Why `value` cannot be stored as text, or '' when it can. One rule for SQLite and PostgreSQL:
+    PostgreSQL refuses NUL and lone surrogates and enforces VARCHAR(n) where SQLite accepts all three,
+    so a value that passed on SQLite failed on PostgreSQL, after the work (or the paid call) was done.
+    Newlines and tabs only where the field is multi-line."""
+    if not isinstance(value, str):
+        return f"must be text, not {type(value).__name__}"
+    m = None if multiline else _LINE_BREAK_RE.search(value)
+    bad = f"U+{ord(m.group()):04X}" if m else control_chars(value)
+    if bad:
+        return f"holds a control character ({bad}); remove it"
+    if max_chars is not None and len(value) > max_chars:
+        return f"has {len(value):,} characters; the limit is {max_chars:,}"
+    return ""
+
+
+def check_text(value: object, field: str, *, max_chars: int | None = None, multiline: bool = False) -> str:
+    """`value` unchanged when a text column can hold it, else InputError naming the field (never stripped)."""
+    problem = text_problem(value, max_chars=max_chars, multiline=multiline)
+    if problem:
+        raise InputError(f"{field} {problem}")
+    return value  # type: ignore[return-value]  (text_problem checked it is a str)

@@ -1,6 +1,9 @@
 """Golden sets and evaluation runs on a real index: metrics, imports, re-chunk survival, diffs."""
 from __future__ import annotations
 
+import argparse
+import json
+
 import pytest
 
 from backend.chunking import ChunkingParams
@@ -9,7 +12,8 @@ from backend.errors import InputError
 from backend.eval_runs import describe_move, retrieval_metrics
 from backend.eval_stats import bootstrap_ci, paired_bootstrap
 from backend.evaluation import evaluate_dataset
-from backend.golden import GoldItem, GoldRef, parse_items, ref_from_chunk, export_csv
+from backend import cli_eval
+from backend.golden import GoldItem, GoldRef, export_jsonl, parse_items, ref_from_chunk, export_csv
 from backend.policy import Policy
 from backend.services import Services
 from backend.sources import load_source
@@ -59,7 +63,7 @@ def test_malformed_imports_are_refused_with_line_and_nothing_half_imported(servi
         parse_items(good + b"{oops\n", "set.jsonl")
     with pytest.raises(InputError, match="line 3: references: List should have at least 1 item"):
         parse_items(good + good + b'{"question": "q3", "references": []}\n', "set.jsonl")
-    with pytest.raises(InputError, match="line 2: question: Value error, question is empty"):
+    with pytest.raises(InputError, match="line 2: question: question is empty"):
         parse_items(good + b'{"question": " ", "references": [{"doc_id": "1"}]}\n', "set.jsonl")
     with pytest.raises(InputError, match="header needs columns"):
         parse_items(b"q,ids\nx,y\n", "set.csv")
@@ -68,6 +72,62 @@ def test_malformed_imports_are_refused_with_line_and_nothing_half_imported(servi
     assert csv_items[0].references[1] == GoldRef(doc_id="d2", start=10, end=20)
     assert services.golden.import_items("imports", csv_items, actor=ANN) == 1
     assert "d1|d2:10-20" in export_csv(services.golden.items("imports"))
+
+
+def _jsonl(*rows: dict) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+GOOD = {"question": "q1", "gold_ids": ["d1"]}
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    ({"question": "q", "gold_ids": None}, "gold_ids: expected a list of document ids, got null"),
+    ({"question": "q", "gold_ids": 12}, "gold_ids: expected a list of document ids, got a number"),
+    ({"question": "q", "gold_ids": "doc12"}, "gold_ids: expected a list of document ids, got text"),
+    ({"question": "q", "gold_ids": [{"doc": 1}]}, r"gold_ids: expected document ids \(text or whole numbers\), got an object"),
+    ({"question": "q", "gold_ids": ["d:20-10"]}, "references.0: the span end 10 is not after its start 20"),
+    ({"question": "q", "references": [{"doc_id": "d", "start": 5, "end": 5}]}, "references.0: the span end 5 is not after its start 5"),
+    ({"question": "x" * 4001, "gold_ids": ["d"]}, "question: has 4,001 characters; the limit is 4,000"),
+    ({"question": "q", "gold_ids": ["d"], "id": None}, "id: expected text or a whole number, got null"),
+    ({"question": "q\u0000", "gold_ids": ["d"]}, r"question: holds a control character \(U\+0000\)"),
+])
+def test_bad_jsonl_rows_are_refused_with_their_line_and_reason(row: dict, reason: str) -> None:
+    with pytest.raises(InputError, match=f"set.jsonl line 2: {reason}"):
+        parse_items(_jsonl(GOOD, row), "set.jsonl")
+
+
+def test_gold_ids_take_the_span_form_and_numbers() -> None:
+    [item] = parse_items(_jsonl({"question": "q", "gold_ids": ["doc12", "d2:10-20", 7], "id": 3}), "queries.jsonl")
+    assert item.references == [GoldRef(doc_id="doc12"), GoldRef(doc_id="d2", start=10, end=20), GoldRef(doc_id="7")]
+    assert item.external_id == "3"
+    # a question may hold U+2028 (JSON allows it raw): the line is not split there
+    [item] = parse_items(export_jsonl([GoldItem(question="a\u2028b\x85c", references=[GoldRef(doc_id="d")])]).encode(), "x.jsonl")
+    assert item.question == "a\u2028b\x85c"
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("ok,d1\n" + '"' + "a" * 140_000 + '",d2\n', "row 3: a field is longer than 131,072 characters"),
+    ("ok,d1\nq,d:9-3\n", "row 3: references.0: the span end 3 is not after its start 9"),
+    ("ok,d1\n" + "x" * 4001 + ",d\n", "row 3: question: has 4,001 characters; the limit is 4,000"),
+    ("ok,d1\nq,d:" + "9" * 5000 + "-1\n", "row 3: a span offset of 'd' has over 15 digits"),
+])
+def test_bad_csv_rows_are_refused_with_their_row_and_reason(body: str, reason: str) -> None:
+    with pytest.raises(InputError, match=f"set.csv {reason}"):
+        parse_items(("question,gold_context_ids\n" + body).encode(), "set.csv")
+
+
+def test_cli_import_refused_leaves_no_new_set(services: Services, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(cli_eval, "_services", lambda: services)
+    bad, good = tmp_path / "bad.jsonl", tmp_path / "good.jsonl"
+    bad.write_bytes(_jsonl(GOOD, {"question": "q", "gold_ids": None}))
+    good.write_bytes(_jsonl(GOOD))
+    args = argparse.Namespace(file=str(bad), set="cli-new", status="approved", freeze=False, user=ANN)
+    with pytest.raises(InputError, match="line 2: gold_ids"):
+        cli_eval.cmd_import(args)
+    assert "cli-new" not in {s["name"] for s in services.golden.list_sets()}
+    assert cli_eval.cmd_import(argparse.Namespace(**{**vars(args), "file": str(good)})) == 0
+    assert [i["question"] for i in services.golden.items("cli-new")] == ["q1"]
 
 
 def test_annotation_review_history_and_freeze(services: Services) -> None:
