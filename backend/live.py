@@ -4,8 +4,11 @@
     engine.stream(question, policy, user, variant=variant)  # every ledger row carries the variant
     guardrail check over the ledger window                   # at most once every few seconds
 
-A request that fails is never dropped silently: its ledger rows are written (that is what the
-guardrail counts) and the caller gets a LiveRequestError naming the variant and the release.
+A request that fails is never dropped silently: it leaves a ledger error row with its variant
+(that is what the guardrail counts; the engine writes one whatever stage failed) and the caller
+gets a LiveRequestError naming the variant and the release. Only the asker's own mistakes (an
+empty question, a spent budget) pass through as they are: a NotFoundError is the release's
+failure, since the user did not choose the index version or policy that is gone.
 When the candidate's error rate or p95 crosses its threshold, the check sets its share to 0, so
 every later request is answered by the current release; the trip is a release event, an audit
 record and an alert."""
@@ -17,8 +20,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from backend.access import Actor
 from backend.ab_online import variant_stats
-from backend.engine import Answer, Retrieved
-from backend.errors import BudgetExceeded, InputError, RagError
+from backend.engine import Answer, Retrieved, is_askers_mistake
+from backend.errors import BudgetExceeded, RagError
 
 if TYPE_CHECKING:
     from backend.services import Services
@@ -36,6 +39,7 @@ class LiveRequestError(RagError):
     def __init__(self, message: str, variant: str | None, release: dict | None, cause: RagError):
         super().__init__(message)
         self.variant, self.release, self.cause = variant, release, cause
+        self.part = cause.part  # what failed (the LLM, the vector store...): the message names the release
         self.tripped: str | None = None  # set when the guardrail check after this request tripped
 
 
@@ -66,6 +70,11 @@ def check_guardrails(services: "Services", every_s: float = GUARDRAIL_EVERY_S) -
         return None
 
 
+def _askers(exc: RagError) -> bool:
+    """The question or the budget, not the release."""
+    return isinstance(exc, BudgetExceeded) or is_askers_mistake(exc)
+
+
 def _failure(exc: RagError, variant: str | None, release: dict | None) -> LiveRequestError:
     where = f"the {variant} release {release['label']}" if release else "the default policy (no release configured)"
     return LiveRequestError(f"{where} could not answer — {exc}", variant, release, exc)
@@ -78,9 +87,9 @@ def stream_live(services: "Services", question: str, actor: Actor, filters: dict
     policy, variant, release = routed or route(services, actor)
     try:
         yield from services.engine.stream(question, policy, actor, filters, variant=variant)
-    except (InputError, BudgetExceeded):
-        raise  # the question or the budget, not the release
     except RagError as exc:
+        if _askers(exc):
+            raise
         raise _failure(exc, variant, release) from exc
     finally:
         check_guardrails(services, guardrail_every_s)
@@ -95,10 +104,10 @@ def answer_live(services: "Services", question: str, actor: Actor, filters: dict
     answer = None
     try:
         answer = services.engine.query(question, policy, actor, filters, variant=variant)
-    except (InputError, BudgetExceeded):
-        check_guardrails(services, guardrail_every_s)
-        raise
     except RagError as exc:
+        if _askers(exc):
+            check_guardrails(services, guardrail_every_s)
+            raise
         error = _failure(exc, variant, release)
     tripped = check_guardrails(services, guardrail_every_s)
     if error is not None:

@@ -766,3 +766,63 @@ def test_postgres_down_during_traffic_then_back(tmp_path: Path, corpus: Path) ->
         db.dispose()
         pg.stop()
         shutil.rmtree(pg.workdir, ignore_errors=True)
+
+
+# --- 7. the LLM endpoint down during API traffic, then back ---------------------------------------
+
+@pytest.mark.slow
+def test_llm_down_then_back_fails_only_what_needs_it(tmp_path: Path, corpus: Path) -> None:
+    from http.server import ThreadingHTTPServer
+    import sqlalchemy as sa
+    from services import _fault_handler
+
+    port = free_port()
+    llm = FaultLLM(base_url=f"http://{HOST}:{port}/v1")  # a fault-injection stand-in we can switch off and on
+
+    def llm_up() -> ThreadingHTTPServer:
+        httpd = ThreadingHTTPServer((HOST, port), _fault_handler(llm))
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        return httpd
+
+    httpd = llm_up()
+    env = {"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": llm.api_key, "LLM_MODEL": llm.model,
+           "LLM_MAX_RETRIES": "0", "LLM_TIMEOUT_S": "5", "API_RATE_LIMIT": "100000/minute"}
+    ingest(child_env(tmp_path, **env), corpus)
+    api = start_api(tmp_path, **env)
+    try:
+        _, key = create_key(api.env)
+        with api.client(key) as c:
+            def post(**body: object) -> httpx.Response:
+                return c.post("/query", json=body, timeout=60)
+
+            assert post(question=QUESTIONS[0]).status_code == 200
+            httpd.shutdown()
+            httpd.server_close()  # the LLM is gone: connections are refused
+            cached = post(question=QUESTIONS[0])
+            assert cached.status_code == 200 and cached.json()["cache_hit"], "a cached answer needs no LLM"
+            retrieved = post(question=QUESTIONS[1], policy="default", retrieval_only=True)
+            assert retrieved.status_code == 200 and retrieved.json()["sources"], "retrieval needs no LLM"
+            failed = [post(question=f"{QUESTIONS[2]} ({i})") for i in range(3)]
+            assert {r.status_code for r in failed} <= {502, 503}, [r.text[:200] for r in failed]
+            assert {r.json()["error"]["part"] for r in failed} == {"LLM"}, [r.text[:200] for r in failed]
+            ready = c.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["failing"] == "llm", ready.text
+
+            httpd = llm_up()
+            deadline, back = time.monotonic() + 30, None
+            while time.monotonic() < deadline:
+                back = post(question=QUESTIONS[3])
+                if back.status_code == 200:
+                    break
+                time.sleep(0.5)
+            assert back is not None and back.status_code == 200, back.text if back is not None else ""
+    finally:
+        api.stop()
+        httpd.shutdown()
+        httpd.server_close()
+    db = sa.create_engine(f"sqlite:///{tmp_path / 'console.db'}")
+    with db.connect() as conn:
+        errors = conn.execute(sa.text("SELECT count(*) FROM ledger WHERE kind = 'chat' AND status = 'error'")).scalar()
+    db.dispose()
+    assert errors == 3, "every failed call is a ledger row (the guardrail and the cost page count them)"
