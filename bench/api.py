@@ -1,7 +1,7 @@
 """API benchmark: `python -m backend serve` on Redis + PostgreSQL with Qdrant local mode, driven by
 `python -m backend replay`'s own code (`backend.api.replay.run_replay`), loopback only.
 
-    .venv/bin/python -m bench.api [--docs 200] [--data-dir DIR] [--duration 15]
+    .venv/bin/python -m bench.api [--docs 200] [--data-dir DIR] [--duration 15] [--ledger-flush-ms 100]
 
 Starts a throwaway Redis and PostgreSQL on 127.0.0.1 (as tests/services.py does), indexes the first
 `--docs` SciFact abstracts with `python -m backend ingest`, creates an API key with `python -m backend
@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
                                                   "identical index is reused; default: a fresh folder per run")
     ap.add_argument("--duration", type=float, default=15.0, help="seconds per scenario (the low-rate ones run 2x)")
     ap.add_argument("--cached-questions", type=int, default=10, help="questions the cached scenarios repeat")
+    ap.add_argument("--ledger-flush-ms", type=int, default=int(os.environ.get("LEDGER_FLUSH_MS", "100")),
+                    help="the server's LEDGER_FLUSH_MS: 0 writes each ledger row and trace in the request, >0 in "
+                         "batches (a production API's setting; default 100)")
     args = ap.parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # run the finally blocks: no server left behind
         signal.signal(sig, lambda n, _f: sys.exit(128 + n))
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"redis {redis.url}; postgresql on {HOST}:{pg.port}")
         env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
         env.update(DATA_DIR=str(data), DATABASE_URL=pg.url, REDIS_URL=redis.url, API_RATE_LIMIT=RATE_LIMIT,
-                   OPENBLAS_NUM_THREADS=os.environ["OPENBLAS_NUM_THREADS"])
+                   OPENBLAS_NUM_THREADS=os.environ["OPENBLAS_NUM_THREADS"], LEDGER_FLUSH_MS=str(args.ledger_flush_ms))
 
         t = time.monotonic()
         ing = run_cli(["ingest", str(DATASETS / "scifact" / "corpus.jsonl"), "--limit", str(args.docs)], env, 1800)
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"## API: `python -m backend serve --workers 1` (Qdrant local mode allows one process per data folder; "
           f"with QDRANT_URL it could run 2 workers on these 2 cores), Redis answer cache + rate limiter "
-          f"(API_RATE_LIMIT={RATE_LIMIT}), PostgreSQL ledger, extractive answers (no OPENAI_BASE_URL); "
+          f"(API_RATE_LIMIT={RATE_LIMIT}), PostgreSQL ledger (LEDGER_FLUSH_MS={args.ledger_flush_ms}), extractive answers (no OPENAI_BASE_URL); "
           f"{ingest_line}; client and server on the same {os.cpu_count()} cores; load avg {load_start[0]:.2f} -> "
           f"{load_end[0]:.2f}")
     print(table(list(rows.values())))
