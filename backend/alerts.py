@@ -20,8 +20,10 @@ from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
 from backend.ledger.queries import Filters, LedgerQueries
+from backend.pricing import finite_number
 
 log = logging.getLogger(__name__)
+MAX_THRESHOLD = 1e9  # USD, a share, or ms: larger is a typo
 
 METRICS = {
     "cost": "cost (USD) over the window",
@@ -120,9 +122,10 @@ class AlertService:
             raise InputError("an alert rule needs a name")
         if metric not in METRICS:
             raise InputError(f"metric must be one of {', '.join(METRICS)}")
+        threshold = finite_number(threshold, "the threshold", MAX_THRESHOLD)  # inf / NaN would never (or always) fire
         try:
-            threshold, window_minutes, min_requests = float(threshold), int(window_minutes), int(min_requests)
-        except (TypeError, ValueError):
+            window_minutes, min_requests = int(window_minutes), int(min_requests)
+        except (TypeError, ValueError, OverflowError):
             raise InputError("threshold, window and minimum requests must be numbers") from None
         if threshold < 0 or not 1 <= window_minutes <= 60 * 24 * 31 or min_requests < 0:
             raise InputError("the threshold must be >= 0 and the window from 1 minute to 31 days")

@@ -8,9 +8,18 @@ roll-up, cached for a few seconds and increased at once by each call this proces
 
 An API key may carry its own monthly budget (`api_keys.budget_usd`): `check_key` refuses the key's
 requests once its spend this calendar month (UTC) reaches it. That spend is read fresh on every
-request from the ledger's per-key daily roll-up (at most 31 rows)."""
+request from the ledger's per-key daily roll-up (at most 31 rows).
+
+Hard budgets hold a reservation per request (`reserve`, before its first paid call; `settle`,
+once its ledger rows are written): checking the spend before a call and adding it after let ten
+concurrent $0.03 calls through a $0.05 cap. A reservation is a row, inserted only when the
+period's spend (from the ledger's roll-up) plus every live reservation plus this one stays within
+the limit; the check and the insert are one statement, and the budget's row is locked first
+(PostgreSQL) or the write lock taken first (SQLite), so it holds across processes. A row left by
+a crashed process lapses after RESERVATION_TTL_S."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -25,12 +34,18 @@ from backend.access.tables import api_keys
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import BudgetExceeded, InputError, NotFoundError
-from backend.ledger.queries import LedgerQueries
+from backend.ledger.queries import LedgerQueries, spend_select
 from backend.ledger.store import DAY_S
+from backend.pricing import finite_number
+from backend.text import control_chars
 
 SCOPES = ("global", "policy", "user", "model")
 PERIODS = ("day", "week", "month", "rolling")
 DEFAULT_THRESHOLDS = [80, 95, 100]
+MAX_LIMIT_USD = 10_000_000.0  # above: a typo (and `inf` would make the budget meaningless)
+NAME_MAX = 200  # budgets.name and scope_value are VARCHAR(200)
+RESERVATION_TTL_S = 10 * 60  # longer than any request; a crashed process blocks a budget no longer
+SLACK_USD = 1e-9  # float sums of cents: 0.03 + 0.02 must fit a $0.05 limit
 
 budgets = sa.Table(
     "budgets",
@@ -61,6 +76,20 @@ budget_events = sa.Table(
     sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("rearmed_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("budget_id", "period_key", "threshold", name="uq_budget_event"),
+)
+
+budget_reservations = sa.Table(  # migration 0009_budget_reservations
+    "budget_reservations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("budget_id", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("amount_usd", sa.Float, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_epoch", sa.Float, nullable=False),  # seconds since 1970: compares alike on both databases
+    sa.Index("ix_budget_reservations_budget", "budget_id", "expires_epoch"),
+    sa.Index("ix_budget_reservations_request", "request_id"),
+    sa.Index("ix_budget_reservations_expires", "expires_epoch"),
 )
 
 
@@ -164,6 +193,7 @@ class BudgetService:
                 if conn.execute(budgets.delete().where(budgets.c.id == budget_id)).rowcount == 0:
                     raise NotFoundError(f"no budget {budget_id}")
                 conn.execute(budget_events.delete().where(budget_events.c.budget_id == budget_id))
+                conn.execute(budget_reservations.delete().where(budget_reservations.c.budget_id == budget_id))
         if self._alerts is not None:
             self._alerts.resolve_prefix(f"budget:{budget_id}:")
         self._forget()
@@ -178,29 +208,29 @@ class BudgetService:
 
     @staticmethod
     def _validate(name, limit_usd, scope, scope_value, period, thresholds, rolling_days) -> dict:
-        name = (name or "").strip()
+        """InputError naming the field, before any write: inf or NaN limits, absurd sizes and names
+        longer than their VARCHAR(200) column (PostgreSQL refuses them, SQLite stores them) included."""
+        name = _name(name, "the budget name")
         if not name:
             raise InputError("a budget needs a name")
-        try:
-            limit = float(limit_usd)
-        except (TypeError, ValueError):
-            raise InputError(f"limit '{limit_usd}' is not a number") from None
+        limit = finite_number(limit_usd, "the limit", MAX_LIMIT_USD, " USD")
         if not limit > 0:
             raise InputError("the limit must be more than $0")
         if scope not in SCOPES:
             raise InputError(f"scope must be one of {', '.join(SCOPES)}")
-        value = (scope_value or "").strip() or None
+        value = _name(scope_value, f"the {scope}") or None
         if scope != "global" and value is None:
             raise InputError(f"a {scope} budget needs the {scope} it applies to")
         if period not in PERIODS:
             raise InputError(f"period must be one of {', '.join(PERIODS)}")
-        if period == "rolling" and not (rolling_days and 1 <= int(rolling_days) <= 366):
+        days = _whole(rolling_days, "rolling days") if period == "rolling" and rolling_days is not None else None
+        if period == "rolling" and not (days and 1 <= days <= 366):
             raise InputError("a rolling budget needs a number of days from 1 to 366")
-        ths = sorted({int(t) for t in (DEFAULT_THRESHOLDS if thresholds is None else thresholds)})
+        ths = sorted({_whole(t, "a threshold") for t in (DEFAULT_THRESHOLDS if thresholds is None else thresholds)})
         if any(t <= 0 or t > 1000 for t in ths):
             raise InputError("thresholds are percentages of the limit from 1 to 1000")
         return {"name": name, "limit_usd": limit, "scope": scope, "scope_value": None if scope == "global" else value,
-                "period": period, "rolling_days": int(rolling_days) if period == "rolling" else None, "thresholds": ths}
+                "period": period, "rolling_days": days, "thresholds": ths}
 
     def _forget(self) -> None:
         with self._lock:
@@ -240,11 +270,65 @@ class BudgetService:
             if b.hard and b.applies(user, policy, paid_models):
                 spent = self.spend(b, now)
                 if spent >= b.limit_usd:
-                    p = period_of(b, now)
-                    until = f"until {p.resets:%Y-%m-%d %H:%M} UTC" if p.resets else "until older spend leaves the window"
-                    raise BudgetExceeded(
-                        f"hard budget '{b.name}' ({b.scope_label}, {b.period_label}) is spent: ${spent:,.4f} of "
-                        f"${b.limit_usd:,.2f}. New paid model calls are refused {until}; cached answers are still served.")
+                    raise BudgetExceeded(_refusal(b, now, spent, 0.0, 0.0))
+
+    def reserve(self, request_id: str, user: str, policy: str, estimates: dict[str, float],
+                now: datetime | None = None) -> bool:
+        """Hold `estimates` (USD per paid model of this request) on every enabled hard budget that
+        covers them, all or none; BudgetExceeded names the first budget that cannot. True when
+        something is held (then `settle(request_id)` must follow)."""
+        now = now or utcnow()
+        hard = sorted((b for b in self.list(include_disabled=False) if b.hard and b.applies(user, policy, list(estimates))),
+                      key=lambda b: b.id)
+        if not hard:
+            return False
+        at = now.timestamp()
+        with self._engine.begin() as conn:
+            # the first statement writes: on SQLite it takes the database's write lock for the transaction
+            conn.execute(budget_reservations.delete().where(budget_reservations.c.expires_epoch < at))
+            if conn.dialect.name == "postgresql":  # one budget's reservations at a time, in id order (no deadlock)
+                conn.execute(sa.select(budgets.c.id).where(budgets.c.id.in_([b.id for b in hard]))
+                             .order_by(budgets.c.id).with_for_update())
+            for b in hard:
+                amount = sum(usd for model, usd in estimates.items() if b.scope != "model" or b.scope_value == model)
+                if not self._hold(conn, b, request_id, amount, now):
+                    spent, held = conn.execute(sa.select(*_spend_and_held(b, now))).one()
+                    raise BudgetExceeded(_refusal(b, now, float(spent), float(held), amount))
+        return True
+
+    def _hold(self, conn, b: Budget, request_id: str, amount: float, now: datetime) -> bool:
+        """One statement: insert the reservation only if spend + live reservations + it fit the
+        limit (and the budget is not already spent, for calls estimated at $0)."""
+        spent, held = _spend_and_held(b, now)
+        fits = sa.and_(spent + held + amount <= b.limit_usd + SLACK_USD, spent + held < b.limit_usd)
+        T = budget_reservations
+        row = sa.select(sa.literal(b.id, sa.Integer), sa.literal(request_id, sa.String),
+                        sa.literal(amount, sa.Float), sa.literal(now, T.c.created_at.type),
+                        sa.literal(now.timestamp() + RESERVATION_TTL_S, sa.Float)).where(fits)
+        res = conn.execute(T.insert().from_select(["budget_id", "request_id", "amount_usd", "created_at",
+                                                   "expires_epoch"], row).returning(T.c.id))
+        return res.first() is not None  # (psycopg's rowcount of INSERT ... SELECT is not the rows inserted)
+
+    def settle(self, request_id: str, cost_usd: float = 0.0, keep_s: float = 0.0, now: datetime | None = None) -> None:
+        """The request is over. Its ledger rows written (its real cost now counts in the spend), its
+        reservations go; with rows still on their way (a journal flushing every few seconds) each
+        keeps `cost_usd` (at most what it held) for `keep_s`, so the cost is never counted zero times."""
+        T = budget_reservations
+        with self._engine.begin() as conn:
+            if keep_s <= 0:
+                conn.execute(T.delete().where(T.c.request_id == request_id))
+                return
+            until = (now or utcnow()).timestamp() + keep_s
+            conn.execute(T.update().where(T.c.request_id == request_id).values(
+                amount_usd=sa.case((T.c.amount_usd < cost_usd, T.c.amount_usd), else_=cost_usd), expires_epoch=until))
+
+    def held(self, budget_id: int, now: datetime | None = None) -> float:
+        """USD held by calls in flight on this budget (the status page and tests read it)."""
+        at = (now or utcnow()).timestamp()
+        T = budget_reservations
+        with self._engine.connect() as conn:
+            return float(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(T.c.amount_usd), 0.0)).where(
+                T.c.budget_id == budget_id, T.c.expires_epoch >= at)).scalar())
 
     def on_spend(self, user: str, policy: str, model: str, cost_usd: float, now: datetime | None = None) -> list[Fired]:
         """A call this process wrote: add its cost to the cached spends, fire thresholds now crossed."""
@@ -367,6 +451,53 @@ def check_key_budget(engine: Engine, queries: LedgerQueries, actor: Actor, now: 
         raise BudgetExceeded(
             f"API key '{actor.name}' has spent ${spent:,.4f} of its monthly budget of ${budget:,.2f} "
             f"(since {first:%Y-%m-%d} UTC); its requests are refused until {resets:%Y-%m-%d %H:%M} UTC.")
+
+
+def _spend_and_held(b: Budget, now: datetime) -> tuple:
+    """Scalar subqueries of the period's spend and the budget's live reservations: read in one
+    statement they see one snapshot, so a request that wrote its ledger row and then released its
+    reservation in between is counted once (or twice), never zero times."""
+    p = period_of(b, now)
+    T = budget_reservations
+    held = sa.select(sa.func.coalesce(sa.func.sum(T.c.amount_usd), 0.0)).where(
+        T.c.budget_id == b.id, T.c.expires_epoch >= now.timestamp())
+    return (spend_select(p.first_day, p.end_day, b.scope, b.scope_value).scalar_subquery(),
+            held.scalar_subquery())
+
+
+def _refusal(b: Budget, now: datetime, spent: float, held: float, amount: float) -> str:
+    p = period_of(b, now)
+    until = f"until {p.resets:%Y-%m-%d %H:%M} UTC" if p.resets else "until older spend leaves the window"
+    head = f"hard budget '{b.name}' ({b.scope_label}, {b.period_label})"
+    if spent >= b.limit_usd:
+        return (f"{head} is spent: ${spent:,.4f} of ${b.limit_usd:,.2f}. New paid model calls are refused {until}; "
+                "cached answers are still served.")
+    return (f"{head} cannot cover this request: ${spent:,.4f} spent and ${held:,.4f} held by calls in progress, "
+            f"of ${b.limit_usd:,.2f}; this request may cost up to ${amount:,.4f}. Cached answers are still served.")
+
+
+def _name(value, field: str) -> str:
+    """A name for a VARCHAR(200) column, or InputError (PostgreSQL refuses longer ones and NUL)."""
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"{field} must be text")
+    text = (value or "").strip()
+    bad = control_chars(text)
+    if bad:
+        raise InputError(f"{field} holds a control character ({bad}); remove it")
+    if len(text) > NAME_MAX:
+        raise InputError(f"{field} has {len(text):,} characters; the limit is {NAME_MAX}")
+    return text
+
+
+def _whole(value, field: str) -> int:
+    """A whole number from a form or JSON (7, 7.0, '7'), or InputError."""
+    try:
+        x = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{field} '{str(value)[:40]}' is not a whole number") from None
+    if isinstance(value, bool) or not math.isfinite(x) or x != int(x):
+        raise InputError(f"{field} '{str(value)[:40]}' is not a whole number")
+    return int(x)
 
 
 def _insert_ignore(conn, table: sa.Table):

@@ -18,7 +18,7 @@ from backend.db import utcnow
 from backend.embeddings import Embedder
 from backend.errors import BudgetExceeded, InputError
 from backend.generation import Generator, Usage
-from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, RequestContext
+from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, Planned, RequestContext
 from backend.policy import PROMPT_TEMPLATES, Policy
 from backend.rerank import HTTPReranker, Reranker
 from backend.settings import Settings
@@ -29,6 +29,7 @@ from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore, payload_filter
 
 RRF_K = 60
 STAGES = ("cache", "embed", "retrieve", "rerank", "generate", "total")
+SOURCE_TOKENS_EST = 400  # a source in the prompt, for the budget hold (1,500 characters, title and rank)
 
 
 class SourceChunk(BaseModel):
@@ -170,7 +171,10 @@ class QueryEngine:
         collection = self.store.resolve(self.index_of(policy))
         ctx = self._context(q, policy, actor, collection, None, retrieval_only=True)
         self._authorize(ctx, policy, generate=False)
-        return self._retrieve(ctx, q, policy, collection, filters, {})
+        try:
+            return self._retrieve(ctx, q, policy, collection, filters, {})
+        finally:
+            self.meter.release(ctx)  # no request_done here: the budget hold goes now
 
     # --- metering: the ledger row of each model call is written here, around the call ------------
     def _context(self, q: str, policy: Policy, actor: Actor, collection: str, variant: str | None,
@@ -182,24 +186,31 @@ class QueryEngine:
                               retrieval_only=retrieval_only, source=SOURCE_OF_ACTOR_KIND.get(actor.kind, "system"),
                               api_key=actor.name if actor.kind == "api_key" else None)
 
-    def _planned(self, policy: Policy, generate: bool) -> list[tuple[str, str]]:
-        """The model calls this request will make, as (kind, model)."""
+    def _planned(self, policy: Policy, generate: bool, question: str) -> list[Planned]:
+        """The model calls this request will make, with estimated tokens: hard budgets hold their
+        cost until the request ends. The prompt is not built yet, so each source counts
+        SOURCE_TOKENS_EST (a 1,500-character chunk, the chunker's default maximum) and the answer
+        its max_tokens: the estimate errs high, so concurrent requests cannot overrun a cap."""
+        q_tokens = count_tokens(question)[0]
         calls = []
         if policy.retrieval_mode in ("dense", "hybrid") or policy.rerank:
-            calls.append(("embedding", self.embedder.name))
+            calls.append(Planned("embedding", self.embedder.name, q_tokens))
         if policy.rerank and isinstance(self.reranker, HTTPReranker):
-            calls.append(("rerank", self.settings.rerank_model))
+            calls.append(Planned("rerank", self.settings.rerank_model,
+                                 q_tokens + policy.rerank_candidates * SOURCE_TOKENS_EST))
         if generate and self.generator.kind == "llm":
-            calls.append(("chat", policy.model or self.settings.llm_model))
+            prompt = count_tokens(PROMPT_TEMPLATES[policy.prompt_template])[0] + q_tokens + 16
+            calls.append(Planned("chat", policy.model or self.settings.llm_model,
+                                 prompt + policy.top_k * SOURCE_TOKENS_EST, policy.max_tokens))
         return calls
 
     def _authorize(self, ctx: RequestContext, policy: Policy, generate: bool) -> None:
         """Budgets are checked once, before the request's first paid call; a refusal is a ledger row too."""
-        planned = self._planned(policy, generate)
+        planned = self._planned(policy, generate, ctx.question)
         try:
             self.meter.authorize(ctx, planned)
         except BudgetExceeded as exc:
-            kind, model = planned[-1] if planned else ("chat", policy.model or self.settings.llm_model)
+            kind, model = planned[-1][:2] if planned else ("chat", policy.model or self.settings.llm_model)
             self._record(ctx, ModelCall(kind=kind, model=model, status="refused", error_class=type(exc).__name__,
                                         total_ms=ctx.elapsed_ms() if kind == "chat" else None))
             raise

@@ -11,21 +11,28 @@ table without a database, for engines built without a ledger)."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
-import re
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Iterable, Literal
 
+import regex
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
-from backend.errors import InputError, NotFoundError
+from backend.errors import InputError, NotFoundError, RagError
+from backend.exports import csv_dicts
+from backend.text import control_chars
+
+log = logging.getLogger(__name__)
 
 MatchKind = Literal["exact", "prefix", "regex"]
 MATCH_ORDER: dict[str, int] = {"exact": 0, "prefix": 1, "regex": 2}
@@ -80,6 +87,18 @@ SEED_PRICES: list[tuple[str, str, float, float, float | None, float, str]] = [
     ("extractive", "exact", 0.0, 0.0, None, 0.0, "no model: extractive answers"),
 ]
 
+# Ceilings of a price: the dearest list price in 2025 is $600 per million output tokens; a value
+# far above that is a typo (or `inf`, which once turned every cost of its model into NaN).
+MAX_USD_PER_M = 100_000.0
+MAX_PER_CALL_USD = 1_000.0
+PATTERN_MAX = 200  # prices.pattern is VARCHAR(200): PostgreSQL refuses longer values, SQLite keeps them
+NOTE_MAX = 500
+# A regex is matched with the `regex` package under a timeout: Python's `re` took 0.5 s on a
+# normal model name for `(a+)+$` (doubling per character), on every request. The save-time
+# probe refuses a pattern that times out on names built from its own characters.
+MATCH_TIMEOUT_S = 0.01
+PROBE_TIMEOUT_S = 0.05
+
 CSV_FIELDS = ["pattern", "match", "input_per_m", "output_per_m", "cached_input_per_m", "per_call_usd",
               "effective_from", "checked_at", "note"]
 
@@ -102,7 +121,7 @@ class Price:
             return model == self.pattern
         if self.match == "prefix":
             return model.startswith(self.pattern)
-        return re.search(self.pattern, model) is not None
+        return regex_matches(self.pattern, model)
 
     @property
     def specificity(self) -> tuple[int, int]:
@@ -113,12 +132,25 @@ class Price:
     def free(self) -> bool:
         return not (self.input_per_m or self.output_per_m or self.cached_input_per_m or self.per_call_usd)
 
+    @property
+    def finite(self) -> bool:
+        """Rows written before validation refused them may hold inf or NaN (PostgreSQL keeps both)."""
+        rates = (self.input_per_m, self.output_per_m, self.per_call_usd,
+                 0.0 if self.cached_input_per_m is None else self.cached_input_per_m)
+        return all(math.isfinite(x) and x >= 0 for x in rates)
+
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
-        """cached_tokens are the part of prompt_tokens the provider served from its prompt cache."""
+        """cached_tokens are the part of prompt_tokens the provider served from its prompt cache.
+        Never returns NaN or inf: such a cost was dropped by SQLite and made every budget sum NaN
+        (NaN >= limit is false, so a hard budget let paid calls through)."""
         cached = min(max(cached_tokens, 0), prompt_tokens)
         cached_rate = self.input_per_m if self.cached_input_per_m is None else self.cached_input_per_m
-        return ((prompt_tokens - cached) * self.input_per_m + cached * cached_rate
-                + completion_tokens * self.output_per_m) / 1_000_000 + self.per_call_usd
+        usd = ((prompt_tokens - cached) * self.input_per_m + cached * cached_rate
+               + completion_tokens * self.output_per_m) / 1_000_000 + self.per_call_usd
+        if not (math.isfinite(usd) and usd >= 0):
+            raise RagError(f"price row {self.id} ('{self.pattern}') gives the cost {usd!r}; fix or delete the row",
+                           part="pricing")
+        return usd
 
 
 @dataclass(frozen=True)
@@ -126,6 +158,43 @@ class Cost:
     usd: float
     known: bool
     price_id: int | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def regex_matches(pattern: str, model: str) -> bool:
+    """`regex.search` under MATCH_TIMEOUT_S, remembered per (pattern, model): a slow pattern saved
+    before the save-time probe existed costs at most one timeout per model name, then nothing.
+    A timeout or a pattern that does not compile matches nothing (and says so in the log)."""
+    try:
+        return regex.search(pattern, model, timeout=MATCH_TIMEOUT_S) is not None
+    except TimeoutError:
+        log.warning("price pattern %r timed out on the model %r: treated as no match", pattern, model)
+    except regex.error as exc:
+        log.warning("price pattern %r does not compile (%s): treated as no match", pattern, exc)
+    return False
+
+
+def _probes(pattern: str) -> list[str]:
+    """Names a model could have, built to make backtracking show: each character (and each
+    adjacent pair) of the pattern repeated to 40 characters, plus a tail that fails the match."""
+    chars = sorted({c for c in pattern if c.isalnum() or c in "-_./:"} | {"a", "0", "-"})
+    pairs = {pattern[i:i + 2] for i in range(len(pattern) - 1) if pattern[i:i + 2].isalnum()}
+    return [(u * 40)[:40] + tail for u in [*chars, *sorted(pairs)] for tail in ("!", "")]
+
+
+def check_regex(pattern: str) -> None:
+    """Refuse a regex that does not compile or backtracks catastrophically on a model-like name."""
+    try:
+        compiled = regex.compile(pattern)
+    except (regex.error, RecursionError, OverflowError, ValueError) as exc:
+        raise InputError(f"the regex '{pattern}' does not compile: {exc}") from None
+    for name in _probes(pattern):
+        try:
+            compiled.search(name, timeout=PROBE_TIMEOUT_S)
+        except TimeoutError:
+            raise InputError(
+                f"the regex '{pattern}' takes over {PROBE_TIMEOUT_S * 1000:.0f} ms on the name '{name}' "
+                "(nested repetition backtracks); use a prefix match or a regex without nested + or *") from None
 
 
 def _aware(dt: datetime) -> datetime:
@@ -177,18 +246,30 @@ def _parse_time(value: str | date | datetime | None, field: str) -> datetime:
         raise InputError(f"{field} '{text}' is not a date (YYYY-MM-DD or an ISO date-time)") from None
 
 
-def _number(value, field: str, optional: bool = False) -> float | None:
+def finite_number(value, field: str, ceiling: float, unit: str = "") -> float:
+    """`value` as a float from 0 to `ceiling`. Refuses inf, NaN ('1e999' parses as inf), negatives
+    and absurd sizes: one infinite price turned its model's costs into NaN and disabled budgets."""
+    if isinstance(value, bool):
+        raise InputError(f"{field} '{value}' is not a number")
+    try:
+        x = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{field} '{str(value)[:40]}' is not a number") from None
+    if not math.isfinite(x):
+        raise InputError(f"{field} must be a finite number, not '{str(value)[:40]}'")
+    if x < 0:
+        raise InputError(f"{field} must be zero or more, not {x:g}")
+    if x > ceiling:
+        raise InputError(f"{field} {x:g} is above the ceiling of {ceiling:,.0f}{unit}; is it a typo?")
+    return x
+
+
+def _number(value, field: str, optional: bool = False, ceiling: float = MAX_USD_PER_M) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if optional:
             return None
         return 0.0
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{field} '{value}' is not a number") from None
-    if x < 0 or x != x:
-        raise InputError(f"{field} must be zero or more")
-    return x
+    return finite_number(value, field, ceiling, " USD per million tokens" if field.endswith("_per_m") else " USD")
 
 
 class PriceTable:
@@ -207,8 +288,9 @@ class PriceTable:
             if self._rows is None or time.monotonic() - self._loaded_at > self._ttl:
                 with self._engine.connect() as conn:
                     res = conn.execute(sa.select(prices).order_by(prices.c.pattern, prices.c.effective_from)).all()
-                self._rows = [Price(r.id, r.pattern, r.match, r.input_per_m, r.output_per_m, r.cached_input_per_m,
-                                    r.per_call_usd, _aware(r.effective_from), _aware(r.checked_at), r.note) for r in res]
+                rows = [Price(r.id, r.pattern, r.match, r.input_per_m, r.output_per_m, r.cached_input_per_m,
+                              r.per_call_usd, _aware(r.effective_from), _aware(r.checked_at), r.note) for r in res]
+                self._rows = _usable(rows)
                 self._loaded_at = time.monotonic()
             return self._rows
 
@@ -274,29 +356,12 @@ class PriceTable:
         return n
 
     def export_csv(self) -> str:
-        out = io.StringIO()
-        w = csv.DictWriter(out, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for r in self.list():
-            w.writerow({k: (r[k].isoformat() if isinstance(r[k], datetime) else ("" if r[k] is None else r[k]))
-                        for k in CSV_FIELDS})
-        return out.getvalue()
+        return csv_dicts(self.list(), CSV_FIELDS)
 
     def import_csv(self, actor: Actor, text: str) -> dict[str, int]:
         """Adds the CSV's rows (same columns as the export); rows already in the table are skipped.
         All or nothing: one bad line refuses the file with its line number."""
-        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-        missing = {"pattern", "match", "input_per_m", "output_per_m", "effective_from"} - set(reader.fieldnames or [])
-        if missing:
-            raise InputError(f"the CSV lacks the column(s) {', '.join(sorted(missing))}")
-        new: list[dict] = []
-        for n, rec in enumerate(reader, start=2):
-            try:
-                new.append(self._validate(rec.get("pattern", ""), rec.get("match", ""), rec.get("input_per_m"),
-                                          rec.get("output_per_m"), rec.get("cached_input_per_m"), rec.get("per_call_usd"),
-                                          rec.get("effective_from"), rec.get("note") or "", rec.get("checked_at")))
-            except InputError as exc:
-                raise InputError(f"CSV line {n}: {exc.args[0]}") from None
+        new = parse_csv(text)
         existing = {(r.pattern, r.match, r.effective_from) for r in self.rows()}
         fresh = [r for r in new if (r["pattern"], r["match"], r["effective_from"]) not in existing]
         with self._audit.action(actor, "prices.import", "prices", need=Action.edit_prices, rows=len(new), added=len(fresh)):
@@ -310,27 +375,84 @@ class PriceTable:
     @staticmethod
     def _validate(pattern, match, input_per_m, output_per_m, cached_input_per_m, per_call_usd, effective_from,
                   note, checked_at) -> dict:
-        pattern = (pattern or "").strip()
-        match = (match or "").strip().lower()
-        if not pattern:
-            raise InputError("a price needs a model pattern")
-        if match not in MATCH_ORDER:
-            raise InputError(f"match must be exact, prefix or regex, not '{match}'")
-        if match == "regex":
+        return validate_price(pattern, match, input_per_m, output_per_m, cached_input_per_m, per_call_usd,
+                              effective_from, note, checked_at)
+
+
+def validate_price(pattern, match, input_per_m, output_per_m, cached_input_per_m=None, per_call_usd=None,
+                   effective_from=None, note="", checked_at=None) -> dict:
+    """One price row as the table stores it, or InputError naming the field: the form, the CSV
+    import and the API all come through here, so no entry can store what another refuses."""
+    pattern = _text(pattern, "the pattern", PATTERN_MAX).strip()
+    match = str(match or "").strip().lower()
+    if not pattern:
+        raise InputError("a price needs a model pattern")
+    if match not in MATCH_ORDER:
+        raise InputError(f"match must be exact, prefix or regex, not '{match[:20]}'")
+    if match == "regex":
+        check_regex(pattern)
+    eff = _parse_time(effective_from, "effective_from")
+    return {
+        "pattern": pattern, "match": match,
+        "input_per_m": _number(input_per_m, "input_per_m"), "output_per_m": _number(output_per_m, "output_per_m"),
+        "cached_input_per_m": _number(cached_input_per_m, "cached_input_per_m", optional=True),
+        "per_call_usd": _number(per_call_usd, "per_call_usd", ceiling=MAX_PER_CALL_USD),
+        "effective_from": eff,
+        "checked_at": _parse_time(checked_at, "checked_at") if checked_at not in (None, "") else utcnow(),
+        "note": _text(note, "the note", None)[:NOTE_MAX],
+    }
+
+
+def _text(value, field: str, max_chars: int | None) -> str:
+    """Text both databases store alike: PostgreSQL refuses NUL and lone surrogates and enforces
+    VARCHAR(n), where SQLite accepts all three; so it is refused here, before any write."""
+    text = str(value or "")
+    bad = control_chars(text)
+    if bad:
+        raise InputError(f"{field} holds a control character ({bad}); remove it")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{field} holds an invalid character (a lone surrogate); remove it") from None
+    if max_chars is not None and len(text) > max_chars:
+        raise InputError(f"{field} has {len(text):,} characters; the limit is {max_chars}")
+    return text
+
+
+def parse_csv(text: str) -> list[dict]:
+    """The rows of a price CSV (the export's columns), validated; the first bad line refuses the
+    file with its line number. Any text gives rows or InputError (a property test holds it to that)."""
+    try:
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+        fields = [f for f in (reader.fieldnames or []) if isinstance(f, str)]
+        missing = {"pattern", "match", "input_per_m", "output_per_m", "effective_from"} - set(fields)
+        if missing:
+            raise InputError(f"the CSV lacks the column(s) {', '.join(sorted(missing))}")
+        rows: list[dict] = []
+        for n, rec in enumerate(reader, start=2):
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise InputError(f"the regex '{pattern}' does not compile: {exc}") from None
-        eff = _parse_time(effective_from, "effective_from")
-        return {
-            "pattern": pattern, "match": match,
-            "input_per_m": _number(input_per_m, "input_per_m"), "output_per_m": _number(output_per_m, "output_per_m"),
-            "cached_input_per_m": _number(cached_input_per_m, "cached_input_per_m", optional=True),
-            "per_call_usd": _number(per_call_usd, "per_call_usd"),
-            "effective_from": eff,
-            "checked_at": _parse_time(checked_at, "checked_at") if checked_at not in (None, "") else utcnow(),
-            "note": str(note or "")[:500],
-        }
+                rows.append(validate_price(*(_cell(rec, k) for k in CSV_FIELDS)))
+            except InputError as exc:
+                raise InputError(f"CSV line {n}: {exc.args[0]}") from None
+        return rows
+    except csv.Error as exc:
+        raise InputError(f"the CSV cannot be read: {exc}") from None
+
+
+def _cell(rec: dict, key: str) -> str | None:
+    """A cell of a short line is None; extra cells land under the key None and are ignored."""
+    value = rec.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _usable(rows: list[Price]) -> list[Price]:
+    """Rows with an infinite, NaN or negative rate (stored before validation refused them) are
+    left out, loudly: their models then have no price, so they count as paid and unpriced."""
+    bad = [r for r in rows if not r.finite]
+    for r in bad:
+        log.error("price row %s ('%s') has a non-finite or negative rate and is ignored; fix or delete it",
+                  r.id, r.pattern)
+    return [r for r in rows if r.finite] if bad else rows
 
 
 def _jsonable(row: dict) -> dict:

@@ -14,12 +14,12 @@ import pandas as pd
 import streamlit as st
 
 from backend.access import Action
-from backend.alerts import METRICS as ALERT_METRICS, describe_value, redact_urls, webhook_label
-from backend.budgets import PERIODS, SCOPES
+from backend.alerts import MAX_THRESHOLD, METRICS as ALERT_METRICS, describe_value, redact_urls, webhook_label
+from backend.budgets import MAX_LIMIT_USD, PERIODS, SCOPES
 from backend.errors import RagError
 from backend.ledger.costs import Costs
 from backend.ledger.queries import FILTER_DIMENSIONS, SOURCES, Filters, TimeRange
-from backend.pricing import MATCH_ORDER
+from backend.pricing import MATCH_ORDER, MAX_PER_CALL_USD, MAX_USD_PER_M
 from console import charts
 from console.access_view import locked, need
 from console.auth import current_actor
@@ -544,7 +544,7 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
         with st.form(K + "budget_form", clear_on_submit=False, border=False):
             c = st.columns(3)
             name = c[0].text_input("Name", key=K + "b.name", placeholder="team monthly")
-            limit = c[1].number_input("Limit (USD)", min_value=0.0, value=100.0, step=10.0, key=K + "b.limit")
+            limit = c[1].number_input("Limit (USD)", min_value=0.0, max_value=MAX_LIMIT_USD, value=100.0, step=10.0, key=K + "b.limit")
             hard = c[2].toggle("Hard (refuse paid calls when spent)", key=K + "b.hard")
             c = st.columns(3)
             scope = c[0].selectbox("Scope", SCOPES, key=K + "b.scope")
@@ -630,7 +630,7 @@ def alerts_section(costs: Costs) -> None:
             c = st.columns(3)
             name = c[0].text_input("Name", key=K + "r.name")
             metric = c[1].selectbox("Metric", list(ALERT_METRICS), format_func=ALERT_METRICS.get, key=K + "r.metric")
-            threshold = c[2].number_input("Threshold (USD, share 0-1, or ms)", min_value=0.0, value=0.05, key=K + "r.th")
+            threshold = c[2].number_input("Threshold (USD, share 0-1, or ms)", min_value=0.0, max_value=MAX_THRESHOLD, value=0.05, key=K + "r.th")
             c = st.columns(4)
             window = c[0].number_input("Window (minutes)", min_value=1, value=15, key=K + "r.window")
             policy = c[1].text_input("Policy (blank = all)", key=K + "r.policy")
@@ -707,10 +707,10 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
                 pattern = c[0].text_input("Model pattern", key=K + "p.pattern")
                 match = c[1].selectbox("Match", list(MATCH_ORDER), key=K + "p.match")
                 c = st.columns(4)
-                pin = c[0].number_input("Input $/M", min_value=0.0, format="%.4f", key=K + "p.in")
-                pout = c[1].number_input("Output $/M", min_value=0.0, format="%.4f", key=K + "p.out")
+                pin = c[0].number_input("Input $/M", min_value=0.0, max_value=MAX_USD_PER_M, format="%.4f", key=K + "p.in")
+                pout = c[1].number_input("Output $/M", min_value=0.0, max_value=MAX_USD_PER_M, format="%.4f", key=K + "p.out")
                 pcached = c[2].text_input("Cached input $/M", placeholder="as input", key=K + "p.cached")
-                pcall = c[3].number_input("Per call $", min_value=0.0, format="%.4f", key=K + "p.call")
+                pcall = c[3].number_input("Per call $", min_value=0.0, max_value=MAX_PER_CALL_USD, format="%.4f", key=K + "p.call")
                 c = st.columns(2)
                 eff = c[0].date_input("Effective from (UTC)", key=K + "p.eff")
                 note = c[1].text_input("Note", key=K + "p.note")

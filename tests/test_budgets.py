@@ -2,15 +2,20 @@
 cached answers; soft thresholds fire once each (alert + webhook); periods and validation."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
-from backend.budgets import Budget, budget_events, period_of
-from backend.errors import BudgetExceeded, InputError
+from backend.budgets import RESERVATION_TTL_S, Budget, budget_events, period_of
+from backend.errors import BudgetExceeded, InputError, RagError
 from backend.generation import OpenAIGenerator
-from backend.ledger.calls import ModelCall, RequestContext
+from backend.ledger.calls import ModelCall, Planned, RequestContext
+from backend.pricing import Price, prices
 from backend.policy import Policy
 from backend.services import Services
 from actors import ADMIN, user
@@ -37,10 +42,12 @@ def paid(services: Services, fault_llm, tmp_path):
 
 def test_hard_budget_blocks_next_paid_call_and_serves_cached_answers(paid, fault_llm) -> None:
     costs, engine, hook = paid
-    costs.budgets.create(ADMIN, "alice daily", 0.05, scope="user", scope_value="alice", period="day", hard=True)
+    costs.budgets.create(ADMIN, "alice daily", 2.5, scope="user", scope_value="alice", period="day", hard=True)
     policy = Policy(top_k=2)
-    first = engine.query(QUESTIONS[0], policy, ALICE)  # spend 0 < limit: allowed
-    assert first.cost_usd > 0.05  # one call overspends the limit (the budget cannot know a call's cost before)
+    first = engine.query(QUESTIONS[0], policy, ALICE)  # its estimate (answer at max_tokens) fits the limit
+    assert 0 < first.cost_usd < 2.5
+    costs.meter.record(RequestContext("x", "alice", "default", None, None, "v", "q"),  # another call spends the rest
+                       ModelCall("chat", fault_llm.model, prompt_tokens=2500, latency_ms=1))
     calls_before = len(fault_llm.requests)
 
     with pytest.raises(BudgetExceeded) as err:
@@ -144,3 +151,138 @@ def test_budget_validation_and_audit(tmp_path) -> None:
     costs.budgets.delete(ADMIN, bid)
     actions = [r["action"] for r in costs.budgets._audit.recent(10)]
     assert "budget.create" in actions and "budget.delete" in actions
+
+
+# --- issue 14 #2 and #4: non-finite numbers, concurrent calls against a hard cap ---------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh database of each kind: the reservation's atomicity and NaN storage differ between them."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'costs.db'}"
+    return request.getfixturevalue("postgres_server").create_database(f"budgets_{uuid.uuid4().hex[:12]}")
+
+
+def _ctx(request_id: str, user: str = "alice") -> RequestContext:
+    return RequestContext(request_id=request_id, user=user, policy="default", index_version="v", question="q")
+
+
+def test_concurrent_calls_cannot_overrun_a_hard_budget(db_url, tmp_path) -> None:
+    """10 threads, each a $0.03 call, against a $0.10 hard cap: floor(0.10 / 0.03) = 3 pass.
+    (Checking before the call and adding the spend after let all 10 through: $0.30.)"""
+    costs = cost_stack(tmp_path, db_url)
+    costs.prices.add(ADMIN, "paid-model", "exact", 30.0, 0.0, effective_from="2024-01-01")  # 1,000 tokens: $0.03
+    bid = costs.budgets.create(ADMIN, "cap", 0.10, period="day", hard=True)
+    passed: list[int] = []
+    refused: list[str] = []
+    start = threading.Barrier(10)
+
+    def request(i: int) -> None:
+        ctx = _ctx(f"r{i}")
+        start.wait()
+        try:
+            costs.meter.authorize(ctx, [Planned("chat", "paid-model", 1000, 0)])
+        except BudgetExceeded as exc:
+            refused.append(str(exc))
+            return
+        try:
+            time.sleep(0.2)  # the model call: every thread is past its check before any spend is written
+            costs.meter.record(ctx, ModelCall("chat", "paid-model", prompt_tokens=1000, latency_ms=200))
+            passed.append(i)
+        finally:
+            costs.meter.request_done(ctx, "ok", {})
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(passed) == math.floor(0.10 / 0.03) == 3 and len(refused) == 7
+    assert "cannot cover this request" in refused[0] and "held by calls in progress" in refused[0]
+    b = next(x for x in costs.budgets.list() if x.id == bid)
+    assert costs.budgets.spend(b, fresh=True) == pytest.approx(0.09)
+    assert costs.budgets.held(bid) == 0  # every reservation settled
+    with pytest.raises(BudgetExceeded, match="cannot cover"):  # $0.01 left: the next $0.03 call is refused
+        costs.meter.authorize(_ctx("late"), [Planned("chat", "paid-model", 1000, 0)])
+    costs.meter.authorize(_ctx("small"), [Planned("chat", "paid-model", 300, 0)])  # $0.009 fits
+    assert costs.budgets.held(bid) == pytest.approx(0.009)
+
+
+def test_a_failed_call_releases_and_a_crashed_one_expires(tmp_path) -> None:
+    costs = cost_stack(tmp_path)
+    costs.prices.add(ADMIN, "paid-model", "exact", 30.0, 0.0, effective_from="2024-01-01")
+    bid = costs.budgets.create(ADMIN, "cap", 0.05, period="day", hard=True)
+    ctx = _ctx("failed")
+    costs.meter.authorize(ctx, [Planned("chat", "paid-model", 1000, 0)])
+    assert costs.budgets.held(bid) == pytest.approx(0.03)
+    costs.meter.request_done(ctx, "error", {})  # the call failed: nothing spent, nothing held
+    assert costs.budgets.held(bid) == 0
+    t0 = datetime.now(timezone.utc)
+    assert costs.budgets.reserve("crashed", "alice", "default", {"paid-model": 0.04}, now=t0)  # never settled
+    with pytest.raises(BudgetExceeded, match=r"\$0.0400 held"):
+        costs.budgets.reserve("next", "alice", "default", {"paid-model": 0.03}, now=t0 + timedelta(minutes=1))
+    later = t0 + timedelta(seconds=RESERVATION_TTL_S + 1)  # the crashed process's hold has lapsed
+    assert costs.budgets.reserve("next", "alice", "default", {"paid-model": 0.03}, now=later)
+
+
+def test_non_finite_and_absurd_numbers_are_refused_at_every_entry(db_url, tmp_path) -> None:
+    costs = cost_stack(tmp_path, db_url)
+    for bad, reason in [("inf", "finite"), ("1e999", "finite"), (float("nan"), "finite"), ("-1", "zero or more"),
+                        (1e10, "ceiling"), ("ten", "not a number")]:
+        with pytest.raises(InputError, match=f"input_per_m.*{reason}"):
+            costs.prices.add(ADMIN, "m", "exact", bad, 1.0, effective_from="2024-01-01")
+        with pytest.raises(InputError, match=f"CSV line 3: output_per_m.*{reason}"):
+            costs.prices.import_csv(ADMIN, "pattern,match,input_per_m,output_per_m,effective_from\n"
+                                           f"ok,exact,1,1,2024-01-01\nm,exact,1,{bad},2024-01-01\n")
+        with pytest.raises(InputError, match=f"the limit.*{reason}"):
+            costs.budgets.create(ADMIN, "b", bad, hard=True)
+        with pytest.raises(InputError, match=f"the threshold.*{reason}"):
+            costs.alerts.create_rule(ADMIN, "r", "cost", bad)
+    with pytest.raises(InputError, match="per_call_usd.*ceiling"):
+        costs.prices.add(ADMIN, "m", "exact", 1, 1, per_call_usd=5000, effective_from="2024-01-01")
+    with pytest.raises(InputError, match="a threshold 'x' is not a whole number"):
+        costs.budgets.create(ADMIN, "b", 5, thresholds=["x"])
+    # VARCHAR(200) columns: refused before any write on both databases (PostgreSQL would raise mid-write)
+    with pytest.raises(InputError, match="the budget name has 201 characters; the limit is 200"):
+        costs.budgets.create(ADMIN, "b" * 201, 5)
+    with pytest.raises(InputError, match="the user has 201 characters"):
+        costs.budgets.create(ADMIN, "b", 5, scope="user", scope_value="u" * 201)
+    with pytest.raises(InputError, match="the pattern has 201 characters; the limit is 200"):
+        costs.prices.add(ADMIN, "p" * 201, "prefix", 1, 1, effective_from="2024-01-01")
+    with pytest.raises(InputError, match="control character"):
+        costs.prices.add(ADMIN, "gpt\x00", "prefix", 1, 1, effective_from="2024-01-01")
+    assert costs.budgets.list() == [] and all(r["created_by"] == "seed" for r in _price_rows(costs))
+    assert costs.prices.add(ADMIN, "p" * 200, "prefix", 1, 1, effective_from="2024-01-01")  # the limit itself fits
+
+
+def _price_rows(costs) -> list[dict]:
+    with costs.db.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(prices))]
+
+
+def test_a_stored_infinite_price_cannot_disable_cost_tracking_or_budgets(db_url, tmp_path) -> None:
+    """A row saved before validation refused inf: its cost was NaN, SQLite dropped the ledger row,
+    PostgreSQL stored NaN, the spend became NaN and a $0.01 hard budget let paid calls through."""
+    costs = cost_stack(tmp_path, db_url)
+    with costs.db.begin() as conn:
+        conn.execute(prices.insert().values(pattern="legacy-model", match="exact", input_per_m=float("inf"),
+                                            output_per_m=1.0, per_call_usd=0.0, effective_from=datetime(2024, 1, 1),
+                                            checked_at=datetime(2024, 1, 1), note="", created_at=datetime(2024, 1, 1),
+                                            created_by="old import"))
+    with pytest.raises(RagError, match="gives the cost nan"):
+        Price(1, "legacy-model", "exact", float("inf"), 1.0, None, 0.0, datetime(2024, 1, 1), datetime(2024, 1, 1)) \
+            .cost(0, 10)
+    costs.budgets.create(ADMIN, "tiny", 0.01, hard=True)
+    ctx = _ctx("legacy")
+    costs.meter.authorize(ctx, [Planned("chat", "legacy-model", 100, 10)])  # nothing spent yet
+    call = costs.meter.record(ctx, ModelCall("chat", "legacy-model", prompt_tokens=100, completion_tokens=10,
+                                             latency_ms=1))
+    costs.meter.request_done(ctx, "ok", {})
+    assert call.cost_usd == 0 and not call.price_known  # unpriced, not NaN
+    rows = ledger_rows(costs, model="legacy-model")
+    assert len(rows) == 1 and rows[0]["cost_usd"] == 0 and not rows[0]["price_known"]  # kept on SQLite too
+    costs.meter.record(_ctx("paid"), ModelCall("chat", "gpt-4.1", prompt_tokens=10_000, latency_ms=1))  # $0.02
+    b = costs.budgets.list()[0]
+    assert math.isfinite(costs.budgets.spend(b, fresh=True))
+    with pytest.raises(BudgetExceeded, match="'tiny' .* is spent"):  # an unpriced model counts as paid
+        costs.meter.authorize(_ctx("next"), [Planned("chat", "legacy-model", 100, 10)])

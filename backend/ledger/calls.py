@@ -1,14 +1,16 @@
 """What the engine tells its meter: who asks (RequestContext) and each model call (ModelCall).
 
-The engine holds one Meter. Before a request's paid calls it asks `authorize` (a hard budget
-raises BudgetExceeded there), after each call it hands the call to `record` (which prices it
-and writes the ledger row in the same code path), and at the end `request_done`. No SQL here."""
+The engine holds one Meter. Before a request's paid calls it asks `authorize` with the calls it
+plans and their estimated tokens (a hard budget holds their estimated cost, or raises
+BudgetExceeded there), after each call it hands the call to `record` (which prices it and writes
+the ledger row in the same code path), and at the end `request_done` (which lets the hold go: the
+real cost is in the ledger by then). No SQL here."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 Kind = Literal["chat", "embedding", "rerank", "judge"]
 Source = Literal["api", "console", "system"]
@@ -19,6 +21,21 @@ Status = Literal["ok", "error", "refused", "aborted"]
 KINDS: tuple[str, ...] = ("chat", "embedding", "rerank", "judge")
 # The latency stage a call's own duration belongs to.
 STAGE_OF_KIND = {"chat": "generate", "embedding": "embed", "rerank": "rerank", "judge": "judge"}
+
+
+class Planned(NamedTuple):
+    """A model call a request will make, with an estimate of its tokens (0: unknown): a hard budget
+    holds the estimated cost, so the estimate errs high (the answer at its max_tokens)."""
+
+    kind: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def as_planned(call: Planned | tuple) -> Planned:
+    """Callers may still plan a bare (kind, model)."""
+    return call if isinstance(call, Planned) else Planned(*call)
 
 
 @dataclass
@@ -35,6 +52,7 @@ class RequestContext:
     source: str = "system"  # api (an API key), console (a console user), system (CLI, background, evaluation)
     api_key: str | None = None  # the API key's name when source is "api"
     calls: list["ModelCall"] = field(default_factory=list)  # recorded so far, priced
+    reserved: bool = False  # a hard budget holds this request's estimated cost until request_done
     t0: float = field(default_factory=time.perf_counter)
 
     def elapsed_ms(self) -> float:
@@ -79,11 +97,15 @@ class ModelCall:
 
 
 class Meter(Protocol):
-    def authorize(self, ctx: RequestContext, planned: list[tuple[str, str]]) -> None:
-        """Raise BudgetExceeded if a hard budget refuses any of the planned paid (kind, model) calls."""
+    def authorize(self, ctx: RequestContext, planned: list[Planned] | list[tuple[str, str]]) -> None:
+        """Raise BudgetExceeded if a hard budget refuses any of the planned paid calls; else hold
+        their estimated cost until `request_done`."""
 
     def record(self, ctx: RequestContext, call: ModelCall) -> ModelCall:
         """Price the call, write its ledger row; returns it with cost fields filled."""
+
+    def release(self, ctx: RequestContext) -> None:
+        """The request's calls are recorded (or it failed): let go of what its budgets hold."""
 
     def request_done(self, ctx: RequestContext, status: str, latency_ms: dict[str, float]) -> None:
         """The request ended (ok, error, refused, aborted) with these stage latencies."""
@@ -92,7 +114,7 @@ class Meter(Protocol):
 class NullMeter:
     """No ledger (engines built without services): prices from the seed table, records nothing."""
 
-    def authorize(self, ctx: RequestContext, planned: list[tuple[str, str]]) -> None:
+    def authorize(self, ctx: RequestContext, planned: list[Planned] | list[tuple[str, str]]) -> None:
         return None
 
     def record(self, ctx: RequestContext, call: ModelCall) -> ModelCall:
@@ -104,6 +126,9 @@ class NullMeter:
             call.cost_usd = 0.0
             call.saved_usd, _ = cost_usd(call.model, call.saved_prompt_tokens, call.saved_completion_tokens)
         return call
+
+    def release(self, ctx: RequestContext) -> None:
+        return None
 
     def request_done(self, ctx: RequestContext, status: str, latency_ms: dict[str, float]) -> None:
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from backend.db import utcnow
-from backend.ledger.calls import ModelCall, RequestContext
+from backend.ledger.calls import ModelCall, Planned, RequestContext, as_planned
 from backend.ledger.journal import WriteJournal
 from backend.ledger.store import row_values
 
@@ -17,12 +17,18 @@ class LedgerMeter:
     def __init__(self, journal: WriteJournal, prices, budgets=None, alerts=None, metrics=None):
         self.journal, self.prices, self.budgets, self.alerts, self.metrics = journal, prices, budgets, alerts, metrics
 
-    def authorize(self, ctx: RequestContext, planned: list[tuple[str, str]]) -> None:
+    def authorize(self, ctx: RequestContext, planned: list[Planned] | list[tuple[str, str]]) -> None:
+        """Hard budgets hold the planned paid calls' estimated cost (an unpriced model: $0, still
+        refused once its budget is spent) until `request_done`."""
         if self.budgets is None:
             return
-        paid = [model for _, model in planned if self.prices.is_paid(model)]
-        if paid:
-            self.budgets.check(ctx.user, ctx.policy, paid)
+        estimates: dict[str, float] = {}
+        for p in map(as_planned, planned):
+            if self.prices.is_paid(p.model):
+                usd = self.prices.cost(p.model, p.prompt_tokens, p.completion_tokens).usd
+                estimates[p.model] = estimates.get(p.model, 0.0) + usd
+        if estimates:
+            ctx.reserved = self.budgets.reserve(ctx.request_id, ctx.user, ctx.policy, estimates) or ctx.reserved
 
     def record(self, ctx: RequestContext, call: ModelCall) -> ModelCall:
         call.ts = utcnow()
@@ -44,7 +50,18 @@ class LedgerMeter:
                 log.exception("budget thresholds could not be evaluated")
         return call
 
+    def release(self, ctx: RequestContext) -> None:
+        """The request's rows are written: its real cost replaces what the hard budgets held."""
+        if ctx.reserved and self.budgets is not None:
+            try:
+                flush_s = self.journal.flush_ms / 1000  # rows written in the background: hold their cost a while
+                self.budgets.settle(ctx.request_id, ctx.cost_usd, keep_s=2 * flush_s + 5 if flush_s > 0 else 0.0)
+                ctx.reserved = False
+            except Exception:  # the hold lapses on its own (budgets.RESERVATION_TTL_S)
+                log.exception("budget reservation of request %s could not be released", ctx.request_id)
+
     def request_done(self, ctx: RequestContext, status: str, latency_ms: dict[str, float]) -> None:
+        self.release(ctx)
         if self.metrics is not None:
             self.metrics.request(ctx, status, latency_ms)
         if self.alerts is not None:

@@ -425,12 +425,8 @@ class LedgerQueries:
 
     def spend(self, first_day: int, end_day: int, scope: str = "global", value: str | None = None) -> float:
         """Cost over whole UTC days [first_day, end_day) for a budget's scope."""
-        t = ledger_daily
-        q = sa.select(sa.func.sum(t.c.cost_usd)).where(t.c.day >= first_day, t.c.day < end_day)
-        if scope != "global":
-            q = q.where(t.c[scope] == value)
         with self._engine.connect() as conn:
-            return _n(conn.execute(q).scalar())
+            return _n(conn.execute(spend_select(first_day, end_day, scope, value)).scalar())
 
     def window(self, since_epoch: int, until_epoch: int, f: Filters = Filters()) -> dict:
         """Request-level figures over a short raw window (alert rules): cost, requests, errors, total latencies."""
@@ -448,3 +444,11 @@ class LedgerQueries:
             counts = {int(b): float(n) for b, n in conn.execute(hq)}
         return {"cost_usd": _n(cost), "requests": int(_n(requests)), "errors": int(_n(errors)),
                 "p95_ms": quantile(0.95, counts)}
+
+
+def spend_select(first_day: int, end_day: int, scope: str = "global", value: str | None = None) -> sa.Select:
+    """A budget scope's cost over whole UTC days [first_day, end_day), 0 when none: also a scalar
+    subquery of the budget reservation's conditional insert."""
+    t = ledger_daily
+    q = sa.select(sa.func.coalesce(sa.func.sum(t.c.cost_usd), 0.0)).where(t.c.day >= first_day, t.c.day < end_day)
+    return q if scope == "global" else q.where(t.c[scope] == value)
