@@ -84,10 +84,22 @@ def cmd_run(args) -> int:  # noqa: ANN001
     return 1 if failures else 0
 
 
+def run_summary(r: dict) -> dict:
+    """One run for scripts: id, status, progress (done/total items), what it ran and why it failed."""
+    return {"id": r["id"], "status": r["status"], "done_items": r["done_items"], "n_items": r["n_items"],
+            "progress": round(r["done_items"] / r["n_items"], 4) if r["n_items"] else 0.0,
+            "golden_set": r["golden_set"], "golden_version": r["golden_version"], "policy": r["policy"],
+            "collection": r["collection"], "error": r["error"]}
+
+
 def cmd_list(args) -> int:  # noqa: ANN001
-    for r in _services().evals.list():
+    runs = _services().evals.list()
+    for r in runs:
         head = " ".join(f"{k}={r['metrics'][k]['mean']:.3f}" for k in ("recall@10", "ndcg@10") if k in r["metrics"])
-        print(f"{r['id']:<5}{r['status']:<10}{r['golden_set']} v{r['golden_version']:<4}{r['policy']:<20}{r['collection']:<24}{head}")
+        print(f"{r['id']:<5}{r['status']:<10}{r['done_items']:>4}/{r['n_items']:<5}{r['golden_set']} v{r['golden_version']:<4}"
+              f"{r['policy']:<20}{r['collection']:<24}{head}")
+    if args.json:
+        print(json.dumps([run_summary(r) for r in runs]))
     return 0
 
 
@@ -128,7 +140,9 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--tolerance", type=float, default=0.0, help="allowed regression against --baseline")
     run.add_argument("--json", action="store_true", help="last line: one JSON object with run id, pass/fail and metrics")
     run.set_defaults(func=cmd_run)
-    ev.add_parser("list", help="evaluation runs, newest first").set_defaults(func=cmd_list)
+    ls = ev.add_parser("list", help="evaluation runs, newest first, with their progress")
+    ls.add_argument("--json", action="store_true", help="last line: a JSON list of runs (id, status, progress)")
+    ls.set_defaults(func=cmd_list)
     df = ev.add_parser("diff", help="paired comparison of two runs on the same items")
     df.add_argument("run_a", type=int)
     df.add_argument("run_b", type=int)

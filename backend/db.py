@@ -2,6 +2,8 @@
 with its schema owned by Alembic migrations in backend/migrations."""
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,6 +57,10 @@ index_versions = sa.Table(
     sa.Column("error", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False),
+    # who builds a 'building' version (host:pid) and when it last showed life: jobs.py fails dead ones
+    sa.Column("owner", sa.String(300), nullable=False, server_default="", default=lambda: process_owner()),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    info={"owned": {"active": ("building",), "failed": "failed", "action": "index.build"}},
 )
 
 traces = sa.Table(
@@ -77,6 +83,12 @@ traces = sa.Table(
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def process_owner() -> str:
+    """host:pid of this process, the owner of the long-running records it writes (backend/jobs.py
+    marks the records of a dead owner failed at every start)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def make_engine(url: str) -> Engine:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from backend.access import Action, Actor
 from backend.audit import AuditLog
-from backend.db import metadata, utcnow
+from backend.db import metadata, process_owner, utcnow
 from backend.engine import QueryEngine, SourceChunk
 from backend.errors import InputError, NotFoundError, RagError
 from backend.eval_stats import bootstrap_ci, paired_bootstrap
@@ -54,6 +54,10 @@ eval_runs = sa.Table(
     sa.Column("created_at", TS, nullable=False, index=True),
     sa.Column("created_by", sa.String(200), nullable=False),
     sa.Column("judge", sa.String(200), nullable=False, server_default=""),  # judge model; "" = not judged
+    # who runs a 'running' run (host:pid) and when it last showed life: jobs.py fails the runs of dead owners
+    sa.Column("owner", sa.String(300), nullable=False, server_default="", default=lambda: process_owner()),
+    sa.Column("heartbeat_at", TS, nullable=True),
+    info={"owned": {"active": ("running",), "failed": "failed", "action": "eval.run.finish"}},
 )
 eval_run_items = sa.Table(
     "eval_run_items", metadata,
@@ -147,7 +151,7 @@ class EvalRuns:
             run_id = conn.execute(eval_runs.insert().values(
                 golden_set=set_name, golden_version=gversion, policy=policy.label(), policy_spec=policy.content(),
                 index=index, collection=collection, status="running", n_items=len(items), metrics={},
-                created_at=utcnow(), created_by=actor.id,
+                created_at=utcnow(), created_by=actor.id, heartbeat_at=utcnow(),
                 judge=self.judge.model if self.judge and generate else "")).inserted_primary_key[0]
         self._audit.record(actor, "eval.run.start", str(run_id), golden_set=set_name, version=gversion, policy=policy.label(),
                            collection=collection)
@@ -166,7 +170,8 @@ class EvalRuns:
                 per_item.append(row)
                 with self._db.begin() as conn:
                     conn.execute(eval_run_items.insert().values(run_id=run_id, **row))
-                    conn.execute(eval_runs.update().where(eval_runs.c.id == run_id).values(done_items=idx + 1))
+                    conn.execute(eval_runs.update().where(eval_runs.c.id == run_id)
+                                 .values(done_items=idx + 1, heartbeat_at=utcnow()))
                 if progress:
                     progress(idx + 1, len(items))
             metrics = aggregate([r["metrics"] for r in per_item])

@@ -4,8 +4,11 @@ run in a thread of the process that started them, while their state lives in the
 Why the database: a page reload, a second browser tab or the CLI reads the same progress;
 cancelling is a flag the job polls, so it also works from another session; and a job whose
 process died (crash, kill, redeploy) is found at the next start and marked failed instead of
-showing 'running' forever. A `lock_key` (unique while the job is active) refuses a second
-job on the same target, also across processes that share the database."""
+showing 'running' forever. The records such work writes (evaluation runs, versions being built
+or restored: tables with `info["owned"]`) carry an owner and a heartbeat too and are checked at
+the same start, also when a CLI command ran them without a job. A `lock_key` (unique while the
+job is active) refuses a second job on the same target, also across processes that share the
+database."""
 from __future__ import annotations
 
 import logging
@@ -23,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from backend.access import SYSTEM, Action, Actor
 from backend.audit import AuditLog
-from backend.db import metadata, utcnow
+from backend.db import metadata, process_owner, utcnow
 from backend.errors import InputError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,24 @@ class Job:
         return cls(**m)
 
 
+@dataclass(frozen=True)
+class RecoveredRecord:
+    """An owned record marked failed at startup because its owner died."""
+    table: str
+    id: str
+    owner: str
+    error: str
+
+
+def owned_tables() -> list[tuple[sa.Table, dict]]:
+    """Tables of long-running records: `info={"owned": {"active", "failed", "action"}}` with `status`,
+    `owner`, `heartbeat_at`, `created_at` and `error` columns. Evaluation runs are imported here so
+    that any process that starts checks them, whatever it imported itself."""
+    import backend.eval_runs  # noqa: F401 - registers its table in `metadata`
+
+    return [(t, t.info["owned"]) for t in metadata.sorted_tables if "owned" in t.info]
+
+
 def aware(ts: datetime) -> datetime:
     """SQLite returns naive datetimes (stored as UTC): make them comparable."""
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
@@ -167,6 +188,8 @@ class JobRunner:
         self._heartbeat: threading.Thread | None = None
         _LIVE_RUNNERS.add(self.token)
         self.recovered = self.recover_stale()
+        self.recovered_records = self.recover_records()
+        self._ensure_heartbeat()  # also beats for records a command runs without a job (CLI eval run, ingest)
 
     # --- reading ------------------------------------------------------------------------------
     def get(self, job_id: int) -> Job:
@@ -288,29 +311,65 @@ class JobRunner:
                 self._heartbeat.start()
 
     def _beat(self) -> None:
+        """Every HEARTBEAT_S: this runner's active jobs, and the active owned records of this process
+        (evaluation runs, versions being built or restored, also those a CLI command runs without a job)."""
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 with self._engine.begin() as conn:
                     conn.execute(jobs.update().where(jobs.c.owner == self.owner, jobs.c.status.in_(ACTIVE))
                                  .values(heartbeat_at=utcnow()))
+                    for table, spec in owned_tables():
+                        conn.execute(table.update().where(table.c.owner == process_owner(),
+                                                          table.c.status.in_(spec["active"]))
+                                     .values(heartbeat_at=utcnow()))
             except Exception:  # a database hiccup: the next beat retries
                 log.warning("job heartbeat failed", exc_info=True)
 
     def _is_dead(self, job: Job, now: datetime) -> str | None:
         """Why an active job of another runner is dead, or None while it may still run."""
-        host, _, rest = job.owner.partition(":")
+        return self._owner_dead(job.owner, job.heartbeat_at or job.started_at or job.created_at, now)
+
+    def _owner_dead(self, owner: str, beat: datetime, now: datetime) -> str | None:
+        """Why the owner (host:pid[:runner token]) of an active record is dead, or None while it may
+        still run: on this host the pid tells at once; another host's pids mean nothing here, so
+        its heartbeat must be younger than the bound. A record without an owner (written before
+        owners were recorded) has only its last heartbeat."""
+        host, _, rest = owner.partition(":")
         pid_s, _, token = rest.partition(":")
         if host == self.host and pid_s.isdigit():
             pid = int(pid_s)
             if pid == self.pid:
-                return None if token in _LIVE_RUNNERS else f"its runner in this process ({job.owner}) is gone"
+                return None if not token or token in _LIVE_RUNNERS else f"its runner in this process ({owner}) is gone"
             if not _pid_alive(pid):
                 return f"its process {pid} on {host} is no longer running"
             return None
-        beat = job.heartbeat_at or job.started_at or job.created_at
         if now - aware(beat) > self._stale_after:
-            return f"no heartbeat from {job.owner or 'its process'} since {aware(beat):%Y-%m-%d %H:%M:%S} UTC"
+            return f"no heartbeat from {owner or 'its process'} since {aware(beat):%Y-%m-%d %H:%M:%S} UTC"
         return None
+
+    def recover_records(self) -> list[RecoveredRecord]:
+        """Mark the owned records (evaluation runs, versions being built or restored) of dead owners
+        failed, with an audit record each; a failed job does not fail its run by itself, so every
+        kind of record is checked on its own."""
+        now, out = utcnow(), []
+        for table, spec in owned_tables():
+            key = table.primary_key.columns.values()[0]
+            beat = sa.func.coalesce(table.c.heartbeat_at, table.c.created_at)
+            with self._engine.connect() as conn:
+                rows = conn.execute(sa.select(key, table.c.owner, beat).where(table.c.status.in_(spec["active"]))).all()
+            for record_id, owner, last in rows:
+                why = self._owner_dead(owner, last, now)
+                if why is None:
+                    continue
+                error = f"interrupted: {why}; marked failed at startup"
+                with self._engine.begin() as conn:
+                    done = conn.execute(table.update().where(key == record_id, table.c.status.in_(spec["active"]))
+                                        .values(status=spec["failed"], error=error)).rowcount
+                if done:
+                    self._audit.record(SYSTEM, spec["action"], str(record_id), result="error", error=error,
+                                       record=table.name)
+                    out.append(RecoveredRecord(table.name, str(record_id), owner, error))
+        return out
 
     def recover_stale(self) -> list[Job]:
         """Mark queued/running jobs whose process died as failed (runs at every start)."""

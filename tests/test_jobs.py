@@ -15,8 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from backend.audit import AuditLog
-from backend.db import make_engine, migrate, utcnow
-from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobConflict, JobContext, JobRunner, jobs
+import backend.jobs as jobs_module
+from backend.db import index_versions, make_engine, migrate, process_owner, utcnow
+from backend.eval_runs import eval_runs
+from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobConflict, JobContext, JobRunner, aware, jobs
 from actors import Role, user
 
 ANN, BOB, CAROL = (user(n, Role.operator) for n in ("ann", "bob", "carol"))  # cancelling needs an operator
@@ -144,5 +146,65 @@ def test_jobs_of_a_dead_process_are_marked_failed_at_startup(db: sa.engine.Engin
         new = runner.submit("index.rebuild", ANN, lambda ctx: None, target=f"fam-{host}:{dead_pid}:abc")
         assert runner.wait(new, timeout=30).status == DONE
         assert any(a["actor"] == "system" and a["result"] == "error" for a in AuditLog(db).recent(20))
+    finally:
+        runner.shutdown()
+
+
+# --- issue 14 #7: every long-running record has an owner and a heartbeat, like jobs ---------------------
+def _record(db: sa.engine.Engine, table: sa.Table, owner: str, age_s: float, n: int) -> str:
+    """An evaluation run 'running' or a version 'building', owned by `owner`, last heard of `age_s` ago."""
+    now, seen = utcnow(), utcnow() - timedelta(seconds=age_s)
+    if table is eval_runs:
+        values = dict(golden_set="g", golden_version=1, policy="default", policy_spec={}, index="i", collection="c",
+                      status="running", n_items=10, done_items=3, metrics={}, created_at=seen, created_by="ann")
+    else:
+        values = dict(collection=f"fam_v{n}", family="fam", version=n, status="building", fingerprint="", dim=3,
+                      embedding_model="m", params={}, source="/docs", created_at=seen, created_by="ann")
+    with db.begin() as conn:
+        key = conn.execute(table.insert().values(owner=owner, heartbeat_at=seen if owner else None, **values))
+        return str(key.inserted_primary_key[0]) if table is eval_runs else values["collection"]
+
+
+@pytest.mark.parametrize("table", [eval_runs, index_versions], ids=["eval_runs", "index_versions"])
+def test_records_of_dead_owners_are_marked_failed_at_startup(db: sa.engine.Engine, table: sa.Table) -> None:
+    """Before: a crash left evaluation runs 'running' forever (only the job row was failed)."""
+    host = socket.gethostname()
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True).stdout)
+    crashed = _record(db, table, f"{host}:{dead_pid}", 1, 1)
+    alive = _record(db, table, f"{host}:1", 3600, 2)  # pid 1 lives: its age does not matter on this host
+    far_stale = _record(db, table, "other-host:42", 3600, 3)
+    far_fresh = _record(db, table, "other-host:43", 5, 4)
+    legacy = _record(db, table, "", 3600, 5)  # written before owners were recorded
+    runner = JobRunner(db, AuditLog(db))
+    try:
+        assert {r.id for r in runner.recovered_records} == {crashed, far_stale, legacy}
+        key = table.primary_key.columns.values()[0]
+        with db.connect() as conn:
+            rows = {str(r[0]): r for r in conn.execute(sa.select(key, table.c.status, table.c.error))}
+        assert rows[crashed].status == "failed" and f"process {dead_pid}" in rows[crashed].error
+        assert "no heartbeat from other-host:42" in rows[far_stale].error and "marked failed at startup" in rows[legacy].error
+        assert rows[alive].status == rows[far_fresh].status == table.info["owned"]["active"][0]
+        audit = [a for a in AuditLog(db).recent(20) if a["actor"] == "system" and a["result"] == "error"]
+        assert {a["target"] for a in audit} >= {crashed, far_stale, legacy}
+    finally:
+        runner.shutdown()
+
+
+def test_the_process_heartbeat_keeps_its_records_alive(db: sa.engine.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of this process (also one a CLI command runs without a job) gets a fresh heartbeat, so
+    another host does not take it for dead."""
+    monkeypatch.setattr(jobs_module, "HEARTBEAT_S", 0.05)
+    mine = _record(db, eval_runs, process_owner(), 3600, 1)
+    runner = JobRunner(db, AuditLog(db))
+    try:
+        assert runner.recovered_records == []
+        for _ in range(100):
+            with db.connect() as conn:
+                beat = conn.execute(sa.select(eval_runs.c.heartbeat_at).where(eval_runs.c.id == int(mine))).scalar()
+            if utcnow() - aware(beat) < timedelta(seconds=60):
+                break
+            threading.Event().wait(0.05)
+        assert utcnow() - aware(beat) < timedelta(seconds=60)
     finally:
         runner.shutdown()

@@ -3,17 +3,24 @@ points, ids, payloads and search results in a new version; corrupted, truncated 
 files are refused with a clear message and change nothing."""
 from __future__ import annotations
 
+import copy
 import gzip
+import hashlib
 import json
+import socket
+import subprocess
+import sys
+import tracemalloc
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from backend.errors import InputError, NotFoundError
+from backend.errors import DependencyError, InputError, NotFoundError
+from backend.jobs import JobRunner
 from backend.policy import Policy
 from backend.services import Services
-from backend.snapshots import SnapshotError
+from backend.snapshots import MAX_LINE_BYTES, SUFFIX, SnapshotError, SnapshotStore, verify_portable
 from actors import Role, user
 from test_index_admin_support import TOPICS, fresh_services, write_dataset, write_folder
 
@@ -179,3 +186,126 @@ def test_snapshot_bad_input(svc: Services) -> None:
         svc.snapshots.create(ANN, shadow, kind="native")
     with pytest.raises(InputError, match="either a snapshot id or a snapshot file"):
         svc.snapshots.restore(ANN)
+
+
+# --- issue 14 #6: bounded reading, structure checks, safe names, nothing left by a failed restore ---
+def write_portable(path: Path, header: dict, points: list) -> Path:
+    """A portable file with a valid count and checksum around whatever header and points it is given."""
+    lines = [(json.dumps(o) + "\n").encode() for o in [header, *points]]
+    end = {"end": True, "n_points": len(points), "sha256": hashlib.sha256(b"".join(lines)).hexdigest()}
+    with gzip.open(path, "wb") as fh:
+        fh.writelines([*lines, (json.dumps(end) + "\n").encode()])
+    return path
+
+
+def _parts(svc: Services) -> tuple[dict, list[dict]]:
+    """Header and points of a real snapshot of the shadow version, to be edited by the cases."""
+    _, shadow = live_and_shadow(svc)
+    snap = svc.snapshots.list(shadow)[0] if svc.snapshots.list(shadow) else svc.snapshots.create(ANN, shadow)
+    with gzip.open(snap.path, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    return rows[0], rows[1:-1]
+
+
+def _without(d: dict, *path: str) -> dict:
+    out = copy.deepcopy(d)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return out
+
+
+MISSING = {  # what is taken out of a checksummed file -> what the message names
+    "header config": (lambda h, ps: (_without(h, "config"), ps), "no vector configuration"),
+    "header collection": (lambda h, ps: (_without(h, "collection"), ps), "names no source collection"),
+    "vector size": (lambda h, ps: (_without(h, "config", "vectors", "dense", "size"), ps), "'dense' needs a size"),
+    "point vector": (lambda h, ps: (h, [_without(ps[0], "vector"), *ps[1:]]), "is not a point"),
+    "point id": (lambda h, ps: (h, [_without(ps[0], "id"), *ps[1:]]), "is not a point"),
+    "dense values": (lambda h, ps: (h, [dict(ps[0], vector=dict(ps[0]["vector"], dense=[0.1])), *ps[1:]]),
+                     "'dense' must be 384 finite numbers"),
+    "sparse indices": (lambda h, ps: (h, [dict(ps[0], vector=dict(ps[0]["vector"], sparse={"values": [1.0]})), *ps[1:]]),
+                       "sparse vector 'sparse' needs unique 'indices'"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISSING))
+def test_a_checksummed_file_missing_parts_is_refused_by_name(svc: Services, tmp_path: Path, case: str) -> None:
+    """Before: a valid checksum over a header without 'config' raised KeyError from inside the restore."""
+    edit, message = MISSING[case]
+    header, pts = edit(*_parts(svc))
+    bad = write_portable(tmp_path / f"missing{SUFFIX}", header, pts)
+    before = state(svc)
+    with pytest.raises(SnapshotError, match=message):
+        svc.snapshots.restore(MALLORY, path=bad)
+    with pytest.raises(SnapshotError, match=message):
+        svc.snapshots.import_file(MALLORY, bad.name, bad.read_bytes())
+    assert state(svc) == before
+
+
+def test_one_endless_line_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """Before: the reader held whole lines, so 64 MiB without a newline (a 64 KiB gzip) cost > 64 MiB."""
+    bomb = tmp_path / f"bomb{SUFFIX}"
+    with gzip.open(bomb, "wb", compresslevel=9) as fh:
+        for _ in range(64):
+            fh.write(b"a" * 1024**2)
+    assert bomb.stat().st_size < 200 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(SnapshotError, match="line 1 is longer than 4 MiB"):
+            verify_portable(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MAX_LINE_BYTES, f"peak {peak / 1024**2:.0f} MiB"
+
+
+def _break_upserts(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Qdrant fails in the middle of a restore (after the version is registered and created)."""
+    def upsert(*_a: object, **_k: object) -> None:
+        raise ConnectionError("vector store went away")
+    monkeypatch.setattr(svc.store, "upsert", upsert)
+
+
+def test_a_failed_restore_leaves_nothing_and_names_come_from_a_safe_base(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the failed upload left a registry row '../../../escaped_v1' (status failed)."""
+    header, pts = _parts(svc)
+    header = dict(header, collection="../../../escaped", version=None)
+    upload = write_portable(tmp_path / f"x{SUFFIX}", header, pts)
+    before = state(svc)
+    with monkeypatch.context() as m:
+        _break_upserts(svc, m)
+        with pytest.raises(DependencyError, match="vector store went away"):
+            svc.snapshots.import_file(CAROL, f"../../../escaped{SUFFIX}", upload.read_bytes())
+    assert state(svc) == before  # no registry row, no collection, no snapshot row or file
+    assert svc.audit.recent(1)[0]["action"] == "snapshot.restore" and svc.audit.recent(1)[0]["result"] == "error"
+
+    result = svc.snapshots.import_file(CAROL, f"../../../escaped{SUFFIX}", upload.read_bytes())
+    assert result.collection == "escaped_v1" and svc.registry.get("escaped_v1")["family"] == "escaped"
+    listed = svc.snapshots.list()[0]
+    assert Path(listed.path).parent == svc.snapshots.dir and listed.family == "escaped"
+    with pytest.raises(InputError, match="not a valid index family"):
+        svc.snapshots.restore(CAROL, snapshot_id=listed.id, family="../up")
+    svc.snapshots.delete(CAROL, listed.id)
+    svc.index_admin.delete(CAROL, result.collection)
+
+
+def test_a_restore_whose_process_died_is_removed_at_the_next_start(svc: Services) -> None:
+    """A restore killed mid-way (tests/test_faults.py does it to a real process) leaves a 'building'
+    row owned by a dead pid and a half collection: the next start fails the row, then removes both."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    name = "killed_v1"
+    svc.registry.add(collection=name, family="killed", version=1, status="building", fingerprint="", embedding_model="m",
+                     dim=384, params={}, source=f"snapshot x{SUFFIX} of killed_v0", created_by="bob",
+                     owner=f"{socket.gethostname()}:{int(dead.stdout)}")
+    svc.store.create_collection(name, 384)
+    runner = JobRunner(svc.db, svc.audit)
+    try:
+        assert [(r.table, r.id) for r in runner.recovered_records] == [("index_versions", name)]
+        assert svc.registry.get(name)["status"] == "failed"
+        store = SnapshotStore(svc.settings, svc.db, svc.store, svc.registry, svc.audit)
+        assert store.dropped == [name]
+        assert svc.registry.get(name) is None and name not in svc.store.collections()
+    finally:
+        runner.shutdown()

@@ -159,10 +159,12 @@ class IndexAdmin:
         return self.store.aliases().get(alias or self.family)
 
     def recover_orphans(self) -> list[str]:
-        """Versions left 'building' by a process that died have no job running them: mark them failed."""
+        """Versions left 'building' by a process that died have no job running them: mark them failed.
+        Only rows written before owners were recorded: an owned row may be a live CLI ingest or
+        restore of another process, and the job runner's owner check fails it when its owner dies."""
         fixed = []
         for row in self.registry.list():
-            if row["status"] == BUILDING and self.jobs.active(REBUILD, row["family"]) is None:
+            if row["status"] == BUILDING and not row.get("owner") and self.jobs.active(REBUILD, row["family"]) is None:
                 self.registry.update(row["collection"], status=FAILED,
                                      error="interrupted: the build stopped with its process (marked failed at startup)")
                 fixed.append(row["collection"])

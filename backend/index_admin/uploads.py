@@ -75,13 +75,20 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     return dest
 
 
+def safe_filename(filename: str, default: str = "upload") -> str:
+    """The last part of a name a browser or a user sent ('../../x' -> 'x', 'C:\\a\\b' -> 'b'), so
+    it can name a file inside our folders; `default` when nothing is left."""
+    name = PurePosixPath(filename.replace("\\", "/")).name
+    return name if name not in ("", ".", "..") else default
+
+
 def stage_upload(uploads_dir: Path, filename: str, data: bytes) -> tuple[Path, Path, str]:
     """Write an upload to its own staging folder; returns (source to load, folder to remove
     afterwards, a description with the content hash for the version's `source`)."""
     kind = kind_of(filename)
     if not data:
         raise InputError(f"the upload '{filename}' is empty")
-    safe = PurePosixPath(filename.replace("\\", "/")).name or "upload"
+    safe = safe_filename(filename)
     staging = uploads_dir / uuid.uuid4().hex[:12]
     staging.mkdir(parents=True)
     try:
