@@ -2,6 +2,7 @@
 generate. The console, the CLI and any HTTP service call this module; nothing else answers."""
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -16,7 +17,7 @@ from backend.access import SYSTEM, Action, Actor, require
 from backend.cache import Cache, cache_key
 from backend.db import utcnow
 from backend.embeddings import Embedder
-from backend.errors import BudgetExceeded, InputError
+from backend.errors import BudgetExceeded, InputError, NotFoundError
 from backend.generation import Generator, Usage
 from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, Planned, RequestContext
 from backend.policy import PROMPT_TEMPLATES, Policy
@@ -26,6 +27,8 @@ from backend.text import control_chars
 from backend.sparse import query_vector
 from backend.tokens import count_tokens
 from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore, payload_filter
+
+log = logging.getLogger(__name__)
 
 RRF_K = 60
 STAGES = ("cache", "embed", "retrieve", "rerank", "generate", "total")
@@ -108,6 +111,12 @@ def _timed(latency: dict[str, float], stage: str) -> Iterator[None]:
 def _error_class(exc: BaseException) -> str:
     """The root cause's class (e.g. APITimeoutError behind a DependencyError)."""
     return type(exc.__cause__ or exc).__name__
+
+
+def is_askers_mistake(exc: BaseException) -> bool:
+    """Bad input (an empty question, a bad filter) is the asker's; a NotFoundError names a policy,
+    alias or index version the configuration points at, so it is a failure of what serves."""
+    return isinstance(exc, InputError) and not isinstance(exc, NotFoundError)
 
 
 def rrf(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
@@ -313,11 +322,11 @@ class QueryEngine:
         and traces record `actor.ledger_user` (the end user an API key names, else the actor)."""
         require(actor, Action.ask)
         q = self.validate(question, policy)
-        collection = self.store.resolve(self.index_of(policy))
-        ctx = self._context(q, policy, actor, collection, variant, retrieval_only)
+        ctx = self._context(q, policy, actor, "", variant, retrieval_only)
         latency: dict[str, float] = {}
         status = "error"
         try:
+            collection = ctx.index_version = self.store.resolve(self.index_of(policy))
             yield from self._answer(ctx, q, policy, collection, filters, retrieval_only, latency)
             status = "cache_hit" if ctx.cache == "hit" else "ok"
         except BudgetExceeded:
@@ -326,9 +335,28 @@ class QueryEngine:
         except GeneratorExit:
             status = "aborted"
             raise
+        except Exception as exc:
+            self._record_failure(ctx, policy, exc)
+            raise
         finally:
             latency.setdefault("total", ctx.elapsed_ms())
             self.meter.request_done(ctx, status, latency)
+
+    def _record_failure(self, ctx: RequestContext, policy: Policy, exc: Exception) -> None:
+        """A failed request leaves an error row, whatever stage failed: the guardrail and the error
+        rate count requests by their ledger rows, and a failure outside a model call (a deleted
+        collection, a store error after the embedding's ok row) used to leave none, so a candidate
+        on a deleted version failed every request while its error rate read 0. A bad question or
+        filter is the asker's mistake (no row); a NotFoundError is not: the policy or the index
+        version behind it is gone."""
+        if is_askers_mistake(exc) or any(c.status == "error" for c in ctx.calls):
+            return
+        model = (policy.model or self.settings.llm_model) if self.generator.kind == "llm" else "extractive"
+        try:
+            self._record(ctx, ModelCall(kind="chat", model=model, status="error", error_class=_error_class(exc),
+                                        total_ms=ctx.elapsed_ms()))
+        except Exception:  # the ledger being down must not hide the request's own error
+            log.exception("the error row of request %s could not be written", ctx.request_id)
 
     def _answer(self, ctx: RequestContext, q: str, policy: Policy, collection: str, filters: dict | None,
                 retrieval_only: bool, latency: dict[str, float]) -> Iterator[Retrieved | str | Answer]:

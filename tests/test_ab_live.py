@@ -22,7 +22,7 @@ from backend.cache import MemoryCache
 from backend.chunking import ChunkingParams
 from backend.engine import QueryEngine
 from backend.generation import OpenAIGenerator
-from backend.live import LiveRequestError, answer_live, guardrail_status, stream_live
+from backend.live import LiveRequestError, answer_live, check_guardrails, guardrail_status, stream_live
 from backend.policy import Policy
 from backend.releases import Guardrails, ReleaseManager, policy_diff
 from backend.services import Services
@@ -97,7 +97,7 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
             got = answer_live(svc, questions[i % len(questions)], person(user), guardrail_every_s=0.3)
         except LiveRequestError as exc:  # the candidate's failure is a clear error, never a silent drop
             assert exc.variant == "candidate" and exc.release["id"] == r2["id"]
-            assert str(exc).startswith(f"release: the candidate release {r2['label']} could not answer — LLM: answered HTTP 500")
+            assert str(exc).startswith(f"LLM: the candidate release {r2['label']} could not answer — LLM: answered HTTP 500")
             failed.append(user)
             tripped = exc.tripped
         else:
@@ -223,3 +223,31 @@ def test_online_figures_and_votes(live) -> None:  # noqa: ANN001
     assert {c.metric for c in compare_variants(report.variants["current"], report.variants["candidate"])} == {
         "error rate", "mean latency (ms)", "cost per request (USD)", "thumbs-up rate"}
     svc.releases.clear_candidate(ANN)
+
+
+def test_every_failure_of_a_live_request_counts_for_the_guardrail(live, small_datasets) -> None:  # noqa: ANN001
+    """Issue 14: a candidate at 100% on a collection that was gone failed 30 of 30 requests while the
+    guardrail said "0 so far": the NotFound passed as the user's mistake and left no ledger row."""
+    svc, v1, v2 = live
+    ok = svc.policies.save(Policy(name="live-ok", retrieval_mode="sparse", top_k=3), actor=ANN)
+    r1 = svc.releases.create(ANN, "live-ok", ok.version, index=v1)
+    r2 = svc.releases.create(ANN, "live-ok", ok.version, index=v2)
+    svc.releases.set_current(ANN, r1["id"], "baseline")
+    svc.releases.set_guardrails(ANN, Guardrails(max_error_rate=0.2, window_minutes=5, min_requests=30))
+    svc.releases.set_candidate(ANN, r2["id"], 1.0, "all traffic on the re-chunked version")
+    started = svc.releases.state().started_at
+    svc.store.delete_collection(v2)  # gone under the release (the index admin refuses; Qdrant does not)
+    questions = _questions(small_datasets)
+    for i in range(30):
+        with pytest.raises(LiveRequestError, match=f"candidate release {r2['label']} could not answer") as err:
+            answer_live(svc, questions[i % len(questions)], person(f"gone-{i}"), guardrail_every_s=3600)
+        assert err.value.variant == "candidate" and "unknown index alias or collection" in str(err.value)
+    with pytest.raises(LiveRequestError):  # the streaming path too
+        list(stream_live(svc, questions[0], person("gone-stream"), guardrail_every_s=3600))
+    figures = variant_stats(svc.db, 5, since=started)["candidate"]
+    assert (figures["requests"], figures["errors"]) == (31, 31)
+    status = guardrail_status(svc)
+    assert status["requests"] == 31 and status["error_rate"] == 1.0 and "trips at the next check" in status["state"]
+    assert "error rate 100.0% > 20.0%" in check_guardrails(svc, every_s=0)
+    assert svc.releases.state().share == 0.0
+    svc.releases.clear_candidate(ANN, "version gone")

@@ -337,3 +337,41 @@ def test_a_rebuild_killed_with_its_process_is_marked_failed_at_the_next_start(tm
         assert again.status == DONE and again.result["collection"] != partial
     finally:
         svc.close()
+
+
+def test_index_admin_and_releases_keep_one_live_configuration(svc: Services, live: str, docs: Path) -> None:
+    """Issue 14: a promote here used to move the alias alone; release traffic stayed on the old version, which
+    could then be deleted (every live request failed). The current release now moves with the alias, an
+    experiment blocks the move, and a version a release uses cannot be deleted. Last in the file: it leaves
+    releases configured on this module's services."""
+    admin, releases = svc.index_admin, svc.releases
+    before = admin.live()
+    other = rebuild(svc, source=docs, params=ChunkingParams(target_chars=600)).result["collection"]
+    r1 = releases.create(ANN, "default", index=before)
+    releases.set_current(ANN, r1["id"], "first release")
+
+    admin.promote(ANN, other, reason="new chunking")
+    current = releases.state().current
+    assert admin.live() == other and current["collection"] == other and current["policy"] == r1["policy"]
+    assert releases.policy_for("anyone")[0].index == ALIAS and ask(svc) == other
+    assert releases.events(1)[0]["action"] == "index_promote" and releases.events(1)[0]["actor"] == "ann"
+    assert svc.audit.recent(1, action="index.promote")[0]["detail"]["release"] == current["id"]
+
+    with pytest.raises(InputError, match=rf"{before} is used by the rollback target release #{r1['id']} "):
+        admin.delete(ANN, before)
+    cand = releases.create(ANN, "default", index=before)
+    releases.set_candidate(ANN, cand["id"], 0.2, "old chunking again?")
+    with pytest.raises(InputError, match=rf"{before} is used by the candidate release #{cand['id']} .* and the "
+                                         rf"rollback target release #{r1['id']} "):
+        admin.delete(ANN, before)
+    with pytest.raises(InputError, match=rf"candidate release #{cand['id']} .* is running at 20%: promote or clear"):
+        admin.rollback(ANN)
+    assert admin.live() == other and releases.state().current["id"] == current["id"]
+    releases.clear_candidate(ANN, "done")
+
+    admin.rollback(ANN, reason="worse")
+    assert admin.live() == before and releases.state().current["id"] == cand["id"]  # the identical release reused
+    assert releases.rollback_target()["collection"] == other
+    releases.rollback(ANN, "undo the index rollback")  # and the releases' own rollback moves the alias back
+    assert admin.live() == other and releases.state().current["collection"] == other
+    assert [h["action"] for h in admin.history(ALIAS, limit=3)] == ["promote", "rollback", "promote"]

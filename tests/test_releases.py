@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from backend.ab_stats import compare_means, compare_proportions
-from backend.errors import InputError
+from backend.errors import InputError, NotFoundError
 from backend.audit import AuditLog
 from backend.db import make_engine, migrate
 from backend.policy import Policy, PolicyStore
@@ -152,3 +152,18 @@ def test_votes_are_counted(services: Services) -> None:
     assert releases.vote_counts("p1", "p2") == {"a": 2, "b": 1, "tie": 1, "both_bad": 0}
     with pytest.raises(InputError):
         releases.vote(ANN, "q", "p1", "p2", "r1", "r2", "a", True, "maybe")
+
+
+def test_a_release_on_a_version_gone_from_the_store_cannot_go_live(services: Services, manager) -> None:
+    """Issue 14: a candidate on a dropped collection failed every request it was sent; now refused up front."""
+    releases, v1, v2 = manager
+    r1 = releases.create(ANN, "ab-base")
+    r2 = releases.create(ANN, "ab-sparse", index=v2)
+    releases.set_current(ANN, r1["id"])
+    assert releases.uses(v2) == [] and releases.uses(v1) == [f"current release {r1['label']}"]
+    services.store.delete_collection(v2)
+    with pytest.raises(NotFoundError, match=rf"release #{r2['id']} .* reads {v2}, which is no longer in the vector store"):
+        releases.set_candidate(ANN, r2["id"], 0.5)
+    with pytest.raises(NotFoundError, match="no longer in the vector store"):
+        releases.set_current(ANN, r2["id"])
+    assert releases.state().candidate is None and releases.state().current["id"] == r1["id"]

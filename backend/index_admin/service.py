@@ -28,6 +28,7 @@ from backend.index_admin.uploads import precheck_source, stage_upload
 from backend.ingest import IngestProgress, Ingestor
 from backend.jobs import JobContext, JobRunner
 from backend.policy import PolicyStore
+from backend.releases import ReleaseManager
 from backend.settings import Settings
 from backend.sources import load_source
 from backend.vectorstore import DENSE, VectorStore
@@ -108,6 +109,10 @@ class IndexAdmin:
         self.settings, self.db, self.store, self.registry = settings, db, store, registry
         self.ingestor, self.engine, self.policies, self.audit, self.jobs = ingestor, engine, policies, audit, jobs
         self.uploads_dir = settings.data_dir / "uploads"
+        # The live configuration's releases (set by build_services: they are built after the index
+        # admin, whose promote they call): promote / rollback move the current release with the
+        # alias, and delete refuses a version a release uses.
+        self.releases: ReleaseManager | None = None
         self.recover_orphans()
 
     @property
@@ -323,8 +328,10 @@ class IndexAdmin:
         return row
 
     def promote(self, actor: Actor, collection: str, *, alias: str | None = None, reason: str = "",
-                require_gate: bool = False) -> AliasChange:
-        """Point the alias at `collection` in one atomic update_collection_aliases call."""
+                require_gate: bool = False, from_release: bool = False) -> AliasChange:
+        """Point the alias at `collection` in one atomic update_collection_aliases call. When the
+        current release serves the alias, it moves too (see `_swap`); `from_release`: the releases
+        call this for their own promote and move themselves."""
         with self.audit.action(actor, "index.promote", collection, need=Action.promote, reason=reason) as extra:
             row = self._promotable(collection)
             alias = alias or row["family"]
@@ -337,14 +344,24 @@ class IndexAdmin:
                     state = "no gate run" if stored is None else ("a stale gate (the live version changed)" if stored.stale
                                                                   else "a failed gate")
                     raise InputError(f"{collection} has {state}; run the gate first or promote without --require-gate")
-            return self._swap(actor, alias, collection, "promote", reason, extra)
+            return self._swap(actor, alias, collection, "promote", reason, extra, follow=not from_release)
 
-    def _swap(self, actor: Actor, alias: str, collection: str, action: str, reason: str, extra: dict) -> AliasChange:
+    def _swap(self, actor: Actor, alias: str, collection: str, action: str, reason: str, extra: dict,
+              follow: bool = True) -> AliasChange:
+        """Swap the alias and, when the current release serves it, make the release follow: releases
+        read their own collection, so an alias moved alone left release traffic on the old version
+        (which could then be deleted under it). We move rather than refuse because an operator who
+        promotes a version on this page expects it to answer; while an experiment runs we refuse."""
+        following = follow and self.releases is not None and self.releases.serves(self.live(alias))
+        if following:
+            self.releases.check_index_change(self.live(alias), collection)  # type: ignore[union-attr]
         previous = self.store.point_alias(alias, collection)
         extra["from"] = previous
         with self.db.begin() as conn:
             conn.execute(alias_history.insert().values(ts=utcnow(), actor=actor.id, alias=alias, from_collection=previous,
                                                        to_collection=collection, action=action, reason=reason))
+        if following:
+            extra["release"] = self.releases.follow_index(actor, collection, action, reason)["id"]  # type: ignore[union-attr]
         return AliasChange(alias, previous, collection, action)
 
     def history(self, alias: str | None = None, limit: int = 200) -> list[dict]:
@@ -396,7 +413,7 @@ class IndexAdmin:
 
     # --- delete -----------------------------------------------------------------------------------
     def delete(self, actor: Actor, collection: str) -> None:
-        """Drop a version's collection (never one an alias points at); its registry row stays as
+        """Drop a version's collection (never one an alias points at or a release uses); its registry row stays as
         'deleted' so its name is never reused and the history stays readable."""
         with self.audit.action(actor, "index.delete", collection, need=Action.delete_version) as extra:
             row = self.registry.get(collection)
@@ -406,6 +423,10 @@ class IndexAdmin:
             pointing = sorted(a for a, c in self.store.aliases().items() if c == collection)
             if pointing:
                 raise InputError(f"{collection} is live behind {', '.join(pointing)}: promote another version first")
+            used = self.releases.uses(collection) if self.releases is not None else []
+            if used:
+                raise InputError(f"{collection} is used by the {' and the '.join(used)}: move the releases to another "
+                                 "version first")
             if row and row["status"] == BUILDING and self.jobs.active(REBUILD, row["family"]) is not None:
                 raise InputError(f"{collection} is being built: cancel the rebuild job first")
             extra.update(status=row["status"] if row else "unregistered", points=self.store.count(collection) if exists else 0)
