@@ -1,8 +1,6 @@
 """Audit trail: every state-changing service call records who did what, to what, and how it ended."""
 from __future__ import annotations
 
-import csv
-import io
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +13,7 @@ from backend.access.actor import Actor
 from backend.access.permissions import Action, PermissionDenied
 from backend.access.permissions import require as require_role
 from backend.db import audit_log, utcnow
+from backend.exports import csv_text
 
 
 @dataclass(frozen=True)
@@ -104,16 +103,6 @@ class AuditLog:
 
 
 def audit_csv(rows: list[dict]) -> str:
-    """CSV of audit rows; cells that a spreadsheet would run as a formula are quoted with '."""
-    out = io.StringIO()
-    w = csv.writer(out)
+    """CSV of audit rows (formula-like cells quoted with ', see backend.exports)."""
     cols = ["ts", "actor", "actor_kind", "actor_role", "action", "target", "result", "detail"]
-    w.writerow(cols)
-    for r in rows:
-        w.writerow([_cell(r.get(k)) for k in cols])
-    return out.getvalue()
-
-
-def _cell(v: Any) -> str:
-    s = "" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
-    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
+    return csv_text(cols, ([r.get(k) for k in cols] for r in rows))

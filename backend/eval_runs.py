@@ -6,8 +6,6 @@ Retrieval metrics are computed here from the gold references, at document level 
 so a run over a data set imported as a golden set reproduces the CLI's numbers."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import threading
 import time
@@ -22,6 +20,7 @@ from backend.audit import AuditLog
 from backend.db import metadata, process_owner, utcnow
 from backend.engine import QueryEngine, SourceChunk
 from backend.errors import InputError, NotFoundError, RagError
+from backend.exports import csv_dicts
 from backend.eval_stats import bootstrap_ci, paired_bootstrap
 from backend.evaluation import mrr_at, ndcg_at, ranking_policy, recall_at
 from backend.golden import GoldenSets, GoldItem, GoldRef
@@ -339,12 +338,7 @@ def _flat_item(row: dict) -> dict:
 
 
 def _csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    names = list(dict.fromkeys(k for r in rows for k in r))
-    w = csv.DictWriter(out, fieldnames=names)
-    w.writeheader()
-    w.writerows(rows)
-    return out.getvalue()
+    return csv_dicts(rows)
 
 
 def export_run_json(run: dict, items: list[dict]) -> str:

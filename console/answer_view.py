@@ -9,7 +9,7 @@ import streamlit as st
 
 from backend.engine import Answer, SourceChunk
 from backend.tokens import count_tokens
-from console.markup import answer_md, escape_md, fmt_ms, latency_bar, source_card, with_citation_badges
+from console.markup import answer_md, escape_md, fmt_ms, latency_bar, source_card, source_urls, with_citation_badges
 
 AVATARS = {"user": "🧑‍💻", "assistant": "🔎"}
 KINDS = {
@@ -56,7 +56,7 @@ def answer_text(answer: Answer) -> None:
 
 
 def answer_markdown(answer: Answer) -> str:
-    text = answer_md(answer.answer, answer.answer_kind)
+    text = answer_md(answer.answer, answer.answer_kind, source_urls(answer.sources))
     return with_citation_badges(text, len(answer.sources)) if text.strip() else "_(the model returned an empty answer)_"
 
 

@@ -20,7 +20,7 @@ from backend.services import Services
 from console import answer_view as view
 from console import state
 from console.auth import current_actor
-from console.markup import answer_md
+from console.markup import answer_md, source_urls
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,7 @@ class Conversation:
                     for _ in deltas:
                         pass
                 else:
-                    with slots.body:
-                        st.write_stream(deltas)
+                    self._stream_into(slots.body, deltas, turn)
             except RagError as exc:
                 turn.error, turn.error_part = str(exc), exc.part
             except Exception as exc:  # a bug or an unexpected failure: logged, shown briefly
@@ -129,7 +128,6 @@ class Conversation:
         self.history.append(turn)
 
     def _deltas(self, turn: Turn, policy: Policy, slots: _Slots) -> Iterator[str]:
-        kind = "retrieval_only" if turn.retrieval_only else self.services.engine.generator.kind
         for event in self.services.engine.stream(turn.question, policy, current_actor(), None, turn.retrieval_only):
             if isinstance(event, Retrieved):
                 turn.sources = event.retrieval.sources
@@ -142,7 +140,17 @@ class Conversation:
             elif isinstance(event, Answer):
                 turn.answer = event
             else:
-                yield answer_md(event, kind)
+                yield event
+
+    def _stream_into(self, slot, deltas: Iterator[str], turn: Turn) -> None:  # noqa: ANN001 - st.empty
+        """The answer as it is written, rendered whole at each delta (not delta by delta, as
+        st.write_stream does: an image's Markdown split over deltas escaped each piece's check and
+        rendered, and fetched, once joined)."""
+        kind = self.services.engine.generator.kind
+        text = ""
+        for piece in deltas:
+            text += piece
+            slot.markdown(answer_md(text, kind, source_urls(turn.sources)))
 
     def _error(self, turn: Turn) -> None:
         view.error(turn.error or "", turn.error_part, turn.sources, turn.question, turn.fusion, self.rerank_metric)

