@@ -30,10 +30,9 @@ def cmd_import(args) -> int:  # noqa: ANN001
     path = Path(args.file)
     if not path.is_file():
         raise InputError(f"no file {path}")
-    items = parse_items(path.read_bytes(), path.name)
-    if args.set not in {s["name"] for s in services.golden.list_sets()}:
-        services.golden.create(args.set, actor=args.user)
-    n = services.golden.import_items(args.set, items, actor=args.user, status=args.status)
+    items = parse_items(path.read_bytes(), path.name, services.settings.max_question_chars)
+    # The set is created in the import's own transaction: a refused file leaves no empty set behind.
+    n = services.golden.import_items(args.set, items, actor=args.user, status=args.status, create=True)
     print(f"imported {n} items into {args.set} as {args.status}")
     if args.freeze:
         print(f"{args.set} frozen as version {services.golden.freeze(args.set, actor=args.user)}")
