@@ -431,7 +431,7 @@ def parse_csv(text: str) -> list[dict]:
         rows: list[dict] = []
         for n, rec in enumerate(reader, start=2):
             try:
-                rows.append(validate_price(*(_cell(rec, k) for k in CSV_FIELDS)))
+                rows.append(validate_price(**{k: _cell(rec, k) for k in CSV_FIELDS} | {"note": _cell(rec, "note") or ""}))
             except InputError as exc:
                 raise InputError(f"CSV line {n}: {exc.args[0]}") from None
         return rows
