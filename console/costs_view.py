@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from backend.access import Action
@@ -350,17 +350,20 @@ def spend_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
     df = _times(_top_keys(df, "cost_usd"))
     order = [str(k) for k in df.groupby("key")["cost_usd"].sum().sort_values(ascending=False).index]
     df["key"] = df["key"].astype(str)
-    df["rank"] = df["key"].map(order.index)
-    bars = alt.Chart(df).mark_bar().encode(
-        x=charts.time_x(r.grain), y=alt.Y("cost_usd:Q", title="USD", stack="zero", axis=alt.Axis(format="$,.2f")),
-        color=charts.colors(order, [series_color(by, k, costs, r) for k in order]), order=alt.Order("rank:Q"),
-        tooltip=[charts.when_tooltip(r.grain), alt.Tooltip("key:N", title=LABELS[by].lower()),
-                 alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f")])
     title = f"Cost per {'hour' if r.grain == 'hour' else 'day'} by {LABELS[by].lower()}"
-    point = charts.show(charts.clickable(bars, "bucket", "key"), K + "cost_chart", title, height=340, selectable=True)
+    fig = charts.new(title, height=340)
+    hover = (f"when: %{{x|{charts.when_format(r.grain)}}}<br>{LABELS[by].lower()}: %{{customdata[2]}}"
+             "<br>cost: %{y:$,.4f}<extra></extra>")
+    for k in order:  # the largest series first: at the bottom of each stack and first in the legend
+        s = df[df["key"] == k]
+        fig.add_bar(x=charts.utc_naive(s["time"]), y=s["cost_usd"], name=charts.text(k),
+                    marker_color=series_color(by, k, costs, r), hovertemplate=hover,
+                    customdata=[[int(b), k, charts.text(k)] for b in s["bucket"]])
+    fig.update_layout(barmode="stack", xaxis=charts.time_axis(r.grain), yaxis=dict(title="USD", tickformat="$,.2f"))
+    point = charts.show(fig, K + "cost_chart", fields=("bucket", "key"))
     st.caption("Source: ledger (cost fixed when each call was written). Click a bar to list its ledger rows "
                "(double-click clears).")
-    _download(df.drop(columns=["time", "rank"]), "cost-by-" + by, "cost")
+    _download(df.drop(columns=["time"]), "cost-by-" + by, "cost")
     if point:
         bucket, key = int(point["bucket"]), str(point["key"])
         value = None if key == "(other)" else ("" if (by == "variant" and key == NO_VARIANT) else key)
@@ -374,16 +377,19 @@ def tokens_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
         return
     df = _times(df)
     df["input (uncached)"] = df["prompt_tokens"] - df["cached_tokens"]
-    parts = {"input (uncached)": ("input (uncached)", "in", "#4e79a7"), "cached_tokens": ("input (cached)", "in", "#a0cbe8"),
-             "completion_tokens": ("output", "out", "#f28e2b")}
-    long = pd.concat([pd.DataFrame({"time": df["time"], "tokens": df[col], "part": name, "side": side})
-                      for col, (name, side, _) in parts.items()], ignore_index=True)
-    bars = alt.Chart(long).mark_bar().encode(
-        x=charts.time_x(r.grain, discrete=True), xOffset=alt.XOffset("side:N", sort=["in", "out"]),
-        y=alt.Y("tokens:Q", title="tokens", stack="zero"),
-        color=charts.colors([v[0] for v in parts.values()], [v[2] for v in parts.values()], field="part"),
-        tooltip=[charts.when_tooltip(r.grain), "part:N", alt.Tooltip("tokens:Q", format=",")])
-    charts.show(bars, K + "tokens_chart", "Tokens in vs out", height=300)
+    fig = charts.new("Tokens in vs out", height=300)
+    x = charts.utc_naive(df["time"])
+    hover = f"when: %{{x|{charts.when_format(r.grain)}}}<br>part: %{{fullData.name}}<br>tokens: %{{y:,}}<extra></extra>"
+    # Two bars per bucket side by side (offset groups): input, stacked uncached + cached, and output.
+    fig.add_bar(x=x, y=df["input (uncached)"], name="input (uncached)", offsetgroup="in", marker_color="#4e79a7",
+                hovertemplate=hover)
+    fig.add_bar(x=x, y=df["cached_tokens"], base=df["input (uncached)"], name="input (cached)", offsetgroup="in",
+                marker_color="#a0cbe8", hovertemplate=hover)
+    fig.add_bar(x=x, y=df["completion_tokens"], name="output", offsetgroup="out", marker_color="#f28e2b",
+                hovertemplate=hover)
+    fig.update_layout(barmode="group", bargroupgap=0.05, xaxis=charts.time_axis(r.grain),
+                      yaxis=dict(title="tokens", tickformat=",~s"))
+    charts.show(fig, K + "tokens_chart")
     _download(df.drop(columns=["time"]), "tokens", "tokens")
 
 
@@ -402,12 +408,14 @@ def requests_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> Non
     if df.empty:
         return
     df = _times(df)
-    outcomes = [o for o in OUTCOME_COLORS if o in set(df["outcome"])]
-    bars = alt.Chart(df).mark_bar().encode(
-        x=charts.time_x(r.grain), y=alt.Y("requests:Q", title="requests", stack="zero"),
-        color=charts.colors(outcomes, [OUTCOME_COLORS[o] for o in outcomes], field="outcome"),
-        tooltip=[charts.when_tooltip(r.grain), "outcome:N", alt.Tooltip("requests:Q", format=",")])
-    charts.show(bars, K + "requests_chart", "Requests by outcome", height=300)
+    fig = charts.new("Requests by outcome", height=300)
+    hover = f"when: %{{x|{charts.when_format(r.grain)}}}<br>outcome: %{{fullData.name}}<br>requests: %{{y:,}}<extra></extra>"
+    for outcome in [o for o in OUTCOME_COLORS if o in set(df["outcome"])]:
+        s = df[df["outcome"] == outcome]
+        fig.add_bar(x=charts.utc_naive(s["time"]), y=s["requests"], name=outcome, marker_color=OUTCOME_COLORS[outcome],
+                    hovertemplate=hover)
+    fig.update_layout(barmode="stack", xaxis=charts.time_axis(r.grain), yaxis=dict(title="requests", tickformat=",~g"))
+    charts.show(fig, K + "requests_chart")
     st.caption(f"Source: **{note}**." + (f" {why}" if why else ""))
     _download(df.drop(columns=["time"]), "requests", "requests")
 
@@ -434,24 +442,39 @@ def latency_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None
         return
     df = _times(df)
     stages = [s for s in STAGE_ORDER if s in set(df["stage"])] + sorted(set(df["stage"]) - set(STAGE_ORDER))
-    log = df["ms"].max() / max(df["ms"].min(), 0.1) > 50
-    decades = [10.0 ** e for e in range(-1, 7) if df["ms"].min() / 10 <= 10.0 ** e <= df["ms"].max() * 10]
-    y = alt.Y("ms:Q", title="ms", scale=alt.Scale(type="log") if log else alt.Undefined,
-              axis=alt.Axis(format=",~g", values=decades) if log else alt.Axis(format=",~g"))
-    color = charts.colors(stages, [STAGE_COLORS.get(x, "#888888") for x in stages], field="stage")
-    tooltip = [charts.when_tooltip(r.grain), "stage:N", alt.Tooltip("ms:Q", format=",.0f", title="ms")]
-    base = alt.Chart(df).encode(x=charts.time_x(r.grain), y=y, color=color)
-    dashed_total = alt.condition(alt.datum.stage == "total", alt.value([6, 4]), alt.value([1, 0]))
-    lines = base.mark_line().encode(strokeDash=dashed_total)
-    points = charts.clickable(base.mark_circle(size=60).encode(tooltip=tooltip), "bucket", "stage")
-    point = charts.show(alt.layer(lines, points), K + "latency_chart", f"{which} latency per stage", height=360,
-                        selectable=True)
+    spread = df["ms"].max() / max(df["ms"].min(), 0.1) > 50  # stages a hundredfold apart: log by default
+    log = st.toggle("Log scale", value=bool(spread), key=K + "latency_log",
+                    help="A logarithmic ms axis, so fast stages (embed, cache) stay readable beside generation")
+    fig = charts.new(f"{which} latency per stage", height=360)
+    hover = (f"when: %{{x|{charts.when_format(r.grain)}}}<br>stage: %{{customdata[2]}}<br>ms: %{{y:,.0f}}"
+             "<extra></extra>")
+    for stage in stages:
+        s = df[df["stage"] == stage].sort_values("bucket")
+        color = STAGE_COLORS.get(stage, "#888888")
+        fig.add_scatter(x=charts.utc_naive(s["time"]), y=s["ms"], name=charts.text(stage), mode="lines+markers",
+                        line=dict(color=color, dash="dash" if stage == "total" else "solid", width=2),
+                        marker=dict(color=color, size=8), hovertemplate=hover,
+                        customdata=[[int(b), stage, charts.text(stage)] for b in s["bucket"]])
+    yaxis = dict(title="ms", tickformat=",~g")
+    if log:
+        decades = [10.0 ** e for e in range(-1, 7) if df["ms"].min() / 10 <= 10.0 ** e <= df["ms"].max() * 10]
+        yaxis.update(type="log", tickvals=decades)
+    fig.update_layout(xaxis=charts.time_axis(r.grain), yaxis=yaxis)
+    point = charts.show(fig, K + "latency_chart", fields=("bucket", "stage"))
     st.caption(f"Source: **{note}**." + (f" {why}" if why else "") + " Click a point to list the slowest rows." + hint)
     _download(df.drop(columns=["time"]), f"latency-{which}", "latency")
     if point:
         bucket, stage = int(point["bucket"]), str(point["stage"])
         rows = costs.queries.rows(r, f, bucket=bucket, bucket_s=r.bucket_s, stage=stage)
         show_rows(rows, f"{_bucket_label(bucket, r)} · slowest '{stage}'", "latency")
+
+
+def _ranking(labels: list[str], cost: pd.Series, color: str, title: str, customdata: list, hover: str):  # noqa: ANN202
+    """Horizontal bars, the costliest on top."""
+    fig = charts.new(title, height=360, legend=False)
+    fig.add_bar(x=cost, y=labels, orientation="h", marker_color=color, customdata=customdata, hovertemplate=hover)
+    fig.update_layout(xaxis=dict(tickformat="$,.2f"), yaxis=dict(autorange="reversed", automargin=True, type="category"))
+    return fig
 
 
 def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
@@ -461,13 +484,11 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
         if users.empty:
             st.info("No users in this range.", icon="📭")
         else:
-            bars = alt.Chart(users).mark_bar(color="#4e79a7").encode(
-                x=alt.X("cost_usd:Q", title=None, axis=alt.Axis(format="$,.2f")),
-                y=alt.Y("user:N", title=None, sort="-x", axis=alt.Axis(labelLimit=220)),
-                tooltip=["user:N", alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f"),
-                         alt.Tooltip("requests:Q", format=",")])
-            point = charts.show(charts.clickable(bars, "user"), K + "users_chart", "Top users by cost", height=360,
-                                selectable=True)
+            users = users.sort_values("cost_usd", ascending=False, kind="stable").reset_index(drop=True)
+            fig = _ranking([charts.text(u) for u in users["user"]], users["cost_usd"], "#4e79a7",
+                           "Top users by cost", [[u, charts.text(u), int(n)] for u, n in zip(users["user"], users["requests"])],
+                           "user: %{customdata[1]}<br>cost: %{x:$,.4f}<br>requests: %{customdata[2]:,}<extra></extra>")
+            point = charts.show(fig, K + "users_chart", fields=("user",))
             _download(users, "top-users", "users")
             if point:
                 user = str(point["user"])
@@ -478,16 +499,14 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
             st.info("No questions in this range.", icon="📭")
         else:
             qs["question"] = qs["question"].fillna("?")
-            qs["label"] = [(x[:48] + "…") if len(x) > 49 else x for x in qs["question"]]
-            qs["label"] = [f"{i + 1}. {x}" for i, x in enumerate(qs["label"])]
-            bars = alt.Chart(qs).mark_bar(color="#e15759").encode(
-                x=alt.X("cost_usd:Q", title=None, axis=alt.Axis(format="$,.2f")),
-                y=alt.Y("label:N", title=None, sort=None, axis=alt.Axis(labelLimit=320)),
-                tooltip=["question:N", alt.Tooltip("cost_usd:Q", title="cost", format="$,.4f"),
-                         alt.Tooltip("requests:Q", format=","), alt.Tooltip("saved_usd:Q", title="cache saved", format="$,.4f")])
-            point = charts.show(charts.clickable(bars, "question_hash", "question"), K + "questions_chart",
-                                "Top questions by cost", height=360, selectable=True)
-            _download(qs.drop(columns=["label"]), "top-questions", "questions")
+            labels = [f"{i + 1}. {charts.text(charts.shorten(x, 49))}" for i, x in enumerate(qs["question"])]
+            data = [[h, q, charts.text(q, wrap=80), int(n), float(s)]
+                    for h, q, n, s in zip(qs["question_hash"], qs["question"], qs["requests"], qs["saved_usd"])]
+            fig = _ranking(labels, qs["cost_usd"], "#e15759", "Top questions by cost", data,
+                           "question: %{customdata[2]}<br>cost: %{x:$,.4f}<br>requests: %{customdata[3]:,}"
+                           "<br>cache saved: %{customdata[4]:$,.4f}<extra></extra>")
+            point = charts.show(fig, K + "questions_chart", fields=("question_hash", "question"))
+            _download(qs, "top-questions", "questions")
             if point:
                 qh, text = str(point["question_hash"]), str(point["question"])
                 show_rows(costs.queries.rows(r, f, question_hash=qh), f"question: {text[:80]}", "question")
@@ -495,33 +514,36 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
 
 
 # --- budgets ---------------------------------------------------------------------------------
-def budget_bars(status: list[dict]) -> alt.LayerChart:
+def budget_bars(status: list[dict]) -> go.Figure:
     """Each budget's use as a bar against its limit (100%), with a tick at each alert threshold."""
-    df = pd.DataFrame([{
-        "budget": b["name"], "shown": min(b["pct"], 150.0), "limit": 100.0,
-        "color": ("#bab0ac" if not b["enabled"] else "#e15759" if b["pct"] >= 100 else "#f1a340" if b["fired"] else "#59a14f"),
-        "text": f"{usd(b['spend_usd'])} of {usd(b['limit_usd'])} · {b['pct']:.0f}%"} for b in status])
-    ticks = pd.DataFrame([{"budget": b["name"], "threshold": float(t), "label": f"{t}%"} for b in status for t in b["thresholds"]])
-    top = max(125.0, float(df["shown"].max()) + 25)
-    y = alt.Y("budget:N", title=None, sort=list(df["budget"]), axis=alt.Axis(labelLimit=260))
-    x = alt.X("limit:Q", title=None, scale=alt.Scale(domain=[0, top]), axis=alt.Axis(labelExpr="datum.label + '%'"))
-    limit = alt.Chart(df).mark_bar(color="rgba(128,128,128,0.15)", size=26).encode(x=x, y=y, tooltip=alt.value(None))
-    spend = alt.Chart(df).mark_bar(size=14).encode(x="shown:Q", y=y, color=alt.Color("color:N", scale=None),
-                                                   tooltip=["budget:N", alt.Tooltip("text:N", title="spend")])
-    label = alt.Chart(df).mark_text(align="left", dx=6, fontSize=12).encode(x="shown:Q", y=y, text="text:N")
-    layers = [limit, spend, label]
-    if not ticks.empty:
-        tick = alt.Chart(ticks).mark_tick(color="#333", thickness=2, size=30).encode(
-            x="threshold:Q", y=y, tooltip=["budget:N", alt.Tooltip("label:N", title="threshold")])
-        tick_text = alt.Chart(ticks).mark_text(dy=-20, fontSize=10, color="#333").encode(x="threshold:Q", y=y, text="label:N")
-        layers += [tick, tick_text]
-    return alt.layer(*layers).properties(height=40 + 58 * len(status))
+    names = [b["name"] for b in status]
+    shown = [min(b["pct"], 150.0) for b in status]
+    color = ["#bab0ac" if not b["enabled"] else "#e15759" if b["pct"] >= 100 else "#f1a340" if b["fired"] else "#59a14f"
+             for b in status]
+    text = [f"{usd(b['spend_usd'])} of {usd(b['limit_usd'])} · {b['pct']:.0f}%" for b in status]
+    top = max(125.0, max(shown) + 25)
+    fig = charts.new(height=40 + 58 * len(status), legend=False)
+    y = [charts.text(n) for n in names]
+    fig.add_bar(x=[100.0] * len(status), y=y, orientation="h", width=0.8, marker_color="rgba(128,128,128,0.15)",
+                hoverinfo="skip")
+    fig.add_bar(x=shown, y=y, orientation="h", width=0.4, marker_color=color, text=text, textposition="outside",
+                cliponaxis=False, customdata=text, hovertemplate="budget: %{y}<br>spend: %{customdata}<extra></extra>")
+    ticks = [(charts.text(b["name"]), float(t)) for b in status for t in b["thresholds"]]
+    if ticks:
+        fig.add_scatter(x=[t for _, t in ticks], y=[n for n, _ in ticks], mode="markers+text",
+                        marker=dict(symbol="line-ns", size=30, line=dict(width=2, color="#333")),
+                        text=[f"{t:g}%" for _, t in ticks], textposition="top center", textfont=dict(size=10, color="#333"),
+                        cliponaxis=False, hovertemplate="budget: %{y}<br>threshold: %{text}<extra></extra>")
+    fig.update_layout(barmode="overlay", xaxis=dict(range=[0, top], ticksuffix="%"),
+                      yaxis=dict(type="category", categoryorder="array", categoryarray=y, autorange="reversed",
+                                 automargin=True))
+    return fig
 
 
 def budgets_section(costs: Costs, r: TimeRange) -> None:
     status = costs.budgets.status()
     if status:
-        charts.show(budget_bars(status), K + "budget_chart", height=40 + 58 * len(status))
+        charts.show(budget_bars(status), K + "budget_chart")
         table = pd.DataFrame([{
             "budget": b["name"], "kind": "hard" if b["hard"] else "soft", "scope": b["scope_label"],
             "period": b["period_label"], "spend": b["spend_usd"], "limit": b["limit_usd"], "used": b["pct"] / 100,

@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-import altair as alt
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from backend.access import Action
@@ -72,26 +72,40 @@ def runs_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def metrics_figure(runs: list[dict], set_name: str, metrics: list[str]) -> alt.LayerChart:
-    """Each metric's mean over the finished runs of one set, with its 95% interval as error bars."""
+def metrics_frame(runs: list[dict], set_name: str, metrics: list[str]) -> pd.DataFrame:
+    """Each metric's mean and 95% interval over the finished runs of one set, oldest run first."""
     done = sorted((r for r in runs if r["golden_set"] == set_name and r["status"] == "done"), key=lambda r: r["created_at"])
-    df = pd.DataFrame([{"time": r["created_at"], "metric": m, "mean": r["metrics"][m]["mean"], "low": r["metrics"][m]["low"],
-                        "high": r["metrics"][m]["high"], "run": f"#{r['id']} · v{r['golden_version']}",
-                        "policy": r["policy"], "index": r["collection"]}
-                       for r in done for m in metrics if m in r["metrics"]],
-                      columns=["time", "metric", "mean", "low", "high", "run", "policy", "index"])
+    return pd.DataFrame([{"time": r["created_at"], "metric": m, "mean": r["metrics"][m]["mean"], "low": r["metrics"][m]["low"],
+                          "high": r["metrics"][m]["high"], "run": f"#{r['id']} · v{r['golden_version']}",
+                          "policy": r["policy"], "index": r["collection"]}
+                         for r in done for m in metrics if m in r["metrics"]],
+                        columns=["time", "metric", "mean", "low", "high", "run", "policy", "index"])
+
+
+def metrics_figure(runs: list[dict], set_name: str, metrics: list[str], title: str | None = None) -> go.Figure:
+    """Each metric's mean over the finished runs of one set (a line per metric, colored in the order
+    asked), with its 95% interval as error bars."""
+    df = metrics_frame(runs, set_name, metrics)
     span = (df["time"].max() - df["time"].min()).total_seconds() if len(df) else 0
-    x = alt.X("time:T", title=None, axis=alt.Axis(format="%b %d %H:%M:%S" if span < 2 * 86400 else "%b %d", labelAngle=0,
-                                                  labelOverlap=True, tickCount=6))
-    color = alt.Color("metric:N", title=None, sort=metrics, scale=alt.Scale(scheme="tableau10"),
-                      legend=alt.Legend(orient="top", direction="horizontal"))
-    base = alt.Chart(df).encode(x=x, color=color)
-    lines = base.mark_line(point=alt.OverlayMarkDef(size=50, filled=True)).encode(
-        y=alt.Y("mean:Q", title="mean", scale=alt.Scale(domain=[0, 1.05])),
-        tooltip=["metric:N", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
-                 alt.Tooltip("high:Q", format=".3f"), "run:N", "policy:N", "index:N"])
-    bars = base.mark_rule(strokeWidth=1).encode(y="low:Q", y2="high:Q")
-    return alt.layer(bars, lines)
+    fig = charts.new(title, height=340)
+    hover = ("metric: %{fullData.name}<br>mean: %{y:.3f}<br>low: %{customdata[0]:.3f}<br>high: %{customdata[1]:.3f}"
+             "<br>run: %{customdata[2]}<br>policy: %{customdata[3]}<br>index: %{customdata[4]}<extra></extra>")
+    for i, m in enumerate(metrics):
+        s = df[df["metric"] == m]
+        if s.empty:
+            continue
+        color = charts.TABLEAU10[i % len(charts.TABLEAU10)]
+        fig.add_scatter(x=charts.utc_naive(s["time"]), y=s["mean"], name=charts.text(m), mode="lines+markers",
+                        line=dict(color=color, width=2), marker=dict(color=color, size=8),
+                        error_y=dict(type="data", symmetric=False, array=s["high"] - s["mean"],
+                                     arrayminus=s["mean"] - s["low"], color=color, thickness=1, width=0),
+                        customdata=[[lo, hi, charts.text(run), charts.text(p), charts.text(ix)] for lo, hi, run, p, ix
+                                    in zip(s["low"], s["high"], s["run"], s["policy"], s["index"])],
+                        hovertemplate=hover)
+    fig.update_layout(xaxis=dict(type="date", title=None, tickangle=0, nticks=6,
+                                 tickformat="%b %d %H:%M:%S" if span < 2 * 86400 else "%b %d"),
+                      yaxis=dict(title="mean", range=[0, 1.05]))
+    return fig
 
 
 def gold_ranks(item: dict) -> str:
@@ -362,8 +376,7 @@ def runs_overview(runs: list[dict]) -> None:
     metrics = st.multiselect("Metrics", all_metrics, key=key("chart_metrics"), on_change=_chart_touched)
     for name in [n for n in names if chosen in ("(all sets)", n)]:
         if any(r["golden_set"] == name and r["status"] == "done" for r in runs):
-            charts.show(metrics_figure(runs, name, metrics), key(f"chart.{name}"), f"{name}: metrics over time (95% CI)",
-                        height=340)
+            charts.show(metrics_figure(runs, name, metrics, f"{name}: metrics over time (95% CI)"), key(f"chart.{name}"))
 
 
 # --- one run ---------------------------------------------------------------------------------------

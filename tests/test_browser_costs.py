@@ -1,7 +1,7 @@
 """The cost & latency page in headless Chromium over a seeded ledger: its first render is timed
 (target 2 s; the figures go to tests/artifacts/costs-timings.json), changing the range and a filter
-redraws the charts (read back from the drawn SVG bars' ARIA labels), a click on a bar drills
-down to the ledger rows, and every state is screenshotted into tests/artifacts/."""
+redraws the charts (read back from Plotly's drawn SVG: titles, legend entries, bar paths), a click on
+a bar drills down to the ledger rows, and every state is screenshotted into tests/artifacts/."""
 from __future__ import annotations
 
 import json
@@ -30,18 +30,36 @@ STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EM
              "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS", "PROMETHEUS_URL", "METRICS_PORT", "ALERT_WEBHOOK_URL")
 TIMINGS: dict[str, float] = {}
 
-# Vega draws SVG whose bars carry ARIA labels ("when: 2026-11-02; model: gpt-4.1; cost: $0.0123"):
-# read what is drawn, not what we hoped to draw.
-CHART = """(title) => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
-  .find(c => [...c.querySelectorAll('.role-title text')].some(t => t.textContent.includes(title)))"""
+# Plotly draws SVG: the title (.gtitle), the legend's entries (.legendtext) and one path per bar
+# (.barlayer .point path); the plot's div (.js-plotly-plot) holds the figure's data. Read what is
+# drawn, not what we hoped to draw.
+CHART = """(title) => [...document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')]
+  .find(c => [...c.querySelectorAll('.gtitle')].some(t => t.textContent.includes(title)))"""
 COST_FIGURE = """() => {
   const c = (%s)('Cost per');
   if (!c) return null;
-  const title = c.querySelector('.role-title text').textContent, by = title.split(' by ').pop();
-  const bars = [...c.querySelectorAll('.role-mark path[aria-label]')];
-  const field = (bar, name) => (bar.getAttribute('aria-label').split('; ').find(p => p.startsWith(name + ': ')) || '').slice(name.length + 2);
-  return {title, series: [...new Set(bars.map(b => field(b, by)))].sort(), days: new Set(bars.map(b => field(b, 'when'))).size,
-          bars: bars.length};
+  const title = c.querySelector('.gtitle').textContent;
+  const bars = [...c.querySelectorAll('.barlayer .point path')].filter(p => p.getBBox().height > 0);
+  const series = [...c.querySelectorAll('.legend .legendtext')].map(t => t.textContent).sort();
+  const days = new Set(c.data.flatMap(t => Array.from(t.x, String))).size;
+  return {title, series, days, bars: bars.length};
+}""" % CHART
+# The center of one drawn bar of a chart (scrolled into view) and the fields its click reports:
+# 'tallest' (vertical bars) or the first bar of the first trace (the top row of a ranking).
+BAR = """([title, which]) => {
+  const c = (%s)(title);
+  const paths = which === 'tallest' ? [...c.querySelectorAll('.barlayer .point path')]
+                                    : [c.querySelector('.barlayer .trace .point path')];
+  let best = null;
+  for (const p of paths) {
+    const r = p.getBoundingClientRect();
+    if (!best || r.height > best.r.height) best = {p, r};
+  }
+  const point = best.p.closest('.point'), trace = point.closest('.trace');
+  const i = [...trace.querySelectorAll('.point')].indexOf(point);
+  const t = c.data[[...trace.parentNode.children].indexOf(trace)];
+  return {x: best.r.x + best.r.width / 2, y: best.r.y + best.r.height / 2,
+          customdata: t.customdata ? t.customdata[i] : null};
 }""" % CHART
 
 
@@ -125,6 +143,18 @@ def _screenshot(page, name: str) -> None:  # noqa: ANN001
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
+def _click_bar(page, title: str, which: str) -> dict:  # noqa: ANN001
+    """Hover, then click a drawn bar of the chart with this title (Plotly picks the clicked point
+    from the hover); returns the bar's center and customdata."""
+    page.evaluate(f"(t) => ({CHART})(t).scrollIntoView({{block: 'center'}})", title)
+    page.wait_for_timeout(300)
+    bar = page.evaluate(BAR, [title, which])
+    page.mouse.move(bar["x"], bar["y"])
+    page.wait_for_timeout(200)
+    page.mouse.click(bar["x"], bar["y"])
+    return bar
+
+
 def _pick(page, label: str, option: str) -> None:  # noqa: ANN001
     """Choose an option of a sidebar selectbox or multiselect by its label."""
     box = page.get_by_test_id("stSidebar").locator("[data-testid=stSelectbox], [data-testid=stMultiSelect]") \
@@ -169,18 +199,8 @@ def test_dashboard_renders_fast_redraws_on_range_and_filter_and_drills_down(brow
     assert one["series"] == ["gpt-4.1", "rerank-v3.5", "text-embedding-3-small"], one  # the deep policy's models
     _screenshot(page, "costs-7-days-deep-policy.png")
 
-    point = page.evaluate("""() => {  // the tallest bar of the cost chart, scrolled into view
-      const c = (%s)('Cost per');
-      c.scrollIntoView({block: 'center'});
-      let best = null;
-      for (const p of c.querySelectorAll('.role-mark path[aria-label]')) {
-        const r = p.getBoundingClientRect();
-        if (!best || r.height > best.height) best = r;
-      }
-      return {x: best.x + best.width / 2, y: best.y + best.height / 2};
-    }""" % CHART)
-    page.wait_for_timeout(300)
-    page.mouse.click(point["x"], point["y"])
+    bar = _click_bar(page, "Cost per", "tallest")
+    assert bar["customdata"][1] == "gpt-4.1", bar  # the tallest bar: the deep policy's model
     drill = page.get_by_test_id("stMarkdownContainer").filter(has_text="🔬").first
     drill.wait_for()
     assert "model gpt-4.1" in drill.inner_text() and " rows" in drill.inner_text()  # the tallest bar: the deep model
@@ -195,15 +215,13 @@ def test_dashboard_renders_fast_redraws_on_range_and_filter_and_drills_down(brow
     _screenshot(page, "costs-latency.png")
     page.get_by_role("tab", name="🏆 Top users & questions").click()
     page.wait_for_function(f"() => !!({CHART})('Top users by cost')")
-    top_user = page.locator(f"xpath=//*[@data-testid='stVegaLiteChart'][.//*[contains(text(), 'Top users by cost')]]"
-                            "//*[contains(@class, 'role-mark')]//*[@aria-label]").first
-    top_user.click()
+    top_user = _click_bar(page, "Top users by cost", "first")["customdata"][0]
     drill = page.get_by_test_id("stMarkdownContainer").filter(has_text="🔬 user").first
     drill.wait_for()
-    assert top_user.get_attribute("aria-label").split("user: ")[1].split(";")[0] in drill.inner_text()
+    assert f"user {top_user}" in drill.inner_text()
     _screenshot(page, "costs-top-users-drill-down.png")
-    page.locator(f"xpath=//*[@data-testid='stVegaLiteChart'][.//*[contains(text(), 'Top questions by cost')]]"
-                 "//*[contains(@class, 'role-mark')]//*[@aria-label]").first.click()
+    page.wait_for_function(f"() => !!({CHART})('Top questions by cost')")
+    _click_bar(page, "Top questions by cost", "first")
     page.get_by_test_id("stMarkdownContainer").filter(has_text="🔬 question:").first.wait_for()
     page.get_by_role("tab", name="🎯 Budgets").click()
     page.get_by_text("monthly total").first.wait_for()

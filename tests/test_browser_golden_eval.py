@@ -236,8 +236,12 @@ def test_annotate_run_and_diff(page, console: Console) -> None:  # noqa: ANN001
     shot(page, "golden-13-diff-changed-only.png", toggle)
 
     page.get_by_role("tab", name="📋 Runs").click()
-    page.locator("[data-testid=stVegaLiteChart]").first.wait_for()
-    shot(page, "golden-14-runs-over-time.png", page.locator("[data-testid=stVegaLiteChart]").first)
+    page.locator("[data-testid=stPlotlyChart]").first.wait_for()
+    # Plotly's drawn SVG: a line per metric asked for (recall@10, ndcg@10), each with its legend entry.
+    page.wait_for_function("""() => { const c = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
+      return c && c.querySelectorAll('.scatterlayer .trace').length === 2
+        && [...c.querySelectorAll('.legendtext')].map(t => t.textContent).join() === 'recall@10,ndcg@10'; }""")
+    shot(page, "golden-14-runs-over-time.png", page.locator("[data-testid=stPlotlyChart]").first)
 
 
 def test_a_link_opens_the_diff(page, console: Console) -> None:  # noqa: ANN001

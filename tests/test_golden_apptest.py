@@ -20,7 +20,7 @@ from backend.policy import Policy
 from backend.settings import Settings
 from console import state
 from console.auth import LOCAL_ADMIN
-from console.eval_view import diff_item_rows, filter_items, metrics_figure, runs_rows
+from console.eval_view import diff_item_rows, filter_items, metrics_figure, metrics_frame, runs_rows
 from console.markup import escape_md
 from actors import user
 from test_console_apptest import APP, console_config, wait_ready
@@ -302,14 +302,19 @@ def test_runs_start_open_filter_and_diff(console: Path) -> None:
     changed = diff["counts"]["improved"] + diff["counts"]["regressed"]
     assert len(table(at, "gold moves (baseline → this run)")) == changed == len(diff_item_rows(diff, True))
 
-    # The runs table and the metrics-over-time chart (a Vega-Lite chart is opaque to AppTest: check its data).
+    # The runs table and the metrics-over-time chart (a Plotly chart is opaque to AppTest: check its data).
     overview = table(at, "unresolved refs")
     assert list(overview["run"]) == [sparse, hybrid]
     assert overview.iloc[0]["recall@10"] == runs_rows([services().evals.get(sparse)])[0]["recall@10"]
     assert " [" in overview.iloc[0]["ndcg@10"]
-    points = metrics_figure(services().evals.list(), SET, ["recall@10", "ndcg@10"]).data
+    points = metrics_frame(services().evals.list(), SET, ["recall@10", "ndcg@10"])
     assert list(dict.fromkeys(points["metric"])) == ["recall@10", "ndcg@10"] and (points["metric"] == "recall@10").sum() == 2
     assert ((points["low"] <= points["mean"]) & (points["mean"] <= points["high"])).all()
+    fig = metrics_figure(services().evals.list(), SET, ["recall@10", "ndcg@10"])  # a line per metric, its CI as error bars
+    assert [t.name for t in fig.data] == ["recall@10", "ndcg@10"] and len(fig.data[0].y) == 2
+    assert list(fig.data[0].error_y.array) == list(points["high"][points["metric"] == "recall@10"]
+                                                    - points["mean"][points["metric"] == "recall@10"])
+    assert len(at.get("plotly_chart")) == 1
 
     # A link to ?run=&base= opens the same diff in a new session.
     linked = page(RUNS, {"run": str(sparse), "base": str(hybrid)})

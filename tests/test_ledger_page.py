@@ -5,6 +5,7 @@ alerts, prices and ledger-rows sections work, and a budget can be created from t
 and their drawing in tests/test_browser_costs.py.)"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from backend.db import make_engine
-from backend.ledger.queries import Filters, LedgerQueries, TimeRange
+from backend.ledger.queries import SOURCES, Filters, LedgerQueries, TimeRange
 from backend.ledger.store import ledger
 from console import costs_view, state
 from ledger_fixtures import seed_console
@@ -66,7 +67,7 @@ def test_tiles_follow_range_and_filters(seeded) -> None:
     assert _metric(at, "Requests") == f"{s30.requests:,}"
     assert _metric(at, "p95 latency") == costs_view.ms(s30.latency_ms[0.95])
     assert _metric(at, "Cache savings") == costs_view.usd(s30.saved_usd)
-    assert len(at.get("vega_lite_chart")) == 1  # the Spend tab: cost per day
+    assert len(at.get("plotly_chart")) == 1  # the Spend tab: cost per day
 
     warnings = " ".join(w.value for w in at.warning)
     assert "mystery" in warnings and "(3 calls)" in warnings  # a model without a price
@@ -133,7 +134,10 @@ def test_source_filter_shows_api_traffic_beside_console(seeded) -> None:
     # The spend chart stacks by source; with the filter on, its only series is the API's.
     at.segmented_control(key="costs.stack_by").set_value("source").run()
     assert not at.exception, at.exception
-    assert len(at.get("vega_lite_chart")) == 1
+    assert len(at.get("plotly_chart")) == 1
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)  # opaque to AppTest, but its figure is in the message
+    assert [t["name"] for t in figure["data"]] == ["api"]  # one series, in the color "api" always has
+    assert figure["data"][0]["marker"]["color"] == costs_view.PALETTE[list(SOURCES).index("api")]
     by_source = q.cost_series(r30, Filters(source=("api",)), by="source")
     assert {x["key"] for x in by_source} == {"api"}
     assert sum(x["cost_usd"] for x in by_source) == pytest.approx(api[0])
@@ -144,7 +148,7 @@ def test_source_filter_shows_api_traffic_beside_console(seeded) -> None:
     at.session_state["costs.tab"] = "⏱️ Latency"
     at.run()
     assert not at.exception, at.exception
-    assert len(at.get("vega_lite_chart")) == 1
+    assert len(at.get("plotly_chart")) == 1
     at.session_state["costs.tab"] = "🧾 Ledger rows"
     at.run()
     rows = at.dataframe[0].value
@@ -195,10 +199,10 @@ def test_sections_budgets_alerts_prices_rows(seeded) -> None:
 
     at.session_state["costs.tab"] = "🔢 Tokens & requests"
     at.run()
-    assert not at.exception and len(at.get("vega_lite_chart")) == 2
+    assert not at.exception and len(at.get("plotly_chart")) == 2
     at.session_state["costs.tab"] = "⏱️ Latency"
     at.run()
-    assert not at.exception and len(at.get("vega_lite_chart")) == 1
+    assert not at.exception and len(at.get("plotly_chart")) == 1
     at.session_state["costs.tab"] = "🏆 Top users & questions"
     at.run()
-    assert not at.exception and len(at.get("vega_lite_chart")) == 2
+    assert not at.exception and len(at.get("plotly_chart")) == 2
