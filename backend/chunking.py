@@ -68,20 +68,32 @@ class Chunk:
 
 
 def _pieces(text: str, max_chars: int) -> list[tuple[int, int]]:
-    """Sentence spans, with any sentence longer than max_chars cut into max_chars slices."""
+    """Sentence spans, with any sentence longer than max_chars cut into max_chars slices, and a
+    blank one (" \n" after a line, a slice of a long run of spaces) joined to the piece before it
+    (the first: to the next). A chunk starting on a blank piece stripped to the same start as the
+    chunk before it, which it then contained."""
     out: list[tuple[int, int]] = []
     for s, e in sentences(text):
         while e - s > max_chars:
             out.append((s, s + max_chars))
             s += max_chars
         out.append((s, e))
-    return out
+    joined: list[tuple[int, int]] = []
+    for s, e in out:
+        if joined and (not text[s:e].strip() or not text[joined[-1][0] : joined[-1][1]].strip()):
+            joined[-1] = (joined[-1][0], e)  # the non-blank text in a piece stays within max_chars
+        else:
+            joined.append((s, e))
+    return joined
 
 
 def chunk_document(doc: Document, params: ChunkingParams | None = None) -> list[Chunk]:
     """Greedy packing of whole sentences up to `target_chars` (never over `max_chars`),
     starting each next chunk on a sentence boundary about `overlap` before the previous end."""
     p = params or ChunkingParams()
+    # The bounds are checked one by one, so target_chars over max_chars is a valid ChunkingParams (the
+    # console passes both as typed); packing to the target then made chunks over max_chars.
+    target = min(p.target_chars, p.max_chars)
     text = doc.text
     if not text.strip():
         return []
@@ -93,11 +105,11 @@ def chunk_document(doc: Document, params: ChunkingParams | None = None) -> list[
     while i < len(pieces):
         start = pieces[i][0]
         j = i
-        while j + 1 < len(pieces) and pieces[j + 1][1] - start <= p.target_chars:
+        while j + 1 < len(pieces) and pieces[j + 1][1] - start <= target:
             j += 1
         # A short tail (under half a target) is merged into this chunk when it still fits.
         rest = pieces[-1][1] - pieces[j][1]
-        if 0 < rest < p.target_chars // 2 and pieces[-1][1] - start <= p.max_chars:
+        if 0 < rest < target // 2 and pieces[-1][1] - start <= p.max_chars:
             j = len(pieces) - 1
         end = pieces[j][1]
         chunk_text = text[start:end].strip()
@@ -116,5 +128,9 @@ def chunk_document(doc: Document, params: ChunkingParams | None = None) -> list[
             k -= 1
         if k == j + 1 and j > i and end - pieces[j][0] <= 2 * want:
             k = j  # one sentence a little over the target still beats no overlap
+        # The next chunk must reach past this one's end: an overlap start from which the next sentence
+        # no longer fits the target repeated this chunk's span, and with it its id.
+        while k <= j and pieces[j + 1][1] - pieces[k][0] > target:
+            k += 1
         i = k
     return chunks
