@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
 
+import math
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -14,6 +16,34 @@ from backend.access.permissions import Action, PermissionDenied
 from backend.access.permissions import require as require_role
 from backend.db import audit_log, utcnow
 from backend.exports import csv_text
+from backend.text import control_chars
+
+MAX_DETAIL_CHARS = 1_000  # one text value inside a record's detail JSON
+
+
+def _escaped(text: str) -> str:
+    """Control characters and lone surrogates written out as '\\u0000': PostgreSQL stores neither
+    (NUL, no UTF-8 for a surrogate), and the record of a refused value must still be written."""
+    if not control_chars(text):
+        return text
+    return "".join(f"\\u{ord(c):04x}" if control_chars(c) else c for c in text)
+
+
+def _recordable(value: Any) -> Any:
+    """The detail as the audit can always store it, on SQLite and PostgreSQL alike. The audit
+    records what was refused, so here (and only here: services refuse such input, never strip
+    it) odd text is escaped, long text truncated with its length noted, and inf / NaN (which
+    PostgreSQL's JSON refuses) written as text."""
+    if isinstance(value, str):
+        text = _escaped(value)
+        return text if len(text) <= MAX_DETAIL_CHARS else f"{text[:MAX_DETAIL_CHARS]}... ({len(value):,} characters)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {_recordable(str(k)): _recordable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_recordable(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,13 +64,15 @@ class AuditLog:
         self._engine = engine
 
     def record(self, actor: Actor, action: str, target: str = "", result: str = "ok", **detail: Any) -> None:
+        """Never fails on the values it records: a refused name, reason or comment (NUL, a lone
+        surrogate, 10,000 characters) is what the record is about (see `_recordable`)."""
         if not isinstance(actor, Actor):  # every record names a real actor, never a bare string
             raise TypeError(f"audit records need an Actor, got {type(actor).__name__}")
         with self._engine.begin() as conn:
             conn.execute(
-                audit_log.insert().values(ts=utcnow(), actor=actor.id[:200], actor_kind=actor.kind,
-                                          actor_role=actor.role.name, action=action, target=target[:500],
-                                          detail=detail, result=result)
+                audit_log.insert().values(ts=utcnow(), actor=_escaped(actor.id)[:200], actor_kind=actor.kind,
+                                          actor_role=actor.role.name, action=action, target=_escaped(str(target))[:500],
+                                          detail=_recordable(detail), result=result)
             )
 
     def require(self, actor: Actor, need: Action, action: str, target: str = "", **detail: Any) -> None:

@@ -27,6 +27,7 @@ from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import InputError, NotFoundError
 from backend.policy import Policy, PolicyStore
+from backend.text import check_text, column_length
 from backend.vectorstore import VectorStore
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,14 @@ ROUTE_TTL_S = 1.0  # how stale a process's view of the live configuration may be
 # Events that make a release current (a rollback pops one); the index admin's promote / rollback
 # move the current release to the new index version and are recorded as index_promote / index_rollback.
 CURRENT_MOVES = ("set_current", "promote", "index_promote", "index_rollback")
+# Notes and reasons are Text columns: this is a sane size for one (a reason, not a document);
+# newlines and tabs are kept, other control characters refused (PostgreSQL stores no NUL).
+MAX_REASON_CHARS = 4_000
+
+
+def check_reason(reason: object, field: str = "the reason") -> str:
+    """A release note or a reason for a live change, refused (never stripped) before any write."""
+    return check_text(reason, field, max_chars=MAX_REASON_CHARS, multiline=True)
 
 
 class Guardrails(BaseModel):
@@ -151,9 +160,14 @@ class ReleaseManager:
     # --- releases ---------------------------------------------------------------------------------
     def create(self, actor: Actor, policy_name: str, policy_version: int | None = None, index: str | None = None,
                note: str = "") -> dict:
+        check_text(policy_name, "the policy name", max_chars=column_length(releases.c.policy_name))
+        if index is not None:
+            check_text(index, "the index", max_chars=column_length(releases.c.collection))
         policy = self._policies.get(policy_name, policy_version)  # raises NotFoundError for unknown ones
         collection = self._store.resolve(index or policy.index or self.alias)
-        with self._audit.action(actor, "release.create", policy.label(), need=Action.experiment, collection=collection) as extra:
+        with self._audit.action(actor, "release.create", policy.label(), need=Action.experiment, collection=collection,
+                                note=note) as extra:
+            check_reason(note, "the release note")
             with self._db.begin() as conn:
                 rid = conn.execute(releases.insert().values(
                     policy_name=policy.name, policy_version=policy.version, collection=collection, note=note,
@@ -225,6 +239,7 @@ class ReleaseManager:
         """Make a release current directly (first setup); swaps the alias if its index differs."""
         release = self._servable(self.get(release_id))
         with self._audit.action(actor, "release.set_current", str(release_id), need=Action.promote, reason=reason):
+            check_reason(reason)
             before = self.state().current
             self._point_alias(actor, release, reason or f"release #{release_id} made current")
             with self._changing() as conn:
@@ -244,6 +259,7 @@ class ReleaseManager:
         experiment = uuid.uuid4().hex[:12]
         with self._audit.action(actor, "release.set_candidate", str(release_id), need=Action.set_traffic_share, share=share,
                                 reason=reason):
+            check_reason(reason)
             with self._changing() as conn:
                 self._save(conn, actor, candidate_id=release_id, share=share, experiment_id=experiment)
                 self._event(conn, actor, "set_candidate", state.current["id"], release_id, reason, share=share,
@@ -259,6 +275,7 @@ class ReleaseManager:
             raise InputError("there is no candidate release")
         with self._audit.action(actor, "release.set_share", str(state.candidate["id"]), need=Action.set_traffic_share,
                                 share=share, reason=reason):
+            check_reason(reason)
             with self._changing() as conn:
                 self._save(conn, actor, share=share)
                 self._event(conn, actor, "set_share", None, state.candidate["id"], reason, share=share, was=state.share)
@@ -270,6 +287,7 @@ class ReleaseManager:
             raise InputError("there is no candidate release")
         with self._audit.action(actor, "release.clear_candidate", str(state.candidate["id"]), need=Action.set_traffic_share,
                                 reason=reason):
+            check_reason(reason)
             with self._changing() as conn:
                 self._save(conn, actor, candidate_id=None, share=0.0)
                 self._event(conn, actor, "clear_candidate", state.candidate["id"], None, reason)
@@ -288,6 +306,7 @@ class ReleaseManager:
         cand = state.candidate
         with self._audit.action(actor, "release.promote", str(cand["id"]), need=Action.promote, reason=reason,
                                 previous=state.current["id"] if state.current else None):
+            check_reason(reason)
             self._point_alias(actor, cand, reason or f"release #{cand['id']} promoted")
             with self._changing() as conn:
                 self._save(conn, actor, current_id=cand["id"], candidate_id=None, share=0.0)
@@ -306,6 +325,7 @@ class ReleaseManager:
         target = self.get(previous)
         with self._audit.action(actor, "release.rollback", str(previous), need=Action.rollback, reason=reason,
                                 from_release=state.current["id"]):
+            check_reason(reason)
             self._point_alias(actor, target, reason or f"rolled back to release #{previous}")
             with self._changing() as conn:
                 self._save(conn, actor, current_id=previous, candidate_id=None, share=0.0)
@@ -532,6 +552,13 @@ class ReleaseManager:
         require(actor, Action.ask)
         if vote not in VOTES:
             raise InputError(f"a vote is one of {VOTES}")
+        if shown_first not in ("a", "b"):
+            raise InputError("the answer shown first is 'a' or 'b'")
+        v = pairwise_votes.c
+        check_text(question, "the question", multiline=True)
+        for value, field, column in ((policy_a, "policy A", v.policy_a), (policy_b, "policy B", v.policy_b),
+                                     (request_a, "request A", v.request_a), (request_b, "request B", v.request_b)):
+            check_text(value, field, max_chars=column_length(column))
         with self._db.begin() as conn:
             conn.execute(pairwise_votes.insert().values(
                 ts=utcnow(), user=actor.id, question=question, policy_a=policy_a, policy_b=policy_b, request_a=request_a,

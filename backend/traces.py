@@ -11,6 +11,9 @@ from backend.db import traces, utcnow
 from backend.engine import Answer
 from backend.errors import NotFoundError
 from backend.ledger.journal import WriteJournal
+from backend.text import check_text, column_length
+
+MAX_COMMENT_CHARS = 4_000  # a feedback comment is a remark on one answer, not a document
 
 
 class TraceRows:
@@ -34,11 +37,15 @@ class TraceStore:
             policy=answer.policy, collection=answer.collection, trace=answer.model_dump(mode="json")))
 
     def feedback(self, request_id: str, score: int, actor: Actor, comment: str = "") -> None:
-        """score +1 (thumbs up) or -1 (thumbs down)."""
+        """score +1 (thumbs up) or -1 (thumbs down). The comment keeps newlines and tabs; other
+        control characters are refused (PostgreSQL stores no NUL), as is a comment over
+        MAX_COMMENT_CHARS, before anything is written (the refusal is audited)."""
         if score not in (1, -1):
             raise ValueError("feedback score must be +1 or -1")
-        self._journal.flush()  # the answer's trace may still be on its way (LEDGER_FLUSH_MS > 0)
-        with self._audit.action(actor, "trace.feedback", request_id, need=Action.ask, score=score):
+        with self._audit.action(actor, "trace.feedback", request_id, need=Action.ask, score=score, comment=comment):
+            check_text(request_id, "the request id", max_chars=column_length(traces.c.request_id))
+            check_text(comment, "the feedback comment", max_chars=MAX_COMMENT_CHARS, multiline=True)
+            self._journal.flush()  # the answer's trace may still be on its way (LEDGER_FLUSH_MS > 0)
             with self._engine.begin() as conn:
                 res = conn.execute(
                     traces.update().where(traces.c.request_id == request_id)

@@ -396,8 +396,8 @@ def test_api_keys_create_use_revoke_and_expire(store: AccessStore, db: sa.engine
     forever = store.create_key(ADMIN, "forever", Role.viewer)
     assert forever.info.expires_at is None and store.key_actor(forever.key).role == Role.viewer
 
-    for kwargs, message in (({"expires_days": 0}, "expires in more than 0"), ({"expires_days": 4000}, "at most 3650"),
-                            ({"budget_usd": -1}, "dollar amount")):
+    for kwargs, message in (({"expires_days": 0}, "more than 0"), ({"expires_days": 4000}, "ceiling of 3,650 days"),
+                            ({"budget_usd": -1}, "budget must be zero or more")):
         with pytest.raises(InputError, match=message):
             store.create_key(ADMIN, "bad", Role.viewer, **kwargs)
     with pytest.raises(InputError, match="letters, digits"):
@@ -613,4 +613,4 @@ def test_keys_commands(tmp_path: Path) -> None:
     again = cli(["keys", "revoke", str(out["id"])], data)
     assert again.returncode == 2 and "no active API key" in again.stderr
     bad = cli(["keys", "create", "x", "--role", "viewer", "--expires", "0"], data)
-    assert bad.returncode == 2 and "expires in more than 0" in bad.stderr
+    assert bad.returncode == 2 and "expiry in days must be more than 0" in bad.stderr

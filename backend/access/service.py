@@ -28,6 +28,8 @@ from backend.access.tables import api_keys, auth_sessions, login_failures, users
 from backend.audit import AuditLog
 from backend.db import utcnow
 from backend.errors import InputError, NotFoundError, RagError
+from backend.pricing import finite_number
+from backend.text import check_text, column_length, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ MAX_DELAY_S = 300
 LAST_USED_EVERY_S = 60  # a key's last-used time is written at most this often
 KEY_TTL_S = 0.5  # how long a process trusts a key lookup (revocations hold everywhere within it)
 KEY_STALE_S = 300.0  # while the database is unreachable, a key seen this recently still answers
+MAX_KEY_DAYS = 3650.0  # a key expires within ten years
+MAX_KEY_BUDGET_USD = 10_000_000.0  # the budgets' own ceiling (backend.budgets.MAX_LIMIT_USD): above is a typo
 
 
 class LoginRefused(RagError):
@@ -98,10 +102,15 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def check_user_name(name: str) -> str:
+def check_user_name(name: str, what: str = "a user name") -> str:
     if not isinstance(name, str) or not USER_NAME.fullmatch(name):
-        raise InputError("a user name is 1-64 letters, digits, '-', '_' or '.'", part="user")
+        raise InputError(f"{what} is 1-64 letters, digits, '-', '_' or '.'", part="user" if what == "a user name" else "key")
     return name
+
+
+def check_display_name(display_name: object) -> str:
+    """Refused (never cut or stripped) when the column cannot hold it on both databases."""
+    return check_text(display_name, "the display name", max_chars=column_length(users.c.display_name))
 
 
 def check_password(password: str) -> str:
@@ -129,15 +138,16 @@ class AccessStore:
     def add_user(self, actor: Actor, name: str, role: Role, password: str | None, *, display_name: str = "",
                  source: str = "password") -> UserInfo:
         self._audit.require(actor, Action.manage_users, "user.add", name, role=str(role), source=source)
-        check_user_name(name)
-        if source == "password":
-            check_password(password or "")
-        with self._audit.action(actor, "user.add", name, role=str(role), source=source):
+        with self._audit.action(actor, "user.add", name, role=str(role), source=source, display_name=display_name):
+            check_user_name(name)  # inside: a refused name or password is audited as an error
+            check_display_name(display_name)
+            if source == "password":
+                check_password(password or "")
             with self._engine.begin() as conn:
                 if conn.execute(sa.select(users.c.name).where(users.c.name == name)).first():
                     raise InputError(f"user {name!r} already exists", part="user")
                 conn.execute(users.insert().values(
-                    name=name, display_name=display_name[:200], role=role.name, source=source,
+                    name=name, display_name=display_name, role=role.name, source=source,
                     password_hash=self._hasher.hash(password) if password else None, created_at=utcnow()))
         return self.get_user(name)
 
@@ -172,6 +182,7 @@ class AccessStore:
         detail = {k: v for k, v in values.items() if k != "password_hash"}
         self._audit.require(actor, Action.manage_users, action, name, **detail)
         with self._audit.action(actor, action, name, **detail):
+            check_text(name, "the user name", max_chars=column_length(users.c.name))  # OIDC names hold '@'
             with self._engine.begin() as conn:
                 if conn.execute(users.update().where(users.c.name == name).values(**values)).rowcount == 0:
                     raise NotFoundError(f"no user {name!r}", part="user")
@@ -233,17 +244,23 @@ class AccessStore:
     def oidc_actor(self, email: str, display_name: str, role: Role) -> Actor:
         """An OIDC login: the account row is created or its role refreshed from the mapping, so
         the Access page lists who has logged in. A disabled account stays refused."""
-        name = email[:64]
+        # Refused, not cut: two long addresses with the same first 64 characters were one account.
+        for value, field, column in ((email, "e-mail address", users.c.name),
+                                     (display_name, "display name", users.c.display_name)):
+            problem = text_problem(value, max_chars=column_length(column))
+            if problem:
+                raise LoginRefused(f"the identity provider's {field} {problem}")
+        name = email
         with self._engine.begin() as conn:
             row = conn.execute(sa.select(users).where(users.c.name == name)).first()
             if row is None:
-                conn.execute(users.insert().values(name=name, display_name=display_name[:200], role=role.name,
+                conn.execute(users.insert().values(name=name, display_name=display_name, role=role.name,
                                                    source="oidc", created_at=utcnow(), last_login_at=utcnow()))
             elif row.disabled:
                 raise LoginRefused(f"the account {name} is disabled")
             else:
                 conn.execute(users.update().where(users.c.name == name)
-                             .values(role=role.name, display_name=display_name[:200], last_login_at=utcnow()))
+                             .values(role=role.name, display_name=display_name, last_login_at=utcnow()))
         return Actor(id=name, name=display_name or name, role=role, kind="user")
 
     # --- sessions (password mode) --------------------------------------------------------
@@ -300,15 +317,17 @@ class AccessStore:
     def create_key(self, actor: Actor, name: str, role: Role, *, expires_days: float | None = None,
                    budget_usd: float | None = None) -> NewKey:
         self._audit.require(actor, Action.manage_keys, "key.create", name, role=role.name)
-        check_user_name(name)
-        if expires_days is not None and not (0 < expires_days <= 3650):
-            raise InputError("a key expires in more than 0 and at most 3650 days", part="key")
-        if budget_usd is not None and not (0 <= budget_usd < 1e9):
-            raise InputError("a key's budget is a dollar amount from 0 to 1e9", part="key")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         now = utcnow()
         with self._audit.action(actor, "key.create", name, role=role.name, expires_days=expires_days,
                                 budget_usd=budget_usd) as extra:
+            check_user_name(name, "a key name")  # inside: a refused key is audited as an error
+            if expires_days is not None:  # inf / NaN / '1e999' would make a key that never expires (or a crash)
+                expires_days = finite_number(expires_days, "the key's expiry in days", MAX_KEY_DAYS, " days")
+                if expires_days == 0:
+                    raise InputError("the key's expiry in days must be more than 0", part="key")
+            if budget_usd is not None:
+                budget_usd = finite_number(budget_usd, "the key's budget", MAX_KEY_BUDGET_USD, " USD")
             with self._engine.begin() as conn:
                 key_id = conn.execute(api_keys.insert().values(
                     name=name, prefix=secret[:12], secret_hash=_sha256(secret), role=role.name, budget_usd=budget_usd,

@@ -19,7 +19,7 @@ from backend.access import Action, Actor
 from backend.access.roots import check_ingest_root
 from backend.audit import AuditLog
 from backend.chunking import ChunkingParams
-from backend.db import audit_log, utcnow
+from backend.db import audit_log, index_versions, utcnow
 from backend.engine import QueryEngine
 from backend.errors import InputError, NotFoundError
 from backend.index_admin import gate as gating
@@ -28,15 +28,18 @@ from backend.index_admin.uploads import precheck_source, stage_upload
 from backend.ingest import IngestProgress, Ingestor
 from backend.jobs import JobContext, JobRunner
 from backend.policy import PolicyStore
-from backend.releases import ReleaseManager
+from backend.releases import ReleaseManager, check_reason
 from backend.settings import Settings
 from backend.sources import load_source
+from backend.text import check_text, column_length
 from backend.vectorstore import DENSE, VectorStore
 from backend.versions import BUILDING, FAILED, READY, IndexRegistry
 
 DELETED = "deleted"
 REBUILD, GATE = "index.rebuild", "index.gate"
 ADMIN_ACTIONS = ("index.", "job.", "snapshot.")
+MAX_PATH_CHARS = 4_096  # a source folder or gate dataset path (PATH_MAX on Linux)
+MAX_UPLOAD_NAME_CHARS = 255  # a file name (NAME_MAX): it names the staged file and the version's source
 
 
 @dataclass
@@ -87,6 +90,12 @@ class StoredGate:
     @property
     def stale(self) -> bool:
         return self.result.baseline != self.live_now
+
+
+def _collection(name: object, field: str = "the index version") -> str:
+    """A collection or alias name the user picked or typed, checked before it reaches a query:
+    PostgreSQL refuses a NUL in a WHERE as it does in a write."""
+    return check_text(name, field, max_chars=column_length(index_versions.c.collection))
 
 
 def _vectors(info: Any) -> tuple[str, int | None]:
@@ -179,11 +188,19 @@ class IndexAdmin:
     def start_rebuild(self, actor: Actor, *, source: str | Path | None = None, upload: tuple[str, bytes] | None = None,
                       family: str | None = None, params: ChunkingParams | None = None, limit: int | None = None) -> int:
         """Start a shadow rebuild job into <family>_vN+1; the live alias keeps serving. Returns the job id."""
+        self.audit.require(actor, Action.rebuild, REBUILD, family or self.family)
+        if family is not None and family != self.family:  # typed: it names the new collections (<family>_vN)
+            from backend.snapshots import check_family  # snapshots imports this package
+
+            check_family(check_text(family, "the index family"))
         family = family or self.family
-        self.audit.require(actor, Action.rebuild, REBUILD, family)
         params = params or ChunkingParams()
         if (source is None) == (upload is None):
             raise InputError("give either a source path or an uploaded file")
+        if source is not None:
+            check_text(str(source), "the source path", max_chars=MAX_PATH_CHARS)
+        if upload is not None:
+            check_text(upload[0], "the upload's file name", max_chars=MAX_UPLOAD_NAME_CHARS)
         if params.max_chars < params.target_chars:
             raise InputError(f"max chars ({params.max_chars}) must be at least the target ({params.target_chars})")
         active = self.jobs.active(REBUILD, family)
@@ -257,6 +274,8 @@ class IndexAdmin:
                    max_drop: float = gating.MAX_DROP, policy: str = "default") -> int:
         """Score `candidate` against the live version of its family in a background job."""
         self.audit.require(actor, Action.run_evaluation, GATE, candidate)
+        _collection(candidate)
+        check_text(str(dataset), "the gate dataset", max_chars=MAX_PATH_CHARS)
         row = self.version(candidate)
         if row["status"] != READY:
             raise InputError(f"{candidate} is {row['status']}: only a ready version can be gated")
@@ -333,6 +352,10 @@ class IndexAdmin:
         current release serves the alias, it moves too (see `_swap`); `from_release`: the releases
         call this for their own promote and move themselves."""
         with self.audit.action(actor, "index.promote", collection, need=Action.promote, reason=reason) as extra:
+            _collection(collection)
+            if alias is not None:
+                _collection(alias, "the alias")
+            check_reason(reason)
             row = self._promotable(collection)
             alias = alias or row["family"]
             extra["alias"] = alias
@@ -404,6 +427,8 @@ class IndexAdmin:
         """Point the alias back at the previous version in one atomic call."""
         alias = alias or self.family
         with self.audit.action(actor, "index.rollback", alias, need=Action.rollback, reason=reason) as extra:
+            _collection(alias, "the alias")
+            check_reason(reason)
             target = self.rollback_target(alias)
             if target is None:
                 raise InputError(f"{alias} has no earlier ready version to roll back to")
@@ -416,6 +441,7 @@ class IndexAdmin:
         """Drop a version's collection (never one an alias points at or a release uses); its registry row stays as
         'deleted' so its name is never reused and the history stays readable."""
         with self.audit.action(actor, "index.delete", collection, need=Action.delete_version) as extra:
+            _collection(collection)
             row = self.registry.get(collection)
             exists = collection in self.store.collections()
             if (row is None or row["status"] == DELETED) and not exists:
