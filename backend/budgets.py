@@ -8,7 +8,10 @@ roll-up, cached for a few seconds and increased at once by each call this proces
 
 An API key may carry its own monthly budget (`api_keys.budget_usd`): `check_key` refuses the key's
 requests once its spend this calendar month (UTC) reaches it. That spend is read fresh on every
-request from the ledger's per-key daily roll-up (at most 31 rows).
+request from the ledger's per-key daily roll-up (at most 31 rows). Its paid calls are held like a
+hard budget's (below): `reserve` given the key's name holds the request's estimate on the key too,
+in the same transaction (a row with budget_id KEY_BUDGET_ID and the key's name), so ten concurrent
+requests of one key cannot all pass a check made before any of them spent.
 
 Hard budgets hold a reservation per request (`reserve`, before its first paid call; `settle`,
 once its ledger rows are written): checking the spend before a call and adding it after let ten
@@ -16,9 +19,13 @@ concurrent $0.03 calls through a $0.05 cap. A reservation is a row, inserted onl
 period's spend (from the ledger's roll-up) plus every live reservation plus this one stays within
 the limit; the check and the insert are one statement, and the budget's row is locked first
 (PostgreSQL) or the write lock taken first (SQLite), so it holds across processes. A row left by
-a crashed process lapses after RESERVATION_TTL_S."""
+a crashed process lapses after RESERVATION_TTL_S.
+
+With the database unreachable, a key whose budget passed within KEY_STALE_S goes on (its ledger rows
+wait in the journal), both at `check_key` and at `reserve` when no hard budget covers the request."""
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -30,12 +37,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.access import Action, Actor
+from backend.access.service import KEY_STALE_S
 from backend.access.tables import api_keys
 from backend.audit import AuditLog
 from backend.db import metadata, utcnow
 from backend.errors import BudgetExceeded, InputError, NotFoundError
 from backend.ledger.queries import LedgerQueries, spend_select
-from backend.ledger.store import DAY_S
+from backend.ledger.store import DAY_S, ledger_key_daily
 from backend.pricing import finite_number
 from backend.text import control_chars
 
@@ -46,6 +54,9 @@ MAX_LIMIT_USD = 10_000_000.0  # above: a typo (and `inf` would make the budget m
 NAME_MAX = 200  # budgets.name and scope_value are VARCHAR(200)
 RESERVATION_TTL_S = 10 * 60  # longer than any request; a crashed process blocks a budget no longer
 SLACK_USD = 1e-9  # float sums of cents: 0.03 + 0.02 must fit a $0.05 limit
+KEY_BUDGET_ID = 0  # budget_id of an API key's reservation (no budgets row has id 0); api_key names the key
+
+log = logging.getLogger(__name__)
 
 budgets = sa.Table(
     "budgets",
@@ -87,7 +98,9 @@ budget_reservations = sa.Table(  # migration 0009_budget_reservations
     sa.Column("amount_usd", sa.Float, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_epoch", sa.Float, nullable=False),  # seconds since 1970: compares alike on both databases
+    sa.Column("api_key", sa.String(64), nullable=True),  # migration 0011: the key's name on a key's reservation
     sa.Index("ix_budget_reservations_budget", "budget_id", "expires_epoch"),
+    sa.Index("ix_budget_reservations_key", "api_key", "expires_epoch"),
     sa.Index("ix_budget_reservations_request", "request_id"),
     sa.Index("ix_budget_reservations_expires", "expires_epoch"),
 )
@@ -170,6 +183,7 @@ class BudgetService:
         self._lock = threading.Lock()
         self._spend: dict[int, tuple[str, float, float]] = {}  # id -> (period key, spend, fetched at)
         self._budgets: tuple[float, list[Budget]] | None = None
+        self._key_passed: dict[str, float] = {}  # key name -> when its budget last passed (monotonic)
 
     # --- definitions (audited) --------------------------------------------------------------------
     def create(self, actor: Actor, name: str, limit_usd: float, scope: str = "global", scope_value: str | None = None,
@@ -273,15 +287,29 @@ class BudgetService:
                     raise BudgetExceeded(_refusal(b, now, spent, 0.0, 0.0))
 
     def reserve(self, request_id: str, user: str, policy: str, estimates: dict[str, float],
-                now: datetime | None = None) -> bool:
+                now: datetime | None = None, api_key: str | None = None) -> bool:
         """Hold `estimates` (USD per paid model of this request) on every enabled hard budget that
-        covers them, all or none; BudgetExceeded names the first budget that cannot. True when
-        something is held (then `settle(request_id)` must follow)."""
+        covers them and, for an API key's request (`api_key`, the key's name), on the key's monthly
+        budget: all or none; BudgetExceeded names the first budget that cannot. True when something
+        is held (then `settle(request_id)` must follow)."""
         now = now or utcnow()
         hard = sorted((b for b in self.list(include_disabled=False) if b.hard and b.applies(user, policy, list(estimates))),
                       key=lambda b: b.id)
-        if not hard:
+        try:
+            keyed = api_key is not None and key_budget(self._engine, api_key) is not None
+            if not hard and not keyed:
+                return False
+            self._reserve(hard=hard, api_key=api_key if keyed else None, request_id=request_id,
+                          estimates=estimates, now=now)
+        except sa.exc.OperationalError:
+            if hard or not self._key_recent(api_key):
+                raise
+            log.warning("database unreachable: API key %s's paid request goes on without a hold", api_key)
             return False
+        return True
+
+    def _reserve(self, hard: list[Budget], api_key: str | None, request_id: str, estimates: dict[str, float],
+                 now: datetime) -> None:
         at = now.timestamp()
         with self._engine.begin() as conn:
             # the first statement writes: on SQLite it takes the database's write lock for the transaction
@@ -289,24 +317,37 @@ class BudgetService:
             if conn.dialect.name == "postgresql":  # one budget's reservations at a time, in id order (no deadlock)
                 conn.execute(sa.select(budgets.c.id).where(budgets.c.id.in_([b.id for b in hard]))
                              .order_by(budgets.c.id).with_for_update())
+                if api_key is not None:  # then the key's rows (always after the budgets': no deadlock)
+                    conn.execute(sa.select(api_keys.c.id).where(api_keys.c.name == api_key)
+                                 .order_by(api_keys.c.id).with_for_update())
             for b in hard:
                 amount = sum(usd for model, usd in estimates.items() if b.scope != "model" or b.scope_value == model)
-                if not self._hold(conn, b, request_id, amount, now):
+                if not self._hold(conn, b.id, b.limit_usd, _spend_and_held(b, now), request_id, amount, now):
                     spent, held = conn.execute(sa.select(*_spend_and_held(b, now))).one()
                     raise BudgetExceeded(_refusal(b, now, float(spent), float(held), amount))
-        return True
+            if api_key is not None:
+                limit = conn.execute(_key_budget_select(api_key)).scalar()  # read again under the lock
+                amount = sum(estimates.values())
+                if limit is not None and not self._hold(conn, KEY_BUDGET_ID, float(limit), _key_spend_and_held(api_key, now),
+                                                        request_id, amount, now, api_key):
+                    spent, held = conn.execute(sa.select(*_key_spend_and_held(api_key, now))).one()
+                    raise BudgetExceeded(_key_refusal(api_key, float(limit), now, float(spent), float(held), amount))
+        if api_key is not None:
+            self._key_ok(api_key)
 
-    def _hold(self, conn, b: Budget, request_id: str, amount: float, now: datetime) -> bool:
+    def _hold(self, conn, budget_id: int, limit: float, spend_and_held: tuple, request_id: str, amount: float,
+              now: datetime, api_key: str | None = None) -> bool:
         """One statement: insert the reservation only if spend + live reservations + it fit the
         limit (and the budget is not already spent, for calls estimated at $0)."""
-        spent, held = _spend_and_held(b, now)
-        fits = sa.and_(spent + held + amount <= b.limit_usd + SLACK_USD, spent + held < b.limit_usd)
+        spent, held = spend_and_held
+        fits = sa.and_(spent + held + amount <= limit + SLACK_USD, spent + held < limit)
         T = budget_reservations
-        row = sa.select(sa.literal(b.id, sa.Integer), sa.literal(request_id, sa.String),
+        row = sa.select(sa.literal(budget_id, sa.Integer), sa.literal(request_id, sa.String),
                         sa.literal(amount, sa.Float), sa.literal(now, T.c.created_at.type),
-                        sa.literal(now.timestamp() + RESERVATION_TTL_S, sa.Float)).where(fits)
+                        sa.literal(now.timestamp() + RESERVATION_TTL_S, sa.Float),
+                        sa.literal(api_key, sa.String)).where(fits)
         res = conn.execute(T.insert().from_select(["budget_id", "request_id", "amount_usd", "created_at",
-                                                   "expires_epoch"], row).returning(T.c.id))
+                                                   "expires_epoch", "api_key"], row).returning(T.c.id))
         return res.first() is not None  # (psycopg's rowcount of INSERT ... SELECT is not the rows inserted)
 
     def settle(self, request_id: str, cost_usd: float = 0.0, keep_s: float = 0.0, now: datetime | None = None) -> None:
@@ -322,13 +363,15 @@ class BudgetService:
             conn.execute(T.update().where(T.c.request_id == request_id).values(
                 amount_usd=sa.case((T.c.amount_usd < cost_usd, T.c.amount_usd), else_=cost_usd), expires_epoch=until))
 
-    def held(self, budget_id: int, now: datetime | None = None) -> float:
-        """USD held by calls in flight on this budget (the status page and tests read it)."""
+    def held(self, budget_id: int, now: datetime | None = None, api_key: str | None = None) -> float:
+        """USD held by calls in flight on this budget, or on the API key `api_key`'s budget (the
+        status page and tests read it)."""
         at = (now or utcnow()).timestamp()
         T = budget_reservations
+        which = T.c.budget_id == budget_id if api_key is None else T.c.api_key == api_key
         with self._engine.connect() as conn:
             return float(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(T.c.amount_usd), 0.0)).where(
-                T.c.budget_id == budget_id, T.c.expires_epoch >= at)).scalar())
+                which, T.c.expires_epoch >= at)).scalar())
 
     def on_spend(self, user: str, policy: str, model: str, cost_usd: float, now: datetime | None = None) -> list[Fired]:
         """A call this process wrote: add its cost to the cached spends, fire thresholds now crossed."""
@@ -387,8 +430,28 @@ class BudgetService:
         return fired
 
     def check_key(self, actor: Actor, now: datetime | None = None) -> None:
-        """`check_key_budget` on this service's database (the API calls it once the key is known)."""
-        check_key_budget(self._engine, self._q, actor, now)
+        """`check_key_budget` on this service's database (the API calls it once the key is known).
+        Database down: a key whose budget passed within KEY_STALE_S goes on, else the error is raised."""
+        try:
+            check_key_budget(self._engine, self._q, actor, now)
+        except sa.exc.OperationalError:
+            if not self._key_recent(actor.name):
+                raise
+            return
+        if actor.kind == "api_key":
+            self._key_ok(actor.name)
+
+    def _key_ok(self, name: str) -> None:
+        with self._lock:
+            if len(self._key_passed) > 10_000:
+                self._key_passed.clear()
+            self._key_passed[name] = time.monotonic()
+
+    def _key_recent(self, name: str | None) -> bool:
+        """The key's budget passed within KEY_STALE_S (what an outage lets go on)."""
+        with self._lock:
+            seen = self._key_passed.get(name) if name is not None else None
+        return seen is not None and time.monotonic() - seen <= KEY_STALE_S
 
     def close_old_periods(self, now: datetime | None = None) -> None:
         """Resolve budget alerts of periods that have ended."""
@@ -427,12 +490,15 @@ def month_start(now: datetime) -> datetime:
     return datetime(now.year, now.month, 1, tzinfo=timezone.utc)
 
 
+def _key_budget_select(name: str) -> sa.Select:
+    return sa.select(sa.func.min(api_keys.c.budget_usd)).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+
+
 def key_budget(engine: Engine, name: str) -> float | None:
     """The monthly budget of the API key `name`: its not revoked keys' smallest budget (keys that
     share a name share one ledger name, so one spend), None when none has one."""
-    q = sa.select(sa.func.min(api_keys.c.budget_usd)).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
     with engine.connect() as conn:
-        value = conn.execute(q).scalar()
+        value = conn.execute(_key_budget_select(name)).scalar()
     return None if value is None else float(value)
 
 
@@ -444,13 +510,33 @@ def check_key_budget(engine: Engine, queries: LedgerQueries, actor: Actor, now: 
     budget = key_budget(engine, actor.name)
     if budget is None:
         return
-    first = month_start(now or utcnow())
-    spent = queries.key_spend(actor.name, int(first.timestamp()) // DAY_S)
+    now = now or utcnow()
+    spent = queries.key_spend(actor.name, int(month_start(now).timestamp()) // DAY_S)
     if spent >= budget:
-        resets = (first + timedelta(days=32)).replace(day=1)
-        raise BudgetExceeded(
-            f"API key '{actor.name}' has spent ${spent:,.4f} of its monthly budget of ${budget:,.2f} "
-            f"(since {first:%Y-%m-%d} UTC); its requests are refused until {resets:%Y-%m-%d %H:%M} UTC.")
+        raise BudgetExceeded(_key_refusal(actor.name, budget, now, spent, 0.0, 0.0))
+
+
+def _key_spend_and_held(name: str, now: datetime) -> tuple:
+    """`_spend_and_held` of an API key's monthly budget: its spend since the first day of this UTC
+    month (the per-key roll-up) and its live reservations, as scalar subqueries of one statement."""
+    T = budget_reservations
+    first_day = int(month_start(now).timestamp()) // DAY_S
+    spent = sa.select(sa.func.coalesce(sa.func.sum(ledger_key_daily.c.cost_usd), 0.0)).where(
+        ledger_key_daily.c.api_key == name, ledger_key_daily.c.day >= first_day)
+    held = sa.select(sa.func.coalesce(sa.func.sum(T.c.amount_usd), 0.0)).where(
+        T.c.api_key == name, T.c.expires_epoch >= now.timestamp())
+    return spent.scalar_subquery(), held.scalar_subquery()
+
+
+def _key_refusal(name: str, budget: float, now: datetime, spent: float, held: float, amount: float) -> str:
+    first = month_start(now)
+    resets = (first + timedelta(days=32)).replace(day=1)
+    if spent >= budget:
+        return (f"API key '{name}' has spent ${spent:,.4f} of its monthly budget of ${budget:,.2f} "
+                f"(since {first:%Y-%m-%d} UTC); its requests are refused until {resets:%Y-%m-%d %H:%M} UTC.")
+    return (f"API key '{name}' cannot cover this request: ${spent:,.4f} spent this month and ${held:,.4f} held by "
+            f"calls in progress, of its monthly budget of ${budget:,.2f}; this request may cost up to "
+            f"${amount:,.4f}. Cached answers are still served.")
 
 
 def _spend_and_held(b: Budget, now: datetime) -> tuple:

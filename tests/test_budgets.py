@@ -286,3 +286,108 @@ def test_a_stored_infinite_price_cannot_disable_cost_tracking_or_budgets(db_url,
     assert math.isfinite(costs.budgets.spend(b, fresh=True))
     with pytest.raises(BudgetExceeded, match="'tiny' .* is spent"):  # an unpriced model counts as paid
         costs.meter.authorize(_ctx("next"), [Planned("chat", "legacy-model", 100, 10)])
+
+
+# --- issue 14: an API key's monthly budget holds its paid calls like a hard budget -------------------
+
+def _key_ctx(request_id: str, key: str) -> RequestContext:
+    return RequestContext(request_id=request_id, user="eve", policy="default", index_version="v", question="q",
+                          source="api", api_key=key)
+
+
+def _budgeted_key(costs, name: str, budget_usd: float | None):
+    from backend.access.service import AccessStore
+    from backend.audit import AuditLog
+    from actors import Role
+
+    access = AccessStore(costs.db, AuditLog(costs.db), "secret-for-tests-0123456789abcdef")
+    return access.key_actor(access.create_key(ADMIN, name, Role.viewer, budget_usd=budget_usd).key)
+
+
+def test_concurrent_calls_of_one_key_cannot_overrun_its_budget(db_url, tmp_path) -> None:
+    """10 threads of one API key, each a $0.03 call, against the key's $0.10 monthly budget (no hard
+    budget): floor(0.10 / 0.03) = 3 pass. (`check_key` before the request and the spend added after
+    let all 10 through: $0.30.)"""
+    costs = cost_stack(tmp_path, db_url)
+    costs.prices.add(ADMIN, "paid-model", "exact", 30.0, 0.0, effective_from="2024-01-01")  # 1,000 tokens: $0.03
+    key = _budgeted_key(costs, "mobile", 0.10)
+    other = _budgeted_key(costs, "batch", None)  # no budget: never held
+    passed: list[int] = []
+    refused: list[str] = []
+    start = threading.Barrier(10)
+
+    def request(i: int) -> None:
+        ctx = _key_ctx(f"k{i}", key.name)
+        start.wait()
+        try:
+            costs.budgets.check_key(key)  # the API's check when the key is known: all 10 pass it
+            costs.meter.authorize(ctx, [Planned("chat", "paid-model", 1000, 0)])
+        except BudgetExceeded as exc:
+            refused.append(str(exc))
+            return
+        try:
+            time.sleep(0.2)  # the model call: every thread is past its check before any spend is written
+            costs.meter.record(ctx, ModelCall("chat", "paid-model", prompt_tokens=1000, latency_ms=200))
+            passed.append(i)
+        finally:
+            costs.meter.request_done(ctx, "ok", {})
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(passed) == math.floor(0.10 / 0.03) == 3 and len(refused) == 7
+    assert all("API key 'mobile' cannot cover this request" in r and "held by calls in progress" in r
+               for r in refused), refused[0]
+    first_day = int(datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+                    .timestamp()) // 86400
+    assert costs.queries.key_spend("mobile", first_day) == pytest.approx(0.09)
+    assert costs.budgets.held(0, api_key="mobile") == 0  # every reservation settled
+    with pytest.raises(BudgetExceeded, match="API key 'mobile' cannot cover"):  # $0.01 left
+        costs.meter.authorize(_key_ctx("late", "mobile"), [Planned("chat", "paid-model", 1000, 0)])
+    small = _key_ctx("small", "mobile")
+    costs.meter.authorize(small, [Planned("chat", "paid-model", 300, 0)])  # $0.009 fits
+    assert small.reserved and costs.budgets.held(0, api_key="mobile") == pytest.approx(0.009)
+    costs.meter.request_done(small, "error", {})  # failed: nothing spent, nothing held
+    assert costs.budgets.held(0, api_key="mobile") == 0
+    free = _key_ctx("free", other.name)
+    costs.meter.authorize(free, [Planned("chat", "paid-model", 100_000, 0)])  # $3 on a key without a budget
+    assert not free.reserved and costs.budgets.held(0, api_key="batch") == 0
+
+
+def test_a_key_budget_and_a_hard_budget_hold_all_or_none(tmp_path) -> None:
+    costs = cost_stack(tmp_path)
+    costs.prices.add(ADMIN, "paid-model", "exact", 30.0, 0.0, effective_from="2024-01-01")
+    _budgeted_key(costs, "mobile", 0.05)
+    bid = costs.budgets.create(ADMIN, "cap", 1.0, period="day", hard=True)
+    assert costs.budgets.reserve("a", "eve", "default", {"paid-model": 0.04}, api_key="mobile")
+    assert costs.budgets.held(bid) == pytest.approx(0.04) and costs.budgets.held(0, api_key="mobile") == pytest.approx(0.04)
+    with pytest.raises(BudgetExceeded, match="API key 'mobile'"):  # the hard budget fits, the key's does not
+        costs.budgets.reserve("b", "eve", "default", {"paid-model": 0.03}, api_key="mobile")
+    assert costs.budgets.held(bid) == pytest.approx(0.04)  # nothing of "b" is left on the hard budget
+    costs.budgets.settle("a")
+    assert costs.budgets.held(bid) == 0 and costs.budgets.held(0, api_key="mobile") == 0
+
+
+def test_key_budget_during_a_database_outage_goes_on_for_a_recent_key(tmp_path, monkeypatch) -> None:
+    """The API's stale-on-database-error rule, now in the service for the check and the hold alike:
+    a key whose budget passed within KEY_STALE_S goes on (no hold); one never seen gets the error."""
+    import backend.budgets as budgets_mod
+
+    costs = cost_stack(tmp_path)
+    seen = _budgeted_key(costs, "seen", 1.0)
+    unseen = _budgeted_key(costs, "unseen", 1.0)
+    costs.budgets.check_key(seen)
+
+    def down(*_a, **_k):
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(budgets_mod, "key_budget", down)
+    monkeypatch.setattr(budgets_mod, "check_key_budget", down)
+    costs.budgets.check_key(seen)
+    assert costs.budgets.reserve("r", "eve", "default", {"paid-model": 0.5}, api_key="seen") is False
+    with pytest.raises(sa.exc.OperationalError):
+        costs.budgets.check_key(unseen)
+    with pytest.raises(sa.exc.OperationalError):
+        costs.budgets.reserve("r2", "eve", "default", {"paid-model": 0.5}, api_key="unseen")

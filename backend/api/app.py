@@ -11,13 +11,11 @@ import time
 import uuid
 from typing import Callable, Iterator
 
-import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.access import Action, Actor, require
-from backend.access.service import KEY_STALE_S
 from backend.api.errors import ApiError, install_error_handlers
 from backend.api.models import (ChatRequest, ErrorResponse, FeedbackRequest, ModelCard, ModelList, QueryRequest,
                                 QueryResponse)
@@ -82,7 +80,6 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
                           on_fail_open=lambda: services().costs.metrics.ratelimit_fail_open.inc())
     api.state.limiter = limiter
     ready_cache: dict = {}
-    budget_passed: dict[str, float] = {}  # key name -> when its budget check last passed (monotonic)
 
     def actor(request: Request) -> Actor:
         """The API key's actor (401 without a valid key, 403 when its role may not ask, 429 over the rate)."""
@@ -100,13 +97,10 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
         if not allowed:
             raise ApiError(429, "rate_limited", f"rate limit {settings.api_rate_limit} reached for this key", "api",
                            {"Retry-After": str(int(retry + 0.999))})
-        try:
-            services().costs.budgets.check_key(found)  # BudgetExceeded (402) once the key's monthly budget is spent
-            budget_passed[found.name] = time.monotonic()
-        except sa.exc.OperationalError:
-            # Database down: a key whose budget passed recently goes on (its rows wait in the ledger journal).
-            if time.monotonic() - budget_passed.get(found.name, float("-inf")) > KEY_STALE_S:
-                raise
+        # BudgetExceeded (402) once the key's monthly budget is spent; its paid calls are held against the
+        # budget later (the meter's authorize). Database down: a key whose budget passed within KEY_STALE_S
+        # goes on (its rows wait in the ledger journal); the service remembers when, for both.
+        services().costs.budgets.check_key(found)
         return found
 
     def policy_of(name: str | None, top_k: int | None = None) -> Policy | None:

@@ -1,5 +1,6 @@
 """The Meter the services hand to the engine: prices each call from the dated price table,
-writes its ledger row (through the journal: never lost), feeds Prometheus, enforces hard budgets and fires budget thresholds;
+writes its ledger row (through the journal: never lost), feeds Prometheus, enforces hard budgets and API key budgets
+and fires budget thresholds;
 after each request it lets the alert rules run (at most every 30 s, in the background)."""
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ class LedgerMeter:
         self.journal, self.prices, self.budgets, self.alerts, self.metrics = journal, prices, budgets, alerts, metrics
 
     def authorize(self, ctx: RequestContext, planned: list[Planned] | list[tuple[str, str]]) -> None:
-        """Hard budgets hold the planned paid calls' estimated cost (an unpriced model: $0, still
-        refused once its budget is spent) until `request_done`."""
+        """Hard budgets, and an API key's own monthly budget, hold the planned paid calls' estimated
+        cost (an unpriced model: $0, still refused once its budget is spent) until `request_done`."""
         if self.budgets is None:
             return
         estimates: dict[str, float] = {}
@@ -28,7 +29,8 @@ class LedgerMeter:
                 usd = self.prices.cost(p.model, p.prompt_tokens, p.completion_tokens).usd
                 estimates[p.model] = estimates.get(p.model, 0.0) + usd
         if estimates:
-            ctx.reserved = self.budgets.reserve(ctx.request_id, ctx.user, ctx.policy, estimates) or ctx.reserved
+            ctx.reserved = self.budgets.reserve(ctx.request_id, ctx.user, ctx.policy, estimates,
+                                                api_key=ctx.api_key) or ctx.reserved
 
     def record(self, ctx: RequestContext, call: ModelCall) -> ModelCall:
         call.ts = utcnow()
