@@ -22,6 +22,7 @@ from backend.ab_stats import Z_95, Comparison, compare_means, compare_proportion
 from backend.db import traces, utcnow
 from backend.errors import InputError
 from backend.eval_runs import EvalRuns
+from backend.quality_metrics import preload as preload_quality_metrics
 from backend.eval_stats import paired_bootstrap
 from backend.golden import GoldenSets
 from backend.jobs import JobContext, JobRunner
@@ -296,6 +297,7 @@ def start_offline(jobs: JobRunner, evals: EvalRuns, golden: GoldenSets, set_name
                                        done=o + done, total=2 * n, phase=s.upper(), final=done == total))
         return {"run_a": runs["a"], "run_b": runs["b"], "summary": {"run_a": runs["a"], "run_b": runs["b"]}}
 
+    preload_quality_metrics()  # in the caller's thread, not the job's (see quality_metrics.preload)
     return jobs.submit(OFFLINE_JOB, actor, work, target=target, detail=detail,
                        what=f"an offline comparison of {target}")
 

@@ -27,7 +27,7 @@ from backend.golden import GoldenSets, GoldItem, GoldRef
 from backend.jobs import JobContext, JobRunner
 from backend.judge import Judge
 from backend.policy import Policy
-from backend.quality_metrics import answer_metrics
+from backend.quality_metrics import answer_metrics, preload as preload_quality_metrics
 from backend.vectorstore import VectorStore
 
 TS = sa.DateTime(timezone=True)
@@ -238,6 +238,7 @@ class EvalRuns:
             return {"run_id": run_id,
                     "summary": {"run_id": run_id, **{k: round(metrics[k]["mean"], 4) for k in HEADLINE if k in metrics}}}
 
+        preload_quality_metrics()  # here, not in the job's thread (see quality_metrics.preload)
         return jobs.submit(EVAL_JOB, actor, work, target=target, detail=detail, what=f"an evaluation run of {target}")
 
     def reference_contexts(self, collection: str, items: list[GoldItem]) -> list[list[str]]:

@@ -22,6 +22,14 @@ def _metrics():
         NonLLMStringSimilarity(), RougeScore(), ExactMatch(), StringPresence()
 
 
+def preload() -> None:
+    """Import ragas in the calling thread before a background job needs it. Its first import builds
+    pydantic models, which parse signatures with `ast`; on CPython 3.11 the ast module's recursion
+    counter is shared by threads, so that import in a job thread while the console's script thread
+    parses a page (Streamlit's magic) failed the job with "AST constructor recursion depth mismatch"."""
+    _metrics()
+
+
 def answer_metrics(question: str, answer: str, reference_answer: str, contexts: list[str],
                    reference_contexts: list[str]) -> dict[str, float]:
     """Only the metrics whose inputs exist: no reference answer, no answer metrics."""
