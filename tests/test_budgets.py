@@ -167,26 +167,24 @@ def _ctx(request_id: str, user: str = "alice") -> RequestContext:
     return RequestContext(request_id=request_id, user=user, policy="default", index_version="v", question="q")
 
 
-def test_concurrent_calls_cannot_overrun_a_hard_budget(db_url, tmp_path) -> None:
-    """10 threads, each a $0.03 call, against a $0.10 hard cap: floor(0.10 / 0.03) = 3 pass.
-    (Checking before the call and adding the spend after let all 10 through: $0.30.)"""
-    costs = cost_stack(tmp_path, db_url)
-    costs.prices.add(ADMIN, "paid-model", "exact", 30.0, 0.0, effective_from="2024-01-01")  # 1,000 tokens: $0.03
-    bid = costs.budgets.create(ADMIN, "cap", 0.10, period="day", hard=True)
+def _ten_at_once(costs, ctx_of, before=lambda: None) -> tuple[list[int], list[str]]:  # noqa: ANN001
+    """10 threads, released together, each authorizing then making a $0.03 call (1,000 paid tokens)
+    that takes 0.2 s: every thread is past its check before any spend is written. (passed, refusals)"""
     passed: list[int] = []
     refused: list[str] = []
     start = threading.Barrier(10)
 
     def request(i: int) -> None:
-        ctx = _ctx(f"r{i}")
+        ctx = ctx_of(i)
         start.wait()
         try:
+            before()
             costs.meter.authorize(ctx, [Planned("chat", "paid-model", 1000, 0)])
         except BudgetExceeded as exc:
             refused.append(str(exc))
             return
         try:
-            time.sleep(0.2)  # the model call: every thread is past its check before any spend is written
+            time.sleep(0.2)
             costs.meter.record(ctx, ModelCall("chat", "paid-model", prompt_tokens=1000, latency_ms=200))
             passed.append(i)
         finally:
@@ -197,6 +195,16 @@ def test_concurrent_calls_cannot_overrun_a_hard_budget(db_url, tmp_path) -> None
         t.start()
     for t in threads:
         t.join(60)
+    return passed, refused
+
+
+def test_concurrent_calls_cannot_overrun_a_hard_budget(db_url, tmp_path) -> None:
+    """10 threads, each a $0.03 call, against a $0.10 hard cap: floor(0.10 / 0.03) = 3 pass.
+    (Checking before the call and adding the spend after let all 10 through: $0.30.)"""
+    costs = cost_stack(tmp_path, db_url)
+    costs.prices.add(ADMIN, "paid-model", "exact", 30.0, 0.0, effective_from="2024-01-01")  # 1,000 tokens: $0.03
+    bid = costs.budgets.create(ADMIN, "cap", 0.10, period="day", hard=True)
+    passed, refused = _ten_at_once(costs, lambda i: _ctx(f"r{i}"))
     assert len(passed) == math.floor(0.10 / 0.03) == 3 and len(refused) == 7
     assert "cannot cover this request" in refused[0] and "held by calls in progress" in refused[0]
     b = next(x for x in costs.budgets.list() if x.id == bid)
@@ -312,31 +320,8 @@ def test_concurrent_calls_of_one_key_cannot_overrun_its_budget(db_url, tmp_path)
     costs.prices.add(ADMIN, "paid-model", "exact", 30.0, 0.0, effective_from="2024-01-01")  # 1,000 tokens: $0.03
     key = _budgeted_key(costs, "mobile", 0.10)
     other = _budgeted_key(costs, "batch", None)  # no budget: never held
-    passed: list[int] = []
-    refused: list[str] = []
-    start = threading.Barrier(10)
-
-    def request(i: int) -> None:
-        ctx = _key_ctx(f"k{i}", key.name)
-        start.wait()
-        try:
-            costs.budgets.check_key(key)  # the API's check when the key is known: all 10 pass it
-            costs.meter.authorize(ctx, [Planned("chat", "paid-model", 1000, 0)])
-        except BudgetExceeded as exc:
-            refused.append(str(exc))
-            return
-        try:
-            time.sleep(0.2)  # the model call: every thread is past its check before any spend is written
-            costs.meter.record(ctx, ModelCall("chat", "paid-model", prompt_tokens=1000, latency_ms=200))
-            passed.append(i)
-        finally:
-            costs.meter.request_done(ctx, "ok", {})
-
-    threads = [threading.Thread(target=request, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    # the API's check_key when the key is known: all 10 pass it
+    passed, refused = _ten_at_once(costs, lambda i: _key_ctx(f"k{i}", key.name), before=lambda: costs.budgets.check_key(key))
     assert len(passed) == math.floor(0.10 / 0.03) == 3 and len(refused) == 7
     assert all("API key 'mobile' cannot cover this request" in r and "held by calls in progress" in r
                for r in refused), refused[0]
