@@ -19,7 +19,8 @@ def _bar(label: str, fraction: float, extra: str = "") -> None:
 
 def _ingest_progress(p) -> None:  # noqa: ANN001 - IngestProgress
     eta = f"ETA {p.eta_s:.0f}s" if p.eta_s is not None else ""
-    _bar("ingest", p.fraction, f"{p.chunks_done}/{p.chunks_total} chunks {p.rate:.1f}/s {eta}")
+    reused = f" ({p.reused} reused)" if p.reused else ""
+    _bar("ingest", p.fraction, f"{p.chunks_done}/{p.chunks_total} chunks{reused} {p.rate:.1f}/s {eta}")
     if p.phase == "done":
         sys.stderr.write("\n")
 
@@ -50,11 +51,11 @@ def cmd_ingest(args) -> int:  # noqa: ANN001
     params = ChunkingParams(target_chars=args.target_chars, max_chars=max(args.max_chars, args.target_chars), overlap=args.overlap)
     result = services.ingestor.ingest(loaded.documents, actor=args.user, family=args.family, source=loaded.source,
                                       params=params, promote=not args.no_promote, progress=_ingest_progress)
-    if result.reused:
+    if result.unchanged:
         print(f"unchanged corpus: {result.collection} already holds these {result.n_chunks} chunks (nothing written)")
     else:
-        print(f"{result.collection}: {result.n_docs} documents, {result.n_chunks} chunks in {result.seconds:.1f}s "
-              f"({result.chunks_per_s:.1f} chunks/s)")
+        print(f"{result.collection}: {result.n_docs} documents, {result.n_chunks} chunks ({result.embedded} embedded, "
+              f"{result.reused} reused) in {result.seconds:.1f}s ({result.chunks_per_s:.1f} chunks/s)")
     if result.promoted:
         print(f"alias {args.family} -> {result.collection}")
     return 0
@@ -133,7 +134,7 @@ def cmd_demo(args) -> int:  # noqa: ANN001
     services = _services()
     t = time.perf_counter()
     result = ensure_demo_index(services, actor=args.user, progress=_ingest_progress)
-    print(f"demo index {result.collection}: {result.n_chunks} chunks ({'reused' if result.reused else f'built in {time.perf_counter() - t:.0f}s'})")
+    print(f"demo index {result.collection}: {result.n_chunks} chunks ({'unchanged' if result.unchanged else f'built in {time.perf_counter() - t:.0f}s'})")
     return 0
 
 

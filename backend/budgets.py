@@ -40,7 +40,7 @@ from backend.access import Action, Actor
 from backend.access.service import KEY_STALE_S
 from backend.access.tables import api_keys
 from backend.audit import AuditLog
-from backend.db import metadata, utcnow
+from backend.db import dialect_insert, metadata, utcnow
 from backend.errors import BudgetExceeded, InputError, NotFoundError
 from backend.ledger.queries import LedgerQueries, spend_select
 from backend.ledger.store import DAY_S, ledger_key_daily
@@ -407,7 +407,7 @@ class BudgetService:
                 budget_events.c.budget_id == b.id, budget_events.c.period_key == p.key))}
             for t in b.thresholds:
                 if pct >= t and t not in done:
-                    res = conn.execute(_insert_ignore(conn, budget_events).values(
+                    res = conn.execute(dialect_insert(conn, budget_events).on_conflict_do_nothing().values(
                         budget_id=b.id, period_key=p.key, threshold=t, spend_usd=spent, limit_usd=b.limit_usd,
                         fired_at=now))
                     if res.rowcount:  # another process may have fired it first
@@ -585,10 +585,3 @@ def _whole(value, field: str) -> int:
         raise InputError(f"{field} '{str(value)[:40]}' is not a whole number")
     return int(x)
 
-
-def _insert_ignore(conn, table: sa.Table):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()

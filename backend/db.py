@@ -113,6 +113,15 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5} if "postgres" in url else {})
 
 
+def dialect_insert(conn, table: sa.Table):  # noqa: ANN001, ANN201 - Connection -> Insert
+    """INSERT with the dialect's ON CONFLICT clauses (SQLite and PostgreSQL share their spelling)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migrations (idempotent; runs at every service start).
     "heads": each feature adds its tables in its own migration branched from 0001."""

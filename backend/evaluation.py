@@ -116,4 +116,4 @@ def evaluate_dataset(services: Services, dataset: str | Path, policy: Policy, ac
     metrics = {k: v / n for k, v in sums.items()} if n else sums
     lat = np.array(latencies) if latencies else np.zeros(1)
     return EvalReport(str(root), result.collection, policy.label(), n, metrics, float(np.percentile(lat, 50)),
-                      float(np.percentile(lat, 95)), result.seconds, result.reused)
+                      float(np.percentile(lat, 95)), result.seconds, result.unchanged)

@@ -1,5 +1,7 @@
 """Ingestion: documents -> chunks -> dense + BM25 sparse vectors -> a new versioned collection
-behind the family alias. An unchanged corpus (same chunks, model and parameters) is a no-op."""
+behind the family alias. An unchanged corpus (same chunks, model and parameters) is a no-op; in a
+changed one only chunk texts that no earlier build embedded go through the model (the others come
+from backend/embedding_cache.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,6 +15,7 @@ from qdrant_client import models
 from backend.access import Action, Actor
 from backend.audit import AuditLog
 from backend.chunking import Chunk, ChunkingParams, Document, chunk_document
+from backend.embedding_cache import EmbeddingCache, text_key
 from backend.embeddings import Embedder
 from backend.errors import InputError, RagError
 from backend.sparse import doc_length, doc_vector
@@ -31,6 +34,8 @@ class IngestProgress:
     docs: int
     chunks_total: int
     chunks_done: int = 0
+    reused: int = 0  # chunks whose vector came from the embedding cache
+    embedded: int = 0  # chunks the model embedded
     rate: float = 0.0  # chunks per second
     eta_s: float | None = None
 
@@ -43,12 +48,14 @@ class IngestProgress:
 class IngestResult:
     collection: str
     version: int
-    reused: bool
+    unchanged: bool  # the corpus was already indexed as is: nothing was written
     promoted: bool
     n_docs: int
     n_chunks: int
     written: int
     seconds: float
+    reused: int = 0  # chunks written with a cached vector
+    embedded: int = 0  # chunks the model embedded
     skipped_files: list[str] = field(default_factory=list)
 
     @property
@@ -85,8 +92,10 @@ def _payload(c: Chunk, now: str) -> dict:
 class Ingestor:
     """Builds index versions; one instance per process, shared by CLI, console and jobs."""
 
-    def __init__(self, store: VectorStore, embedder: Embedder, registry: IndexRegistry, audit: AuditLog, batch_size: int = 32):
+    def __init__(self, store: VectorStore, embedder: Embedder, registry: IndexRegistry, audit: AuditLog,
+                 vectors: EmbeddingCache, batch_size: int = 32):
         self.store, self.embedder, self.registry, self.audit = store, embedder, registry, audit
+        self.vectors = vectors
         self.batch_size = batch_size
 
     def ingest(
@@ -114,7 +123,7 @@ class Ingestor:
                 if promote and self.store.aliases().get(family) != same["collection"]:
                     self.store.point_alias(family, same["collection"])
                     promoted = True
-                extra.update(collection=same["collection"], reused=True)
+                extra.update(collection=same["collection"], unchanged=True)
                 if progress:
                     progress(IngestProgress(same["collection"], "done", len(documents), len(chunks), len(chunks)))
                 return IngestResult(same["collection"], same["version"], True, promoted, len(documents), len(chunks), 0, time.perf_counter() - t0)
@@ -133,7 +142,7 @@ class Ingestor:
             )
             try:
                 self.store.create_collection(name, self.embedder.dim)
-                written = self._write(name, chunks, avgdl, len(documents), progress, cancel)
+                state = self._write(name, chunks, avgdl, len(documents), progress, cancel)
             except Cancelled:
                 self.registry.update(name, status=CANCELLED, error="cancelled by user")
                 raise
@@ -143,12 +152,18 @@ class Ingestor:
             self.registry.update(name, status=READY)
             if promote:
                 self.store.point_alias(family, name)
-            return IngestResult(name, version, False, promote, len(documents), len(chunks), written, time.perf_counter() - t0)
+            extra.update(reused=state.reused, embedded=state.embedded)
+            return IngestResult(name, version, False, promote, len(documents), len(chunks), state.chunks_done,
+                                time.perf_counter() - t0, reused=state.reused, embedded=state.embedded)
 
     def _write(self, name: str, chunks: list[Chunk], avgdl: float, n_docs: int,
-               progress: Callable[[IngestProgress], None] | None, cancel: threading.Event | None) -> int:
+               progress: Callable[[IngestProgress], None] | None, cancel: threading.Event | None) -> IngestProgress:
         now = utcnow().isoformat()
         state = IngestProgress(name, "embedding", n_docs, len(chunks))
+        texts = [c.match_text for c in chunks]
+        keys = [text_key(t) for t in texts]
+        model, dim = self.embedder.cache_key, self.embedder.dim
+        known = self.vectors.lookup(model, dim, keys)
         if progress:
             progress(state)
         start = time.perf_counter()
@@ -156,19 +171,25 @@ class Ingestor:
         for i in range(0, len(chunks), step):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"ingest into {name} cancelled after {i} of {len(chunks)} chunks")
-            batch = chunks[i : i + step]
-            texts = [c.match_text for c in batch]
-            dense = self.embedder.embed_passages(texts)
+            batch = range(i, min(i + step, len(chunks)))
+            missing = {keys[j]: texts[j] for j in batch if keys[j] not in known}  # once per distinct text
+            if missing:
+                fresh = dict(zip(missing, self.embedder.embed_passages(list(missing.values()))))
+                self.vectors.store(model, fresh)
+                known.update(fresh)
+            embedded = sum(1 for j in batch if keys[j] in missing)
             points = [
                 models.PointStruct(
-                    id=c.point_id,
-                    vector={DENSE: vec.tolist(), SPARSE: doc_vector(text, avgdl)},
-                    payload=_payload(c, now),
+                    id=chunks[j].point_id,
+                    vector={DENSE: known[keys[j]].tolist(), SPARSE: doc_vector(texts[j], avgdl)},
+                    payload=_payload(chunks[j], now),
                 )
-                for c, text, vec in zip(batch, texts, dense)
+                for j in batch
             ]
             self.store.upsert(name, points)
-            state.chunks_done = i + len(batch)
+            state.chunks_done = batch.stop
+            state.embedded += embedded
+            state.reused += len(batch) - embedded
             elapsed = time.perf_counter() - start
             state.rate = state.chunks_done / elapsed if elapsed else 0.0
             state.eta_s = (state.chunks_total - state.chunks_done) / state.rate if state.rate else None
@@ -177,4 +198,4 @@ class Ingestor:
         state.phase = "done"
         if progress:
             progress(state)
-        return len(chunks)
+        return state

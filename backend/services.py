@@ -13,6 +13,7 @@ from backend.access.service import AccessStore
 from backend.audit import AuditLog
 from backend.cache import MemoryCache, RedisCache
 from backend.db import make_engine, migrate
+from backend.embedding_cache import EmbeddingCache
 from backend.embeddings import Embedder, make_embedder
 from backend.engine import QueryEngine
 from backend.eval_runs import EvalRuns
@@ -77,7 +78,7 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     golden = GoldenSets(db, audit, max_question_chars=s.max_question_chars)
     if record_traces:
         engine.recorders.append(trace_store.record)
-    ingestor = Ingestor(store, embedder, registry, audit, s.embedding_batch_size)
+    ingestor = Ingestor(store, embedder, registry, audit, EmbeddingCache(db), s.embedding_batch_size)
     policy_store = PolicyStore(db, audit)
     jobs = JobRunner(db, audit)  # marks the jobs of a process that died as failed
     index_admin = IndexAdmin(s, db, store, registry, ingestor, engine, policy_store, audit, jobs)

@@ -125,5 +125,6 @@ def _progress() -> None:
         return
     speed = (f" · {p.rate:.1f} chunks/s" + (f" · about {p.eta_s:.0f} s left" if p.eta_s is not None else "")
              if p.rate else f" · first batch, {status.seconds:.0f} s")
+    reused = f" · {p.reused:,} reused from earlier builds" if p.reused else ""
     st.progress(p.fraction, text=f"Embedding **{p.chunks_done:,} / {p.chunks_total:,}** chunks into "
-                                 f"`{p.collection}`{speed}")
+                                 f"`{p.collection}`{speed}{reused}")

@@ -120,16 +120,24 @@ def _rebuild_text(job: Job) -> tuple[float, str]:
     total, done = p.get("chunks_total") or 0, p.get("chunks_done") or 0
     if job.status == DONE:
         r = job.result or {}
-        if r.get("reused"):
+        if r.get("unchanged", r.get("reused") is True):  # jobs before the embedding cache said "reused": True
             return 1.0, f"Unchanged corpus: `{r.get('collection')}` already holds these {r.get('n_chunks', 0):,} chunks"
-        return 1.0, (f"Done: **{done:,} / {total:,}** chunks embedded into `{r.get('collection')}` "
-                     f"in {job.seconds:.1f} s")
+        return 1.0, (f"Done: **{done:,} / {total:,}** chunks written into `{r.get('collection')}` "
+                     f"in {job.seconds:.1f} s{_reuse_text(r)}")
     phase = p.get("phase") or job.status
     if phase in ("queued", "reading", "chunking") or not total:
         return 0.0, f"{'Reading and chunking the documents' if phase != 'queued' else 'Queued'}… {job.seconds:.0f} s"
     eta = f" · about {p['eta_s']:.0f} s left" if p.get("eta_s") is not None else ""
     return done / total, (f"Embedding **{done:,} / {total:,}** chunks of {p.get('docs') or 0:,} documents into "
-                          f"`{p.get('collection', '?')}` · {p.get('rate') or 0:.1f} chunks/s{eta}")
+                          f"`{p.get('collection', '?')}` · {p.get('rate') or 0:.1f} chunks/s{eta}{_reuse_text(p)}")
+
+
+def _reuse_text(counts: dict) -> str:
+    """How many chunks the embedding cache saved, once there are any."""
+    reused, embedded = counts.get("reused"), counts.get("embedded")
+    if not isinstance(reused, int) or isinstance(reused, bool) or not reused:
+        return ""
+    return f" · {embedded or 0:,} embedded, {reused:,} reused from earlier builds"
 
 
 def _last_rebuild(job: Job) -> None:

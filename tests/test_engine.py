@@ -23,7 +23,7 @@ def test_reingest_of_unchanged_corpus_is_a_noop(services: Services, small_datase
     live = services.store.resolve("rag_chunks")
     before = services.store.count(live)
     result = services.ingestor.ingest(docs, actor=TESTER, family="rag_chunks", source="tests")
-    assert result.reused and result.written == 0 and result.collection == live
+    assert result.unchanged and result.written == 0 and result.collection == live
     assert services.store.count(live) == before
     assert services.registry.get(live)["status"] == "ready"
 

@@ -30,25 +30,11 @@ from backend.policy import Policy
 from backend.services import Services
 from backend.settings import PROJECT_ROOT
 from actors import Role, user
-from test_index_admin_support import TOPICS, fresh_services, write_folder
+from test_index_admin_support import TOPICS, cli, cli_env, fresh_services, write_folder
 
 ANN = user("ann", Role.admin)
 ALIAS = "rag_chunks"
 KILLS: list[str] = []  # faults injected, for the report
-
-
-def cli_env(data: Path) -> dict[str, str]:
-    """The subprocess sees what fresh_services sets: its own data folder and no external service."""
-    env = {**os.environ, "DATA_DIR": str(data), "EMBEDDING_BATCH_SIZE": "2", "INGEST_ROOTS": str(data.parent),
-           "DEMO_CORPUS": "", "OPENBLAS_NUM_THREADS": "1"}
-    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL"):
-        env.pop(key, None)
-    return env
-
-
-def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env=cli_env(data),
-                          capture_output=True, text=True, timeout=300)
 
 
 def kill_when(data: Path, args: list[str], shows_progress: Callable[[sa.engine.Connection], bool],

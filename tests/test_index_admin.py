@@ -100,7 +100,7 @@ def test_shadow_rebuilds_from_jsonl_and_archives_leave_the_alias_alone(svc: Serv
     assert list((svc.settings.data_dir / "uploads").iterdir()) == []  # staging folders are removed
 
     again = rebuild(svc, source=data / "corpus.jsonl")  # same corpus, model and chunking: nothing is written
-    assert again.result["reused"] and again.result["collection"] == new
+    assert again.result["unchanged"] and again.result["collection"] == new
     assert svc.index_admin.live() == live
 
 
@@ -149,6 +149,7 @@ def test_unsafe_or_bad_uploads_are_refused(svc: Services, live: str, name: str, 
 
 def test_cancel_midway_one_rebuild_at_a_time_and_rebuild_again(svc: Services, live: str, docs: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    svc.ingestor.vectors.clear()  # these chunk texts were embedded before: without this nothing would be embedded
     ctl = ControlledEmbedder(svc.embedder.embed_passages, pause_after=1)
     monkeypatch.setattr(svc.embedder, "embed_passages", ctl)
     params = ChunkingParams(overlap=0.2)
@@ -181,6 +182,7 @@ def test_cancel_midway_one_rebuild_at_a_time_and_rebuild_again(svc: Services, li
 
 def test_a_crash_inside_the_build_fails_it_and_leaves_live_alone(svc: Services, live: str, docs: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    svc.ingestor.vectors.clear()  # these chunk texts were embedded before: without this nothing would be embedded
     monkeypatch.setattr(svc.embedder, "embed_passages", ControlledEmbedder(svc.embedder.embed_passages, fail_after=2))
     job = rebuild(svc, source=docs, params=ChunkingParams(overlap=0.25))
     assert job.status == FAILED and "embedding model crashed" in job.error

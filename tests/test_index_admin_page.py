@@ -194,6 +194,7 @@ def test_cancel_from_the_progress_panel(console: Path, monkeypatch: pytest.Monke
     from test_index_admin_support import ControlledEmbedder
 
     svc = services()
+    svc.ingestor.vectors.clear()  # these chunk texts were embedded before: without this nothing would be embedded
     ctl = ControlledEmbedder(svc.embedder.embed_passages, pause_after=1)
     monkeypatch.setattr(svc.embedder, "embed_passages", ctl)
     source = write_dataset(console / "set")

@@ -4,6 +4,9 @@ embedder wrapper that can pause or fail between batches."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from backend.services import Services, build_services
-from backend.settings import Settings
+from backend.settings import PROJECT_ROOT, Settings
 
 TOPICS: dict[str, tuple[str, str]] = {  # doc id -> (text, a question it answers)
     "qdrant": ("Qdrant aliases swap atomically: a query in flight sees the old or the new collection, never an error.",
@@ -67,6 +70,20 @@ def fresh_services(data_dir: Path, **overrides: Any) -> Services:
                         qdrant_url=None, embedding_base_url=None, rerank_url=None, demo_corpus=None,
                         **{"embedding_batch_size": 2, "ingest_roots": str(data_dir.parent), **overrides})
     return build_services(settings)
+
+
+def cli_env(data: Path) -> dict[str, str]:
+    """A `python -m backend` subprocess sees what fresh_services sets: its own data folder, no external service."""
+    env = {**os.environ, "DATA_DIR": str(data), "EMBEDDING_BATCH_SIZE": "2", "INGEST_ROOTS": str(data.parent),
+           "DEMO_CORPUS": "", "OPENBLAS_NUM_THREADS": "1"}
+    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL"):
+        env.pop(key, None)
+    return env
+
+
+def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env=cli_env(data),
+                          capture_output=True, text=True, timeout=300)
 
 
 class ControlledEmbedder:

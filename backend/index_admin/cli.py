@@ -41,7 +41,8 @@ def _follow(services: Any, job_id: int, label: str, bar: BarFn, describe: Callab
 def _rebuild_progress(p: dict) -> tuple[float, str]:
     total, done = p.get("chunks_total") or 0, p.get("chunks_done") or 0
     eta = f" ETA {p['eta_s']:.0f}s" if p.get("eta_s") is not None else ""
-    return (done / total if total else 0.0), f"{p.get('phase', 'queued')} {done}/{total} chunks {p.get('rate') or 0:.1f}/s{eta}"
+    reused = f" ({p['reused']} reused)" if p.get("reused") else ""
+    return (done / total if total else 0.0), f"{p.get('phase', 'queued')} {done}/{total} chunks{reused} {p.get('rate') or 0:.1f}/s{eta}"
 
 
 def _gate_progress(p: dict) -> tuple[float, str]:
@@ -64,11 +65,11 @@ def add_commands(idx: argparse._SubParsersAction, family: str, services: Service
         r = job.result or {}
         for s in r.get("skipped", []):
             print(f"skipped {s}", file=sys.stderr)
-        if r.get("reused"):
+        if r.get("unchanged"):
             print(f"unchanged corpus: {r['collection']} already holds these {r['n_chunks']} chunks (nothing written)")
         else:
-            print(f"{r['collection']}: {r['n_docs']} documents, {r['n_chunks']} chunks in {r['seconds']:.1f}s "
-                  f"(not live: gate it with `index gate {r['collection']}`, then `index promote {r['collection']}`)")
+            print(f"{r['collection']}: {r['n_docs']} documents, {r['n_chunks']} chunks ({r['embedded']} embedded, "
+                  f"{r['reused']} reused) in {r['seconds']:.1f}s (not live: gate it with `index gate {r['collection']}`, then `index promote {r['collection']}`)")
         if args.json:
             print(json.dumps({k: v for k, v in r.items() if k != "summary"}))
         return 0

@@ -242,17 +242,19 @@ class IndexAdmin:
 
         def on_progress(p: IngestProgress) -> None:  # once per embedding batch: coarse enough to store every one
             ctx.progress(collection=p.collection, phase=p.phase, docs=p.docs, chunks_total=p.chunks_total,
-                         chunks_done=p.chunks_done, rate=round(p.rate, 2),
+                         chunks_done=p.chunks_done, reused=p.reused, embedded=p.embedded, rate=round(p.rate, 2),
                          eta_s=round(p.eta_s, 1) if p.eta_s is not None else None, final=True)
 
         result = self.ingestor.ingest(loaded.documents, actor=actor, family=family, source=described, params=params,
                                       promote=False, progress=on_progress, cancel=ctx.cancel)
         ctx.progress(phase="done", collection=result.collection, chunks_total=result.n_chunks,
                      chunks_done=result.n_chunks, final=True)
-        return {"collection": result.collection, "version": result.version, "reused": result.reused,
+        return {"collection": result.collection, "version": result.version, "unchanged": result.unchanged,
                 "n_docs": result.n_docs, "n_chunks": result.n_chunks, "written": result.written,
+                "reused": result.reused, "embedded": result.embedded,
                 "seconds": round(result.seconds, 2), "skipped": loaded.skipped[:50],
-                "summary": {"collection": result.collection, "chunks": result.n_chunks, "reused": result.reused}}
+                "summary": {"collection": result.collection, "chunks": result.n_chunks, "unchanged": result.unchanged,
+                            "reused": result.reused, "embedded": result.embedded}}
 
     def rebuild_job(self, family: str | None = None):  # noqa: ANN201 - Job | None
         """The running rebuild of the family, else the last one (for the progress panel)."""

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from backend.db import metadata, utcnow
+from backend.db import dialect_insert, metadata, utcnow
 from backend.ledger.buckets import bucket_of
 from backend.ledger.calls import ModelCall, RequestContext
 
@@ -187,17 +187,9 @@ def row_values(ctx: RequestContext, call: ModelCall) -> dict:
     )
 
 
-def _insert(conn: Connection, table: sa.Table):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
-
-
 def _adding_upsert(conn: Connection, table: sa.Table, keys: list[str], adds: list[str]):
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET each `adds` column += the new row's value."""
-    stmt = _insert(conn, table)
+    stmt = dialect_insert(conn, table)
     return stmt.on_conflict_do_update(index_elements=keys, set_={k: table.c[k] + stmt.excluded[k] for k in adds})
 
 
@@ -228,7 +220,7 @@ class LedgerStore:
 
     def _statements(self, conn: Connection) -> dict:
         if self._stmts is None:
-            dims = _insert(conn, ledger_dims)
+            dims = dialect_insert(conn, ledger_dims)
             self._stmts = {
                 "row": ledger.insert(),
                 "daily": _adding_upsert(conn, ledger_daily, ["day", *DIMS], DAILY_SUMS),
@@ -236,7 +228,7 @@ class LedgerStore:
                 "question": _adding_upsert(conn, ledger_question_daily, ["day", *Q_DIMS],
                                            ["requests", "cost_usd", "saved_usd"]),
                 "key": _adding_upsert(conn, ledger_key_daily, ["api_key", "day"], ["requests", "calls", "cost_usd"]),
-                "question_text": _insert(conn, ledger_questions).on_conflict_do_nothing(index_elements=["question_hash"]),
+                "question_text": dialect_insert(conn, ledger_questions).on_conflict_do_nothing(index_elements=["question_hash"]),
                 "dims": dims.on_conflict_do_update(index_elements=["dim", "value"], set_={
                     "first_day": sa.case((dims.excluded.first_day < ledger_dims.c.first_day, dims.excluded.first_day),
                                          else_=ledger_dims.c.first_day),
