@@ -131,6 +131,13 @@ class PolicyStore:
             raise NotFoundError(f"unknown policy '{name}'" + (f" version {version}" if version else ""))
         return Policy(name=row.name, version=row.version, **row.spec)
 
+    def by_ref(self, ref: str) -> Policy:
+        """A saved policy named as `name` (its latest version) or `name@version`."""
+        name, _, version = ref.partition("@")
+        if version and not version.isdigit():
+            raise NotFoundError(f"unknown policy '{ref}': use name or name@version")
+        return self.get(name, int(version) if version else None)
+
     def list(self) -> list[dict]:
         """Latest version of every policy, plus its version count."""
         with self._engine.connect() as conn:

@@ -21,7 +21,7 @@ from backend.api.models import (ChatRequest, ErrorResponse, FeedbackRequest, Mod
                                 QueryResponse)
 from backend.api.ratelimit import RateLimiter
 from backend.engine import Answer, Retrieved
-from backend.errors import InputError, NotFoundError
+from backend.errors import InputError
 from backend.live import route, stream_live
 from backend.policy import Policy
 
@@ -109,10 +109,7 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
             if top_k is not None:
                 raise InputError("top_k needs a named policy: the live release decides its own")
             return None
-        base, _, ver = name.partition("@")
-        if ver and not ver.isdigit():
-            raise NotFoundError(f"unknown policy '{name}': use name or name@version")
-        policy = services().policies.get(base, int(ver) if ver else None)
+        policy = services().policies.by_ref(name)
         return policy.model_copy(update={"top_k": top_k}) if top_k is not None else policy
 
     def events(question: str, policy: Policy | None, who: Actor, filters: dict | None,
