@@ -4,15 +4,16 @@ names hidden until the vote), the offline comparison over a golden set (both eva
 one background job), the online comparison of the live variants, and the release controls
 (create, candidate and share, guardrails, promote, roll back, history, a live-path probe).
 
-Widget keys are namespaced `ab.*`. The row builders at the top are pure functions of backend
-data (no Streamlit calls), so tests can check what the page shows without a browser."""
+Widget keys are namespaced `ab.*` (console.kit.PageKeys); the experiment shown in the online tab is
+in the URL too (?ab.experiment=, bound by Streamlit). The row builders at the top are pure functions
+of backend data (no Streamlit calls), so tests can check what the page shows without a browser."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import random
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 import streamlit as st
 
@@ -28,16 +29,16 @@ from backend.live import answer_live, guardrail_status
 from backend.policy import Policy
 from backend.releases import Guardrails, policy_diff
 from backend.services import Services
-from console import answer_view
+from console import answer_view, kit
 from console.access_view import need
 from console.auth import current_actor
 from console.job_progress import job_progress
-from console.markup import escape_md, fmt_ms, latency_bar
+from console.markup import escape_md, latency_bar
 from console.state import describe
 
 log = logging.getLogger(__name__)
 
-NS = "ab"
+keys = kit.PageKeys("ab")
 SS = st.session_state
 BUILTIN = "default:"  # option value of the built-in default policy
 POLICY_INDEX = "__policy__"
@@ -49,10 +50,6 @@ NARROW_CARDS = "<style>table.rag-scores th span { display: block; margin-left: 0
 ONLINE_SOURCES = {"all": "all traffic", "api": "API keys", "console": "console users"}
 EVENT_ICONS = {"set_current": "📌", "set_candidate": "🧪", "set_share": "🎚️", "clear_candidate": "⏹️", "promote": "🚀",
                "rollback": "↩️", "guardrail_trip": "🚨"}
-
-
-def key(name: str) -> str:
-    return f"{NS}.{name}"
 
 
 # --- pure builders ----------------------------------------------------------------------------------
@@ -92,7 +89,7 @@ def offline_metric_rows(diff: dict, run_a: dict, run_b: dict) -> list[dict]:
     """Per metric: A's and B's means, the paired delta (B − A) with its 95% CI, p-value and verdict."""
     rows = []
     for m, d in diff["metrics"].items():
-        significant = d["p_value"] < 0.05 and (d["low"] > 0 or d["high"] < 0)
+        significant = kit.significant(d["p_value"], d["low"], d["high"])
         rows.append({"metric": m, "A": (run_a["metrics"].get(m) or {}).get("mean"),
                      "B": (run_b["metrics"].get(m) or {}).get("mean"), "delta (B − A)": d["delta"],
                      "95% CI": f"[{d['low']:+.3f}, {d['high']:+.3f}]", "p-value": d["p_value"],
@@ -104,7 +101,7 @@ def offline_cost_rows(diff: dict) -> list[dict]:
     return [{"per item": name, "A": d["a"], "B": d["b"], "delta (B − A)": d["delta"],
              "95% CI": f"[{d['low']:+.4g}, {d['high']:+.4g}]", "p-value": d["p_value"],
              "verdict": (("▲ B higher" if d["delta"] > 0 else "▼ B lower")
-                         if d["p_value"] < 0.05 and (d["low"] > 0 or d["high"] < 0) else "≈ no significant change")}
+                         if kit.significant(d["p_value"], d["low"], d["high"]) else "≈ no significant change")}
             for name, d in diff["costs"].items()]
 
 
@@ -113,10 +110,6 @@ def offline_item_rows(diff: dict, changed_only: bool) -> list[dict]:
     return [{"change": CHANGE_ICONS[r["change"]], "question": r["question"], f"{p} A": r[f"{p} A"],
              f"{p} B": r[f"{p} B"], "delta": r["delta"], "gold moves (A → B)": r["gold moves"]}
             for r in diff["items"] if not changed_only or r["change"] != "unchanged"]
-
-
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{x:.1%}"
 
 
 def variant_display_rows(report: OnlineReport) -> list[dict]:
@@ -130,12 +123,12 @@ def variant_display_rows(report: OnlineReport) -> list[dict]:
         votes = int(r["votes won"].split("/")[1])
         out.append({
             "variant": r["variant"], "requests": r["requests"], "errors": r["errors"],
-            "error rate [95% CI]": f"{_pct(r['error rate'])} {r['error rate 95% CI']}".strip(),
+            "error rate [95% CI]": f"{kit.pct(r['error rate'])} {r['error rate 95% CI']}".strip(),
             "p50 ms [95% CI]": ms("p50"), "p95 ms [95% CI]": ms("p95"),
-            "cost / request": "—" if r["cost / request"] is None else f"${r['cost / request']:.6f}",
-            "thumbs up [95% CI]": f"{_pct(r['thumbs-up rate'])} of {rated} {r['thumbs-up 95% CI']}".strip() if rated
+            "cost / request": kit.money(r["cost / request"], 6),
+            "thumbs up [95% CI]": f"{kit.pct(r['thumbs-up rate'])} of {rated} {r['thumbs-up 95% CI']}".strip() if rated
             else "— (none rated)",
-            "pairwise wins [95% CI]": f"{_pct(r['win rate'])} of {votes} {r['win rate 95% CI']}".strip() if votes
+            "pairwise wins [95% CI]": f"{kit.pct(r['win rate'])} of {votes} {r['win rate 95% CI']}".strip() if votes
             else "— (no votes)",
         })
     return out
@@ -149,10 +142,8 @@ def comparison_rows(report: OnlineReport) -> list[dict]:
         pct = c.metric in ("error rate", "thumbs-up rate", "pairwise win rate")
 
         def fmt(x: float) -> str:
-            if x != x:  # nan
-                return "—"
-            if pct:
-                return f"{x:.1%}"
+            if pct or kit.missing(x):
+                return kit.pct(x)
             return f"{x:,.6f}" if "USD" in c.metric else f"{x:,.1f}"
 
         ci = "—" if c.low != c.low else f"[{fmt(c.low)}, {fmt(c.high)}]"
@@ -188,37 +179,6 @@ def experiment_label(e: dict) -> str:
             f"{e['outcome']}{trips}")
 
 
-# --- small helpers ---------------------------------------------------------------------------------------
-def _flash(kind: str, message: str) -> None:
-    SS.setdefault(key("flash"), []).append((kind, message))
-
-
-def flash() -> None:
-    """Outcomes of the last actions (kept across the rerun that closed a dialog)."""
-    with st.container():
-        for kind, message in SS.pop(key("flash"), []):
-            getattr(st, kind)(message, icon={"success": "✅", "error": "🛑", "warning": "⚠️", "info": "▶️"}.get(kind))
-
-
-def _try(action: Callable[[], Any], what: str) -> Any:
-    """Run a backend call; a refusal or failure becomes a flash message."""
-    try:
-        return action()
-    except RagError as exc:
-        _flash("error", f"{what} — {describe(exc)}")
-    except Exception as exc:  # unexpected: shown briefly, details in the server log
-        log.exception("A/B action failed: %s", what)
-        _flash("error", f"{what} — unexpected error: {describe(exc)}")
-    return None
-
-
-def _select(label: str, options: list, name: str, **kwargs: Any) -> Any:
-    """A keyed selectbox whose remembered choice is dropped once it is no longer an option."""
-    if SS.get(key(name)) not in options:
-        SS.pop(key(name), None)
-    return st.selectbox(label, options, key=key(name), **kwargs)
-
-
 # --- the two policies ------------------------------------------------------------------------------------
 def policy_options(services: Services) -> list[str]:
     options = [BUILTIN]
@@ -233,14 +193,14 @@ def load_policy(services: Services, option: str) -> Policy:
 
 
 def _from_url(name: str, options: list[str], default: str) -> None:
-    if SS.get(key(name)) in options:
+    if SS.get(keys(name)) in options:
         return
     raw = st.query_params.get(name)
-    SS[key(name)] = raw if raw in options else default
+    SS[keys(name)] = raw if raw in options else default
 
 
 def _to_url(name: str) -> None:
-    st.query_params[name] = SS[key(name)]
+    st.query_params[name] = SS[keys(name)]
 
 
 def pickers(services: Services) -> tuple[Policy, Policy]:
@@ -254,12 +214,12 @@ def pickers(services: Services) -> tuple[Policy, Policy]:
     _from_url("a", options, BUILTIN)
     _from_url("b", options, saved[0] if saved else BUILTIN)
     left, right = st.columns(2)
-    left.selectbox("Policy A (baseline)", options, key=key("a"), format_func=option_label, on_change=_to_url, args=("a",))
-    right.selectbox("Policy B (challenger)", options, key=key("b"), format_func=option_label, on_change=_to_url, args=("b",))
+    left.selectbox("Policy A (baseline)", options, key=keys("a"), format_func=option_label, on_change=_to_url, args=("a",))
+    right.selectbox("Policy B (challenger)", options, key=keys("b"), format_func=option_label, on_change=_to_url, args=("b",))
     for name in ("a", "b"):
-        if st.query_params.get(name) != SS[key(name)]:
+        if st.query_params.get(name) != SS[keys(name)]:
             _to_url(name)
-    a, b = load_policy(services, SS[key("a")]), load_policy(services, SS[key("b")])
+    a, b = load_policy(services, SS[keys("a")]), load_policy(services, SS[keys("b")])
     if not saved:
         st.caption("Only the built-in policy exists: save variants from the chat tester's sidebar (💾 Save as policy).")
     return a, b
@@ -276,8 +236,8 @@ def policy_diff_view(a: Policy, b: Policy) -> None:
     else:
         st.markdown(f"**{escape_md(a.label())}** and **{escape_md(b.label())}** answer the same way (no field differs "
                     "but the name).")
-    only = st.toggle("Changed fields only", key=key("diff_changed_only"))
-    st.dataframe(diff_rows(a, b, only), hide_index=True, width="stretch", key=key("diff_table"),
+    only = st.toggle("Changed fields only", key=keys("diff_changed_only"))
+    st.dataframe(diff_rows(a, b, only), hide_index=True, width="stretch", key=keys("diff_table"),
                  column_config={"field": st.column_config.TextColumn(width="small"),
                                 "change": st.column_config.TextColumn(width="small")})
     st.caption("Policy versions are never rewritten: saving a policy again creates its next version.")
@@ -297,19 +257,19 @@ def _ask(services: Services, a: Policy, b: Policy, question: str, blind: bool) -
         except Exception as exc:  # a bug: logged, shown as a message in its column
             log.exception("side-by-side question failed")
             pair["errors"][side] = f"console: unexpected error ({type(exc).__name__}); see the server log"
-    SS[key("pair")] = pair
+    SS[keys("pair")] = pair
 
 
 def _vote(services: Services, shown: str) -> None:
     """A click on a vote button; `shown` is left / right / tie / both_bad as displayed."""
-    pair = SS.get(key("pair"))
+    pair = SS.get(keys("pair"))
     if not pair or pair["vote"]:
         return
     true = {"left": pair["order"][0], "right": pair["order"][1]}.get(shown, shown)
     a, b = pair["answers"]["a"], pair["answers"]["b"]
-    done = _try(lambda: services.releases.vote(current_actor(), pair["question"], pair["labels"]["a"], pair["labels"]["b"],
-                                               a.request_id, b.request_id, pair["order"][0], pair["blind"], true) or True,
-                "Vote not saved")
+    done = kit.run(keys, lambda: services.releases.vote(current_actor(), pair["question"], pair["labels"]["a"],
+                                                        pair["labels"]["b"], a.request_id, b.request_id, pair["order"][0],
+                                                        pair["blind"], true) or True, failed="Vote not saved")
     if done:
         pair["vote"] = true
 
@@ -319,7 +279,7 @@ def _blind_summary(ans: Answer) -> str:
     tokens = "no model tokens" if ans.usage.method == "none" else \
         f"{ans.usage.prompt_tokens:,} + {ans.usage.completion_tokens:,} tokens"
     cost = f"\\${ans.cost_usd:.6f}" if ans.price_known else "cost unknown"
-    return " · ".join([f"⏱ {fmt_ms(ans.latency_ms.get('total', 0.0))}", tokens, cost,
+    return " · ".join([f"⏱ {kit.duration(ans.latency_ms.get('total', 0.0))}", tokens, cost,
                        "cache hit" if ans.cache_hit else "cache miss"])
 
 
@@ -349,18 +309,18 @@ def _column(services: Services, pair: dict, side: str, position: str) -> None:
 
 
 def side_by_side(services: Services, a: Policy, b: Policy) -> None:
-    with st.form(key("ask_form"), border=False):
+    with st.form(keys("ask_form"), border=False):
         c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
-        question = c1.text_input("Question", key=key("question"), placeholder="One question, answered by A and by B")
-        asked = c2.form_submit_button("🆚 Ask both", type="primary", key=key("ask"), width="stretch")
-    st.toggle("🙈 Blind — hide which answer is which and randomize the order until you vote", key=key("blind"))
+        question = c1.text_input("Question", key=keys("question"), placeholder="One question, answered by A and by B")
+        asked = c2.form_submit_button("🆚 Ask both", type="primary", key=keys("ask"), width="stretch")
+    st.toggle("🙈 Blind — hide which answer is which and randomize the order until you vote", key=keys("blind"))
     if asked:
         if not (question or "").strip():
             st.warning("Type a question first.", icon="✍️")
         else:
             with st.spinner("Asking A and B…"):
-                _ask(services, a, b, question.strip(), bool(SS.get(key("blind"))))
-    pair = SS.get(key("pair"))
+                _ask(services, a, b, question.strip(), bool(SS.get(keys("blind"))))
+    pair = SS.get(keys("pair"))
     if not pair:
         st.caption("Each answer shows its sources with their dense, BM25, fused and rerank scores, its latency per "
                    "stage, tokens and cost. Votes are stored per pair of policies (pairwise, not thumbs).")
@@ -375,7 +335,7 @@ def side_by_side(services: Services, a: Policy, b: Policy) -> None:
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.markdown("**Which answer is better?**", width="content")
         for shown, label in (*names.items(), ("tie", "🤝 Tie"), ("both_bad", "👎 Both bad")):
-            st.button(label, key=key(f"vote_{shown}"), disabled=not both or pair["vote"] is not None,
+            st.button(label, key=keys(f"vote_{shown}"), disabled=not both or pair["vote"] is not None,
                       on_click=_vote, args=(services, shown))
     if pair["vote"]:
         winner = {"a": f"A ({pair['labels']['a']})", "b": f"B ({pair['labels']['b']})"}.get(pair["vote"])
@@ -404,12 +364,13 @@ def _vote_tally(services: Services, label_a: str, label_b: str) -> None:
 
 # --- offline comparison --------------------------------------------------------------------------------
 def _on_start_offline(services: Services, a: Policy, b: Policy) -> None:
-    job_id = _try(lambda: start_offline(services.jobs, services.evals, services.golden, SS[key("set")], a, b,
-                                        current_actor(), version=SS.get(key("set_version")),
-                                        generate=bool(SS.get(key("generate"), True))), "Not started")
+    job_id = kit.run(keys, lambda: start_offline(services.jobs, services.evals, services.golden, SS[keys("set")], a, b,
+                                                 current_actor(), version=SS.get(keys("set_version")),
+                                                 generate=bool(SS.get(keys("generate"), True))), failed="Not started")
     if job_id is not None:
-        SS[key("offline_job")] = job_id
-        _flash("info", f"Started offline comparison job {job_id}: {a.label()} then {b.label()} over the golden set.")
+        SS[keys("offline_job")] = job_id
+        kit.note(keys, f"Started offline comparison job {job_id}: {a.label()} then {b.label()} over the golden set.",
+                 "info")
 
 
 def _offline_text(job: Job) -> tuple[float, str]:
@@ -436,29 +397,30 @@ def offline(services: Services, a: Policy, b: Policy) -> None:
         names = [s["name"] for s in sets]
         latest = {s["name"]: s["latest_version"] for s in sets}
         with st.container(horizontal=True, vertical_alignment="bottom"):
-            name = _select("Golden set", names, "set", width=280)
-            _select("Version", list(range(latest[name], 0, -1)), "set_version", format_func=lambda v: f"v{v}", width=110)
-            st.toggle("Answers and answer metrics", value=True, key=key("generate"),
+            name = kit.select("Golden set", names, keys("set"), width=280)
+            kit.select("Version", list(range(latest[name], 0, -1)), keys("set_version"), format_func=lambda v: f"v{v}",
+                       width=110)
+            st.toggle("Answers and answer metrics", value=True, key=keys("generate"),
                       help="Also generate an answer per item and score it against the reference answer; off: retrieval "
                            "metrics only (faster).")
-            st.button("▶️ Run A and B", type="primary", key=key("offline_start"), on_click=_on_start_offline,
+            st.button("▶️ Run A and B", type="primary", key=keys("offline_start"), on_click=_on_start_offline,
                       args=(services, a, b), **need(Action.run_evaluation))
         st.caption(f"Runs {escape_md(a.label())} then {escape_md(b.label())} over every item (each policy on its own "
                    "index, else the live alias) as one background job; leave the page and come back, it keeps going.")
     jobs = services.jobs.list(kind=OFFLINE_JOB, limit=50)
     for job in [j for j in jobs if j.active]:
-        job_progress(services.jobs, job.id, _offline_text, "⏹️ Cancel", key(f"cancel.{job.id}"))
+        job_progress(services.jobs, job.id, _offline_text, "⏹️ Cancel", keys(f"cancel.{job.id}"))
     finished = [j for j in jobs if j.status == DONE and (j.result or {}).get("run_b")]
     for j in jobs:
-        if not j.active and j.status != DONE and j.id == SS.get(key("offline_job")):
+        if not j.active and j.status != DONE and j.id == SS.get(keys("offline_job")):
             st.error(f"Offline comparison job {j.id} {j.status}: {escape_md(j.error)}", icon="🛑")
     if not finished:
         return
     ids = [j.id for j in finished]
-    if SS.get(key("offline_job")) in ids and SS.get(key("offline_pick")) != SS[key("offline_job")]:
-        SS[key("offline_pick")] = SS.pop(key("offline_job"))  # the job this browser just ran
+    if SS.get(keys("offline_job")) in ids and SS.get(keys("offline_pick")) != SS[keys("offline_job")]:
+        SS[keys("offline_pick")] = SS.pop(keys("offline_job"))  # the job this browser just ran
     by_id = {j.id: j for j in finished}
-    job = by_id[_select("Comparison", ids, "offline_pick", format_func=lambda i: _job_label(by_id[i]))]
+    job = by_id[kit.select("Comparison", ids, keys("offline_pick"), format_func=lambda i: _job_label(by_id[i]))]
     offline_result(services, job)
 
 
@@ -466,10 +428,10 @@ def offline_result(services: Services, job: Job) -> None:
     run_a, run_b = services.evals.get(job.result["run_a"]), services.evals.get(job.result["run_b"])
     common = [m for m in run_b["metrics"] if m in run_a["metrics"]]
     primaries = [m for m in HEADLINE if m in common] or sorted(common)
-    if SS.get(key("primary")) not in primaries:
-        SS[key("primary")] = "ndcg@10" if "ndcg@10" in primaries else primaries[0]
+    if SS.get(keys("primary")) not in primaries:
+        SS[keys("primary")] = "ndcg@10" if "ndcg@10" in primaries else primaries[0]
     try:
-        diff = offline_diff(services.evals, run_a["id"], run_b["id"], primary=SS[key("primary")])
+        diff = offline_diff(services.evals, run_a["id"], run_b["id"], primary=SS[keys("primary")])
     except RagError as exc:
         st.error(describe(exc), icon="🛑")
         return
@@ -477,22 +439,22 @@ def offline_result(services: Services, job: Job) -> None:
                 f"{escape_md(run_b['policy'])} (run #{run_b['id']}, `{run_b['collection']}`) · {diff['n_items']} items of "
                 f"{escape_md(run_a['golden_set'])} v{run_a['golden_version']}")
     with st.container(horizontal=True, vertical_alignment="bottom", gap="large"):
-        st.selectbox("Items judged by", primaries, key=key("primary"), width=200)
+        st.selectbox("Items judged by", primaries, key=keys("primary"), width=200)
         for change, label in (("improved", "🟢 Improved"), ("regressed", "🔴 Regressed"), ("unchanged", "⚪ Unchanged")):
             st.metric(label, diff["counts"][change], width="content")
-    st.dataframe(offline_metric_rows(diff, run_a, run_b), hide_index=True, width="stretch", key=key("offline_metrics"),
+    st.dataframe(offline_metric_rows(diff, run_a, run_b), hide_index=True, width="stretch", key=keys("offline_metrics"),
                  column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("A", "B", "p-value")} |
                  {"delta (B − A)": st.column_config.NumberColumn(format="%+.4f")})
-    st.dataframe(offline_cost_rows(diff), hide_index=True, width="stretch", key=key("offline_costs"),
+    st.dataframe(offline_cost_rows(diff), hide_index=True, width="stretch", key=keys("offline_costs"),
                  column_config={"A": st.column_config.NumberColumn(format="%.4g"),
                                 "B": st.column_config.NumberColumn(format="%.4g"),
                                 "delta (B − A)": st.column_config.NumberColumn(format="%+.4g"),
                                 "p-value": st.column_config.NumberColumn(format="%.4f")})
     st.caption("delta = B − A over the shared items; 95% CI and p-value from a paired bootstrap (2,000 resamples of item "
                "pairs). Latency is the retrieval stage of each item; tokens and cost are the answer's.")
-    changed_only = st.toggle("Changed items only", key=key("offline_changed_only"))
+    changed_only = st.toggle("Changed items only", key=keys("offline_changed_only"))
     rows = offline_item_rows(diff, changed_only)
-    st.dataframe(rows, hide_index=True, width="stretch", key=key("offline_items"),
+    st.dataframe(rows, hide_index=True, width="stretch", key=keys("offline_items"),
                  column_config={"delta": st.column_config.NumberColumn(format="%+.3f"),
                                 "question": st.column_config.TextColumn(width="medium"),
                                 "gold moves (A → B)": st.column_config.TextColumn(width="large")})
@@ -509,14 +471,15 @@ def online(services: Services) -> None:
                 "share. Live requests (`backend.live.answer_live`) record their variant on every ledger row.", icon="📈")
         return
     by_id = {e["experiment"]: e for e in experiments}
-    chosen = _select("Experiment", list(by_id), "experiment", format_func=lambda x: experiment_label(by_id[x]))
+    chosen = kit.select("Experiment", list(by_id), keys("experiment"), format_func=lambda x: experiment_label(by_id[x]),
+                        bind="query-params")
     exp = by_id[chosen]
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     source = left.segmented_control(
-        "Traffic", list(ONLINE_SOURCES), default="all", format_func=ONLINE_SOURCES.get, key=key("online_source"),
+        "Traffic", list(ONLINE_SOURCES), default="all", format_func=ONLINE_SOURCES.get, key=keys("online_source"),
         help="Whose requests to count: those sent with an API key (production), those of console users, or all "
              "(system requests too). Pairwise votes are the console's own, whatever the traffic.") or "all"
-    right.button("🔄 Refresh", key=key("online_refresh"), help="Read the ledger, traces and votes again")
+    right.button("🔄 Refresh", key=keys("online_refresh"), help="Read the ledger, traces and votes again")
     report = online_report(services.db, releases, exp, source=source)
     cur, cand = releases.get(exp["current_id"]), releases.get(exp["candidate_id"])
     until = f"{exp['ended_at']:%Y-%m-%d %H:%M} ({exp['outcome']})" if exp["ended_at"] else "now (running)"
@@ -524,8 +487,8 @@ def online(services: Services) -> None:
                 f"{exp['started_at']:%Y-%m-%d %H:%M} to {until} · {ONLINE_SOURCES[source]}")
     for t in exp["trips"]:
         st.warning(f"{t['ts']:%Y-%m-%d %H:%M:%S} · {t['reason']}", icon="🚨")
-    st.dataframe(variant_display_rows(report), hide_index=True, width="stretch", key=key("online_variants"))
-    st.dataframe(comparison_rows(report), hide_index=True, width="stretch", key=key("online_tests"),
+    st.dataframe(variant_display_rows(report), hide_index=True, width="stretch", key=keys("online_variants"))
+    st.dataframe(comparison_rows(report), hide_index=True, width="stretch", key=keys("online_tests"),
                  column_config={"p-value": st.column_config.NumberColumn(format="%.4f"),
                                 "significant yet?": st.column_config.TextColumn(width="large")})
     st.caption("Requests, errors and cost from the ledger (one request = its model calls), latency = end to end "
@@ -535,25 +498,10 @@ def online(services: Services) -> None:
 
 
 # --- releases -------------------------------------------------------------------------------------------
-def _open(kind: str) -> None:
-    SS[key("dialog")] = kind
-
-
-def _close() -> None:
-    SS.pop(key("dialog"), None)
-
-
-def _done(message: str) -> None:
-    _close()
-    _flash("success", message)
-    st.rerun()
-
-
-@st.dialog("Promote the candidate?", on_dismiss=_close)
-def _confirm_promote(services: Services) -> None:
+def _promote_body(services: Services) -> None:
     state = services.releases.state()
     if state.candidate is None:
-        _close()
+        kit.close(keys)
         st.rerun()
     cand, cur = state.candidate, state.current
     alias = services.releases.alias
@@ -563,92 +511,81 @@ def _confirm_promote(services: Services) -> None:
     if cand["collection"] != live:
         st.markdown(f"`{alias}` will point at **`{cand['collection']}`** instead of `{live}` in the same step (one atomic "
                     "alias update, recorded in the alias history).")
-    reason = st.text_input("Why (recorded with the release event)", key=key("promote_reason"))
-    if st.button("🚀 Promote now", type="primary", key=key("promote_confirm")):
-        done = _try(lambda: services.releases.promote(current_actor(), reason), "Not promoted")
-        if done is not None:
-            _done(f"Promoted {done['label']}: it is now the current release.")
-        else:
-            _close()
-            st.rerun()
+    st.text_input("Why (recorded with the release event)", key=keys("promote_reason"))
 
 
-@st.dialog("Roll back?", on_dismiss=_close)
-def _confirm_rollback(services: Services) -> None:
+def _rollback_body(services: Services) -> None:
     target = services.releases.rollback_target()
     state = services.releases.state()
     if target is None or state.current is None:
-        _close()
+        kit.close(keys)
         st.rerun()
     st.markdown(f"Back to **{escape_md(target['label'])}** instead of {escape_md(state.current['label'])}"
                 + (" (the candidate is cleared)" if state.candidate else "") + ".")
     if target["collection"] != state.current["collection"]:
         st.markdown(f"`{services.releases.alias}` will point back at **`{target['collection']}`** in the same step.")
-    reason = st.text_input("Why (recorded with the release event)", key=key("rollback_reason"))
-    if st.button("↩️ Roll back now", type="primary", key=key("rollback_confirm")):
-        done = _try(lambda: services.releases.rollback(current_actor(), reason), "Not rolled back")
-        if done is not None:
-            _done(f"Rolled back to {done['label']}.")
-        else:
-            _close()
-            st.rerun()
+    st.text_input("Why (recorded with the release event)", key=keys("rollback_reason"))
 
 
 def dialogs(services: Services) -> None:
-    kind = SS.get(key("dialog"))
-    if kind == "promote":
-        _confirm_promote(services)
-    elif kind == "rollback":
-        _confirm_rollback(services)
+    """Draw the confirmation dialog that is open (one per run)."""
+    d, releases = kit.asked(keys), services.releases
+    if d and d["kind"] == "promote":
+        kit.confirm(keys, "Promote the candidate?", "🚀 Promote now", "promote",
+                    lambda: releases.promote(current_actor(), SS.get(keys("promote_reason"), "")),
+                    ok=lambda done: f"Promoted {done['label']}: it is now the current release.", failed="Not promoted",
+                    body=lambda: _promote_body(services))
+    elif d and d["kind"] == "rollback":
+        kit.confirm(keys, "Roll back?", "↩️ Roll back now", "rollback",
+                    lambda: releases.rollback(current_actor(), SS.get(keys("rollback_reason"), "")),
+                    ok=lambda done: f"Rolled back to {done['label']}.", failed="Not rolled back",
+                    body=lambda: _rollback_body(services))
 
 
 def _on_create(services: Services) -> None:
-    name, version = parse_option(SS[key("new_policy")])
-    index = SS.get(key("new_index"))
-    r = _try(lambda: services.releases.create(current_actor(), name, version, index=None if index == POLICY_INDEX else index,
-                                              note=SS.get(key("new_note"), "")), "Release not created")
+    name, version = parse_option(SS[keys("new_policy")])
+    index = SS.get(keys("new_index"))
+    r = kit.run(keys, lambda: services.releases.create(current_actor(), name, version,
+                                                       index=None if index == POLICY_INDEX else index,
+                                                       note=SS.get(keys("new_note"), "")),
+                failed="Release not created", ok=lambda r: f"Created release {r['label']}.")
     if r is not None:
-        _flash("success", f"Created release {r['label']}.")
-        SS[key("pick")] = r["id"]
+        SS[keys("pick")] = r["id"]
 
 
 def _on_make_current(services: Services) -> None:
-    rid = SS.get(key("pick"))
-    if _try(lambda: services.releases.set_current(current_actor(), rid, SS.get(key("reason"), "")) or True,
-            "Not made current"):
-        _flash("success", f"Release #{rid} is now current.")
-        SS[key("reason")] = ""
+    rid = SS.get(keys("pick"))
+    if kit.run(keys, lambda: services.releases.set_current(current_actor(), rid, SS.get(keys("reason"), "")) or True,
+               failed="Not made current", ok=f"Release #{rid} is now current."):
+        SS[keys("reason")] = ""
 
 
 def _on_set_candidate(services: Services) -> None:
-    rid, share = SS.get(key("pick")), SS[key("share")] / 100
-    exp = _try(lambda: services.releases.set_candidate(current_actor(), rid, share, SS.get(key("reason"), "")),
-               "Candidate not set")
-    if exp:
-        _flash("success", f"Release #{rid} is the candidate for {share:.0%} of users (experiment {exp}).")
-        SS[key("reason")] = ""
+    rid, share = SS.get(keys("pick")), SS[keys("share")] / 100
+    if kit.run(keys, lambda: services.releases.set_candidate(current_actor(), rid, share, SS.get(keys("reason"), "")),
+               failed="Candidate not set",
+               ok=lambda exp: f"Release #{rid} is the candidate for {share:.0%} of users (experiment {exp})."):
+        SS[keys("reason")] = ""
 
 
 def _on_share(services: Services) -> None:
-    share = SS[key("new_share")] / 100
-    if _try(lambda: services.releases.set_share(current_actor(), share, SS.get(key("reason"), "")) or True,
-            "Share not changed"):
-        _flash("success", f"Candidate share set to {share:.0%}.")
-        SS[key("reason")] = ""
+    share = SS[keys("new_share")] / 100
+    if kit.run(keys, lambda: services.releases.set_share(current_actor(), share, SS.get(keys("reason"), "")) or True,
+               failed="Share not changed", ok=f"Candidate share set to {share:.0%}."):
+        SS[keys("reason")] = ""
 
 
 def _on_clear(services: Services) -> None:
-    if _try(lambda: services.releases.clear_candidate(current_actor(), SS.get(key("reason"), "")) or True,
-            "Candidate not cleared"):
-        _flash("success", "Experiment stopped: every user gets the current release.")
-        SS[key("reason")] = ""
+    if kit.run(keys, lambda: services.releases.clear_candidate(current_actor(), SS.get(keys("reason"), "")) or True,
+               failed="Candidate not cleared", ok="Experiment stopped: every user gets the current release."):
+        SS[keys("reason")] = ""
 
 
 def _on_guardrails(services: Services) -> None:
-    g = Guardrails(max_error_rate=SS[key("g_error")] / 100, max_p95_ms=SS[key("g_p95")],
-                   window_minutes=SS[key("g_window")], min_requests=SS[key("g_min")])
-    if _try(lambda: services.releases.set_guardrails(current_actor(), g) or True, "Guardrails not saved"):
-        _flash("success", "Guardrails saved.")
+    g = Guardrails(max_error_rate=SS[keys("g_error")] / 100, max_p95_ms=SS[keys("g_p95")],
+                   window_minutes=SS[keys("g_window")], min_requests=SS[keys("g_min")])
+    kit.run(keys, lambda: services.releases.set_guardrails(current_actor(), g), failed="Guardrails not saved",
+            ok="Guardrails saved.")
 
 
 def live_status(services: Services) -> None:
@@ -676,9 +613,9 @@ def live_status(services: Services) -> None:
     icon = "🚨" if "over" in g["state"] else "⏸️" if "paused" in g["state"] else "🛡️"
     figures = ""
     if g.get("requests"):
-        figures = f" · candidate: {g['requests']} requests, error rate {g['error_rate']:.1%}, p95 {fmt_ms(g['p95_ms'])}"
+        figures = f" · candidate: {g['requests']} requests, error rate {g['error_rate']:.1%}, p95 {kit.duration(g['p95_ms'])}"
     st.markdown(f"{icon} **Guardrail:** {escape_md(g['state'])}{figures} · limits: error rate ≤ {gr.max_error_rate:.0%}, "
-                f"p95 ≤ {fmt_ms(gr.max_p95_ms)} over {gr.window_minutes} min, from {gr.min_requests} requests")
+                f"p95 ≤ {kit.duration(gr.max_p95_ms)} over {gr.window_minutes} min, from {gr.min_requests} requests")
 
 
 def controls(services: Services) -> None:
@@ -689,42 +626,42 @@ def controls(services: Services) -> None:
     st.markdown("**🎛️ Traffic**")
     if rows:
         with st.container(horizontal=True, vertical_alignment="bottom"):
-            pick = _select("Release", list(by_id), "pick", format_func=lambda i: by_id[i]["label"], width=380)
-            st.number_input("Candidate share (%)", 1, 100, 10, step=5, key=key("share"), width=170,
+            pick = kit.select("Release", list(by_id), keys("pick"), format_func=lambda i: by_id[i]["label"], width=380)
+            st.number_input("Candidate share (%)", 1, 100, 10, step=5, key=keys("share"), width=170,
                             help="Share of users (sticky per user) who get the candidate")
-            st.text_input("Why", key=key("reason"), placeholder="recorded with the event", width=260)
+            st.text_input("Why", key=keys("reason"), placeholder="recorded with the event", width=260)
         with st.container(horizontal=True):
             is_current = state.current is not None and pick == state.current["id"]
-            st.button("🧪 Set as candidate", type="primary", key=key("set_candidate"), on_click=_on_set_candidate,
+            st.button("🧪 Set as candidate", type="primary", key=keys("set_candidate"), on_click=_on_set_candidate,
                       args=(services,), **need(Action.set_traffic_share, disabled=state.current is None or is_current,
                                                help="Needs a current release" if state.current is None else None))
-            st.button("📌 Make current", key=key("make_current"), on_click=_on_make_current, args=(services,),
+            st.button("📌 Make current", key=keys("make_current"), on_click=_on_make_current, args=(services,),
                       **need(Action.promote, disabled=is_current,
                              help="First setup, or a direct switch (prefer candidate → promote)"))
     else:
         st.caption("No release yet: create one below.")
     if state.candidate:
         share = int(round(state.share * 100))
-        if SS.get(key("share_seen")) != (state.experiment_id, share):  # follow changes made elsewhere (a trip, the CLI)
-            SS[key("new_share")], SS[key("share_seen")] = share, (state.experiment_id, share)
+        if SS.get(keys("share_seen")) != (state.experiment_id, share):  # follow changes made elsewhere (a trip, the CLI)
+            SS[keys("new_share")], SS[keys("share_seen")] = share, (state.experiment_id, share)
         with st.container(horizontal=True, vertical_alignment="bottom"):
-            st.number_input("Candidate share now (%)", 0, 100, step=5, key=key("new_share"), width=190,
+            st.number_input("Candidate share now (%)", 0, 100, step=5, key=keys("new_share"), width=190,
                             help="0 pauses the experiment (the guardrail does this when it trips)")
-            st.button("🎚️ Apply share", key=key("apply_share"), on_click=_on_share, args=(services,),
+            st.button("🎚️ Apply share", key=keys("apply_share"), on_click=_on_share, args=(services,),
                       **need(Action.set_traffic_share))
-            st.button("⏹️ Stop experiment", key=key("clear"), on_click=_on_clear, args=(services,),
+            st.button("⏹️ Stop experiment", key=keys("clear"), on_click=_on_clear, args=(services,),
                       **need(Action.set_traffic_share))
-            st.button("🚀 Promote candidate", type="primary", key=key("promote"), on_click=_open, args=("promote",),
+            st.button("🚀 Promote candidate", type="primary", key=keys("promote"), on_click=kit.ask, args=(keys, "promote"),
                       **need(Action.promote))
     target = releases.rollback_target()
     if target is not None:
-        st.button(f"↩️ Roll back to {target['label']}", key=key("rollback"), on_click=_open, args=("rollback",),
+        st.button(f"↩️ Roll back to {target['label']}", key=keys("rollback"), on_click=kit.ask, args=(keys, "rollback"),
                   **need(Action.rollback))
 
 
 def create_form(services: Services) -> None:
     # Open on a first visit without releases, and stays as it was: a changing `expanded` would redraw it closed.
-    open_ = SS.setdefault(key("create_open"), not services.releases.list())
+    open_ = SS.setdefault(keys("create_open"), not services.releases.list())
     with st.expander("➕ Create a release (policy version × index version)", expanded=open_):
         try:
             options = policy_options(services)
@@ -733,27 +670,27 @@ def create_form(services: Services) -> None:
             st.error(describe(exc), icon="🛑")
             return
         alias = services.releases.alias
-        with st.form(key("create_form"), border=False):
+        with st.form(keys("create_form"), border=False):
             c1, c2, c3 = st.columns([2, 2, 2])
-            c1.selectbox("Policy version", options, key=key("new_policy"), format_func=option_label)
-            c2.selectbox("Index version", [POLICY_INDEX, alias, *collections], key=key("new_index"),
+            c1.selectbox("Policy version", options, key=keys("new_policy"), format_func=option_label)
+            c2.selectbox("Index version", [POLICY_INDEX, alias, *collections], key=keys("new_index"),
                          format_func=lambda o: "the policy's index (else the live alias)" if o == POLICY_INDEX
                          else f"{o} (live alias, resolved now)" if o == alias else o)
-            c3.text_input("Note", key=key("new_note"), placeholder="what this release changes")
-            st.form_submit_button("➕ Create release", key=key("create"), on_click=_on_create, args=(services,),
+            c3.text_input("Note", key=keys("new_note"), placeholder="what this release changes")
+            st.form_submit_button("➕ Create release", key=keys("create"), on_click=_on_create, args=(services,),
                                   **need(Action.experiment))
 
 
 def guardrail_form(services: Services) -> None:
     g = services.releases.state().guardrails
     with st.expander("🛡️ Guardrail settings"):
-        with st.form(key("guardrail_form"), border=False):
+        with st.form(keys("guardrail_form"), border=False):
             c1, c2, c3, c4 = st.columns(4)
-            c1.number_input("Max error rate (%)", 0.0, 100.0, g.max_error_rate * 100, step=1.0, key=key("g_error"))
-            c2.number_input("Max p95 (ms)", 1.0, 600_000.0, float(g.max_p95_ms), step=500.0, key=key("g_p95"))
-            c3.number_input("Window (minutes)", 1, 1440, g.window_minutes, key=key("g_window"))
-            c4.number_input("Min requests", 1, 100_000, g.min_requests, key=key("g_min"))
-            st.form_submit_button("💾 Save guardrails", key=key("save_guardrails"), on_click=_on_guardrails,
+            c1.number_input("Max error rate (%)", 0.0, 100.0, g.max_error_rate * 100, step=1.0, key=keys("g_error"))
+            c2.number_input("Max p95 (ms)", 1.0, 600_000.0, float(g.max_p95_ms), step=500.0, key=keys("g_p95"))
+            c3.number_input("Window (minutes)", 1, 1440, g.window_minutes, key=keys("g_window"))
+            c4.number_input("Min requests", 1, 100_000, g.min_requests, key=keys("g_min"))
+            st.form_submit_button("💾 Save guardrails", key=keys("save_guardrails"), on_click=_on_guardrails,
                                   args=(services,), **need(Action.experiment))
         st.caption("Checked on the live path at most every few seconds, over the candidate's ledger rows in the window "
                    "(not before the experiment started). Crossing a limit sets the share to 0%, records the event and "
@@ -762,23 +699,21 @@ def guardrail_form(services: Services) -> None:
 
 def live_probe(services: Services) -> None:
     with st.expander("🎯 Try the live path as a user"):
-        with st.form(key("probe_form"), border=False):
+        with st.form(keys("probe_form"), border=False):
             c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")
-            c1.text_input("User id", key=key("probe_user"), value="user-1")
-            c2.text_input("Question for the live path", key=key("probe_question"))
-            asked = c3.form_submit_button("Send", key=key("probe"), width="stretch")
-        if asked and not (SS.get(key("probe_question")) or "").strip():
+            c1.text_input("User id", key=keys("probe_user"), value="user-1")
+            c2.text_input("Question for the live path", key=keys("probe_question"))
+            asked = c3.form_submit_button("Send", key=keys("probe"), width="stretch")
+        if asked and not (SS.get(keys("probe_question")) or "").strip():
             st.warning("Type a question first: nothing was sent.", icon="✍️")
         elif asked:
-            try:
-                probe_actor = dataclasses.replace(current_actor(), end_user=SS[key("probe_user")].strip() or "user")
-                got = answer_live(services, SS[key("probe_question")].strip(), probe_actor)
-            except RagError as exc:
-                st.error(describe(exc), icon="⚠️")
+            probe_actor = dataclasses.replace(current_actor(), end_user=SS[keys("probe_user")].strip() or "user")
+            got = kit.run(keys, lambda: answer_live(services, SS[keys("probe_question")].strip(), probe_actor), inline=True)
+            if got is None:
                 return
             where = f"the **{got.variant}** release {escape_md(got.release['label'])}" if got.release else \
                 "the built-in default policy (no release configured)"
-            st.markdown(f"**{escape_md(SS[key('probe_user')])}** is served by {where}")
+            st.markdown(f"**{escape_md(SS[keys('probe_user')])}** is served by {where}")
             answer_view.answer_text(got.answer)
             st.caption(answer_view.summary(got.answer))
             if got.tripped:
@@ -801,11 +736,11 @@ def tables(services: Services) -> None:
         st.markdown("**📦 Releases**")
         st.dataframe(release_rows(rows, state.current["id"] if state.current else None,
                                   state.candidate["id"] if state.candidate else None, state.share),
-                     hide_index=True, width="stretch", key=key("releases"))
+                     hide_index=True, width="stretch", key=keys("releases"))
     events = services.releases.events(100)
     if events:
         st.markdown("**🕘 History**")
-        st.dataframe(event_rows(events), hide_index=True, width="stretch", key=key("history"),
+        st.dataframe(event_rows(events), hide_index=True, width="stretch", key=keys("history"),
                      **({"height": 250} if len(events) > 6 else {}),
                      column_config={"why": st.column_config.TextColumn(width="large")})
 

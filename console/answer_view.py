@@ -9,7 +9,8 @@ import streamlit as st
 
 from backend.engine import Answer, SourceChunk
 from backend.tokens import count_tokens
-from console.markup import answer_md, escape_md, fmt_ms, latency_bar, source_card, source_urls, with_citation_badges
+from console import kit
+from console.markup import answer_md, escape_md, latency_bar, source_card, source_urls, with_citation_badges
 
 AVATARS = {"user": "🧑‍💻", "assistant": "🔎"}
 KINDS = {
@@ -69,7 +70,7 @@ def summary(a: Answer) -> str:
     cost = f"\\${a.cost_usd:.6f}" if a.price_known else f"cost unknown (no price for {escape_md(a.model)})"
     cache = "cache not used" if a.answer_kind == "retrieval_only" else ("cache hit" if a.cache_hit else "cache miss")
     return " · ".join([
-        f"⏱ {fmt_ms(a.latency_ms.get('total', 0.0))}", tokens, cost, cache,
+        f"⏱ {kit.duration(a.latency_ms.get('total', 0.0))}", tokens, cost, cache,
         f"policy **{escape_md(a.policy)}**", f"index {escape_md(a.index)} → **{escape_md(a.collection)}**",
     ])
 

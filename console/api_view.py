@@ -9,10 +9,10 @@ import streamlit as st
 from backend.access import Action, can
 from backend.api.ratelimit import limiter_status
 from backend.services import Services
+from console import kit
 from console.auth import current_actor
-from console.markup import fmt_ms
 
-NS = "api"
+keys = kit.PageKeys("api")
 
 
 def base_url() -> str:
@@ -66,6 +66,6 @@ def recent(services: Services) -> None:
         return
     st.dataframe([{"time (UTC)": f"{r.ts:%Y-%m-%d %H:%M:%S}", "key": r.api_key, "end user": r.user,
                    "variant": r.variant or "—", "status": r.status + (" (cache)" if r.cache_hit else ""),
-                   "latency": fmt_ms(r.total_ms) if r.total_ms is not None else "—",
+                   "latency": kit.duration(r.total_ms),
                    "cost": f"${r.cost_usd:,.6f}", "request id": r.request_id} for r in rows],
-                 hide_index=True, width="stretch", key=f"{NS}.recent")
+                 hide_index=True, width="stretch", key=keys("recent"))

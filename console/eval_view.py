@@ -1,6 +1,6 @@
 """Sections of the evaluation run viewer: start a run as a background job and follow its progress,
 the runs table and metrics over time, one run's items with filters and drill-down, and the diff of
-two runs. Widget keys are namespaced `runs.*`; the open run, the baseline, the set filter and the
+two runs. Widget keys are namespaced `runs.*` (console.kit.PageKeys); the open run, the baseline, the set filter and the
 jobs this browser started are mirrored to the URL (?run=, ?base=, ?set=, ?job=), so a view can be
 linked and a reload finds its running job again.
 
@@ -8,7 +8,6 @@ The table/figure builders at the top are pure functions of backend rows (no Stre
 tests can check what the page shows without a browser."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,15 +21,14 @@ from backend.eval_runs import EVAL_JOB, HEADLINE, export_diff_csv, export_diff_j
 from backend.jobs import CANCELLED, DONE, Job
 from backend.judge import JUDGED_METRICS
 from backend.services import Services
-from console import charts
+from console import charts, kit
 from console.access_view import need
 from console.auth import current_actor
 from console.job_progress import job_progress
 from console.markup import escape_md
 from console.state import describe
 
-log = logging.getLogger(__name__)
-NS = "runs"
+keys = kit.PageKeys("runs", icons={"success": "🏁", "warning": "⏹️"})
 SS = st.session_state
 STATUS_ICONS = {"done": "✅", "running": "⏳", "failed": "🔴", "cancelled": "⏹️"}
 CHANGE_ICONS = {"improved": "🟢 improved", "regressed": "🔴 regressed", "unchanged": "⚪ unchanged"}
@@ -38,10 +36,6 @@ GOLDEN_PAGE = Path(__file__).resolve().parent.parent / "pages" / "golden_sets.py
 POLICY_INDEX = "__policy__"  # the index option meaning "the policy's own index (else the live alias)"
 ANSWER_METRICS = ("string_similarity", "rouge_l", "exact_match", "string_presence", "context_recall",
                   "context_precision", *JUDGED_METRICS)
-
-
-def key(name: str) -> str:
-    return f"{NS}.{name}"
 
 
 # --- pure builders ------------------------------------------------------------------------------------
@@ -139,8 +133,8 @@ def diff_metric_rows(diff: dict, base: dict, run: dict) -> list[dict]:
     """Per metric: baseline and this run's means, the paired delta with its 95% CI and p-value."""
     rows = []
     for m, d in diff["metrics"].items():
-        significant = d["p_value"] < 0.05 and (d["low"] > 0 or d["high"] < 0)
-        verdict = ("▲ better" if d["delta"] > 0 else "▼ worse") if significant else "≈ no significant change"
+        verdict = (("▲ better" if d["delta"] > 0 else "▼ worse") if kit.significant(d["p_value"], d["low"], d["high"])
+                   else "≈ no significant change")
         rows.append({"metric": m, "baseline": (base["metrics"].get(m) or {}).get("mean"),
                      "this run": (run["metrics"].get(m) or {}).get("mean"), "delta": d["delta"],
                      "95% CI": f"[{d['low']:+.3f}, {d['high']:+.3f}]", "p-value": d["p_value"], "verdict": verdict})
@@ -160,48 +154,36 @@ def diff_item_rows(diff: dict, changed_only: bool) -> pd.DataFrame:
 # --- URL mirroring -------------------------------------------------------------------------------
 def _from_url(name: str, param: str, options: list, cast: Callable[[str], Any], default: Any = None) -> None:
     """First visit of a session: the widget starts at the URL's value when it is a valid option."""
-    if key(name) in SS and (SS[key(name)] in options or (SS[key(name)] is None and default is None)):
+    if keys(name) in SS and (SS[keys(name)] in options or (SS[keys(name)] is None and default is None)):
         return
     raw = st.query_params.get(param)
     try:
         value = cast(raw) if raw not in (None, "") else default
     except ValueError:
         value = default
-    SS[key(name)] = value if value in options else default
+    SS[keys(name)] = value if value in options else default
     _to_url(name, param)
 
 
 def _to_url(name: str, param: str) -> None:
-    value = SS.get(key(name))
+    value = SS.get(keys(name))
     if value is None:
         st.query_params.pop(param, None)
     else:
         st.query_params[param] = str(value)
 
 
-def _flash(kind: str, message: str) -> None:
-    SS.setdefault(key("flash"), []).append((kind, message))
-
-
-def flash() -> None:
-    """Outcomes of the last actions, in a container that is there even when empty, so the elements
-    below keep their place between reruns."""
-    with st.container():
-        for kind, message in SS.pop(key("flash"), []):
-            getattr(st, kind)(message, icon={"success": "🏁", "error": "🛑", "warning": "⏹️", "info": "▶️"}.get(kind))
-
-
 # --- start a run, follow its job ---------------------------------------------------------------
 def _my_jobs() -> list[int]:
     """Jobs started from this browser (kept in ?job= so a reload follows them)."""
-    if key("jobs") not in SS:
+    if keys("jobs") not in SS:
         raw = st.query_params.get("job", "")
-        SS[key("jobs")] = [int(j) for j in raw.split(",") if j.strip().isdigit()]
-    return SS[key("jobs")]
+        SS[keys("jobs")] = [int(j) for j in raw.split(",") if j.strip().isdigit()]
+    return SS[keys("jobs")]
 
 
 def _save_jobs(ids: list[int]) -> None:
-    SS[key("jobs")] = ids
+    SS[keys("jobs")] = ids
     if ids:
         st.query_params["job"] = ",".join(map(str, ids))
     else:
@@ -209,22 +191,18 @@ def _save_jobs(ids: list[int]) -> None:
 
 
 def _on_start(services: Services) -> None:
-    try:
-        name = SS[key("policy")]
-        policy = services.policies.get(name)
-        index = SS.get(key("index"))
-        job_id = services.evals.start_job(services.jobs, SS[key("set")], policy, current_actor(),
-                                          version=SS.get(key("version")), index=None if index == POLICY_INDEX else index,
-                                          generate=bool(SS.get(key("generate"), True)))
-    except RagError as exc:
-        _flash("error", f"Not started — {describe(exc)}")
-        return
-    except Exception as exc:  # unexpected: shown briefly, details in the server log
-        log.exception("starting an evaluation run failed")
-        _flash("error", f"Not started — unexpected error: {describe(exc)}")
-        return
-    _save_jobs(_my_jobs() + [job_id])
-    _flash("info", f"Started evaluation job {job_id}: follow its progress here (it survives a reload) or keep working.")
+    def start() -> int:
+        index = SS.get(keys("index"))
+        return services.evals.start_job(services.jobs, SS[keys("set")], services.policies.get(SS[keys("policy")]),
+                                        current_actor(), version=SS.get(keys("version")),
+                                        index=None if index == POLICY_INDEX else index,
+                                        generate=bool(SS.get(keys("generate"), True)))
+
+    job_id = kit.run(keys, start, failed="Not started")
+    if job_id is not None:
+        _save_jobs(_my_jobs() + [job_id])
+        kit.note(keys, f"Started evaluation job {job_id}: follow its progress here (it survives a reload) or keep "
+                       "working.", "info")
 
 
 def start_form(services: Services, expanded: bool) -> None:
@@ -235,12 +213,12 @@ def start_form(services: Services, expanded: bool) -> None:
             st.page_link(GOLDEN_PAGE, label="Build a golden set", icon="🏷️")
             return
         names = [s["name"] for s in sets]
-        if SS.get(key("set")) not in names:  # the set the runs table shows, else the first
-            SS[key("set")] = SS.get(key("filter_set")) if SS.get(key("filter_set")) in names else names[0]
+        if SS.get(keys("set")) not in names:  # the set the runs table shows, else the first
+            SS[keys("set")] = SS.get(keys("filter_set")) if SS.get(keys("filter_set")) in names else names[0]
         latest = {s["name"]: s["latest_version"] for s in sets}
-        versions = list(range(latest[SS[key("set")]], 0, -1))
-        if SS.get(key("version")) not in versions:
-            SS[key("version")] = versions[0]
+        versions = list(range(latest[SS[keys("set")]], 0, -1))
+        if SS.get(keys("version")) not in versions:
+            SS[keys("version")] = versions[0]
         try:
             policies = {p["name"]: p["versions"] for p in services.policies.list()}
             collections = services.store.collections()
@@ -249,23 +227,23 @@ def start_form(services: Services, expanded: bool) -> None:
             return
         alias = services.settings.index_alias
         c1, c2, c3, c4 = st.columns([3, 1, 2, 3])
-        c1.selectbox("Golden set", names, key=key("set"))
-        c2.selectbox("Version", versions, key=key("version"), format_func=lambda v: f"v{v}")
-        c3.selectbox("Policy", list(dict.fromkeys(["default", *policies])), key=key("policy"),
+        c1.selectbox("Golden set", names, key=keys("set"))
+        c2.selectbox("Version", versions, key=keys("version"), format_func=lambda v: f"v{v}")
+        c3.selectbox("Policy", list(dict.fromkeys(["default", *policies])), key=keys("policy"),
                      format_func=lambda n: f"{n} (v{policies[n]})" if n in policies else f"{n} (built-in)",
                      help="Saved in the chat tester's sidebar (💾 Save as policy)")
-        c4.selectbox("Index", [POLICY_INDEX, alias, *collections], key=key("index"),
+        c4.selectbox("Index", [POLICY_INDEX, alias, *collections], key=keys("index"),
                      format_func=lambda o: "the policy's index (else the live alias)" if o == POLICY_INDEX else
                      f"{o} (live alias)" if o == alias else o,
                      help="An alias follows releases; a collection pins one index version")
         with st.container(horizontal=True, vertical_alignment="center"):
             judge = services.evals.judge
-            st.toggle("Answers and answer metrics", value=True, key=key("generate"),
+            st.toggle("Answers and answer metrics", value=True, key=keys("generate"),
                       help="Generate an answer per item and score it against the reference answer "
                            "(string similarity, ROUGE-L, exact match, context recall/precision)"
                            + (f", and have {judge.model} judge faithfulness, answer relevancy and context precision"
                               if judge else "") + ". Off: retrieval metrics only.")
-            st.button("▶️ Start run", type="primary", key=key("start"), on_click=_on_start, args=(services,),
+            st.button("▶️ Start run", type="primary", key=keys("start"), on_click=_on_start, args=(services,),
                       **need(Action.run_evaluation))
         st.caption(f"⚖️ LLM judge: **{escape_md(judge.model)}** (faithfulness, answer relevancy, context precision; "
                    "its tokens go to the cost ledger as kind `judge`)" if judge else
@@ -297,13 +275,13 @@ def finished_jobs(services: Services) -> None:
             still.append(job_id)
         elif job.status == DONE:
             run_id = (job.result or {}).get("run_id")
-            _flash("success", f"Evaluation job {job.id} finished in {job.seconds:.1f} s: run **#{run_id}** is open below.")
+            kit.note(keys, f"Evaluation job {job.id} finished in {job.seconds:.1f} s: run **#{run_id}** is open below.")
             if run_id is not None:
-                SS[key("open")] = run_id
+                SS[keys("open")] = run_id
         elif job.status == CANCELLED:
-            _flash("warning", f"Evaluation job {job.id} was cancelled: {escape_md(job.error)}")
+            kit.note(keys, f"Evaluation job {job.id} was cancelled: {escape_md(job.error)}", "warning")
         else:
-            _flash("error", f"Evaluation job {job.id} {job.status}: {escape_md(job.error)}")
+            kit.note(keys, f"Evaluation job {job.id} {job.status}: {escape_md(job.error)}", "error")
     if still != mine:
         _save_jobs(still)
 
@@ -313,7 +291,7 @@ def running_jobs(services: Services) -> None:
     active = [j for j in services.jobs.list(kind=EVAL_JOB, limit=20) if j.active]
     with st.container():  # one place whatever the number of jobs
         for job in reversed(active):
-            job_progress(services.jobs, job.id, _job_text, "⏹️ Cancel", key(f"cancel.{job.id}"))
+            job_progress(services.jobs, job.id, _job_text, "⏹️ Cancel", keys(f"cancel.{job.id}"))
 
 
 # --- choosing runs -------------------------------------------------------------------------------------
@@ -322,12 +300,12 @@ def pickers(runs: list[dict]) -> tuple[dict | None, dict | None]:
     done = [r for r in runs if r["status"] == "done"]
     by_id = {r["id"]: r for r in done}
     ids = list(by_id)
-    opened = SS.pop(key("open"), None)  # a run this browser just finished
+    opened = SS.pop(keys("open"), None)  # a run this browser just finished
     if opened in by_id:
-        SS[key("run")] = opened
-        SS[key("base")] = None
+        SS[keys("run")] = opened
+        SS[keys("base")] = None
     _from_url("run", "run", ids, int, ids[0] if ids else None)
-    base_ids = [i for i in ids if i != SS.get(key("run"))]
+    base_ids = [i for i in ids if i != SS.get(keys("run"))]
     _from_url("base", "base", base_ids, int, None)
     if opened in by_id:
         _to_url("run", "run")
@@ -335,24 +313,24 @@ def pickers(runs: list[dict]) -> tuple[dict | None, dict | None]:
     if not ids:
         return None, None
     left, right = st.columns(2)
-    left.selectbox("Open run", ids, key=key("run"), format_func=lambda i: run_label(by_id[i]), on_change=_on_run)
-    right.selectbox("Compare with baseline run", base_ids, index=None, key=key("base"),
+    left.selectbox("Open run", ids, key=keys("run"), format_func=lambda i: run_label(by_id[i]), on_change=_on_run)
+    right.selectbox("Compare with baseline run", base_ids, index=None, key=keys("base"),
                     format_func=lambda i: run_label(by_id[i]), placeholder="choose a run to diff against",
                     on_change=_to_url, args=("base", "base"))
-    run = by_id.get(SS.get(key("run")))
-    return run, by_id.get(SS.get(key("base")))
+    run = by_id.get(SS.get(keys("run")))
+    return run, by_id.get(SS.get(keys("base")))
 
 
 def _on_run() -> None:
-    if SS.get(key("base")) == SS.get(key("run")):
-        SS[key("base")] = None
+    if SS.get(keys("base")) == SS.get(keys("run")):
+        SS[keys("base")] = None
     _to_url("run", "run")
     _to_url("base", "base")
 
 
 # --- runs overview ---------------------------------------------------------------------------------
 def _chart_touched() -> None:
-    SS[key("chart_touched")] = True
+    SS[keys("chart_touched")] = True
 
 
 
@@ -362,21 +340,21 @@ def runs_overview(runs: list[dict]) -> None:
         return
     names = sorted({r["golden_set"] for r in runs})
     _from_url("filter_set", "set", ["(all sets)", *names], str, "(all sets)")
-    st.selectbox("Golden set", ["(all sets)", *names], key=key("filter_set"), width=320,
+    st.selectbox("Golden set", ["(all sets)", *names], key=keys("filter_set"), width=320,
                  on_change=_to_url, args=("filter_set", "set"))
-    chosen = SS[key("filter_set")]
+    chosen = SS[keys("filter_set")]
     shown = [r for r in runs if chosen == "(all sets)" or r["golden_set"] == chosen]
-    st.dataframe(runs_rows(shown), hide_index=True, width="stretch", key=key("table"),
+    st.dataframe(runs_rows(shown), hide_index=True, width="stretch", key=keys("table"),
                  column_config={"run": st.column_config.NumberColumn(format="#%d", width="small"),
                                 "error": st.column_config.TextColumn(width="small")})
     st.markdown("**📈 Metrics over time**")
     all_metrics = sorted({m for r in shown for m in r["metrics"]})
-    if not SS.get(key("chart_touched")):  # until the user picks, the headline pair (once runs have metrics)
-        SS[key("chart_metrics")] = [m for m in HEADLINE[:2] if m in all_metrics]
-    metrics = st.multiselect("Metrics", all_metrics, key=key("chart_metrics"), on_change=_chart_touched)
+    if not SS.get(keys("chart_touched")):  # until the user picks, the headline pair (once runs have metrics)
+        SS[keys("chart_metrics")] = [m for m in HEADLINE[:2] if m in all_metrics]
+    metrics = st.multiselect("Metrics", all_metrics, key=keys("chart_metrics"), on_change=_chart_touched)
     for name in [n for n in names if chosen in ("(all sets)", n)]:
         if any(r["golden_set"] == name and r["status"] == "done" for r in runs):
-            charts.show(metrics_figure(runs, name, metrics, f"{name}: metrics over time (95% CI)"), key(f"chart.{name}"))
+            charts.show(metrics_figure(runs, name, metrics, f"{name}: metrics over time (95% CI)"), keys(f"chart.{name}"))
 
 
 # --- one run ---------------------------------------------------------------------------------------
@@ -411,28 +389,28 @@ def run_detail(services: Services, run: dict | None) -> None:
         left, right = st.columns([3, 2], gap="large")
         left.dataframe([{"metric": m, "mean": v["mean"], "95% CI": f"[{v['low']:.3f}, {v['high']:.3f}]", "n": v["n"]}
                         for m, v in sorted(run["metrics"].items(), key=lambda kv: (kv[0] not in HEADLINE, kv[0]))],
-                       hide_index=True, width="stretch", key=key("metrics"), height="content",
+                       hide_index=True, width="stretch", key=keys("metrics"), height="content",
                        column_config={"mean": st.column_config.NumberColumn(format="%.4f")})
         with right:
             with st.container(horizontal=True, gap="small"):
                 stem = f"eval-run-{run['id']}"
                 st.download_button("⬇️ Run JSON", data=lambda: export_run_json(run, items), file_name=f"{stem}.json",
-                                   mime="application/json", key=key("export_json"), on_click="ignore",
+                                   mime="application/json", key=keys("export_json"), on_click="ignore",
                                    **need(Action.export))
                 st.download_button("⬇️ Items CSV", data=lambda: export_run_csv(items), file_name=f"{stem}.csv",
-                                   mime="text/csv", key=key("export_csv"), on_click="ignore", **need(Action.export))
+                                   mime="text/csv", key=keys("export_csv"), on_click="ignore", **need(Action.export))
             st.json(spec, expanded=False)
     present = [m for m in ANSWER_METRICS if any(m in i["metrics"] for i in items)]
     with st.container(horizontal=True, vertical_alignment="bottom", gap="medium"):
-        misses = st.toggle("Misses only (hit@10 = 0)", key=key("misses"))
-        unresolved = st.toggle("Unresolved references", key=key("unresolved"))
-        low = st.selectbox("Low score on", present, index=None, key=key("low_metric"), placeholder="any answer metric",
+        misses = st.toggle("Misses only (hit@10 = 0)", key=keys("misses"))
+        unresolved = st.toggle("Unresolved references", key=keys("unresolved"))
+        low = st.selectbox("Low score on", present, index=None, key=keys("low_metric"), placeholder="any answer metric",
                            disabled=not present, width=240,
                            help="Items whose metric is under the threshold (answer metrics need reference answers)")
-        threshold = st.slider("Threshold", 0.0, 1.0, 0.5, 0.05, key=key("low_threshold"), disabled=low is None, width=240)
+        threshold = st.slider("Threshold", 0.0, 1.0, 0.5, 0.05, key=keys("low_threshold"), disabled=low is None, width=240)
     shown = filter_items(items, misses, unresolved, low, threshold)
     st.caption(f"{len(shown)} of {len(items)} items")
-    st.dataframe(item_rows(shown), hide_index=True, width="stretch", key=key("items"),
+    st.dataframe(item_rows(shown), hide_index=True, width="stretch", key=keys("items"),
                  column_config={"question": st.column_config.TextColumn(width="large"),
                                 **{m: st.column_config.NumberColumn(format="%.3f") for m in
                                    ("recall@10", "ndcg@10", "mrr@10", *ANSWER_METRICS)}})
@@ -442,11 +420,11 @@ def run_detail(services: Services, run: dict | None) -> None:
 
 def item_drilldown(items: list[dict]) -> None:
     by_idx = {i["idx"]: i for i in items}
-    if SS.get(key("item")) not in by_idx:
-        SS[key("item")] = next(iter(by_idx))
-    st.selectbox("Item", list(by_idx), key=key("item"),
+    if SS.get(keys("item")) not in by_idx:
+        SS[keys("item")] = next(iter(by_idx))
+    st.selectbox("Item", list(by_idx), key=keys("item"),
                  format_func=lambda n: f"#{n + 1} · {'✅' if by_idx[n]['metrics'].get('hit@10') else '❌'} {by_idx[n]['question'][:110]}")
-    item = by_idx[SS[key("item")]]
+    item = by_idx[SS[keys("item")]]
     with st.container(border=True):
         st.markdown(f"**Question** — {escape_md(item['question'])}")
         gold_docs = {g["doc_id"] for g in item["gold"]}
@@ -454,21 +432,22 @@ def item_drilldown(items: list[dict]) -> None:
         with left:
             st.markdown("**Gold references** (document rank in this run)")
             st.dataframe([{"doc": g["doc_id"], "span": g["key"], "rank": g["rank"] or "not found", "quote": g["quote"]}
-                          for g in item["gold"]], hide_index=True, width="stretch", key=key("gold"))
+                          for g in item["gold"]], hide_index=True, width="stretch", key=keys("gold"))
             st.markdown(f"**Answer** ({item['answer_kind'] or 'not generated'})")
             st.markdown(escape_md(item["answer"]) if item["answer"] else "_no answer: a retrieval-only run_")
             if item["reference_answer"]:
                 st.markdown(f"**Reference answer** — {escape_md(item['reference_answer'])}")
-            st.caption(f"⏱ retrieval {item['latency_ms']:.0f} ms · {item['tokens']:,} tokens · ${item['cost_usd']:.6f}".replace("$", "\\$"))
+            st.caption(f"⏱ retrieval {kit.duration(item['latency_ms'])} · {item['tokens']:,} tokens · "
+                       f"{kit.money(item['cost_usd'], 6)}".replace("$", "\\$"))
         with right:
             st.markdown("**Retrieved chunks** (chunk rank and score)")
             st.dataframe([{"rank": r["rank"], "gold doc": "✅" if r["doc_id"] in gold_docs else "", "doc": r["doc_id"],
                            "chunk": r["chunk_id"], "title": r["title"], "score": r["score"]} for r in item["retrieved"]],
-                         hide_index=True, width="stretch", key=key("retrieved"), height=280,
+                         hide_index=True, width="stretch", key=keys("retrieved"), height=280,
                          column_config={"score": st.column_config.NumberColumn(format="%.4f")})
             st.markdown("**Per-item metrics**")
             st.dataframe([{"metric": k, "value": v} for k, v in sorted(item["metrics"].items())], hide_index=True,
-                         width="stretch", key=key("item_metrics"),
+                         width="stretch", key=keys("item_metrics"),
                          column_config={"value": st.column_config.NumberColumn(format="%.4f")})
             for metric, why in (item.get("judge_errors") or {}).items():
                 st.caption(f"⚖️ no {metric}: {escape_md(why)}")
@@ -482,29 +461,29 @@ def diff_view(services: Services, run: dict | None, base: dict | None) -> None:
         return
     common = [m for m in run["metrics"] if m in base["metrics"]]
     primary_options = [m for m in HEADLINE if m in common] + sorted(m for m in common if m not in HEADLINE)
-    if SS.get(key("primary")) not in primary_options:
-        SS[key("primary")] = "ndcg@10" if "ndcg@10" in primary_options else (primary_options or [None])[0]
+    if SS.get(keys("primary")) not in primary_options:
+        SS[keys("primary")] = "ndcg@10" if "ndcg@10" in primary_options else (primary_options or [None])[0]
     try:
-        diff = services.evals.diff(base["id"], run["id"], primary=SS[key("primary")] or "ndcg@10")
+        diff = services.evals.diff(base["id"], run["id"], primary=SS[keys("primary")] or "ndcg@10")
     except RagError as exc:
         st.error(describe(exc), icon="🛑")
         return
     st.markdown(f"**Run #{run['id']}** ({escape_md(run['policy'])}, `{run['collection']}`) against baseline "
                 f"**#{base['id']}** ({escape_md(base['policy'])}, `{base['collection']}`) · {diff['n_items']} shared items")
     with st.container(horizontal=True, vertical_alignment="bottom", gap="large"):
-        st.selectbox("Items judged by", primary_options, key=key("primary"), width=220)
+        st.selectbox("Items judged by", primary_options, key=keys("primary"), width=220)
         for change, label in (("improved", "🟢 Improved"), ("regressed", "🔴 Regressed"), ("unchanged", "⚪ Unchanged")):
             st.metric(label, diff["counts"][change], width="content")
-    st.dataframe(diff_metric_rows(diff, base, run), hide_index=True, width="stretch", key=key("diff_metrics"), height="content",
+    st.dataframe(diff_metric_rows(diff, base, run), hide_index=True, width="stretch", key=keys("diff_metrics"), height="content",
                  column_config={"baseline": st.column_config.NumberColumn(format="%.4f"),
                                 "this run": st.column_config.NumberColumn(format="%.4f"),
                                 "delta": st.column_config.NumberColumn(format="%+.4f"),
                                 "p-value": st.column_config.NumberColumn(format="%.4f")})
     st.caption("delta = this run − baseline over the shared items; 95% CI and p-value from a paired bootstrap "
                "(2,000 resamples of item pairs).")
-    changed_only = st.toggle("Changed only", key=key("changed_only"))
+    changed_only = st.toggle("Changed only", key=keys("changed_only"))
     rows = diff_item_rows(diff, changed_only)
-    st.dataframe(rows, hide_index=True, width="stretch", key=key("diff_items"),
+    st.dataframe(rows, hide_index=True, width="stretch", key=keys("diff_items"),
                  column_config={"delta": st.column_config.NumberColumn(format="%+.3f", width="small"),
                                 "baseline": st.column_config.NumberColumn(format="%.3f", width="small",
                                                                           help=f"{diff['primary']} in the baseline run"),
@@ -517,16 +496,16 @@ def diff_view(services: Services, run: dict | None, base: dict | None) -> None:
     stem = f"eval-diff-{base['id']}-{run['id']}"
     with st.container(horizontal=True, gap="small"):
         st.download_button("⬇️ Diff JSON", data=lambda: export_diff_json(diff), file_name=f"{stem}.json",
-                           mime="application/json", key=key("diff_json"), on_click="ignore", **need(Action.export))
+                           mime="application/json", key=keys("diff_json"), on_click="ignore", **need(Action.export))
         st.download_button("⬇️ Items CSV", data=lambda: export_diff_csv(diff), file_name=f"{stem}-items.csv",
-                           mime="text/csv", key=key("diff_csv"), on_click="ignore", **need(Action.export))
+                           mime="text/csv", key=keys("diff_csv"), on_click="ignore", **need(Action.export))
         st.download_button("⬇️ Metrics CSV", data=lambda: export_diff_csv(diff, "metrics"),
-                           file_name=f"{stem}-metrics.csv", mime="text/csv", key=key("diff_metrics_csv"),
+                           file_name=f"{stem}-metrics.csv", mime="text/csv", key=keys("diff_metrics_csv"),
                            on_click="ignore", **need(Action.export))
 
 
 def started_from_url() -> str:
     """Which tab a link opens on (decided once per session, so clicking tabs later is never undone)."""
-    if key("tab") not in SS:
-        SS[key("tab")] = "diff" if st.query_params.get("base") else "run" if st.query_params.get("run") else "runs"
-    return SS[key("tab")]
+    if keys("tab") not in SS:
+        SS[keys("tab")] = "diff" if st.query_params.get("base") else "run" if st.query_params.get("run") else "runs"
+    return SS[keys("tab")]

@@ -1,6 +1,6 @@
 """Sections of the golden-set annotator page. Each reads its widgets, calls one backend service
 (services.golden, services.engine, services.traces, services.evals) and renders the answer;
-checks, history and audit live in the backend. Widget keys are namespaced `golden.*`.
+checks, history and audit live in the backend. Widget keys are namespaced `golden.*` (console.kit).
 
 The annotation flow keeps its working state in session state: the last search's result cards,
 the chunks ticked as gold (kept across searches, so one item can gather references from
@@ -8,12 +8,9 @@ several queries) and the question being written. The chosen set is mirrored to ?
 from __future__ import annotations
 
 import html
-import logging
-from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import streamlit as st
-from pydantic import ValidationError
 
 from backend.engine import SourceChunk
 from backend.access import Action
@@ -21,71 +18,20 @@ from backend.errors import RagError
 from backend.golden import GoldItem, export_csv, export_jsonl, export_ragas, neighbour_chunks, parse_items, ref_from_chunk
 from backend.policy import Policy
 from backend.services import Services
+from console import kit
 from console.access_view import need
 from console.auth import current_actor
 from console.markup import escape_md, highlight, source_card
 from console.policy_panel import LIVE
-from console.state import describe
 
-log = logging.getLogger(__name__)
-NS = "golden"
+keys = kit.PageKeys("golden")
 STATUS_ICONS = {"draft": "📝", "approved": "✅", "rejected": "❌"}
 SS = st.session_state
 
 
-def key(name: str) -> str:
-    return f"{NS}.{name}"
-
-
-def _code(text: str) -> str:
-    """Inline code: shown literally, so no Markdown escaping (only backticks could break out)."""
-    return f"`{text.replace('`', chr(39))}`"
-
-
-def _ts(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M}" if value else ""
-
-
-def _flash(kind: str, message: str) -> None:
-    SS[key("flash")] = (kind, message)
-
-
-def flash() -> None:
-    """The outcome of the last action (set by a callback, shown once). Always a container, even an
-    empty one, so the elements below keep their place between reruns."""
-    note = SS.pop(key("flash"), None)
-    with st.container():
-        if note:
-            getattr(st, note[0])(note[1], icon={"success": "✅", "error": "🛑", "warning": "⚠️"}.get(note[0]))
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        return f"input: {where + ': ' if where else ''}{first['msg']}"
-    return describe(exc)
-
-
-def _attempt(action: Callable[[], Any], done: Callable[[Any], str] | None = None) -> Any:
-    """Run a backend call from a callback; the outcome (or the readable error) becomes the flash."""
-    try:
-        result = action()
-    except (RagError, ValidationError) as exc:
-        _flash("error", _error_text(exc))
-        return None
-    except Exception as exc:  # unexpected: shown briefly, details in the server log
-        log.exception("golden-set action failed")
-        _flash("error", f"Unexpected error — {describe(exc)}")
-        return None
-    if done is not None:
-        _flash("success", done(result))
-    return result
-
-
 # --- the set ------------------------------------------------------------------------------------
 def _on_set() -> None:
-    name = SS.get(key("set"))
+    name = SS.get(keys("set"))
     if name:
         st.query_params["set"] = name
     else:
@@ -93,22 +39,22 @@ def _on_set() -> None:
 
 
 def _on_create(services: Services) -> None:
-    name = (SS.get(key("new_name")) or "").strip()
-    created = _attempt(lambda: services.golden.create(name, current_actor(), SS.get(key("new_desc")) or ""),
-                       lambda _: f"Created the golden set **{escape_md(name)}**: search the index and tick the chunks "
-                                 "that answer your first question.")
+    name = (SS.get(keys("new_name")) or "").strip()
+    created = kit.run(keys, lambda: services.golden.create(name, current_actor(), SS.get(keys("new_desc")) or ""),
+                      ok=f"Created the golden set **{escape_md(name)}**: search the index and tick the chunks that "
+                         "answer your first question.")
     if created is not None:
-        SS[key("set")] = name
-        SS[key("new_name")] = ""
-        SS[key("new_desc")] = ""
+        SS[keys("set")] = name
+        SS[keys("new_name")] = ""
+        SS[keys("new_desc")] = ""
         st.query_params["set"] = name
 
 
 def _create_form(services: Services) -> None:
-    with st.form(key("new_form"), border=False):
-        st.text_input("Name", key=key("new_name"), max_chars=200, placeholder="e.g. support-faq")
-        st.text_input("Description", key=key("new_desc"), placeholder="what the set covers (optional)")
-        st.form_submit_button("➕ Create set", type="primary", key=key("create"), on_click=_on_create, args=(services,),
+    with st.form(keys("new_form"), border=False):
+        st.text_input("Name", key=keys("new_name"), max_chars=200, placeholder="e.g. support-faq")
+        st.text_input("Description", key=keys("new_desc"), placeholder="what the set covers (optional)")
+        st.form_submit_button("➕ Create set", type="primary", key=keys("create"), on_click=_on_create, args=(services,),
                               **need(Action.annotate))
 
 
@@ -116,9 +62,9 @@ def choose_set(services: Services) -> dict | None:
     """Set picker, 'new set' form, counts and the freeze button; returns the chosen set's row."""
     sets = services.golden.list_sets()
     names = [s["name"] for s in sets]
-    if key("set") not in SS or SS[key("set")] not in names:  # first visit, or the set is gone: the URL's, else the first
+    if keys("set") not in SS or SS[keys("set")] not in names:  # first visit, or the set is gone: the URL's, else the first
         wanted = st.query_params.get("set")
-        SS[key("set")] = wanted if wanted in names else (names[0] if names else None)
+        SS[keys("set")] = wanted if wanted in names else (names[0] if names else None)
         _on_set()
     if not sets:
         st.info("No golden set yet. Create one: name it after what its questions cover.", icon="🏷️")
@@ -126,16 +72,16 @@ def choose_set(services: Services) -> dict | None:
             _create_form(services)
         return None
     with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
-        st.selectbox("Golden set", names, key=key("set"), on_change=_on_set, width=320,
+        st.selectbox("Golden set", names, key=keys("set"), on_change=_on_set, width=320,
                      help="The URL keeps the set (?set=…), so a view can be linked and reloaded.")
         with st.popover("➕ New set"):
             _create_form(services)
-    current = next(s for s in sets if s["name"] == SS[key("set")])
+    current = next(s for s in sets if s["name"] == SS[keys("set")])
     latest = current["latest_version"]
     with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
         st.markdown(f"📝 **{current['draft']}** draft · ✅ **{current['approved']}** approved · "
                     f"❌ **{current['rejected']}** rejected · 🧊 frozen: **{f'v{latest}' if latest else 'not yet'}**")
-        st.button(f"🧊 Freeze approved items as v{(latest or 0) + 1}", key=key("freeze"),
+        st.button(f"🧊 Freeze approved items as v{(latest or 0) + 1}", key=keys("freeze"),
                   on_click=_on_freeze, args=(services, current["name"]),
                   **need(Action.review, disabled=current["approved"] == 0,
                          help="Snapshot the approved items as an immutable version: evaluation runs point at a version."))
@@ -145,8 +91,8 @@ def choose_set(services: Services) -> dict | None:
 
 
 def _on_freeze(services: Services, set_name: str) -> None:
-    _attempt(lambda: services.golden.freeze(set_name, current_actor()),
-             lambda v: f"Frozen **{escape_md(set_name)} v{v}**: open the run viewer to evaluate it.")
+    kit.run(keys, lambda: services.golden.freeze(set_name, current_actor()),
+            ok=lambda v: f"Frozen **{escape_md(set_name)} v{v}**: open the run viewer to evaluate it.")
 
 
 # --- annotate: question and search ------------------------------------------------------------
@@ -162,74 +108,75 @@ def _trace_options(services: Services) -> dict[str, dict]:
 def _trace_label(row: dict) -> str:
     thumb = "👎 " if row.get("feedback") == -1 else "👍 " if row.get("feedback") == 1 else "💬 "
     comment = f" — “{row['comment']}”" if row.get("comment") else ""
-    return f"{thumb}{row['question'][:90]}{comment} · {_ts(row.get('ts'))}"
+    return f"{thumb}{row['question'][:90]}{comment} · {kit.when(row.get('ts'))}"
 
 
 def _on_pick(services: Services, options: dict[str, dict]) -> None:
-    rid = SS.get(key("pick"))
+    rid = SS.get(keys("pick"))
     if not rid or rid not in options:
         return
-    SS[key("question")] = options[rid]["question"]
-    SS[key("source_trace")] = rid  # the item remembers the answer it came from
-    SS[key("trace_q")] = options[rid]["question"]
+    SS[keys("question")] = options[rid]["question"]
+    SS[keys("source_trace")] = rid  # the item remembers the answer it came from
+    SS[keys("trace_q")] = options[rid]["question"]
     _on_search(services)
 
 
 def _on_search(services: Services) -> None:
-    question = (SS.get(key("question")) or "").strip()
-    index = SS.get(key("index"), LIVE)
-    policy = Policy(top_k=int(SS.get(key("top_k"), 10)), retrieval_mode=SS.get(key("mode"), "hybrid"),
+    question = (SS.get(keys("question")) or "").strip()
+    index = SS.get(keys("index"), LIVE)
+    policy = Policy(top_k=int(SS.get(keys("top_k"), 10)), retrieval_mode=SS.get(keys("mode"), "hybrid"),
                     index=None if index == LIVE else index)
     filters: dict[str, Any] = {}
-    doc_ids = [d.strip() for d in (SS.get(key("doc_ids")) or "").split(",") if d.strip()]
+    doc_ids = [d.strip() for d in (SS.get(keys("doc_ids")) or "").split(",") if d.strip()]
     if doc_ids:
         filters["doc_id"] = doc_ids
-    if (SS.get(key("source_filter")) or "").strip():
-        filters["source"] = SS[key("source_filter")].strip()
-    retrieval = _attempt(lambda: services.engine.retrieve(question, policy, filters=filters or None, actor=current_actor()))
+    if (SS.get(keys("source_filter")) or "").strip():
+        filters["source"] = SS[keys("source_filter")].strip()
+    retrieval = kit.run(keys, lambda: services.engine.retrieve(question, policy, filters=filters or None,
+                                                               actor=current_actor()))
     if retrieval is None:
         return
-    SS[key("results")] = [{**s.model_dump(), "kind": "hit", "parent": s.rank} for s in retrieval.sources]
-    SS[key("results_q")] = question
-    SS[key("collection")] = retrieval.collection
-    SS[key("fusion")] = policy.fusion if policy.retrieval_mode == "hybrid" else policy.retrieval_mode
-    if not (SS.get(key("item_question")) or "").strip() or SS.get(key("item_question")) == SS.get(key("last_q")):
-        SS[key("item_question")] = question  # the item's question follows the search until edited
-    SS[key("last_q")] = question
-    if SS.get(key("trace_q")) != question:  # typed another question: no longer the picked trace's
-        SS[key("source_trace")] = None
+    SS[keys("results")] = [{**s.model_dump(), "kind": "hit", "parent": s.rank} for s in retrieval.sources]
+    SS[keys("results_q")] = question
+    SS[keys("collection")] = retrieval.collection
+    SS[keys("fusion")] = policy.fusion if policy.retrieval_mode == "hybrid" else policy.retrieval_mode
+    if not (SS.get(keys("item_question")) or "").strip() or SS.get(keys("item_question")) == SS.get(keys("last_q")):
+        SS[keys("item_question")] = question  # the item's question follows the search until edited
+    SS[keys("last_q")] = question
+    if SS.get(keys("trace_q")) != question:  # typed another question: no longer the picked trace's
+        SS[keys("source_trace")] = None
 
 
 def search_form(services: Services) -> None:
     options = _trace_options(services)
     if options:
         st.selectbox("Pick a question from chat: thumbs-down answers first, then recent traces", list(options),
-                     index=None, key=key("pick"), format_func=lambda rid: _trace_label(options[rid]),
+                     index=None, key=keys("pick"), format_func=lambda rid: _trace_label(options[rid]),
                      placeholder="…or type one below", on_change=_on_pick, args=(services, options))
     try:
         collections = services.store.collections()
     except RagError:
         collections = []
-    with st.form(key("search_form"), border=True):
-        st.text_input("Question", key=key("question"), max_chars=services.settings.max_question_chars,
+    with st.form(keys("search_form"), border=True):
+        st.text_input("Question", key=keys("question"), max_chars=services.settings.max_question_chars,
                       placeholder="Type the question an annotated item should answer — Enter searches")
         c1, c2 = st.columns(2)
-        c1.text_input("Filter: doc ids", key=key("doc_ids"), placeholder="comma separated",
+        c1.text_input("Filter: doc ids", key=keys("doc_ids"), placeholder="comma separated",
                       help="Only chunks of these documents")
-        c2.text_input("Filter: source", key=key("source_filter"), placeholder="exact source, e.g. scifact",
+        c2.text_input("Filter: source", key=keys("source_filter"), placeholder="exact source, e.g. scifact",
                       help="Only chunks with this source")
         c1, c2, c3 = st.columns([3, 2, 4], vertical_alignment="bottom")
-        c1.selectbox("Retrieval", ["hybrid", "dense", "sparse"], key=key("mode"),
+        c1.selectbox("Retrieval", ["hybrid", "dense", "sparse"], key=keys("mode"),
                      help="hybrid: dense + BM25, fused (RRF) · dense: embeddings · sparse: BM25")
-        c2.number_input("Results", 1, 50, 10, key=key("top_k"))
-        c3.selectbox("Index", list(dict.fromkeys([LIVE, *collections])), key=key("index"),
+        c2.number_input("Results", 1, 50, 10, key=keys("top_k"))
+        c3.selectbox("Index", list(dict.fromkeys([LIVE, *collections])), key=keys("index"),
                      format_func=lambda o: f"{services.settings.index_alias} (live)" if o == LIVE else o)
-        st.form_submit_button("🔍 Search", type="primary", key=key("search"), on_click=_on_search, args=(services,))
+        st.form_submit_button("🔍 Search", type="primary", key=keys("search"), on_click=_on_search, args=(services,))
 
 
 # --- annotate: result cards -----------------------------------------------------------------------
 def _ticked() -> dict[str, dict]:
-    return SS.setdefault(key("ticked"), {})
+    return SS.setdefault(keys("ticked"), {})
 
 
 def _in_document_order(ticked: dict[str, dict]) -> list[tuple[str, dict]]:
@@ -238,24 +185,25 @@ def _in_document_order(ticked: dict[str, dict]) -> list[tuple[str, dict]]:
 
 
 def _on_tick(cid: str) -> None:
-    chunk = next((r for r in SS.get(key("results"), []) if r["chunk_id"] == cid), None)
-    if SS.get(key(f"tick.{cid}")) and chunk is not None:
-        _ticked()[cid] = {**chunk, "collection": SS.get(key("collection"))}
+    chunk = next((r for r in SS.get(keys("results"), []) if r["chunk_id"] == cid), None)
+    if SS.get(keys(f"tick.{cid}")) and chunk is not None:
+        _ticked()[cid] = {**chunk, "collection": SS.get(keys("collection"))}
     else:
         _ticked().pop(cid, None)
 
 
 def _on_untick(cid: str) -> None:
     _ticked().pop(cid, None)
-    SS.pop(key(f"tick.{cid}"), None)  # a shown checkbox redraws unticked
+    SS.pop(keys(f"tick.{cid}"), None)  # a shown checkbox redraws unticked
 
 
 def _on_widen(services: Services, cid: str) -> None:
-    results: list[dict] = SS.get(key("results"), [])
+    results: list[dict] = SS.get(keys("results"), [])
     chunk = next((r for r in results if r["chunk_id"] == cid), None)
     if chunk is None:
         return
-    around = _attempt(lambda: neighbour_chunks(services.store, SS[key("collection")], chunk["doc_id"], chunk["start"]))
+    around = kit.run(keys, lambda: neighbour_chunks(services.store, SS[keys("collection")], chunk["doc_id"],
+                                                    chunk["start"]))
     if around is None:
         return
     rows = {r["chunk_id"]: r for r in results}
@@ -279,7 +227,7 @@ def _on_widen(services: Services, cid: str) -> None:
     moved = {r["chunk_id"] for r in before + after}
     rest = [r for r in results if r["chunk_id"] not in moved]
     i = next(n for n, r in enumerate(rest) if r["chunk_id"] == cid)
-    SS[key("results")] = rest[:i] + before + [chunk] + after + rest[i + 1:]
+    SS[keys("results")] = rest[:i] + before + [chunk] + after + rest[i + 1:]
 
 
 def _neighbour_card(r: dict, question: str, ticked: bool) -> str:
@@ -296,28 +244,28 @@ def _neighbour_card(r: dict, question: str, ticked: bool) -> str:
 
 
 def results(services: Services) -> None:
-    rows: list[dict] = SS.get(key("results"), [])
+    rows: list[dict] = SS.get(keys("results"), [])
     if not rows:
         st.caption("Search the index, then tick every chunk that answers the question. ↔️ Widen shows a chunk's "
                    "neighbours in its document when the answer runs over a chunk border.")
         return
-    question = SS.get(key("results_q"), "")
+    question = SS.get(keys("results_q"), "")
     hits = sum(r["kind"] == "hit" or bool(r.get("hit_rank")) for r in rows)
-    st.markdown(f"**{hits} results** for “{escape_md(question)}” in `{SS.get(key('collection'))}` — tick the chunks "
+    st.markdown(f"**{hits} results** for “{escape_md(question)}” in `{SS.get(keys('collection'))}` — tick the chunks "
                 "that answer it")
     ticked = _ticked()
-    fusion = SS.get(key("fusion"), "rrf")
+    fusion = SS.get(keys("fusion"), "rrf")
     for r in rows:
         cid = r["chunk_id"]
         is_ticked = cid in ticked
-        with st.container(key=f"{NS}-card-{r['kind']}-{r['point_id']}"):
+        with st.container(key=f"{keys.ns}-card-{r['kind']}-{r['point_id']}"):
             with st.container(horizontal=True, vertical_alignment="center", gap="small"):
                 also = f", result #{r['hit_rank']}" if r.get("hit_rank") else ""
                 label = f"#{r['rank']} answers the question" if r["kind"] == "hit" else \
                     f"#{r['parent']}{'↑' if r['kind'] == 'before' else '↓'} (neighbour{also}) answers the question"
-                st.checkbox(label, value=is_ticked, key=key(f"tick.{cid}"), on_change=_on_tick, args=(cid,),
+                st.checkbox(label, value=is_ticked, key=keys(f"tick.{cid}"), on_change=_on_tick, args=(cid,),
                             **need(Action.annotate))
-                st.button("↔️ Widen", key=key(f"widen.{cid}"), disabled=bool(r.get("widened")),
+                st.button("↔️ Widen", key=keys(f"widen.{cid}"), disabled=bool(r.get("widened")),
                           on_click=_on_widen, args=(services, cid),
                           help="Show the chunks just before and after this one in its document")
                 if r.get("note"):
@@ -333,31 +281,31 @@ def results(services: Services) -> None:
 # --- annotate: the item ---------------------------------------------------------------------------
 def _reset_item() -> None:
     for cid in list(_ticked()):
-        SS.pop(key(f"tick.{cid}"), None)
-    SS[key("ticked")] = {}
-    SS[key("results")] = []
+        SS.pop(keys(f"tick.{cid}"), None)
+    SS[keys("ticked")] = {}
+    SS[keys("results")] = []
     for name in ("question", "item_question", "answer", "tags", "last_q"):
-        SS[key(name)] = ""
-    SS[key("source_trace")] = SS[key("trace_q")] = None
-    SS[key("pick")] = None
+        SS[keys(name)] = ""
+    SS[keys("source_trace")] = SS[keys("trace_q")] = None
+    SS[keys("pick")] = None
 
 
 def _on_save(services: Services, set_name: str, status: str) -> None:
     ticked = _ticked()
     if not ticked:
-        _flash("error", "input: tick at least one chunk that answers the question (search the index above)")
+        kit.note(keys, "input: tick at least one chunk that answers the question (search the index above)", "error")
         return
     refs = [ref_from_chunk(c["doc_id"], c["start"], c["end"], c["text"]) for _, c in _in_document_order(ticked)]
-    tags = [t.strip() for t in (SS.get(key("tags")) or "").split(",") if t.strip()]
+    tags = [t.strip() for t in (SS.get(keys("tags")) or "").split(",") if t.strip()]
 
     def save() -> int:
-        item = GoldItem(question=SS.get(key("item_question")) or "", references=refs,
-                        reference_answer=(SS.get(key("answer")) or "").strip(), tags=tags)
+        item = GoldItem(question=SS.get(keys("item_question")) or "", references=refs,
+                        reference_answer=(SS.get(keys("answer")) or "").strip(), tags=tags)
         return services.golden.add_item(set_name, item, current_actor(), status=status,  # type: ignore[arg-type]
-                                        source_trace=SS.get(key("source_trace")))
+                                        source_trace=SS.get(keys("source_trace")))
 
-    item_id = _attempt(save, lambda i: f"Saved item **#{i}** as **{status}** with {len(refs)} gold reference"
-                                       f"{'s' if len(refs) != 1 else ''}. Next question?")
+    item_id = kit.run(keys, save, ok=lambda i: f"Saved item **#{i}** as **{status}** with {len(refs)} gold reference"
+                                               f"{'s' if len(refs) != 1 else ''}. Next question?")
     if item_id is not None:
         _reset_item()
 
@@ -369,21 +317,21 @@ def item_form(services: Services, set_name: str) -> None:
         st.caption("None yet: tick the result cards that answer the question.")
     for cid, c in _in_document_order(ticked):
         with st.container(border=True, gap="small"):
-            st.markdown(f"{_code(c['doc_id'])} chars {c['start']:,}–{c['end']:,} · **{escape_md(c['title'] or 'untitled')}**")
+            st.markdown(f"{kit.code(c['doc_id'])} chars {c['start']:,}–{c['end']:,} · **{escape_md(c['title'] or 'untitled')}**")
             st.caption(escape_md(c["text"][:120]) + "…")
-            st.button("🗑️ Remove", key=key(f"untick.{cid}"), on_click=_on_untick, args=(cid,), type="tertiary",
+            st.button("🗑️ Remove", key=keys(f"untick.{cid}"), on_click=_on_untick, args=(cid,), type="tertiary",
                       help="Untick this chunk")
-    with st.form(key("item_form"), border=True):
-        st.text_input("Question of the item", key=key("item_question"),
+    with st.form(keys("item_form"), border=True):
+        st.text_input("Question of the item", key=keys("item_question"),
                       help="Follows the search box until you edit it")
-        st.text_area("Reference answer", key=key("answer"), height=100,
+        st.text_area("Reference answer", key=keys("answer"), height=100,
                      placeholder="The answer a good system gives (used by answer metrics: similarity, ROUGE, exact match)")
-        st.text_input("Tags", key=key("tags"), placeholder="comma separated, e.g. dosage, multi-hop")
+        st.text_input("Tags", key=keys("tags"), placeholder="comma separated, e.g. dosage, multi-hop")
         with st.container(horizontal=True, gap="small"):
-            st.form_submit_button("💾 Save draft", key=key("save_draft"), on_click=_on_save,
+            st.form_submit_button("💾 Save draft", key=keys("save_draft"), on_click=_on_save,
                                   args=(services, set_name, "draft"),
                                   **need(Action.annotate, help="Enter in a text box saves a draft"))
-            st.form_submit_button("✅ Save and approve", type="primary", key=key("save_approve"), on_click=_on_save,
+            st.form_submit_button("✅ Save and approve", type="primary", key=keys("save_approve"), on_click=_on_save,
                                   args=(services, set_name, "approved"), **need(Action.review))
 
 
@@ -393,15 +341,15 @@ def _refs_md(refs: list[dict]) -> str:
     for r in refs:
         span = "whole document" if r.get("end") is None else f"chars {r['start']:,}–{r['end']:,}"
         quote = f" — {escape_md(r['quote'][:200])}…" if r.get("quote") else ""
-        lines.append(f"- {_code(r['doc_id'])} {span}{quote}")
+        lines.append(f"- {kit.code(r['doc_id'])} {span}{quote}")
     return "\n".join(lines)
 
 
 def _on_review(services: Services, item_id: int, approve: bool) -> None:
-    comment = (SS.get(key(f"comment.{item_id}")) or "").strip()
+    comment = (SS.get(keys(f"comment.{item_id}")) or "").strip()
     verdict = "approved" if approve else "rejected"
-    _attempt(lambda: services.golden.review(item_id, current_actor(), approve=approve, comment=comment),
-             lambda _: f"Item **#{item_id}** {verdict}" + (" with your comment." if comment else "."))
+    kit.run(keys, lambda: services.golden.review(item_id, current_actor(), approve=approve, comment=comment),
+            ok=f"Item **#{item_id}** {verdict}" + (" with your comment." if comment else "."))
 
 
 def review_queue(services: Services, set_name: str) -> None:
@@ -413,16 +361,16 @@ def review_queue(services: Services, set_name: str) -> None:
         with st.container(border=True):
             st.markdown(f"**#{d['id']}** {escape_md(d['question'])}")
             tags = f" · tags {escape_md(', '.join(d['tags']))}" if d["tags"] else ""
-            st.caption(f"by {escape_md(d['author'])} · {_ts(d['updated_at'])}{tags}")
+            st.caption(f"by {escape_md(d['author'])} · {kit.when(d['updated_at'])}{tags}")
             st.markdown(_refs_md(d["references"]))
             if d["reference_answer"]:
                 st.markdown(f"**Reference answer:** {escape_md(d['reference_answer'])}")
-            with st.form(key(f"review_form.{d['id']}"), border=False, enter_to_submit=False):
-                st.text_input("Comment", key=key(f"comment.{d['id']}"), placeholder="why (kept in the item's history)")
+            with st.form(keys(f"review_form.{d['id']}"), border=False, enter_to_submit=False):
+                st.text_input("Comment", key=keys(f"comment.{d['id']}"), placeholder="why (kept in the item's history)")
                 with st.container(horizontal=True, gap="small"):
-                    st.form_submit_button("✅ Approve", type="primary", key=key(f"approve.{d['id']}"),
+                    st.form_submit_button("✅ Approve", type="primary", key=keys(f"approve.{d['id']}"),
                                           on_click=_on_review, args=(services, d["id"], True), **need(Action.review))
-                    st.form_submit_button("❌ Reject", key=key(f"reject.{d['id']}"),
+                    st.form_submit_button("❌ Reject", key=keys(f"reject.{d['id']}"),
                                           on_click=_on_review, args=(services, d["id"], False), **need(Action.review))
 
 
@@ -437,17 +385,17 @@ def items_table(services: Services, set_name: str) -> None:
           "references": " | ".join(r["doc_id"] if r.get("end") is None else f"{r['doc_id']}:{r['start']}-{r['end']}"
                                    for r in r["references"]),
           "reference answer": r["reference_answer"], "tags": ", ".join(r["tags"]), "author": r["author"],
-          "reviewer": r["reviewer"] or "", "comment": r["review_comment"], "updated": _ts(r["updated_at"]),
+          "reviewer": r["reviewer"] or "", "comment": r["review_comment"], "updated": kit.when(r["updated_at"]),
           "from trace": r["source_trace"] or ""} for r in rows],
-        hide_index=True, width="stretch", key=key("items"),
+        hide_index=True, width="stretch", key=keys("items"),
         column_config={"question": st.column_config.TextColumn(width="large"), "id": st.column_config.NumberColumn(format="%d")})
     ids = [r["id"] for r in rows]
-    chosen = st.selectbox("History of item", ids, index=None, key=key("history_item"), placeholder="choose an item",
+    chosen = st.selectbox("History of item", ids, index=None, key=keys("history_item"), placeholder="choose an item",
                           format_func=lambda i: f"#{i} · {next(r['question'] for r in rows if r['id'] == i)[:80]}")
     if chosen is not None:
         st.dataframe([{"when": f"{h['ts']:%Y-%m-%d %H:%M:%S}", "who": h["actor"], "action": h["action"],
                        "before": h["before"], "after": h["after"]} for h in services.golden.history(chosen)],
-                     hide_index=True, width="stretch", key=key("history"),
+                     hide_index=True, width="stretch", key=keys("history"),
                      column_config={"before": st.column_config.JsonColumn(), "after": st.column_config.JsonColumn()})
 
 
@@ -460,7 +408,7 @@ def progress(services: Services, set_name: str) -> None:
         return
     rows = [{"annotator": a, "total": sum(c.values()), **c,
              "approved share": c["approved"] / max(1, sum(c.values()))} for a, c in sorted(per.items())]
-    st.dataframe(rows, hide_index=True, width="stretch", key=key("progress"),
+    st.dataframe(rows, hide_index=True, width="stretch", key=keys("progress"),
                  column_config={"approved share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
 
 
@@ -471,21 +419,19 @@ def import_section(services: Services, set_name: str) -> None:
                "`queries.jsonl` (question, gold_ids, answer), or CSV with `question | gold_context_ids | "
                "reference_answer` columns (ids `doc` or `doc:start-end`, separated by `|`). A malformed file is refused "
                "with its line and reason, and nothing is imported.")
-    with st.form(key("import_form"), border=True):
-        upload = st.file_uploader("File", type=["jsonl", "csv"], key=key("upload"))
-        status = st.radio("Import as", ["approved", "draft"], key=key("import_status"), horizontal=True)
-        submitted = st.form_submit_button("⬆️ Import", key=key("import"), **need(Action.annotate))
+    with st.form(keys("import_form"), border=True):
+        upload = st.file_uploader("File", type=["jsonl", "csv"], key=keys("upload"))
+        status = st.radio("Import as", ["approved", "draft"], key=keys("import_status"), horizontal=True)
+        submitted = st.form_submit_button("⬆️ Import", key=keys("import"), **need(Action.annotate))
     if submitted:
         if upload is None:
             st.error("Choose a file first.", icon="🛑")
             return
-        try:
-            items = parse_items(upload.getvalue(), upload.name)
-            n = services.golden.import_items(set_name, items, current_actor(), status=status)
-        except RagError as exc:
-            st.error(f"Nothing imported — {describe(exc)}", icon="🛑")
-            return
-        st.success(f"Imported **{n}** items into **{escape_md(set_name)}** as {status}.", icon="✅")
+        n = kit.run(keys, lambda: services.golden.import_items(set_name, parse_items(upload.getvalue(), upload.name),
+                                                               current_actor(), status=status),
+                    failed="Nothing imported", inline=True)
+        if n is not None:
+            st.success(f"Imported **{n}** items into **{escape_md(set_name)}** as {status}.", icon="✅")
 
 
 def _export_choices(latest: int | None) -> list[str]:
@@ -495,7 +441,7 @@ def _export_choices(latest: int | None) -> list[str]:
 def export_section(services: Services, current: dict) -> None:
     st.markdown("**⬇️ Export**")
     set_name = current["name"]
-    what = st.selectbox("Items", _export_choices(current["latest_version"]), key=key("export_what"),
+    what = st.selectbox("Items", _export_choices(current["latest_version"]), key=keys("export_what"),
                         format_func=lambda w: {"approved": "approved items (working copy)", "all": "all items"}.get(
                             w, f"frozen version {w[1:]}"))
     items: list[Any]
@@ -516,12 +462,12 @@ def export_section(services: Services, current: dict) -> None:
 
     with st.container(horizontal=True, gap="small"):
         st.download_button("⬇️ CSV", data=export_csv(items) if items else "", file_name=f"{stem}.csv", mime="text/csv",
-                           key=key("export_csv"), on_click="ignore", **need(Action.export, disabled=not items))
+                           key=keys("export_csv"), on_click="ignore", **need(Action.export, disabled=not items))
         st.download_button("⬇️ JSONL", data=export_jsonl(items) if items else "", file_name=f"{stem}.jsonl",
-                           mime="application/jsonl", key=key("export_jsonl"), on_click="ignore",
+                           mime="application/jsonl", key=keys("export_jsonl"), on_click="ignore",
                            **need(Action.export, disabled=not items))
         st.download_button("⬇️ ragas JSONL", data=ragas if items else "", file_name=f"{stem}.ragas.jsonl",
-                           mime="application/jsonl", key=key("export_ragas"), on_click="ignore",
+                           mime="application/jsonl", key=keys("export_ragas"), on_click="ignore",
                            **need(Action.export, disabled=not items,
                                   help="user_input, reference, reference_contexts (the gold spans' text on the live "
                                        "index), reference_context_ids — loads with ragas.EvaluationDataset.from_jsonl"))

@@ -6,6 +6,7 @@ UI only: no business logic. The formatters are pure functions (no Streamlit call
 that use them stay testable without a browser."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from datetime import datetime
@@ -66,32 +67,35 @@ def run(keys: PageKeys, action: Callable[[], T], *, ok: str | Callable[[T], str]
     A refusal or failure (RagError, PermissionDenied included, or a validation error) shows its
     readable message, prefixed by `failed` ("Not started — …"): in place with `inline` (code in the
     page body or in a dialog), else as a flash (callbacks: the rerun that follows shows it). Anything
-    else is logged with its traceback and shown as an unexpected error. On success the page's open
-    confirmation closes, `ok` (a text, or a function of the result) is flashed as `kind`, and with
-    `rerun` the page reruns so every section shows the change."""
-    try:
-        result = action()
-    except (RagError, ValidationError) as exc:
-        text = f"{failed} — {error_text(exc)}" if failed else error_text(exc)
-        return _failed(keys, text, inline)
-    except Exception as exc:  # a bug: shown briefly, details in the server log
-        log.exception("%s action failed", keys.ns)
-        text = f"{failed} — unexpected error: {describe(exc)}" if failed else f"Unexpected error — {describe(exc)}"
-        return _failed(keys, text, inline)
-    close(keys)
-    if ok is not None:
-        note(keys, ok(result) if callable(ok) else ok, kind)
-    if rerun:
-        st.rerun()
+    else is logged with its traceback and shown as an unexpected error. On success `ok` (a text, or
+    a function of the result) is flashed as `kind`, and with `rerun` the page reruns so every section
+    shows the change."""
+    done, result = _attempt(keys, action, failed, inline)
+    if done:
+        _succeeded(keys, result, ok, kind, rerun)
     return result
 
 
-def _failed(keys: PageKeys, text: str, inline: bool) -> None:
+def _attempt(keys: PageKeys, action: Callable[[], T], failed: str, inline: bool) -> tuple[bool, T | None]:
+    try:
+        return True, action()
+    except (RagError, ValidationError) as exc:
+        text = f"{failed} — {error_text(exc)}" if failed else error_text(exc)
+    except Exception as exc:  # a bug: shown briefly, details in the server log
+        log.exception("%s action failed", keys.ns)
+        text = f"{failed} — unexpected error: {describe(exc)}" if failed else f"Unexpected error — {describe(exc)}"
     if inline:
         st.error(text, icon=keys.icons["error"])
     else:
         note(keys, text, "error")
-    return None
+    return False, None
+
+
+def _succeeded(keys: PageKeys, result: Any, ok: str | Callable[[Any], str] | None, kind: str, rerun: bool) -> None:
+    if ok is not None:
+        note(keys, ok(result) if callable(ok) else ok, kind)
+    if rerun:
+        st.rerun()
 
 
 # --- confirmation of destructive actions ---------------------------------------------------------
@@ -115,8 +119,9 @@ def confirm(keys: PageKeys, title: str, label: str, name: str, action: Callable[
             spinner: str | None = None) -> None:
     """Draw the open confirmation as a dialog titled `title`: `body` says what will happen (Markdown,
     or a function that draws it with any inputs and returns False to keep the button disabled),
-    then the primary button `label` (key `name`_confirm) runs `action` through `run`: on success the
-    dialog closes, `ok` is flashed and the page reruns; an error shows inside the dialog."""
+    then the primary button `label` (key `name`_confirm, or `confirm` without a name) runs `action`
+    like `run`: on success the dialog closes, `ok` is flashed and the page reruns; a refusal or
+    failure shows inside the dialog, which stays open."""
     st.dialog(title, on_dismiss=lambda: close(keys))(_confirm_body)(keys, label, name, action, ok, body, failed,
                                                                     spinner)
 
@@ -124,12 +129,12 @@ def confirm(keys: PageKeys, title: str, label: str, name: str, action: Callable[
 def _confirm_body(keys: PageKeys, label: str, name: str, action: Callable[[], Any], ok: Any, body: Any,
                   failed: str, spinner: str | None) -> None:
     enabled = st.markdown(body) if isinstance(body, str) else body()
-    if st.button(label, type="primary", key=keys(f"{name}_confirm"), disabled=enabled is False):
-        if spinner:
-            with st.spinner(spinner):
-                run(keys, action, ok=ok, failed=failed, inline=True, rerun=True)
-        else:
-            run(keys, action, ok=ok, failed=failed, inline=True, rerun=True)
+    if st.button(label, type="primary", key=keys(f"{name}_confirm" if name else "confirm"), disabled=enabled is False):
+        with st.spinner(spinner) if spinner else contextlib.nullcontext():
+            done, result = _attempt(keys, action, failed, inline=True)
+        if done:
+            close(keys)
+            _succeeded(keys, result, ok, "success", rerun=True)
 
 
 # --- widgets ----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Pure text -> Markdown/HTML helpers for answers and source cards (no Streamlit import, so
-they are unit-testable). Everything that comes from documents or users is escaped here."""
+"""Pure text -> Markdown/HTML helpers for answers and source cards (no Streamlit call, so they
+are unit-testable; durations are formatted by console.kit). Everything that comes from documents
+or users is escaped here."""
 from __future__ import annotations
 
 import html
@@ -9,6 +10,7 @@ from typing import Iterable
 from backend.engine import STAGES, SourceChunk
 # The backend's own tokenizer, so highlighting marks exactly the terms that BM25 matched.
 from backend.text import TOKEN_RE, has_cjk, terms
+from console.kit import duration
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~:])")
 
@@ -175,18 +177,14 @@ def latency_parts(latency_ms: dict[str, float]) -> list[tuple[str, float]]:
     return parts
 
 
-def fmt_ms(v: float) -> str:
-    return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms" if v >= 1 else f"{v:.1f} ms"
-
-
 def latency_bar(latency_ms: dict[str, float]) -> str:
     """A stacked horizontal bar, one segment per stage, with a legend that has the numbers."""
     parts = latency_parts(latency_ms)
     total = latency_ms.get("total") or sum(v for _, v in parts) or 1.0
     segs = "".join(
-        f'<span style="width:{max(0.6, 100 * v / total):.2f}%;background:{STAGE_COLORS[s]}" title="{s} {fmt_ms(v)}"></span>'
+        f'<span style="width:{max(0.6, 100 * v / total):.2f}%;background:{STAGE_COLORS[s]}" title="{s} {duration(v)}"></span>'
         for s, v in parts
     )
-    legend = "".join(f'<span><i style="background:{STAGE_COLORS[s]}"></i>{s} {fmt_ms(v)}</span>' for s, v in parts)
+    legend = "".join(f'<span><i style="background:{STAGE_COLORS[s]}"></i>{s} {duration(v)}</span>' for s, v in parts)
     return (f'<div class="rag-lat"><div class="rag-lat-bar">{segs}</div>'
-            f'<div class="rag-lat-legend">{legend}<b>total {fmt_ms(total)}</b></div></div>')
+            f'<div class="rag-lat-legend">{legend}<b>total {duration(total)}</b></div></div>')

@@ -1,15 +1,15 @@
 """Sidebar knobs for a retrieval/generation policy: load a saved one, tweak it, save it as a
-new version. Widget keys are namespaced by page (`<ns>.top_k`), and the loaded policy's name
+new version. Widget keys are namespaced by page (`<ns>.top_k`, console.kit.PageKeys), and the loaded policy's name
 is mirrored to the URL (?policy=name) so a view can be linked and reloaded."""
 from __future__ import annotations
 
 import streamlit as st
-from pydantic import ValidationError
 
 from backend.access import Action
 from backend.errors import RagError
 from backend.policy import PROMPT_TEMPLATES, Policy
 from backend.services import Services
+from console import kit
 from console.access_view import need
 from console.auth import current_actor
 from console.state import describe
@@ -23,10 +23,8 @@ LIVE = "__live__"  # the index option meaning "whatever INDEX_ALIAS points at" (
 class PolicyPanel:
     def __init__(self, services: Services, ns: str):
         self.services, self.ns = services, ns
+        self.key = kit.PageKeys(ns, icons=dict.fromkeys(kit.ICONS))  # the sidebar's notices have no icon
         self.retrieval_only = False
-
-    def key(self, name: str) -> str:
-        return f"{self.ns}.{name}"
 
     # --- state ---------------------------------------------------------------------------
     def _fill(self, policy: Policy) -> None:
@@ -43,7 +41,7 @@ class PolicyPanel:
         try:
             policy = self.services.policies.get(name)
         except RagError as exc:
-            st.session_state[self.key("notice")] = ("warning", f"{describe(exc)}; showing the default policy")
+            kit.note(self.key, f"{describe(exc)}; showing the default policy", "warning")
             policy = Policy()
         self._fill(policy)
         if policy.name == "default" and policy.version is None:
@@ -57,15 +55,15 @@ class PolicyPanel:
     def _on_save(self) -> None:
         ss = st.session_state
         name = (ss.get(self.key("save_name")) or "").strip()
-        try:
+
+        def save() -> Policy:
             policy = self.current().model_copy(update={"name": name, "version": None})
-            stored = self.services.policies.save(policy, current_actor(), note=ss.get(self.key("save_note"), ""))
-        except (RagError, ValidationError) as exc:
-            ss[self.key("notice")] = ("error", f"Not saved — {describe(exc) if isinstance(exc, RagError) else exc}")
-            return
-        self._fill(stored)
-        st.query_params["policy"] = stored.name
-        ss[self.key("notice")] = ("success", f"Saved as **{stored.name} v{stored.version}**")
+            return self.services.policies.save(policy, current_actor(), note=ss.get(self.key("save_note"), ""))
+
+        stored = kit.run(self.key, save, failed="Not saved", ok=lambda p: f"Saved as **{p.name} v{p.version}**")
+        if stored is not None:
+            self._fill(stored)
+            st.query_params["policy"] = stored.name
 
     def init(self) -> None:
         """First visit of a session: the policy named in the URL, else the default one. Later
@@ -134,7 +132,7 @@ class PolicyPanel:
                      help="The live alias follows every release; a collection pins one index version.")
 
         policy = self.current()
-        self._notice()
+        kit.flash(self.key)
         self._save_form(policy)
         self._remember()
         return policy
@@ -149,11 +147,6 @@ class PolicyPanel:
 
     def _index_label(self, option: str) -> str:
         return f"{self.services.settings.index_alias} (live alias)" if option == LIVE else option
-
-    def _notice(self) -> None:
-        notice = st.session_state.pop(self.key("notice"), None)
-        if notice:
-            getattr(st, notice[0])(notice[1])
 
     def _save_form(self, policy: Policy) -> None:
         base: Policy = st.session_state[self.key("base")]

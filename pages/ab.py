@@ -3,11 +3,11 @@
 import streamlit as st
 
 from console import ab_view as view
-from console import state
+from console import kit, state
 
 services = state.get_services()
 st.title("⚖️ A/B comparison & releases")
-view.flash()
+kit.flash(view.keys)
 a, b = view.pickers(services)
 diff, side, offline, online, releases = st.tabs(
     ["🧾 Policy diff", "🆚 Side by side", "🧪 Offline", "📈 Online", "🚀 Releases"])

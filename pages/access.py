@@ -5,13 +5,13 @@ import streamlit as st
 
 from backend.access import Action
 from console import access_view as view
-from console import state
+from console import kit, state
 
 services = state.get_services()
 st.title("🔐 Access")
 if view.locked(Action.manage_users, "This page"):
     st.stop()
-view.flash()
+kit.flash(view.keys)
 users, keys, audit = st.tabs(["👥 Users and roles", "🔑 API keys", "🧾 Audit log"])
 with users:
     view.users_section(services.access)

@@ -3,14 +3,14 @@ runs over time, drill into one run's items, and diff two runs down to each gold 
 import streamlit as st
 
 from console import eval_view as view
-from console import state
+from console import kit, state
 
 services = state.get_services()
 st.title("🧪 Evaluation runs")
 runs = services.evals.list()
 view.start_form(services, expanded=not runs)
 view.finished_jobs(services)
-view.flash()
+kit.flash(view.keys)
 view.running_jobs(services)
 runs = services.evals.list()  # again: a job may have just finished
 run, base = view.pickers(runs)

@@ -3,11 +3,11 @@ drafts, follow each annotator's progress, freeze versions for evaluation runs, i
 import streamlit as st
 
 from console import golden_view as view
-from console import state
+from console import kit, state
 
 services = state.get_services()
 st.title("🏷️ Golden sets")
-view.flash()
+kit.flash(view.keys)
 current = view.choose_set(services)
 if current is not None:
     name = current["name"]

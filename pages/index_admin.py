@@ -3,11 +3,11 @@ one-click roll back, snapshots, delete, alias history and the admin audit log.""
 import streamlit as st
 
 from console import index_admin_view as view
-from console import state
+from console import kit, state
 
 services = state.get_services()
 st.title("🗂️ Index admin")
-view.flash()
+kit.flash(view.keys)
 versions = services.index_admin.versions()
 view.alias_map(services.index_admin, versions)
 view.versions_table(versions)

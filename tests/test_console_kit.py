@@ -49,12 +49,19 @@ def _script() -> None:
     st.button("🗑️ Delete", key=keys("delete"), on_click=kit.ask, args=(keys, "delete"), kwargs={"name": "v3"})
     d = kit.asked(keys)
     if d and d["kind"] == "delete":
-        kit.confirm(keys, "Delete this version?", "🗑️ Delete now", "delete", delete, ok=lambda n: f"Deleted {d['name']} ({n}).",
-                    body=f"The version **{d['name']}** is dropped.")
+        kit.confirm(keys, "Delete this version?", "🗑️ Delete now", "delete", delete,
+                    ok=lambda n: f"Deleted {d['name']} ({n}).", body=f"The version **{d['name']}** is dropped.")
+    if st.button("save, dialog open", key=keys("save_open")):  # a runner's success leaves an open dialog alone
+        kit.run(keys, lambda: 1, ok="Saved.")
+    options = ss.get("options", [1, 2, 3])
+    picked = kit.select("Experiment", options, keys("experiment"), format_func=lambda i: f"experiment {i}",
+                        bind="query-params")
+    st.caption(f"picked {picked}")
 
 
-def app() -> AppTest:
-    at = AppTest.from_function(_script, default_timeout=30)
+def app(query_params: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_function(_script, default_timeout=60)
+    at.query_params.update(query_params or {})
     at.run()
     assert not at.exception, at.exception
     return at
@@ -96,6 +103,17 @@ def test_confirmation_acts_only_on_confirm() -> None:
     at.button(key="t.delete_confirm").click().run()
     assert at.session_state["deleted"] == 1 and "t.dialog" not in at.session_state
     assert [s.value for s in at.success] == ["Deleted v3 (1)."]
+    at.button(key="t.delete").click().run()
+    at.button(key="t.save_open").click().run()
+    assert "t.dialog" in at.session_state and at.session_state["deleted"] == 1
+
+
+def test_select_follows_the_url_and_forgets_a_stale_choice() -> None:
+    at = app({"t.experiment": "experiment 3"})  # a shared link: the widget's key is the query parameter
+    assert at.selectbox(key="t.experiment").value == 3 and "picked 3" in [c.value for c in at.caption]
+    at.session_state["options"] = [1, 2]  # experiment 3 is gone: the first option, no error
+    at.run()
+    assert not at.exception and at.selectbox(key="t.experiment").value == 1
 
 
 def test_significant() -> None:
