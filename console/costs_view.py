@@ -16,18 +16,16 @@ import streamlit as st
 from backend.access import Action
 from backend.alerts import MAX_THRESHOLD, METRICS as ALERT_METRICS, describe_value, redact_urls, webhook_label
 from backend.budgets import MAX_LIMIT_USD, PERIODS, SCOPES
-from backend.errors import RagError
 from backend.exports import frame_csv
 from backend.ledger.costs import Costs
 from backend.ledger.queries import FILTER_DIMENSIONS, SOURCES, Filters, TimeRange
 from backend.pricing import MATCH_ORDER, MAX_PER_CALL_USD, MAX_USD_PER_M
-from console import charts
+from console import charts, kit
 from console.access_view import locked, need
 from console.auth import current_actor
 from console.markup import escape_md
-from console.state import describe
 
-K = "costs."
+keys = kit.PageKeys("costs")
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "costs.py"
 RANGES = ("Last 24 hours", "Last 7 days", "Last 30 days", "Last 90 days", "This month", "Custom days")
 LABELS = {"policy": "Policy", "model": "Model", "user": "User", "variant": "A/B variant",
@@ -46,39 +44,7 @@ STACK_BY = ("model", "policy", "user", "kind", "variant", "index_version", "sour
 MAX_SERIES = 8  # stacked series beyond this are summed as "(other)"
 
 
-# --- formatting ------------------------------------------------------------------------------
-def usd(x: float | None) -> str:
-    if x is None:
-        return "–"
-    a = abs(x)
-    if a >= 100:
-        return f"${x:,.0f}"
-    if a >= 1:
-        return f"${x:,.2f}"
-    if a == 0:
-        return "$0"
-    return f"${x:.4f}" if a >= 0.001 else f"${x:.6f}"
-
-
-def pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1%}"
-
-
-def ms(x: float | None) -> str:
-    if x is None:
-        return "–"
-    return f"{x / 1000:.2f} s" if x >= 1000 else f"{x:.0f} ms"
-
-
-def count(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else (f"{n / 1e3:.0f}k" if n >= 1e4 else f"{n:,}")
-
-
-def code(text: str) -> str:
-    """A name shown as inline code (no Markdown escaping inside backticks)."""
-    return "`" + str(text).replace("`", "'") + "`"
-
-
+# --- formatting (money, durations, percentages, counts and names: console.kit) ----------------------
 def change(now: float, before: float) -> str | None:
     """Relative change against the previous range of the same length (the tile's help says so)."""
     if not before:
@@ -93,77 +59,37 @@ def _times(df: pd.DataFrame) -> pd.DataFrame:
 
 def _download(df: pd.DataFrame, name: str, key: str) -> None:
     st.download_button("⬇️ CSV", frame_csv(df).encode(), file_name=f"{name}.csv", mime="text/csv",
-                       key=K + "csv." + key, help="Download what this chart or table shows")
-
-
-def _act(fn, *args, ok: str | None = None, **kwargs):
-    """Run a state-changing backend call; show its error (a refusal included) instead of a
-    traceback. On success the open confirmation closes; with an `ok` message, rerun so every
-    section shows the change (the message survives the rerun)."""
-    try:
-        result = fn(*args, **kwargs)
-    except RagError as exc:
-        st.error(describe(exc), icon="🛑")
-        return None
-    _close()
-    if ok:
-        st.session_state[K + "flash"] = ok
-        st.rerun()
-    return result
+                       key=keys("csv." + key), help="Download what this chart or table shows")
 
 
 # --- confirmations ---------------------------------------------------------------------------
-# kind -> (dialog title, button label). A dialog's state lives in the session (like the index
-# admin page's), so it survives full reruns until it is confirmed or dismissed.
+# kind -> (dialog title, button label, the backend call on (costs, actor, id), the flash with the target's name).
 CONFIRMS = {
-    "price.delete": ("Delete this price row?", "🗑️ Delete the row"),
-    "budget.disable": ("Disable this budget?", "⏸️ Disable the budget"),
-    "budget.delete": ("Delete this budget?", "🗑️ Delete the budget"),
-    "rule.disable": ("Disable this alert rule?", "⏸️ Disable the rule"),
-    "rule.delete": ("Delete this alert rule?", "🗑️ Delete the rule"),
+    "price.delete": ("Delete this price row?", "🗑️ Delete the row", lambda c, a, i: c.prices.delete(a, i),
+                     "Price row {} deleted"),
+    "budget.disable": ("Disable this budget?", "⏸️ Disable the budget",
+                       lambda c, a, i: c.budgets.set_enabled(a, i, False), "Budget '{}' disabled"),
+    "budget.delete": ("Delete this budget?", "🗑️ Delete the budget", lambda c, a, i: c.budgets.delete(a, i),
+                      "Budget '{}' deleted"),
+    "rule.disable": ("Disable this alert rule?", "⏸️ Disable the rule",
+                     lambda c, a, i: c.alerts.set_rule_enabled(a, i, False), "Rule '{}' disabled"),
+    "rule.delete": ("Delete this alert rule?", "🗑️ Delete the rule", lambda c, a, i: c.alerts.delete_rule(a, i),
+                    "Rule '{}' deleted"),
 }
-
-
-def _open(kind: str, target_id: int, name: str, what: str) -> None:
-    """Button callback: ask first; `what` is the Markdown that says what will happen."""
-    st.session_state[K + "dialog"] = {"kind": kind, "id": target_id, "name": name, "what": what}
-
-
-def _close() -> None:
-    st.session_state.pop(K + "dialog", None)
-
-
-def _confirm_body(costs: Costs, d: dict) -> None:
-    st.markdown(d["what"])
-    if st.button(CONFIRMS[d["kind"]][1], type="primary", key=K + "confirm"):
-        actor, name = current_actor(), d["name"]
-        if d["kind"] == "price.delete":
-            _act(costs.prices.delete, actor, d["id"], ok=f"Price row {name} deleted")
-        elif d["kind"] == "budget.disable":
-            _act(costs.budgets.set_enabled, actor, d["id"], False, ok=f"Budget '{name}' disabled")
-        elif d["kind"] == "budget.delete":
-            _act(costs.budgets.delete, actor, d["id"], ok=f"Budget '{name}' deleted")
-        elif d["kind"] == "rule.disable":
-            _act(costs.alerts.set_rule_enabled, actor, d["id"], False, ok=f"Rule '{name}' disabled")
-        elif d["kind"] == "rule.delete":
-            _act(costs.alerts.delete_rule, actor, d["id"], ok=f"Rule '{name}' deleted")
-
-
-_DIALOGS = {kind: st.dialog(title, on_dismiss=_close)(_confirm_body) for kind, (title, _) in CONFIRMS.items()}
 
 
 def _dialog(costs: Costs, prefix: str) -> None:
     """Draw the open confirmation of this section (sections run only while their tab is open)."""
-    d = st.session_state.get(K + "dialog")
+    d = kit.asked(keys)
     if d and d["kind"].startswith(prefix):
-        _DIALOGS[d["kind"]](costs, d)
+        title, label, call, done = CONFIRMS[d["kind"]]
+        kit.confirm(keys, title, label, "", lambda: call(costs, current_actor(), d["id"]), ok=done.format(d["name"]),
+                    body=d["what"])
 
 
 def flash() -> None:
     """The message of the last successful change, once."""
-    msg = st.session_state.pop(K + "flash", None)
-    if msg:
-        st.success(msg, icon="✅")
+    kit.flash(keys)
 
 
 # --- controls --------------------------------------------------------------------------------
@@ -171,7 +97,7 @@ def controls(costs: Costs, now: datetime) -> tuple[TimeRange, Filters]:
     """Range and filters in the sidebar; their values live in the URL so a view can be shared."""
     with st.sidebar:
         st.markdown("**🔎 Range and filters**")
-        choice = st.selectbox("Time range", RANGES, index=2, key=K + "range", bind="query-params")
+        choice = st.selectbox("Time range", RANGES, index=2, key=keys("range"), bind="query-params")
         today = now.date()
         if choice == "Last 24 hours":
             r = TimeRange.last_hours(24, now)
@@ -179,7 +105,7 @@ def controls(costs: Costs, now: datetime) -> tuple[TimeRange, Filters]:
             r = TimeRange.days(today.replace(day=1), today)
         elif choice == "Custom days":
             picked = st.date_input("Days (UTC, both included)", value=(today - timedelta(days=13), today),
-                                   max_value=today, key=K + "days")
+                                   max_value=today, key=keys("days"))
             first, last = (tuple(picked) + (None, None))[:2] if isinstance(picked, (tuple, list)) else (picked, None)
             r = TimeRange.days(first or today, last or first or today)
         else:
@@ -187,7 +113,7 @@ def controls(costs: Costs, now: datetime) -> tuple[TimeRange, Filters]:
         options = costs.queries.options(r)
         chosen: dict[str, tuple[str, ...]] = {}
         for d in FILTER_DIMENSIONS:
-            key = K + d
+            key = keys(d)
             opts = [NO_VARIANT if (d == "variant" and v == "") else v for v in options[d]]
             if d == "source":  # always the three, whether or not the range has rows of each
                 opts += SOURCES
@@ -196,7 +122,7 @@ def controls(costs: Costs, now: datetime) -> tuple[TimeRange, Filters]:
             chosen[d] = tuple("" if (d == "variant" and v == NO_VARIANT) else v for v in picked)
         if costs.prometheus is not None:
             st.segmented_control("Latency and request-rate source", ["Ledger", "Prometheus"], default="Ledger",
-                                 key=K + "latency_source", bind="query-params",
+                                 key=keys("latency_source"), bind="query-params",
                                  help="Prometheus: histogram_quantile over rag_stage_latency_seconds (it knows the "
                                       "policy label only); ledger: the same estimate over the ledger's histogram")
         st.caption(f"{r.label()}. Days are UTC days; the last 24 hours are shown by hour.")
@@ -206,7 +132,7 @@ def controls(costs: Costs, now: datetime) -> tuple[TimeRange, Filters]:
 def warnings(costs: Costs, r: TimeRange) -> None:
     unpriced = costs.queries.unpriced_models(r)
     if unpriced:
-        names = ", ".join(f"{code(u['model'])} ({u['calls']:,} calls)" for u in unpriced)
+        names = ", ".join(f"{kit.code(u['model'])} ({u['calls']:,} calls)" for u in unpriced)
         st.warning(f"**Models without a price in this range:** {names}. Their calls were recorded at \\$0 — "
                    "add a price under 🏷️ Prices (it applies to calls from its effective date on).", icon="🏷️")
     age = costs.prices.age_days()
@@ -233,7 +159,7 @@ def latency_source(costs: Costs, f: Filters) -> tuple[str, str | None]:
     """('ledger' | 'prometheus', why the ledger is used although Prometheus was chosen)."""
     if costs.prometheus is None:
         return "ledger", None
-    src = st.session_state.get(K + "latency_source", "Ledger")
+    src = st.session_state.get(keys("latency_source"), "Ledger")
     if src != "Prometheus":
         return "ledger", None
     other = [LABELS[d] for d in f.active() if d != "policy"]
@@ -255,27 +181,27 @@ def tiles(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None:
         except Exception as exc:  # unreachable or bad answer: say so, keep the ledger's figures
             why = f"Prometheus did not answer ({type(exc).__name__}): latency tiles from the ledger."
     a = st.columns(6)
-    a[0].metric("Spend", usd(s.cost_usd), delta=change(s.cost_usd, prev.cost_usd), delta_color="inverse", border=True,
-                help=f"Change against the previous range ({r.previous().label()}): {usd(prev.cost_usd)}")
-    a[1].metric("Month forecast", usd(fc["forecast"]), border=True,
-                help=f"This UTC month: {usd(fc['month_to_date'])} in the first {fc['elapsed_days']:.1f} of {fc['days_in_month']} days "
+    a[0].metric("Spend", kit.money(s.cost_usd), delta=change(s.cost_usd, prev.cost_usd), delta_color="inverse", border=True,
+                help=f"Change against the previous range ({r.previous().label()}): {kit.money(prev.cost_usd)}")
+    a[1].metric("Month forecast", kit.money(fc["forecast"]), border=True,
+                help=f"This UTC month: {kit.money(fc['month_to_date'])} in the first {fc['elapsed_days']:.1f} of {fc['days_in_month']} days "
                      "extended at the same daily rate (filters apply)")
     a[2].metric("Requests", f"{s.requests:,}", delta=change(s.requests, prev.requests), delta_color="off", border=True,
                 help="Answered, failed or refused requests (one chat row each; retrieval-only requests not counted); "
                      f"change against the previous range: {prev.requests:,}")
-    a[3].metric("Cost per request", usd(s.cost_per_request), border=True)
-    a[4].metric("Cache hit rate", pct(s.cache_hit_rate), border=True,
+    a[3].metric("Cost per request", kit.money(s.cost_per_request), border=True)
+    a[4].metric("Cache hit rate", kit.pct(s.cache_hit_rate), border=True,
                 help=f"{s.cache_hits:,} of {s.requests:,} requests answered from the cache")
-    a[5].metric("Cache savings", usd(s.saved_usd), border=True,
+    a[5].metric("Cache savings", kit.money(s.saved_usd), border=True,
                 help="What the cached answers would have cost, at the prices in effect when they were served")
     b = st.columns(6)
-    b[0].metric("Tokens in", count(s.prompt_tokens), border=True,
+    b[0].metric("Tokens in", kit.count(s.prompt_tokens), border=True,
                 help=f"Prompt tokens of every call kind, of which {s.cached_tokens:,} were cached input")
-    b[1].metric("Tokens out", count(s.completion_tokens), border=True, help="Completion tokens")
-    b[2].metric("Error rate", pct(s.error_rate), border=True,
+    b[1].metric("Tokens out", kit.count(s.completion_tokens), border=True, help="Completion tokens")
+    b[2].metric("Error rate", kit.pct(s.error_rate), border=True,
                 help=f"{s.errors:,} failed and {s.refused:,} refused by a hard budget, of {s.requests:,} requests")
     for col, (qv, name) in zip(b[3:], ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"))):
-        col.metric(f"{name} latency", ms(lat.get(qv)), border=True,
+        col.metric(f"{name} latency", kit.duration(lat.get(qv)), border=True,
                    help=f"End to end ('total' stage), histogram estimate; source: {lat_note}")
     st.caption(f"Latency tiles: **{lat_note}**." + (f" {why}" if why else "")
                + (f" {s.unpriced_calls:,} calls had no price." if s.unpriced_calls else ""))
@@ -293,7 +219,7 @@ def show_rows(rows: list[dict], title: str, key: str) -> None:
         st.caption("No ledger rows.")
         return
     df = pd.DataFrame(rows)[ROW_COLUMNS]
-    st.dataframe(df, hide_index=True, height=min(38 + 35 * len(df), 320), key=K + "rows." + key,
+    st.dataframe(df, hide_index=True, height=min(38 + 35 * len(df), 320), key=keys("rows." + key),
                  column_config={"ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
                                 "cost_usd": st.column_config.NumberColumn("cost", format="$%.6f"),
                                 "saved_usd": st.column_config.NumberColumn("saved", format="$%.6f"),
@@ -340,7 +266,7 @@ def series_color(by: str, key: str, costs: Costs, r: TimeRange) -> str:
 
 def spend_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
     by = st.segmented_control("Stack cost by", list(STACK_BY), default="model", format_func=LABELS.get,
-                              key=K + "stack_by") or "model"
+                              key=keys("stack_by")) or "model"
     df = pd.DataFrame(costs.queries.cost_series(r, f, by))
     if df.empty:
         st.info("No ledger rows in this range and filter.", icon="📭")
@@ -360,7 +286,7 @@ def spend_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
                     marker_color=series_color(by, k, costs, r), hovertemplate=hover,
                     customdata=[[int(b), k, charts.text(k)] for b in s["bucket"]])
     fig.update_layout(barmode="stack", xaxis=charts.time_axis(r.grain), yaxis=dict(title="USD", tickformat="$,.2f"))
-    point = charts.show(fig, K + "cost_chart", fields=("bucket", "key"))
+    point = charts.show(fig, keys("cost_chart"), fields=("bucket", "key"))
     st.caption("Source: ledger (cost fixed when each call was written). Click a bar to list its ledger rows "
                "(double-click clears).")
     _download(df.drop(columns=["time"]), "cost-by-" + by, "cost")
@@ -389,7 +315,7 @@ def tokens_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
                 hovertemplate=hover)
     fig.update_layout(barmode="group", bargroupgap=0.05, xaxis=charts.time_axis(r.grain),
                       yaxis=dict(title="tokens", tickformat=",~s"))
-    charts.show(fig, K + "tokens_chart")
+    charts.show(fig, keys("tokens_chart"))
     _download(df.drop(columns=["time"]), "tokens", "tokens")
 
 
@@ -415,13 +341,13 @@ def requests_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> Non
         fig.add_bar(x=charts.utc_naive(s["time"]), y=s["requests"], name=outcome, marker_color=OUTCOME_COLORS[outcome],
                     hovertemplate=hover)
     fig.update_layout(barmode="stack", xaxis=charts.time_axis(r.grain), yaxis=dict(title="requests", tickformat=",~g"))
-    charts.show(fig, K + "requests_chart")
+    charts.show(fig, keys("requests_chart"))
     st.caption(f"Source: **{note}**." + (f" {why}" if why else ""))
     _download(df.drop(columns=["time"]), "requests", "requests")
 
 
 def latency_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None:
-    which = st.segmented_control("Percentile", ["p50", "p95", "p99"], default="p95", key=K + "quantile") or "p95"
+    which = st.segmented_control("Percentile", ["p50", "p95", "p99"], default="p95", key=keys("quantile")) or "p95"
     qv = {"p50": 0.5, "p95": 0.95, "p99": 0.99}[which]
     src, why = latency_source(costs, f)
     rows, note = None, "ledger (histogram estimate over the latency buckets Prometheus uses too)"
@@ -443,7 +369,7 @@ def latency_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None
     df = _times(df)
     stages = [s for s in STAGE_ORDER if s in set(df["stage"])] + sorted(set(df["stage"]) - set(STAGE_ORDER))
     spread = df["ms"].max() / max(df["ms"].min(), 0.1) > 50  # stages a hundredfold apart: log by default
-    log = st.toggle("Log scale", value=bool(spread), key=K + "latency_log",
+    log = st.toggle("Log scale", value=bool(spread), key=keys("latency_log"),
                     help="A logarithmic ms axis, so fast stages (embed, cache) stay readable beside generation")
     fig = charts.new(f"{which} latency per stage", height=360)
     hover = (f"when: %{{x|{charts.when_format(r.grain)}}}<br>stage: %{{customdata[2]}}<br>ms: %{{y:,.0f}}"
@@ -460,7 +386,7 @@ def latency_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None
         decades = [10.0 ** e for e in range(-1, 7) if df["ms"].min() / 10 <= 10.0 ** e <= df["ms"].max() * 10]
         yaxis.update(type="log", tickvals=decades)
     fig.update_layout(xaxis=charts.time_axis(r.grain), yaxis=yaxis)
-    point = charts.show(fig, K + "latency_chart", fields=("bucket", "stage"))
+    point = charts.show(fig, keys("latency_chart"), fields=("bucket", "stage"))
     st.caption(f"Source: **{note}**." + (f" {why}" if why else "") + " Click a point to list the slowest rows." + hint)
     _download(df.drop(columns=["time"]), f"latency-{which}", "latency")
     if point:
@@ -488,7 +414,7 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
             fig = _ranking([charts.text(u) for u in users["user"]], users["cost_usd"], "#4e79a7",
                            "Top users by cost", [[u, charts.text(u), int(n)] for u, n in zip(users["user"], users["requests"])],
                            "user: %{customdata[1]}<br>cost: %{x:$,.4f}<br>requests: %{customdata[2]:,}<extra></extra>")
-            point = charts.show(fig, K + "users_chart", fields=("user",))
+            point = charts.show(fig, keys("users_chart"), fields=("user",))
             _download(users, "top-users", "users")
             if point:
                 user = str(point["user"])
@@ -505,7 +431,7 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
             fig = _ranking(labels, qs["cost_usd"], "#e15759", "Top questions by cost", data,
                            "question: %{customdata[2]}<br>cost: %{x:$,.4f}<br>requests: %{customdata[3]:,}"
                            "<br>cache saved: %{customdata[4]:$,.4f}<extra></extra>")
-            point = charts.show(fig, K + "questions_chart", fields=("question_hash", "question"))
+            point = charts.show(fig, keys("questions_chart"), fields=("question_hash", "question"))
             _download(qs, "top-questions", "questions")
             if point:
                 qh, text = str(point["question_hash"]), str(point["question"])
@@ -520,7 +446,7 @@ def budget_bars(status: list[dict]) -> go.Figure:
     shown = [min(b["pct"], 150.0) for b in status]
     color = ["#bab0ac" if not b["enabled"] else "#e15759" if b["pct"] >= 100 else "#f1a340" if b["fired"] else "#59a14f"
              for b in status]
-    text = [f"{usd(b['spend_usd'])} of {usd(b['limit_usd'])} · {b['pct']:.0f}%" for b in status]
+    text = [f"{kit.money(b['spend_usd'])} of {kit.money(b['limit_usd'])} · {b['pct']:.0f}%" for b in status]
     top = max(125.0, max(shown) + 25)
     fig = charts.new(height=40 + 58 * len(status), legend=False)
     y = [charts.text(n) for n in names]
@@ -543,7 +469,7 @@ def budget_bars(status: list[dict]) -> go.Figure:
 def budgets_section(costs: Costs, r: TimeRange) -> None:
     status = costs.budgets.status()
     if status:
-        charts.show(budget_bars(status), K + "budget_chart")
+        charts.show(budget_bars(status), keys("budget_chart"))
         table = pd.DataFrame([{
             "budget": b["name"], "kind": "hard" if b["hard"] else "soft", "scope": b["scope_label"],
             "period": b["period_label"], "spend": b["spend_usd"], "limit": b["limit_usd"], "used": b["pct"] / 100,
@@ -552,7 +478,7 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
             "state": ("disabled" if not b["enabled"] else "refusing paid calls" if b["blocking"] else "ok"),
             "resets": b["resets"].strftime("%Y-%m-%d") if b["resets"] else "rolling",
         } for b in status])
-        st.dataframe(table, hide_index=True, key=K + "budget_table", column_config={
+        st.dataframe(table, hide_index=True, key=keys("budget_table"), column_config={
             "spend": st.column_config.NumberColumn(format="$%.4f"), "limit": st.column_config.NumberColumn(format="$%.2f"),
             "used": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
         _download(table, "budgets", "budgets")
@@ -564,49 +490,51 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
         return
     options = costs.queries.options(TimeRange.last_days(90))
     with st.expander("➕ New budget", expanded=not status):
-        with st.form(K + "budget_form", clear_on_submit=False, border=False):
+        with st.form(keys("budget_form"), clear_on_submit=False, border=False):
             c = st.columns(3)
-            name = c[0].text_input("Name", key=K + "b.name", placeholder="team monthly")
-            limit = c[1].number_input("Limit (USD)", min_value=0.0, max_value=MAX_LIMIT_USD, value=100.0, step=10.0, key=K + "b.limit")
-            hard = c[2].toggle("Hard (refuse paid calls when spent)", key=K + "b.hard")
+            name = c[0].text_input("Name", key=keys("b.name"), placeholder="team monthly")
+            limit = c[1].number_input("Limit (USD)", min_value=0.0, max_value=MAX_LIMIT_USD, value=100.0, step=10.0, key=keys("b.limit"))
+            hard = c[2].toggle("Hard (refuse paid calls when spent)", key=keys("b.hard"))
             c = st.columns(3)
-            scope = c[0].selectbox("Scope", SCOPES, key=K + "b.scope")
+            scope = c[0].selectbox("Scope", SCOPES, key=keys("b.scope"))
             value = c[1].selectbox("Scope value", [""] + sorted(set(options["policy"] + options["user"] + options["model"])),
-                                   key=K + "b.value", accept_new_options=True,
+                                   key=keys("b.value"), accept_new_options=True,
                                    help="The policy, user or model it covers (ignored for global)")
-            period = c[2].selectbox("Period", PERIODS, index=2, key=K + "b.period",
+            period = c[2].selectbox("Period", PERIODS, index=2, key=keys("b.period"),
                                     format_func=lambda p: {"day": "UTC day", "week": "week (from Monday)",
                                                            "month": "calendar month", "rolling": "rolling N days"}[p])
             c = st.columns(3)
-            days = c[0].number_input("Rolling days", min_value=1, max_value=366, value=30, key=K + "b.days")
-            thresholds = c[1].text_input("Alert thresholds (% of the limit)", value="80, 95, 100", key=K + "b.th")
+            days = c[0].number_input("Rolling days", min_value=1, max_value=366, value=30, key=keys("b.days"))
+            thresholds = c[1].text_input("Alert thresholds (% of the limit)", value="80, 95, 100", key=keys("b.th"))
             if st.form_submit_button("Create the budget", type="primary"):
                 try:
                     ths = [int(x) for x in thresholds.replace(";", ",").split(",") if x.strip()]
                 except ValueError:
                     st.error("Thresholds are whole percentages separated by commas.", icon="🛑")
                 else:
-                    _act(costs.budgets.create, current_actor(), name, limit, scope=scope, scope_value=value or None,
-                         period=period, hard=hard, thresholds=ths, rolling_days=days if period == "rolling" else None,
-                         ok=f"Budget '{name}' created")
+                    kit.run(keys, lambda: costs.budgets.create(
+                        current_actor(), name, limit, scope=scope, scope_value=value or None, period=period, hard=hard,
+                        thresholds=ths, rolling_days=days if period == "rolling" else None),
+                        ok=f"Budget '{name}' created", inline=True, rerun=True)
     if status:
         with st.expander("⚙️ Enable, disable or delete a budget"):
             by_name = {b["name"]: b for b in status}
-            pick = st.selectbox("Budget", list(by_name), key=K + "b.pick")
+            pick = st.selectbox("Budget", list(by_name), key=keys("b.pick"))
             b = by_name[pick]
             kind = "hard" if b["hard"] else "soft"
             c = st.columns(3)
             if b["enabled"]:
-                c[0].button("⏸️ Disable", key=K + "b.toggle", on_click=_open, args=(
-                    "budget.disable", b["id"], pick,
-                    f"The {kind} budget **{escape_md(pick)}** ({usd(b['limit_usd'])} per {b['period_label']}, "
+                c[0].button("⏸️ Disable", key=keys("b.toggle"), on_click=kit.ask, args=(keys, "budget.disable"), kwargs=dict(
+                    id=b["id"], name=pick,
+                    what=f"The {kind} budget **{escape_md(pick)}** ({kit.money(b['limit_usd'])} per {b['period_label']}, "
                     f"{escape_md(b['scope_label'])}) stops alerting" + (" and refusing paid calls" if b["hard"] else "")
                     + " until it is enabled again. Its definition and history are kept."))
-            elif c[0].button("▶️ Enable", key=K + "b.toggle"):
-                _act(costs.budgets.set_enabled, current_actor(), b["id"], True, ok=f"Budget '{pick}' enabled")
-            c[1].button("🗑️ Delete", key=K + "b.delete", on_click=_open, args=(
-                "budget.delete", b["id"], pick,
-                f"The {kind} budget **{escape_md(pick)}** ({usd(b['limit_usd'])} per {b['period_label']}, "
+            elif c[0].button("▶️ Enable", key=keys("b.toggle")):
+                kit.run(keys, lambda: costs.budgets.set_enabled(current_actor(), b["id"], True),
+                        ok=f"Budget '{pick}' enabled", inline=True, rerun=True)
+            c[1].button("🗑️ Delete", key=keys("b.delete"), on_click=kit.ask, args=(keys, "budget.delete"), kwargs=dict(
+                id=b["id"], name=pick,
+                what=f"The {kind} budget **{escape_md(pick)}** ({kit.money(b['limit_usd'])} per {b['period_label']}, "
                 f"{escape_md(b['scope_label'])}) is deleted for good and its firing alerts are resolved"
                 + (": its scope's paid calls are no longer refused." if b["hard"] else ".")))
         _dialog(costs, "budget.")
@@ -616,7 +544,7 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
 def alerts_section(costs: Costs) -> None:
     head, button = st.columns([4, 1], vertical_alignment="bottom")
     head.markdown("**Firing now**")
-    if button.button("🔁 Evaluate now", key=K + "evaluate", help="Run every rule and budget check now"):
+    if button.button("🔁 Evaluate now", key=keys("evaluate"), help="Run every rule and budget check now"):
         costs.alerts.evaluate(force=True)
         costs.budgets.evaluate()
     firing = costs.alerts.firing()
@@ -626,7 +554,7 @@ def alerts_section(costs: Costs) -> None:
         st.error(f"**{escape_md(a['title'])}** — {escape_md(a['detail'])}  \nfirst seen {a['first_seen']:%Y-%m-%d %H:%M} "
                  f"UTC · last seen {a['last_seen']:%H:%M}", icon="💸" if a["source"] == "budget" else "🚨")
     hook = webhook_label(costs.alerts.webhook_url)  # the URL's path and query hold its token: host only
-    st.caption(f"Webhook: {code(hook) + ' (ALERT_WEBHOOK_URL)' if hook else 'none (set ALERT_WEBHOOK_URL)'}. Rules run "
+    st.caption(f"Webhook: {kit.code(hook) + ' (ALERT_WEBHOOK_URL)' if hook else 'none (set ALERT_WEBHOOK_URL)'}. Rules run "
                "at most every 30 s after requests, and whenever this page loads.")
     hist = pd.DataFrame(costs.alerts.history(100))
     st.markdown("**History**")
@@ -635,7 +563,7 @@ def alerts_section(costs: Costs) -> None:
     else:
         hist = hist[["title", "source", "severity", "first_seen", "last_seen", "resolved_at", "notified_at", "notify_error"]]
         hist["notify_error"] = hist["notify_error"].map(lambda e: redact_urls(e) if isinstance(e, str) else e)  # older rows
-        st.dataframe(hist, hide_index=True, key=K + "alert_history", height=min(38 + 35 * len(hist), 280))
+        st.dataframe(hist, hide_index=True, key=keys("alert_history"), height=min(38 + 35 * len(hist), 280))
         _download(hist, "alerts", "alerts")
     st.markdown("**Rules**")
     rules = costs.alerts.rules()
@@ -645,42 +573,44 @@ def alerts_section(costs: Costs) -> None:
                             "window": f"{x['window_minutes']} min", "policy": x["policy"] or "all",
                             "model": x["model"] or "all", "min requests": x["min_requests"],
                             "webhook": x["webhook"], "enabled": x["enabled"]} for x in rules])
-        st.dataframe(df, hide_index=True, key=K + "rules_table")
+        st.dataframe(df, hide_index=True, key=keys("rules_table"))
     if locked(Action.alert_rules, "Creating, disabling or deleting alert rules"):
         return
     with st.expander("➕ New alert rule"):
-        with st.form(K + "rule_form", border=False):
+        with st.form(keys("rule_form"), border=False):
             c = st.columns(3)
-            name = c[0].text_input("Name", key=K + "r.name")
-            metric = c[1].selectbox("Metric", list(ALERT_METRICS), format_func=ALERT_METRICS.get, key=K + "r.metric")
-            threshold = c[2].number_input("Threshold (USD, share 0-1, or ms)", min_value=0.0, max_value=MAX_THRESHOLD, value=0.05, key=K + "r.th")
+            name = c[0].text_input("Name", key=keys("r.name"))
+            metric = c[1].selectbox("Metric", list(ALERT_METRICS), format_func=ALERT_METRICS.get, key=keys("r.metric"))
+            threshold = c[2].number_input("Threshold (USD, share 0-1, or ms)", min_value=0.0, max_value=MAX_THRESHOLD, value=0.05, key=keys("r.th"))
             c = st.columns(4)
-            window = c[0].number_input("Window (minutes)", min_value=1, value=15, key=K + "r.window")
-            policy = c[1].text_input("Policy (blank = all)", key=K + "r.policy")
-            model = c[2].text_input("Model (blank = all)", key=K + "r.model")
-            min_req = c[3].number_input("Min requests", min_value=0, value=20, key=K + "r.min")
-            webhook = st.toggle("Send to the webhook", value=True, key=K + "r.webhook")
+            window = c[0].number_input("Window (minutes)", min_value=1, value=15, key=keys("r.window"))
+            policy = c[1].text_input("Policy (blank = all)", key=keys("r.policy"))
+            model = c[2].text_input("Model (blank = all)", key=keys("r.model"))
+            min_req = c[3].number_input("Min requests", min_value=0, value=20, key=keys("r.min"))
+            webhook = st.toggle("Send to the webhook", value=True, key=keys("r.webhook"))
             if st.form_submit_button("Create the rule", type="primary"):
-                _act(costs.alerts.create_rule, current_actor(), name, metric, threshold, window, policy, model, min_req,
-                     webhook, ok=f"Rule '{name}' created")
+                kit.run(keys, lambda: costs.alerts.create_rule(current_actor(), name, metric, threshold, window, policy,
+                                                                model, min_req, webhook),
+                        ok=f"Rule '{name}' created", inline=True, rerun=True)
     if rules:
         with st.expander("⚙️ Enable, disable or delete a rule"):
             by_name = {x["name"]: x for x in rules}
-            pick = st.selectbox("Rule", list(by_name), key=K + "r.pick")
+            pick = st.selectbox("Rule", list(by_name), key=keys("r.pick"))
             x = by_name[pick]
             rule = (f"**{escape_md(pick)}** ({escape_md(ALERT_METRICS[x['metric']])} above "
                     f"{escape_md(describe_value(x['metric'], x['threshold']))} over {x['window_minutes']} min)")
             c = st.columns(3)
             if x["enabled"]:
-                c[0].button("⏸️ Disable", key=K + "r.toggle", on_click=_open, args=(
-                    "rule.disable", x["id"], pick,
-                    f"The rule {rule} stops being evaluated and its firing alert is resolved, until it is enabled "
+                c[0].button("⏸️ Disable", key=keys("r.toggle"), on_click=kit.ask, args=(keys, "rule.disable"), kwargs=dict(
+                    id=x["id"], name=pick,
+                    what=f"The rule {rule} stops being evaluated and its firing alert is resolved, until it is enabled "
                     "again."))
-            elif c[0].button("▶️ Enable", key=K + "r.toggle"):
-                _act(costs.alerts.set_rule_enabled, current_actor(), x["id"], True, ok=f"Rule '{pick}' enabled")
-            c[1].button("🗑️ Delete", key=K + "r.delete", on_click=_open, args=(
-                "rule.delete", x["id"], pick,
-                f"The rule {rule} is deleted for good and its firing alert is resolved; its past alerts stay in the "
+            elif c[0].button("▶️ Enable", key=keys("r.toggle")):
+                kit.run(keys, lambda: costs.alerts.set_rule_enabled(current_actor(), x["id"], True),
+                        ok=f"Rule '{pick}' enabled", inline=True, rerun=True)
+            c[1].button("🗑️ Delete", key=keys("r.delete"), on_click=kit.ask, args=(keys, "rule.delete"), kwargs=dict(
+                id=x["id"], name=pick,
+                what=f"The rule {rule} is deleted for good and its firing alert is resolved; its past alerts stay in the "
                 "history."))
         _dialog(costs, "rule.")
 
@@ -692,14 +622,15 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
     c = st.columns([3, 1], vertical_alignment="bottom")
     c[0].caption(f"{len(rows)} price rows · USD per million tokens · last checked "
                  f"{age:,.0f} days ago" if age is not None else "empty")
-    if c[1].button("✅ Mark checked today", key=K + "p.checked",
+    if c[1].button("✅ Mark checked today", key=keys("p.checked"),
                    **need(Action.edit_prices, help="You compared the table with the providers' price lists today")):
-        _act(costs.prices.mark_checked, current_actor(), ok="Price table marked as checked today")
+        kit.run(keys, lambda: costs.prices.mark_checked(current_actor()), ok="Price table marked as checked today",
+                inline=True, rerun=True)
     df = pd.DataFrame(rows)
     if not df.empty:
         df = df[["id", "pattern", "match", "input_per_m", "output_per_m", "cached_input_per_m", "per_call_usd",
                  "effective_from", "checked_at", "note"]]
-        st.dataframe(df, hide_index=True, key=K + "prices_table", height=320, column_config={
+        st.dataframe(df, hide_index=True, key=keys("prices_table"), height=320, column_config={
             "input_per_m": st.column_config.NumberColumn("input $/M", format="%.3f"),
             "output_per_m": st.column_config.NumberColumn("output $/M", format="%.3f"),
             "cached_input_per_m": st.column_config.NumberColumn("cached input $/M", format="%.4f"),
@@ -708,54 +639,55 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
             "checked_at": st.column_config.DatetimeColumn("checked", format="YYYY-MM-DD")})
     st.caption("The most specific pattern wins (exact, then the longest prefix, then a regex); of its rows, the one in "
                "effect at the call's time. A change is a new row with a later date: past ledger rows keep their cost.")
-    test = st.text_input("Which price applies to a model?", key=K + "p.test", placeholder="e.g. gpt-4o-mini-2024-07-18")
+    test = st.text_input("Which price applies to a model?", key=keys("p.test"), placeholder="e.g. gpt-4o-mini-2024-07-18")
     if test.strip():
         p = costs.prices.price(test.strip())
         if p is None:
-            st.warning(f"No price matches {code(test.strip())}: its calls are recorded at \\$0.", icon="🏷️")
+            st.warning(f"No price matches {kit.code(test.strip())}: its calls are recorded at \\$0.", icon="🏷️")
         else:
-            st.info(f"{code(p.pattern)} ({p.match}) since {p.effective_from:%Y-%m-%d}: 1M input + 1M output "
-                    f"tokens cost {usd(p.cost(1_000_000, 1_000_000))}", icon="🏷️")
+            st.info(f"{kit.code(p.pattern)} ({p.match}) since {p.effective_from:%Y-%m-%d}: 1M input + 1M output "
+                    f"tokens cost {kit.money(p.cost(1_000_000, 1_000_000))}", icon="🏷️")
     left, right = st.columns(2)
     with right:
         with st.expander("📤 Export CSV"):
             st.download_button("📤 Export the price table", costs.prices.export_csv().encode(), "prices.csv",
-                               mime="text/csv", key=K + "p.export")
+                               mime="text/csv", key=keys("p.export"))
     if locked(Action.edit_prices, "Adding, importing or deleting prices"):
         return
     with left:
         with st.expander("➕ Add a price (or a price change)"):
-            with st.form(K + "price_form", border=False):
+            with st.form(keys("price_form"), border=False):
                 c = st.columns(2)
-                pattern = c[0].text_input("Model pattern", key=K + "p.pattern")
-                match = c[1].selectbox("Match", list(MATCH_ORDER), key=K + "p.match")
+                pattern = c[0].text_input("Model pattern", key=keys("p.pattern"))
+                match = c[1].selectbox("Match", list(MATCH_ORDER), key=keys("p.match"))
                 c = st.columns(4)
-                pin = c[0].number_input("Input $/M", min_value=0.0, max_value=MAX_USD_PER_M, format="%.4f", key=K + "p.in")
-                pout = c[1].number_input("Output $/M", min_value=0.0, max_value=MAX_USD_PER_M, format="%.4f", key=K + "p.out")
-                pcached = c[2].text_input("Cached input $/M", placeholder="as input", key=K + "p.cached")
-                pcall = c[3].number_input("Per call $", min_value=0.0, max_value=MAX_PER_CALL_USD, format="%.4f", key=K + "p.call")
+                pin = c[0].number_input("Input $/M", min_value=0.0, max_value=MAX_USD_PER_M, format="%.4f", key=keys("p.in"))
+                pout = c[1].number_input("Output $/M", min_value=0.0, max_value=MAX_USD_PER_M, format="%.4f", key=keys("p.out"))
+                pcached = c[2].text_input("Cached input $/M", placeholder="as input", key=keys("p.cached"))
+                pcall = c[3].number_input("Per call $", min_value=0.0, max_value=MAX_PER_CALL_USD, format="%.4f", key=keys("p.call"))
                 c = st.columns(2)
-                eff = c[0].date_input("Effective from (UTC)", key=K + "p.eff")
-                note = c[1].text_input("Note", key=K + "p.note")
+                eff = c[0].date_input("Effective from (UTC)", key=keys("p.eff"))
+                note = c[1].text_input("Note", key=keys("p.note"))
                 if st.form_submit_button("Add the price", type="primary"):
-                    _act(costs.prices.add, current_actor(), pattern, match, pin, pout, pcached or None, pcall, eff, note,
-                         ok=f"Price for '{pattern}' added")
+                    kit.run(keys, lambda: costs.prices.add(current_actor(), pattern, match, pin, pout, pcached or None,
+                                                           pcall, eff, note),
+                            ok=f"Price for '{pattern}' added", inline=True, rerun=True)
     with right:
         with st.expander("📥 Import CSV"):
-            up = st.file_uploader("CSV with the export's columns", type=["csv"], key=K + "p.upload")
-            if up is not None and st.button("📥 Import", key=K + "p.import"):
-                res = _act(costs.prices.import_csv, current_actor(), up.getvalue().decode("utf-8", errors="replace"))
-                if res:
-                    st.session_state[K + "flash"] = f"Imported: {res['added']} rows added, {res['skipped']} already present"
-                    st.rerun()
+            up = st.file_uploader("CSV with the export's columns", type=["csv"], key=keys("p.upload"))
+            if up is not None and st.button("📥 Import", key=keys("p.import")):
+                csv = up.getvalue().decode("utf-8", errors="replace")
+                kit.run(keys, lambda: costs.prices.import_csv(current_actor(), csv),
+                        ok=lambda res: f"Imported: {res['added']} rows added, {res['skipped']} already present",
+                        inline=True, rerun=True)
         if rows:
             with st.expander("🗑️ Delete a price row"):
                 labels = {f"#{x['id']} {x['pattern']} ({x['match']}) from {x['effective_from']:%Y-%m-%d}": x["id"]
                           for x in rows}
-                pick = st.selectbox("Row", list(labels), key=K + "p.pick")
-                st.button("Delete this row", key=K + "p.delete", on_click=_open, args=(
-                    "price.delete", labels[pick], pick,
-                    f"The price row **{escape_md(pick)}** is deleted. Ledger rows keep the cost they were written "
+                pick = st.selectbox("Row", list(labels), key=keys("p.pick"))
+                st.button("Delete this row", key=keys("p.delete"), on_click=kit.ask, args=(keys, "price.delete"), kwargs=dict(
+                    id=labels[pick], name=pick,
+                    what=f"The price row **{escape_md(pick)}** is deleted. Ledger rows keep the cost they were written "
                     "with; calls from now on use the next matching row, or cost \\$0 when none matches."))
     _dialog(costs, "price.")
 
@@ -769,9 +701,9 @@ def rows_section(costs: Costs, r: TimeRange, f: Filters) -> None:
         t += timedelta(seconds=r.bucket_s)
     c = st.columns(3)
     when = c[0].selectbox("When", ["whole range"] + [_bucket_label(int(b.timestamp()), r) for b in reversed(buckets)],
-                          key=K + "rows.when")
-    kind = c[1].selectbox("Call kind", ["all", "chat", "embedding", "rerank", "judge"], key=K + "rows.kind")
-    order = c[2].segmented_control("Order", ["newest", "costliest"], default="newest", key=K + "rows.order") or "newest"
+                          key=keys("rows.when"))
+    kind = c[1].selectbox("Call kind", ["all", "chat", "embedding", "rerank", "judge"], key=keys("rows.kind"))
+    order = c[2].segmented_control("Order", ["newest", "costliest"], default="newest", key=keys("rows.order")) or "newest"
     bucket = None
     if when != "whole range":
         bucket = next(int(b.timestamp()) for b in buckets if _bucket_label(int(b.timestamp()), r) == when)

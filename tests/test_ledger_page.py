@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from backend.db import make_engine
 from backend.ledger.queries import SOURCES, Filters, LedgerQueries, TimeRange
 from backend.ledger.store import ledger
-from console import costs_view, state
+from console import costs_view, kit, state
 from ledger_fixtures import seed_console
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,10 +63,10 @@ def test_tiles_follow_range_and_filters(seeded) -> None:
     assert at.title[0].value == "💰 Costs & latency"
     r30 = TimeRange.last_days(30)
     s30 = q.summary(r30)
-    assert _metric(at, "Spend") == costs_view.usd(s30.cost_usd)
+    assert _metric(at, "Spend") == kit.money(s30.cost_usd)
     assert _metric(at, "Requests") == f"{s30.requests:,}"
-    assert _metric(at, "p95 latency") == costs_view.ms(s30.latency_ms[0.95])
-    assert _metric(at, "Cache savings") == costs_view.usd(s30.saved_usd)
+    assert _metric(at, "p95 latency") == kit.duration(s30.latency_ms[0.95])
+    assert _metric(at, "Cache savings") == kit.money(s30.saved_usd)
     assert len(at.get("plotly_chart")) == 1  # the Spend tab: cost per day
 
     warnings = " ".join(w.value for w in at.warning)
@@ -78,17 +78,17 @@ def test_tiles_follow_range_and_filters(seeded) -> None:
     at.sidebar.selectbox(key="costs.range").set_value("Last 7 days").run()
     s7 = q.summary(TimeRange.last_days(7))
     assert s7.cost_usd != s30.cost_usd
-    assert _metric(at, "Spend") == costs_view.usd(s7.cost_usd)
+    assert _metric(at, "Spend") == kit.money(s7.cost_usd)
 
     policy = sorted(q.options(r30)["policy"])[1]
     at.sidebar.multiselect(key="costs.policy").set_value([policy]).run()
     sf = q.summary(TimeRange.last_days(7), Filters(policy=(policy,)))
-    assert _metric(at, "Spend") == costs_view.usd(sf.cost_usd) and sf.cost_usd < s7.cost_usd
+    assert _metric(at, "Spend") == kit.money(sf.cost_usd) and sf.cost_usd < s7.cost_usd
     assert _metric(at, "Requests") == f"{sf.requests:,}"
 
     at.sidebar.selectbox(key="costs.range").set_value("Last 24 hours").run()  # hour grain: raw rows
     sh = q.summary(TimeRange.last_hours(24), Filters(policy=(policy,)))
-    assert _metric(at, "Spend") == costs_view.usd(sh.cost_usd)
+    assert _metric(at, "Spend") == kit.money(sh.cost_usd)
     assert not at.exception
 
 
@@ -120,16 +120,16 @@ def test_source_filter_shows_api_traffic_beside_console(seeded) -> None:
     at = _page()
     source = at.sidebar.multiselect(key="costs.source")
     assert source.label == "Source" and source.options == ["api", "console", "system"] and source.value == []
-    assert _metric(at, "Spend") == costs_view.usd(everything[0])
+    assert _metric(at, "Spend") == kit.money(everything[0])
     assert _metric(at, "Requests") == f"{everything[1]:,}"
 
     source.set_value(["api"]).run()
     assert not at.exception, at.exception
-    assert _metric(at, "Spend") == costs_view.usd(api[0]) != costs_view.usd(everything[0])
+    assert _metric(at, "Spend") == kit.money(api[0]) != kit.money(everything[0])
     assert _metric(at, "Requests") == f"{api[1]:,}"
     s_api = q.summary(r30, Filters(source=("api",)))
-    assert _metric(at, "p95 latency") == costs_view.ms(s_api.latency_ms[0.95])
-    assert _metric(at, "Cost per request") == costs_view.usd(api[0] / api[1])
+    assert _metric(at, "p95 latency") == kit.duration(s_api.latency_ms[0.95])
+    assert _metric(at, "Cost per request") == kit.money(api[0] / api[1])
 
     # The spend chart stacks by source; with the filter on, its only series is the API's.
     at.segmented_control(key="costs.stack_by").set_value("source").run()
@@ -155,7 +155,7 @@ def test_source_filter_shows_api_traffic_beside_console(seeded) -> None:
     assert len(rows) > 0 and set(rows["source"]) == {"api"} and rows["api_key"].notna().all()
 
     at.sidebar.multiselect(key="costs.source").set_value(["console"]).run()
-    assert _metric(at, "Spend") == costs_view.usd(console[0])
+    assert _metric(at, "Spend") == kit.money(console[0])
     assert _metric(at, "Requests") == f"{console[1]:,}"
     assert set(at.dataframe[0].value["source"]) == {"console"}
 
