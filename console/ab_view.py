@@ -192,17 +192,6 @@ def load_policy(services: Services, option: str) -> Policy:
     return services.policies.get(name, version)
 
 
-def _from_url(name: str, options: list[str], default: str) -> None:
-    if SS.get(keys(name)) in options:
-        return
-    raw = st.query_params.get(name)
-    SS[keys(name)] = raw if raw in options else default
-
-
-def _to_url(name: str) -> None:
-    st.query_params[name] = SS[keys(name)]
-
-
 def pickers(services: Services) -> tuple[Policy, Policy]:
     """A and B: any two saved policy versions (or the built-in default)."""
     try:
@@ -211,14 +200,16 @@ def pickers(services: Services) -> tuple[Policy, Policy]:
         st.error(f"Policies unavailable — {describe(exc)}", icon="🛑")
         st.stop()
     saved = [o for o in options if o != BUILTIN]
-    _from_url("a", options, BUILTIN)
-    _from_url("b", options, saved[0] if saved else BUILTIN)
+    kit.from_url(keys("a"), "a", options, BUILTIN)
+    kit.from_url(keys("b"), "b", options, saved[0] if saved else BUILTIN)
     left, right = st.columns(2)
-    left.selectbox("Policy A (baseline)", options, key=keys("a"), format_func=option_label, on_change=_to_url, args=("a",))
-    right.selectbox("Policy B (challenger)", options, key=keys("b"), format_func=option_label, on_change=_to_url, args=("b",))
-    for name in ("a", "b"):
+    left.selectbox("Policy A (baseline)", options, key=keys("a"), format_func=option_label,
+                   on_change=kit.to_url, args=(keys("a"), "a"))
+    right.selectbox("Policy B (challenger)", options, key=keys("b"), format_func=option_label,
+                    on_change=kit.to_url, args=(keys("b"), "b"))
+    for name in ("a", "b"):  # a link without them gets them: the page as shown is shareable
         if st.query_params.get(name) != SS[keys(name)]:
-            _to_url(name)
+            kit.to_url(keys(name), name)
     a, b = load_policy(services, SS[keys("a")]), load_policy(services, SS[keys("b")])
     if not saved:
         st.caption("Only the built-in policy exists: save variants from the chat tester's sidebar (💾 Save as policy).")

@@ -9,7 +9,6 @@ tests can check what the page shows without a browser."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -152,27 +151,6 @@ def diff_item_rows(diff: dict, changed_only: bool) -> pd.DataFrame:
 
 
 # --- URL mirroring -------------------------------------------------------------------------------
-def _from_url(name: str, param: str, options: list, cast: Callable[[str], Any], default: Any = None) -> None:
-    """First visit of a session: the widget starts at the URL's value when it is a valid option."""
-    if keys(name) in SS and (SS[keys(name)] in options or (SS[keys(name)] is None and default is None)):
-        return
-    raw = st.query_params.get(param)
-    try:
-        value = cast(raw) if raw not in (None, "") else default
-    except ValueError:
-        value = default
-    SS[keys(name)] = value if value in options else default
-    _to_url(name, param)
-
-
-def _to_url(name: str, param: str) -> None:
-    value = SS.get(keys(name))
-    if value is None:
-        st.query_params.pop(param, None)
-    else:
-        st.query_params[param] = str(value)
-
-
 # --- start a run, follow its job ---------------------------------------------------------------
 def _my_jobs() -> list[int]:
     """Jobs started from this browser (kept in ?job= so a reload follows them)."""
@@ -304,19 +282,19 @@ def pickers(runs: list[dict]) -> tuple[dict | None, dict | None]:
     if opened in by_id:
         SS[keys("run")] = opened
         SS[keys("base")] = None
-    _from_url("run", "run", ids, int, ids[0] if ids else None)
+    kit.from_url(keys("run"), "run", ids, ids[0] if ids else None, int)
     base_ids = [i for i in ids if i != SS.get(keys("run"))]
-    _from_url("base", "base", base_ids, int, None)
+    kit.from_url(keys("base"), "base", base_ids, None, int)
     if opened in by_id:
-        _to_url("run", "run")
-        _to_url("base", "base")
+        kit.to_url(keys("run"), "run")
+        kit.to_url(keys("base"), "base")
     if not ids:
         return None, None
     left, right = st.columns(2)
     left.selectbox("Open run", ids, key=keys("run"), format_func=lambda i: run_label(by_id[i]), on_change=_on_run)
     right.selectbox("Compare with baseline run", base_ids, index=None, key=keys("base"),
                     format_func=lambda i: run_label(by_id[i]), placeholder="choose a run to diff against",
-                    on_change=_to_url, args=("base", "base"))
+                    on_change=kit.to_url, args=(keys("base"), "base"))
     run = by_id.get(SS.get(keys("run")))
     return run, by_id.get(SS.get(keys("base")))
 
@@ -324,8 +302,8 @@ def pickers(runs: list[dict]) -> tuple[dict | None, dict | None]:
 def _on_run() -> None:
     if SS.get(keys("base")) == SS.get(keys("run")):
         SS[keys("base")] = None
-    _to_url("run", "run")
-    _to_url("base", "base")
+    kit.to_url(keys("run"), "run")
+    kit.to_url(keys("base"), "base")
 
 
 # --- runs overview ---------------------------------------------------------------------------------
@@ -339,9 +317,9 @@ def runs_overview(runs: list[dict]) -> None:
         st.info("No evaluation run yet: start one above.", icon="🧪")
         return
     names = sorted({r["golden_set"] for r in runs})
-    _from_url("filter_set", "set", ["(all sets)", *names], str, "(all sets)")
+    kit.from_url(keys("filter_set"), "set", ["(all sets)", *names], "(all sets)")
     st.selectbox("Golden set", ["(all sets)", *names], key=keys("filter_set"), width=320,
-                 on_change=_to_url, args=("filter_set", "set"))
+                 on_change=kit.to_url, args=(keys("filter_set"), "set"))
     chosen = SS[keys("filter_set")]
     shown = [r for r in runs if chosen == "(all sets)" or r["golden_set"] == chosen]
     st.dataframe(runs_rows(shown), hide_index=True, width="stretch", key=keys("table"),

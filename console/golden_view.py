@@ -30,14 +30,6 @@ SS = st.session_state
 
 
 # --- the set ------------------------------------------------------------------------------------
-def _on_set() -> None:
-    name = SS.get(keys("set"))
-    if name:
-        st.query_params["set"] = name
-    else:
-        st.query_params.pop("set", None)
-
-
 def _on_create(services: Services) -> None:
     name = (SS.get(keys("new_name")) or "").strip()
     created = kit.run(keys, lambda: services.golden.create(name, current_actor(), SS.get(keys("new_desc")) or ""),
@@ -62,17 +54,14 @@ def choose_set(services: Services) -> dict | None:
     """Set picker, 'new set' form, counts and the freeze button; returns the chosen set's row."""
     sets = services.golden.list_sets()
     names = [s["name"] for s in sets]
-    if keys("set") not in SS or SS[keys("set")] not in names:  # first visit, or the set is gone: the URL's, else the first
-        wanted = st.query_params.get("set")
-        SS[keys("set")] = wanted if wanted in names else (names[0] if names else None)
-        _on_set()
+    kit.from_url(keys("set"), "set", names, names[0] if names else None)  # first visit, or the set is gone
     if not sets:
         st.info("No golden set yet. Create one: name it after what its questions cover.", icon="🏷️")
         with st.container(border=True, width=520):
             _create_form(services)
         return None
     with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
-        st.selectbox("Golden set", names, key=keys("set"), on_change=_on_set, width=320,
+        st.selectbox("Golden set", names, key=keys("set"), on_change=kit.to_url, args=(keys("set"), "set"), width=320,
                      help="The URL keeps the set (?set=…), so a view can be linked and reloaded.")
         with st.popover("➕ New set"):
             _create_form(services)

@@ -137,7 +137,31 @@ def _confirm_body(keys: PageKeys, label: str, name: str, action: Callable[[], An
             _succeeded(keys, result, ok, "success", rerun=True)
 
 
-# --- widgets ----------------------------------------------------------------------------------------
+# --- widgets and the URL --------------------------------------------------------------------------
+def from_url(key: str, param: str, options: list, default: Any = None, cast: Callable[[str], Any] = str) -> None:
+    """A widget mirrored to ?param= by hand (a short, stable parameter; `bind="query-params"` names it
+    after the key and puts the option's label in it): on the first visit, or once its choice is
+    no longer an option, it starts at the URL's value when that is an option, else at `default`."""
+    if key in SS and (SS[key] in options or (SS[key] is None and default is None)):
+        return
+    raw = st.query_params.get(param)
+    try:
+        value = cast(raw) if raw not in (None, "") else default
+    except ValueError:
+        value = default
+    SS[key] = value if value in options else default
+    to_url(key, param)
+
+
+def to_url(key: str, param: str) -> None:
+    """Put the widget's value in ?param= (the widget's on_change, or after the code set it)."""
+    value = SS.get(key)
+    if value is None:
+        st.query_params.pop(param, None)
+    else:
+        st.query_params[param] = str(value)
+
+
 def select(label: str, options: list, key: str, **kwargs: Any) -> Any:
     """A keyed selectbox whose remembered choice is dropped once it is no longer an option (a version
     promoted or deleted, a set gone since the page first rendered)."""
