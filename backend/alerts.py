@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -103,12 +102,10 @@ def describe_value(metric: str, value: float | None) -> str:
 
 class AlertService:
     def __init__(self, engine: Engine, audit: AuditLog, queries: LedgerQueries, webhook_url: str | None = None,
-                 min_interval_s: float = 30.0, webhook_timeout_s: float = 5.0):
+                 webhook_timeout_s: float = 5.0):
         self._engine, self._audit, self._q = engine, audit, queries
         self.webhook_url = webhook_url
-        self._min_interval = min_interval_s
         self._timeout = webhook_timeout_s
-        self._last_eval = 0.0
         self._lock = threading.Lock()
         self._eval_lock = threading.Lock()
         self._senders: list[threading.Thread] = []
@@ -163,13 +160,10 @@ class AlertService:
             return [dict(r._mapping) for r in conn.execute(sa.select(alert_rules).order_by(alert_rules.c.name))]
 
     # --- evaluation -----------------------------------------------------------------------------
-    def evaluate(self, now: datetime | None = None, force: bool = True) -> list[dict]:
+    def evaluate(self, now: datetime | None = None) -> list[dict]:
         """Each enabled rule over its window ending now: fire, keep firing, or resolve. Returns
-        [{rule, value, firing}]. Without `force`, runs at most once per min_interval_s."""
-        with self._lock:
-            if not force and time.monotonic() - self._last_eval < self._min_interval:
-                return []
-            self._last_eval = time.monotonic()
+        [{rule, value, firing}]. Runs every HOUSEKEEPING_S in one process (backend.housekeeping),
+        and when an operator asks."""
         now = now or utcnow()
         out = []
         with self._eval_lock:
@@ -197,19 +191,6 @@ class AlertService:
                     self.resolve(key, now=now, notify=rule["webhook"])
                 out.append({"rule": rule["name"], "value": value, "firing": firing, "requests": w["requests"]})
         return out
-
-    def maybe_evaluate_async(self) -> None:
-        """After a request: evaluate in the background when the last evaluation is old enough."""
-        with self._lock:
-            due = time.monotonic() - self._last_eval >= self._min_interval
-        if due:
-            threading.Thread(target=self._safe_evaluate, name="alerts-eval", daemon=True).start()
-
-    def _safe_evaluate(self) -> None:
-        try:
-            self.evaluate(force=False)
-        except Exception:  # a failed evaluation must never break a request; it is retried next time
-            log.exception("alert evaluation failed")
 
     # --- alert episodes -------------------------------------------------------------------------
     def _open(self, conn, key: str):

@@ -19,6 +19,7 @@ from backend.engine import QueryEngine
 from backend.eval_runs import EvalRuns
 from backend.generation import make_generator
 from backend.golden import GoldenSets
+from backend.housekeeping import Housekeeping
 from backend.index_admin import IndexAdmin
 from backend.ingest import Ingestor
 from backend.jobs import JobRunner
@@ -54,8 +55,18 @@ class Services:
     snapshots: SnapshotStore
     costs: Costs  # price table, ledger, budgets, alerts, Prometheus (the engine's meter)
     releases: ReleaseManager  # live configuration: current + candidate release, guardrails, votes
+    housekeeping: Housekeeping | None = None  # serving processes only (start_housekeeping)
+
+    def start_housekeeping(self) -> None:
+        """Run the periodic housekeeping in this process (the console, an API worker); one-shot
+        CLI commands don't: they build Services too but would only compete for the lease."""
+        if self.housekeeping is None:
+            self.housekeeping = Housekeeping(self.db, self.costs.housekeeping_tasks(), self.settings.housekeeping_s)
+            self.housekeeping.start()
 
     def close(self) -> None:
+        if self.housekeeping is not None:
+            self.housekeeping.stop()
         self.costs.close()
         self.jobs.shutdown()
         self.store.client.close()
@@ -102,11 +113,13 @@ _shared_lock = threading.Lock()
 
 def shared_services() -> Services:
     """The process's one Services, built on first use: the console's pages and the API mounted in
-    the same server share it (Qdrant local mode allows one client per folder)."""
+    the same server share it (Qdrant local mode allows one client per folder). A serving process:
+    it runs the housekeeping."""
     global _shared
     with _shared_lock:
         if _shared is None:
             _shared = build_services()
+            _shared.start_housekeeping()
         return _shared
 
 

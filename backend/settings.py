@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(None, description="Prometheus server URL; set = the cost dashboard can draw latency and request-rate charts from it.")
     price_table_max_age_days: int = Field(90, description="The cost dashboard warns when the price table was last checked longer ago than this.")
     alert_webhook_url: str | None = Field(None, description="URL that firing and resolved alerts are POSTed to as JSON (Slack-style 'text' included); unset = no webhook.")
+    housekeeping_s: float = Field(30.0, gt=0, le=3600, description="Seconds between housekeeping runs: budget alerts of ended periods resolve and alert rules are evaluated. The console and every API worker try each period; the one holding the database lease does the work.")
 
     # Access
     auth_mode: Literal["local", "password", "oidc"] = Field("local", description="Who may use the console: 'local' = no login, everyone is the admin local-admin (only on a loopback address); 'password' = accounts in the database (`python -m backend users add`); 'oidc' = OpenID Connect login (OIDC_* settings).")

@@ -545,7 +545,7 @@ def alerts_section(costs: Costs) -> None:
     head, button = st.columns([4, 1], vertical_alignment="bottom")
     head.markdown("**Firing now**")
     if button.button("🔁 Evaluate now", key=keys("evaluate"), help="Run every rule and budget check now"):
-        costs.alerts.evaluate(force=True)
+        costs.alerts.evaluate()
         costs.budgets.evaluate()
     firing = costs.alerts.firing()
     if not firing:
@@ -554,8 +554,8 @@ def alerts_section(costs: Costs) -> None:
         st.error(f"**{escape_md(a['title'])}** — {escape_md(a['detail'])}  \nfirst seen {a['first_seen']:%Y-%m-%d %H:%M} "
                  f"UTC · last seen {a['last_seen']:%H:%M}", icon="💸" if a["source"] == "budget" else "🚨")
     hook = webhook_label(costs.alerts.webhook_url)  # the URL's path and query hold its token: host only
-    st.caption(f"Webhook: {kit.code(hook) + ' (ALERT_WEBHOOK_URL)' if hook else 'none (set ALERT_WEBHOOK_URL)'}. Rules run "
-               "at most every 30 s after requests, and whenever this page loads.")
+    st.caption(f"Webhook: {kit.code(hook) + ' (ALERT_WEBHOOK_URL)' if hook else 'none (set ALERT_WEBHOOK_URL)'}. Rules and "
+               "budget periods are checked in the background every HOUSEKEEPING_S (30 s by default).")
     hist = pd.DataFrame(costs.alerts.history(100))
     st.markdown("**History**")
     if hist.empty:
@@ -714,8 +714,7 @@ def rows_section(costs: Costs, r: TimeRange, f: Filters) -> None:
 
 # --- sidebar ---------------------------------------------------------------------------------
 def sidebar_alerts(costs: Costs) -> None:
-    """Firing alerts under the sidebar status on every page (one small query; rules run in the background)."""
-    costs.alerts.maybe_evaluate_async()
+    """Firing alerts under the sidebar status on every page (one small query; rules run in backend.housekeeping)."""
     firing = costs.alerts.firing()
     if not firing:
         return

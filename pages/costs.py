@@ -9,9 +9,7 @@ from console import costs_view as view
 from console import state
 
 costs = state.get_services().costs
-now = datetime.now(timezone.utc)
-costs.budgets.close_old_periods(now)
-costs.alerts.evaluate(force=False)  # at most every 30 s
+now = datetime.now(timezone.utc)  # reading only: periods and alert rules move on in backend.housekeeping
 
 st.title("💰 Costs & latency")
 view.flash()

@@ -2,7 +2,11 @@
 Redis, PostgreSQL), as many replicas and workers as needed behind a load balancer."""
 from __future__ import annotations
 
+import logging
 import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -11,12 +15,35 @@ from starlette.routing import Mount, Route
 
 from backend.api.app import create_api
 
+log = logging.getLogger(__name__)
+
+
+def _start_services() -> None:
+    from backend.services import shared_services
+
+    try:
+        shared_services()
+    except Exception:  # the first request builds them (and says what is down)
+        log.exception("services could not be built at startup")
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    """The worker's services are built at startup, in the background, so its housekeeping runs
+    without waiting for a first request; they close (and give the housekeeping lease up) at shutdown."""
+    from backend.services import close_shared_services
+
+    threading.Thread(target=_start_services, name="services-start", daemon=True).start()
+    yield
+    close_shared_services()
+
 
 def create_server() -> FastAPI:
     """The standalone app (one per worker): the API under /api/v1 and the metrics at /metrics."""
     from backend.services import shared_services
 
-    root = FastAPI(title="RAG Ops Console API server", docs_url=None, redoc_url=None, openapi_url=None)
+    root = FastAPI(title="RAG Ops Console API server", docs_url=None, redoc_url=None, openapi_url=None,
+                   lifespan=lifespan)
     root.router.routes.append(Mount("/api/v1", app=create_api(shared_services)))
 
     root.router.routes.append(Route("/metrics", metrics_endpoint))

@@ -3,6 +3,7 @@ budgets, alerts, the Prometheus exporter and, when PROMETHEUS_URL is set, the Pr
 `meter` is what the engine is built with."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -32,6 +33,12 @@ class Costs:
     prometheus: PrometheusSource | None
     max_price_age_days: int
 
+    def housekeeping_tasks(self) -> list[Callable[[], object]]:
+        """What falls due with time, not with a request (backend.housekeeping runs it every
+        HOUSEKEEPING_S under a lease): budget alerts of ended periods resolve, alert rules fire or
+        resolve as their windows move on."""
+        return [self.budgets.close_old_periods, self.alerts.evaluate]
+
     def close(self) -> None:
         self.metrics.stop()
         self.alerts.flush(2.0)
@@ -52,6 +59,6 @@ def build_costs(settings: Settings, db: Engine, audit: AuditLog, serve_metrics: 
     if serve_metrics and settings.metrics_port:
         metrics.serve(settings.metrics_host, settings.metrics_port)
     return Costs(prices=prices, ledger=store, journal=journal, queries=queries, budgets=budgets, alerts=alerts, metrics=metrics,
-                 meter=LedgerMeter(journal, prices, budgets, alerts, metrics),
+                 meter=LedgerMeter(journal, prices, budgets, metrics),
                  prometheus=PrometheusSource(settings.prometheus_url) if settings.prometheus_url else None,
                  max_price_age_days=settings.price_table_max_age_days)

@@ -1,7 +1,6 @@
 """The Meter the services hand to the engine: prices each call from the dated price table,
 writes its ledger row (through the journal: never lost), feeds Prometheus, enforces hard budgets and API key budgets
-and fires budget thresholds;
-after each request it lets the alert rules run (at most every 30 s, in the background)."""
+and fires budget thresholds. Alert rules run in backend.housekeeping, not after requests."""
 from __future__ import annotations
 
 import logging
@@ -15,8 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class LedgerMeter:
-    def __init__(self, journal: WriteJournal, prices, budgets=None, alerts=None, metrics=None):
-        self.journal, self.prices, self.budgets, self.alerts, self.metrics = journal, prices, budgets, alerts, metrics
+    def __init__(self, journal: WriteJournal, prices, budgets=None, metrics=None):
+        self.journal, self.prices, self.budgets, self.metrics = journal, prices, budgets, metrics
 
     def authorize(self, ctx: RequestContext, planned: list[Planned] | list[tuple[str, str]]) -> None:
         """Hard budgets, and an API key's own monthly budget, hold the planned paid calls' estimated
@@ -66,5 +65,3 @@ class LedgerMeter:
         self.release(ctx)
         if self.metrics is not None:
             self.metrics.request(ctx, status, latency_ms)
-        if self.alerts is not None:
-            self.alerts.maybe_evaluate_async()
