@@ -166,10 +166,13 @@ def variant_stats(db: Engine, window_minutes: int, *, since: datetime | None = N
     `source` (api, console; None or 'all': every request) narrows it to one kind of traffic."""
     now = _aware(now or utcnow())
     start = now - timedelta(minutes=window_minutes)
+    L = ledger
+    exact = []
     if since is not None and _aware(since) > start:
         start = _aware(since)
-    L = ledger
-    w = [L.c.epoch >= to_epoch(start), L.c.epoch <= to_epoch(now), L.c.variant.in_(VARIANTS), *_source_where(source)]
+        exact = [L.c.ts >= start]  # epoch has whole seconds: the last second of the experiment before counted too
+    w = [L.c.epoch >= to_epoch(start), L.c.epoch <= to_epoch(now), L.c.variant.in_(VARIANTS), *exact,
+         *_source_where(source)]
     per_request = sa.select(L.c.variant, L.c.request_id,
                             sa.func.max(sa.case((L.c.status == "error", 1), else_=0)).label("failed")) \
         .where(*w).group_by(L.c.variant, L.c.request_id).subquery()
