@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.access import Action, Actor
-from backend.access.service import KEY_STALE_S
+from backend.access.service import KEY_STALE_S, KEY_TTL_S
 from backend.access.tables import api_keys
 from backend.audit import AuditLog
 from backend.db import dialect_insert, metadata, utcnow
@@ -431,9 +431,13 @@ class BudgetService:
 
     def check_key(self, actor: Actor, now: datetime | None = None) -> None:
         """`check_key_budget` on this service's database (the API calls it once the key is known).
+        A key that passed within KEY_TTL_S passes without a query, as its key lookup does (a busy API
+        otherwise waits on the database every request; paid calls are still held against the budget).
         Database down: a key whose budget passed within KEY_STALE_S goes on, else the error is raised."""
+        if actor.kind == "api_key" and self._key_recent(actor.name, within_s=KEY_TTL_S):
+            return
         try:
-            check_key_budget(self._engine, self._q, actor, now)
+            check_key_budget(self._engine, actor, now)
         except sa.exc.OperationalError:
             if not self._key_recent(actor.name):
                 raise
@@ -447,11 +451,11 @@ class BudgetService:
                 self._key_passed.clear()
             self._key_passed[name] = time.monotonic()
 
-    def _key_recent(self, name: str | None) -> bool:
-        """The key's budget passed within KEY_STALE_S (what an outage lets go on)."""
+    def _key_recent(self, name: str | None, within_s: float = KEY_STALE_S) -> bool:
+        """The key's budget passed within `within_s` (KEY_STALE_S: what an outage lets go on)."""
         with self._lock:
             seen = self._key_passed.get(name) if name is not None else None
-        return seen is not None and time.monotonic() - seen <= KEY_STALE_S
+        return seen is not None and time.monotonic() - seen <= within_s
 
     def close_old_periods(self, now: datetime | None = None) -> None:
         """Resolve budget alerts of periods that have ended."""
@@ -502,18 +506,21 @@ def key_budget(engine: Engine, name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def check_key_budget(engine: Engine, queries: LedgerQueries, actor: Actor, now: datetime | None = None) -> None:
+def check_key_budget(engine: Engine, actor: Actor, now: datetime | None = None) -> None:
     """Raise BudgetExceeded when `actor` is an API key with a budget and its month-to-date spend
-    (its ledger rows since the first day of this UTC month) has reached it. Other actors pass."""
+    (its ledger rows since the first day of this UTC month) has reached it. Other actors pass.
+    One statement (budget and spend as subqueries): the API runs it on every request."""
     if actor.kind != "api_key":
         return
-    budget = key_budget(engine, actor.name)
-    if budget is None:
-        return
     now = now or utcnow()
-    spent = queries.key_spend(actor.name, int(month_start(now).timestamp()) // DAY_S)
-    if spent >= budget:
-        raise BudgetExceeded(_key_refusal(actor.name, budget, now, spent, 0.0, 0.0))
+    first_day = int(month_start(now).timestamp()) // DAY_S
+    spent = sa.select(sa.func.coalesce(sa.func.sum(ledger_key_daily.c.cost_usd), 0.0)).where(
+        ledger_key_daily.c.api_key == actor.name, ledger_key_daily.c.day >= first_day)
+    with engine.connect() as conn:
+        budget, spent = conn.execute(sa.select(_key_budget_select(actor.name).scalar_subquery(),
+                                               spent.scalar_subquery())).one()
+    if budget is not None and spent >= budget:
+        raise BudgetExceeded(_key_refusal(actor.name, float(budget), now, float(spent), 0.0, 0.0))
 
 
 def _key_spend_and_held(name: str, now: datetime) -> tuple:

@@ -261,10 +261,10 @@ def _key_budgets(costs) -> None:
     assert {k: totals[k] for k in ("small-budget", "no-budget")} == pytest.approx({"small-budget": 0.004, "no-budget": 5.0})
     spend("small-budget", 0.007)
     with pytest.raises(BudgetExceeded) as info:  # $0.011 of $0.01: spent
-        check_key_budget(db, q, small_actor)
+        check_key_budget(db, small_actor)
     assert "small-budget" in str(info.value) and "$0.01" in str(info.value)
     # next month it passes again
-    check_key_budget(db, q, small_actor, now=(month_start(now) + timedelta(days=32)).replace(day=2))
+    check_key_budget(db, small_actor, now=(month_start(now) + timedelta(days=32)).replace(day=2))
     costs.budgets.check_key(access.key_actor(free.key))
 
 
