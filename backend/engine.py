@@ -8,7 +8,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -20,13 +20,16 @@ from backend.embeddings import Embedder
 from backend.errors import BudgetExceeded, InputError, NotFoundError
 from backend.generation import Generator, Usage
 from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, Planned, RequestContext
-from backend.policy import PROMPT_TEMPLATES, Policy
+from backend.policy import PROMPT_TEMPLATES, Policy, check_pipeline
 from backend.rerank import HTTPReranker, Reranker
 from backend.settings import Settings
 from backend.text import control_chars
 from backend.sparse import query_vector
 from backend.tokens import count_tokens
 from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore, payload_filter
+
+if TYPE_CHECKING:
+    from backend.pipelines import Pipelines
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,7 @@ class QueryEngine:
         self.generator, self.reranker, self.cache = generator, reranker, cache
         self.meter: Meter = meter or NullMeter()  # ledger row per model call, budgets, Prometheus
         self.recorders: list[Callable[[Answer], None]] = []  # called with every finished answer
+        self._pipelines: Pipelines | None = None  # teams' own LlamaIndex pipelines, built on first use
 
     # --- steps -----------------------------------------------------------------------------
     def validate(self, question: str, policy: Policy) -> str:
@@ -167,6 +171,7 @@ class QueryEngine:
             raise InputError(f"the question has {len(q):,} characters; the limit is {self.settings.max_question_chars:,}")
         if policy.prompt_template not in PROMPT_TEMPLATES:
             raise InputError(f"unknown prompt template '{policy.prompt_template}'")
+        check_pipeline(policy, self.settings.pipeline_factory_list)
         return q
 
     def index_of(self, policy: Policy) -> str:
@@ -249,8 +254,39 @@ class QueryEngine:
                 call.retrieve_ms, call.total_ms = latency.get("retrieve"), ctx.elapsed_ms()
             self._record(ctx, call)
 
+    def pipelines(self) -> Pipelines:
+        """Imported on first use: llama-index loads only in a process that serves a pipeline policy."""
+        if self._pipelines is None:
+            from backend.pipelines import Pipelines
+
+            self._pipelines = Pipelines(self.settings, self.store.client, self.embedder, self.generator)
+        return self._pipelines
+
+    def _run_pipeline(self, ctx: RequestContext, q: str, policy: Policy, collection: str, filters: dict | None,
+                      latency: dict[str, float], answer: bool) -> tuple[Retrieval, str | None]:
+        """The policy's own LlamaIndex pipeline instead of our stages: its nodes as sources and, for a
+        query engine asked to answer, its answer text. Its model calls reach the ledger through the
+        instrumentation, each as it ends."""
+        from backend.pipelines import sources_of
+
+        if filters:
+            raise InputError(f"policy '{policy.name}' runs the pipeline {policy.pipeline}, which takes no filters")
+        pipelines = self.pipelines()
+        pipeline = pipelines.get(policy, self.index_of(policy))
+
+        def on_call(call: ModelCall) -> None:
+            if call.kind == "chat":
+                call.retrieve_ms, call.total_ms = latency.get("retrieve"), ctx.elapsed_ms()
+            self._record(ctx, call)
+
+        run = pipelines.run(pipeline, q, answer, latency, on_call)
+        sources = sources_of(run.nodes, policy.top_k if run.text is None else len(run.nodes))
+        return Retrieval(collection, sources, latency), run.text
+
     def _retrieve(self, ctx: RequestContext, q: str, policy: Policy, collection: str, filters: dict | None,
                   latency: dict[str, float]) -> Retrieval:
+        if policy.pipeline:
+            return self._run_pipeline(ctx, q, policy, collection, filters, latency, answer=False)[0]
         flt = payload_filter(filters)
         mode = policy.retrieval_mode
         n = max(policy.candidates, policy.top_k, policy.rerank_candidates if policy.rerank else 0)
@@ -364,7 +400,8 @@ class QueryEngine:
         key = cache_key(q, policy.content(), collection, self.embedder.name)
         common = dict(request_id=ctx.request_id, ts=utcnow().isoformat(), user=ctx.user, question=q,
                       policy=policy.label(), policy_hash=policy.content_hash(), policy_spec=policy.content(),
-                      index=self.index_of(policy), collection=collection)
+                      index=self.index_of(policy), collection=collection,
+                      fusion="pipeline" if policy.pipeline else policy.fusion)
         if not retrieval_only and not filters:
             with _timed(latency, "cache"):
                 cached = self.cache.get(key)
@@ -381,14 +418,21 @@ class QueryEngine:
                 yield self._finish(answer)
                 return
         self._authorize(ctx, policy, generate=not retrieval_only)
-        retrieval = self._retrieve(ctx, q, policy, collection, filters, latency)
+        if policy.pipeline and not retrieval_only:
+            retrieval, text = self._run_pipeline(ctx, q, policy, collection, filters, latency, answer=True)
+        else:
+            retrieval, text = self._retrieve(ctx, q, policy, collection, filters, latency), None
         messages = self.build_prompt(q, retrieval.sources, policy)
         yield Retrieved(retrieval, messages)
         if retrieval_only:
             latency["total"] = ctx.elapsed_ms()
             yield self._finish(Answer(**common, answer="", answer_kind="retrieval_only", citations=[], sources=retrieval.sources,
                                       latency_ms=latency, usage=TokenUsage(), cost_usd=ctx.cost_usd, price_known=ctx.price_known,
-                                      cache_hit=False, model=model, prompt=messages, fusion=policy.fusion))
+                                      cache_hit=False, model=model, prompt=messages))
+            return
+        if text is not None:  # a pipeline's query engine answered (its LLM calls are ledger rows already)
+            yield text
+            yield self._pipeline_answer(ctx, common, text, retrieval, latency, model, filters, key)
             return
         parts: list[str] = []
         usage = Usage(None, None, model)
@@ -414,10 +458,26 @@ class QueryEngine:
         latency["total"] = call.total_ms
         answer = Answer(**common, answer=text, answer_kind=self.generator.kind, citations=citations_in(text, len(retrieval.sources)),
                         sources=retrieval.sources, latency_ms=latency, usage=tokens, cost_usd=ctx.cost_usd,
-                        price_known=ctx.price_known, cache_hit=False, model=call.model, prompt=messages, fusion=policy.fusion)
+                        price_known=ctx.price_known, cache_hit=False, model=call.model, prompt=messages)
         if not filters:
             self.cache.set(key, answer.model_dump_json())
         yield self._finish(answer)
+
+    def _pipeline_answer(self, ctx: RequestContext, common: dict, text: str, retrieval: Retrieval,
+                         latency: dict[str, float], model: str, filters: dict | None, key: str) -> Answer:
+        """The Answer of a pipeline's query engine: tokens and model from its LLM calls as the
+        instrumentation saw them. The prompt is LlamaIndex's own, so none is shown."""
+        chat = [c for c in ctx.calls if c.kind == "chat"]
+        tokens = TokenUsage(prompt_tokens=sum(c.prompt_tokens for c in chat),
+                            completion_tokens=sum(c.completion_tokens for c in chat),
+                            method=chat[-1].token_method if chat else "none")
+        latency["total"] = ctx.elapsed_ms()
+        answer = Answer(**common, answer=text, answer_kind="llm", citations=citations_in(text, len(retrieval.sources)),
+                        sources=retrieval.sources, latency_ms=latency, usage=tokens, cost_usd=ctx.cost_usd,
+                        price_known=ctx.price_known, cache_hit=False, model=chat[-1].model if chat else model, prompt=[])
+        if not filters:
+            self.cache.set(key, answer.model_dump_json())
+        return self._finish(answer)
 
     def query(self, question: str, policy: Policy, actor: Actor, filters: dict | None = None,
               retrieval_only: bool = False, *, variant: str | None = None) -> Answer:

@@ -14,15 +14,23 @@ Only this module imports llama-index; the console and the API do not pay for it.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseGen, CompletionResponse,
+                                              CompletionResponseGen, LLMMetadata, MessageRole)
 from llama_index.core.base.response.schema import RESPONSE_TYPE, Response, StreamingResponse
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from pydantic import PrivateAttr
 
 from backend.access import Actor, system_actor
+from backend.embeddings import Embedder
 from backend.engine import Answer, Retrieved, SourceChunk
+from backend.generation import Generator, Usage
 from backend.live import route, stream_live
 from backend.policy import Policy
 
@@ -141,3 +149,93 @@ def _last(events: Iterator[Retrieved | str | Answer]) -> Answer:
             answer = event
     assert answer is not None, "the engine ended without an answer"
     return answer
+
+
+# --- our models as LlamaIndex models (a team's own pipeline gets these, see backend/pipelines.py) ------------
+class LlamaEmbedding(BaseEmbedding):
+    """Our embedder as a LlamaIndex `BaseEmbedding`: queries and passages go through different calls
+    because e5 needs its 'query: ' vs 'passage: ' prefixes (the local model adds them; a remote
+    endpoint gets EMBEDDING_QUERY_PREFIX / EMBEDDING_PASSAGE_PREFIX), so vectors match the index."""
+
+    _embedder: Embedder = PrivateAttr()
+
+    def __init__(self, embedder: Embedder, **kwargs: Any) -> None:
+        super().__init__(model_name=embedder.name, **kwargs)
+        self._embedder = embedder
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embedder.embed_queries([query])[0].tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed_passages(texts).tolist()
+
+
+class GeneratorLLM(CustomLLM):
+    """Our OpenAI-compatible generator as a LlamaIndex LLM, so a team's pipeline uses the endpoint,
+    timeouts and retries of OPENAI_BASE_URL without llama-index-llms-openai. The usage the endpoint
+    reports rides in `raw["usage"]`, where the instrumentation handler reads it for the ledger."""
+
+    model: str
+    temperature: float = 0.1
+    max_tokens: int = 512
+    _generator: Generator = PrivateAttr()
+
+    def __init__(self, generator: Generator, model: str, temperature: float = 0.1, max_tokens: int = 512) -> None:
+        super().__init__(model=model, temperature=temperature, max_tokens=max_tokens)
+        self._generator = generator
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=self.model, num_output=self.max_tokens, is_chat_model=True)
+
+    def _stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage]:
+        plain = [{"role": m.role.value, "content": m.content or ""} for m in messages]
+        return self._generator.stream(plain, [], "", self.model, self.temperature, self.max_tokens)
+
+    def _deltas(self, messages: Sequence[ChatMessage]) -> Iterator[tuple[str, str, dict]]:
+        """(delta, text so far, raw) per piece; raw holds the usage once the stream reports it."""
+        text, raw = "", {"model": self.model}
+        for piece in self._stream(messages):
+            if isinstance(piece, Usage):
+                raw = {"model": piece.model, "usage": {"prompt_tokens": piece.prompt_tokens,
+                                                       "completion_tokens": piece.completion_tokens}}
+                yield "", text, raw
+            else:
+                text += piece
+                yield piece, text, raw
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        text, raw = "", {}
+        for _, text, raw in self._deltas(messages):
+            pass
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), raw=raw)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        def gen() -> ChatResponseGen:
+            for delta, text, raw in self._deltas(messages):
+                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta, raw=raw)
+
+        return gen()
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        text, raw = "", {}
+        for _, text, raw in self._deltas([ChatMessage(role=MessageRole.USER, content=prompt)]):
+            pass
+        return CompletionResponse(text=text, raw=raw)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        def gen() -> CompletionResponseGen:
+            for delta, text, raw in self._deltas([ChatMessage(role=MessageRole.USER, content=prompt)]):
+                yield CompletionResponse(text=text, delta=delta, raw=raw)
+
+        return gen()

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+import re
+from typing import Literal, Sequence
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,7 +38,9 @@ PROMPT_TEMPLATES: dict[str, str] = {
 MAX_NAME_CHARS = min(column_length(policies.c.name) or 200, (column_length(traces.c.policy) or 200) - 12)
 MAX_MODEL_CHARS = column_length(ledger.c.model) or 200  # the ledger row of the chat call records it
 MAX_INDEX_CHARS = column_length(traces.c.collection) or 200
-_TEXT_LIMITS = {"name": MAX_NAME_CHARS, "prompt_template": 100, "model": MAX_MODEL_CHARS, "index": MAX_INDEX_CHARS}
+_TEXT_LIMITS = {"name": MAX_NAME_CHARS, "prompt_template": 100, "model": MAX_MODEL_CHARS, "index": MAX_INDEX_CHARS,
+                "pipeline": 200}
+FACTORY_REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")  # package.module:function
 
 
 class Policy(BaseModel):
@@ -58,8 +61,17 @@ class Policy(BaseModel):
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1, le=8192)
     index: str | None = None  # alias or collection; None: the INDEX_ALIAS setting
+    pipeline: str | None = Field(None, description="A team's own LlamaIndex pipeline, 'package.module:function' "
+                                 "(one of the PIPELINE_FACTORIES setting); None: our engine's stages.")
 
-    @field_validator("name", "prompt_template", "model", "index")
+    @field_validator("pipeline")
+    @classmethod
+    def _factory_ref(cls, v: str | None) -> str | None:
+        if v is not None and not FACTORY_REF.fullmatch(v):
+            raise ValueError(f"pipeline '{v[:200]}' is not a factory reference 'package.module:function'")
+        return v
+
+    @field_validator("name", "prompt_template", "model", "index", "pipeline")
     @classmethod
     def _one_line(cls, v: str | None, info) -> str | None:  # noqa: ANN001 - pydantic's ValidationInfo
         """Checked here, not at save: an unsaved policy still names the ledger and trace rows of a paid call."""
@@ -69,13 +81,25 @@ class Policy(BaseModel):
         return v
 
     def content(self) -> dict:
-        return self.model_dump(exclude={"name", "version"})
+        """What the policy does (its hash keys caches and traces): a policy with no pipeline has the
+        content, and hash, it had before pipelines existed."""
+        return self.model_dump(exclude={"name", "version"} | ({"pipeline"} if self.pipeline is None else set()))
 
     def content_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()
 
     def label(self) -> str:
         return f"{self.name} v{self.version}" if self.version else self.name
+
+
+def check_pipeline(policy: Policy, allowed: Sequence[str]) -> None:
+    """A policy may name only a factory the operator listed in PIPELINE_FACTORIES: the factory is
+    imported and run in the serving process, so the list never comes from a user. Checked at save
+    and again at use (the setting may have changed since the policy was saved)."""
+    if policy.pipeline is not None and policy.pipeline not in allowed:
+        listed = ", ".join(allowed) if allowed else "none"
+        raise InputError(f"policy '{policy.name}': pipeline '{policy.pipeline}' is not an allowed factory "
+                         f"(PIPELINE_FACTORIES lists: {listed})")
 
 
 def parse_policy(data: str | bytes) -> Policy:
@@ -95,8 +119,9 @@ def parse_policy(data: str | bytes) -> Policy:
 
 
 class PolicyStore:
-    def __init__(self, engine: Engine, audit: AuditLog):
-        self._engine, self._audit = engine, audit
+    def __init__(self, engine: Engine, audit: AuditLog, pipelines: Sequence[str] = ()):
+        """`pipelines`: the factories a policy may name (the PIPELINE_FACTORIES setting)."""
+        self._engine, self._audit, self._pipelines = engine, audit, tuple(pipelines)
 
     def save(self, policy: Policy, actor: Actor, note: str = "") -> Policy:
         """Store as the next version of its name (returns the stored policy with its version)."""
@@ -105,6 +130,7 @@ class PolicyStore:
         check_text(note, "the policy note", multiline=True)
         if policy.prompt_template not in PROMPT_TEMPLATES:
             raise InputError(f"unknown prompt template '{policy.prompt_template}'")
+        check_pipeline(policy, self._pipelines)
         with self._audit.action(actor, "policy.save", policy.name, need=Action.save_policy, spec=policy.content()) as extra:
             with self._engine.begin() as conn:
                 current = conn.execute(

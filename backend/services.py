@@ -90,7 +90,7 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     if record_traces:
         engine.recorders.append(trace_store.record)
     ingestor = Ingestor(store, embedder, registry, audit, EmbeddingCache(db), s.embedding_batch_size)
-    policy_store = PolicyStore(db, audit)
+    policy_store = PolicyStore(db, audit, s.pipeline_factory_list)
     jobs = JobRunner(db, audit)  # marks the jobs of a process that died as failed
     index_admin = IndexAdmin(s, db, store, registry, ingestor, engine, policy_store, audit, jobs)
     # Releases swap the live alias through the index admin's promote (atomic, with alias history).

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     judge_timeout_s: float = Field(120.0, description="Timeout of one judge request.")
     judge_max_tokens: int = Field(1024, description="Longest judge reply; a verdict cut off at this length leaves that metric empty for the item, with the reason shown.")
 
+    # Bring your own LlamaIndex pipeline
+    pipeline_factories: str = Field("", description="LlamaIndex pipeline factories a policy may name, comma separated 'package.module:function' (e.g. 'bench.retrieval:plain_pipeline'); a policy naming any other is refused. Unset = none: the list comes from the operator, never from the UI.")
+
     # Rerank
     rerank_url: str | None = Field(None, description="Rerank endpoint (Cohere/Jina/vLLM '/v1/rerank' or TEI '/rerank'); unset = re-score with the embedding model.")
     rerank_api_key: SecretStr | None = Field(None, description="API key for RERANK_URL.")
@@ -103,6 +106,10 @@ class Settings(BaseSettings):
         if self.ingest_roots.strip():
             return [Path(p).expanduser() for p in self.ingest_roots.split(os.pathsep) if p.strip()]
         return [p for p in (self.demo_corpus, self.uploads_dir) if p is not None]
+
+    @property
+    def pipeline_factory_list(self) -> list[str]:
+        return [f.strip() for f in self.pipeline_factories.split(",") if f.strip()]
 
     @property
     def uploads_dir(self) -> Path:

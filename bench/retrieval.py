@@ -25,7 +25,7 @@ import warnings  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import TYPE_CHECKING, Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -37,6 +37,9 @@ from backend.policy import Policy  # noqa: E402
 from backend.services import Services, build_services  # noqa: E402
 from backend.settings import PROJECT_ROOT, Settings  # noqa: E402
 from backend.sources import load_source  # noqa: E402
+
+if TYPE_CHECKING:
+    from backend.pipelines import Pipeline, PipelineContext
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -180,35 +183,26 @@ def build_baseline(services: Services, root: Path, folder: Path, encode_sample: 
     Returns the index and its ingest row (model rate probed during ingest, as for ours). A complete
     store left in `folder` by an earlier run is reused (nothing timed), a partial one rebuilt."""
     from llama_index.core import Document, StorageContext, VectorStoreIndex
-    from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import MetadataMode
     from llama_index.vector_stores.qdrant import QdrantVectorStore
     from pydantic import PrivateAttr
     from qdrant_client import QdrantClient
 
-    class E5Embedding(BaseEmbedding):
-        """LlamaIndex adapter over backend.embeddings: e5 needs 'query: ' vs 'passage: ' prefixes."""
+    from backend.llamaindex import LlamaEmbedding
 
-        _e5: Embedder = PrivateAttr()
+    class E5Embedding(LlamaEmbedding):
+        """Our embedding adapter (e5 'query: ' vs 'passage: ' prefixes), with the encode probe and progress."""
+
         _done: int = PrivateAttr(default=0)
         _probe: EncodeProbe = PrivateAttr()
 
         def __init__(self, e5: Embedder, probe: EncodeProbe, **kw: Any) -> None:
-            super().__init__(model_name=e5.name, **kw)
-            self._e5, self._probe = e5, probe
-
-        def _get_query_embedding(self, query: str) -> list[float]:
-            return self._e5.embed_queries([query])[0].tolist()
-
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            return self._get_query_embedding(query)
-
-        def _get_text_embedding(self, text: str) -> list[float]:
-            return self._get_text_embeddings([text])[0]
+            super().__init__(e5, **kw)
+            self._probe = probe
 
         def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            vecs = self._e5.embed_passages(texts).tolist()
+            vecs = super()._get_text_embeddings(texts)
             before, self._done = self._done, self._done + len(texts)
             self._probe(self._done)
             if self._done // progress_every > before // progress_every:
@@ -239,6 +233,26 @@ def build_baseline(services: Services, root: Path, folder: Path, encode_sample: 
     seconds = time.perf_counter() - t0 - probe.seconds
     return index, Row(name, len(nodes), len(nodes) / seconds, probe.rate,
                       note=f"ingest {seconds:.0f} s net of {probe.seconds:.0f} s encode probes; embed_batch_size={batch}")
+
+
+def plain_pipeline(ctx: PipelineContext) -> Pipeline:
+    """The baseline's query side as a policy's own pipeline (register `bench.retrieval:plain_pipeline`
+    in PIPELINE_FACTORIES): VectorStoreIndex over the served alias through QdrantVectorStore on the
+    engine's client, dense top_k with our embedding model; LlamaIndex's default synthesizer answers
+    when an LLM is set, else it is a retriever and the engine answers (extractive). Our chunks are
+    read through the store's plain-payload path (text in 'text', doc_id kept in metadata), the dense
+    vector is ours ('dense'). LlamaIndex is imported inside, as in build_baseline: the benchmark's
+    other paths start without it."""
+    from llama_index.core import VectorStoreIndex
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+    from backend.vectorstore import DENSE
+
+    store = QdrantVectorStore(client=ctx.client, collection_name=ctx.alias, dense_vector_name=DENSE, text_key="text")
+    index = VectorStoreIndex.from_vector_store(store, embed_model=ctx.embed_model)
+    if ctx.llm is None:
+        return index.as_retriever(similarity_top_k=ctx.policy.top_k)
+    return index.as_query_engine(llm=ctx.llm, similarity_top_k=ctx.policy.top_k)
 
 
 def baseline_ranker(index: Any, k: int) -> Ranker:

@@ -1,0 +1,126 @@
+"""Bring your own LlamaIndex pipeline (issue 15): the plain LlamaIndex pipeline of bench/retrieval.py
+registered through PIPELINE_FACTORIES, named by a saved policy and run by the engine on a real local
+Qdrant store with the real embedding model (10 short documents): sources with doc_id, stage timings
+from LlamaIndex's instrumentation, ledger rows, one build per pipeline, refusal of unlisted factories,
+an LLM-backed query engine (the fault-injection server as endpoint) and an offline A/B against the
+default policy on a golden set."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from actors import system_actor
+from backend.ab_online import offline_diff, start_offline
+from backend.cache import MemoryCache
+from backend.engine import QueryEngine, Retrieved
+from backend.errors import InputError
+from backend.generation import OpenAIGenerator
+from backend.golden import parse_items
+from backend.ledger.store import ledger
+from backend.policy import Policy, parse_policy
+from backend.services import Services
+from backend.sources import load_source
+from bench.retrieval import plain_pipeline
+from test_index_admin_support import TOPICS, fresh_services, write_dataset
+
+PLAIN = "bench.retrieval:plain_pipeline"
+COUNTING = "test_byo_pipeline:counting_pipeline"
+OPS = system_actor("byo-test")
+BUILDS: list[str] = []
+
+
+def counting_pipeline(ctx):  # noqa: ANN001, ANN201 - a factory as a team writes one
+    """The plain pipeline, counting its builds (the engine must not build per question)."""
+    BUILDS.append(ctx.alias)
+    return plain_pipeline(ctx)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("byo")
+
+
+@pytest.fixture(scope="module")
+def svc(root: Path) -> Iterator[Services]:
+    services = fresh_services(root / "data", pipeline_factories=f"{PLAIN}, {COUNTING}")
+    docs = load_source(write_dataset(root / "set") / "corpus.jsonl").documents
+    services.ingestor.ingest(docs, actor=OPS, family=services.settings.index_alias, source="tests")
+    yield services
+    services.close()
+
+
+def test_unlisted_or_malformed_factories_are_refused_at_save_and_at_use(svc: Services) -> None:
+    rogue = Policy(name="rogue", pipeline="os.path:join")
+    with pytest.raises(InputError, match=r"not an allowed factory \(PIPELINE_FACTORIES lists: bench.retrieval"):
+        svc.policies.save(rogue, actor=OPS)
+    with pytest.raises(InputError, match="not an allowed factory"):
+        svc.engine.query(TOPICS["penguin"][1], rogue, OPS)
+    with pytest.raises(InputError, match="not a factory reference"):
+        parse_policy('{"pipeline": "import os; os.system"}')
+
+
+def test_a_policy_naming_the_plain_pipeline_answers_through_the_engine(svc: Services) -> None:
+    policy = svc.policies.save(Policy(name="plain", pipeline=PLAIN, top_k=3), actor=OPS)
+    assert svc.policies.get("plain").pipeline == PLAIN
+    answer = svc.engine.query(TOPICS["penguin"][1], policy, OPS)
+    assert [s.doc_id for s in answer.sources][0] == "penguin" and len(answer.sources) == 3
+    assert all(s.doc_id in TOPICS and s.text and s.scores["fused"] is not None for s in answer.sources)
+    assert "incubate" in answer.sources[0].text and answer.fusion == "pipeline"
+    assert answer.answer_kind == "extractive" and "[1]" in answer.answer  # a retriever: our generation answers
+    assert {"embed", "retrieve", "generate", "total"} <= set(answer.latency_ms)  # from the instrumentation
+    assert 0 < answer.latency_ms["embed"] < answer.latency_ms["total"]
+    with svc.db.connect() as conn:
+        rows = conn.execute(sa.select(ledger.c.kind, ledger.c.model, ledger.c.prompt_tokens)
+                            .where(ledger.c.request_id == answer.request_id)).all()
+    assert ("embedding", svc.embedder.name) in {(r.kind, r.model) for r in rows}  # metered without a wrapper
+    assert all(r.prompt_tokens > 0 for r in rows if r.kind == "embedding")
+    again = svc.engine.query(TOPICS["penguin"][1], policy, OPS)
+    assert again.cache_hit and again.sources == answer.sources  # the engine's cache applies
+
+
+def test_a_pipeline_is_built_once_per_policy_and_index(svc: Services) -> None:
+    policy = Policy(name="counted", pipeline=COUNTING, top_k=2)
+    BUILDS.clear()
+    for topic in ("violin", "saturn", "bread"):
+        retrieval = svc.engine.retrieve(TOPICS[topic][1], policy)
+        assert retrieval.sources[0].doc_id == topic
+    assert BUILDS == [svc.settings.index_alias]
+    svc.engine.retrieve(TOPICS["violin"][1], policy.model_copy(update={"top_k": 4}))
+    assert len(BUILDS) == 2  # other knobs: another pipeline
+    with pytest.raises(InputError, match="takes no filters"):
+        svc.engine.retrieve(TOPICS["violin"][1], policy, {"doc_id": "violin"})
+
+
+def test_a_query_engine_answers_with_our_llm_and_its_tokens_are_counted(svc: Services, fault_llm) -> None:  # noqa: ANN001
+    """With OPENAI_BASE_URL the plain pipeline is a LlamaIndex query engine on our generator."""
+    s = svc.settings.model_copy(update={"openai_base_url": fault_llm.base_url, "llm_model": fault_llm.model})
+    engine = QueryEngine(s, svc.store, svc.embedder, OpenAIGenerator(s), svc.engine.reranker, MemoryCache(60, 10))
+    events = list(engine.stream(TOPICS["coffee"][1], Policy(name="plain-llm", pipeline=PLAIN, top_k=2), OPS))
+    assert isinstance(events[0], Retrieved) and events[0].retrieval.sources[0].doc_id == "coffee"
+    answer = events[-1]
+    assert answer.answer == fault_llm.reply and answer.answer_kind == "llm" and answer.model == fault_llm.model
+    assert answer.usage.method == "api" and answer.usage.prompt_tokens > 10 and answer.usage.completion_tokens > 0
+    assert {"embed", "retrieve", "generate"} <= set(answer.latency_ms)
+    chat = [r for r in fault_llm.requests if r["path"].endswith("/chat/completions")]
+    assert len(chat) == 1 and "nine bars" in str(chat[0]["body"]["messages"])  # LlamaIndex's prompt, our chunk
+
+
+def test_offline_ab_of_the_plain_pipeline_against_the_default_policy(svc: Services, root: Path) -> None:
+    svc.golden.create("topics", actor=OPS)
+    svc.golden.import_items("topics", parse_items((root / "set" / "queries.jsonl").read_bytes(), "queries.jsonl"),
+                            actor=OPS)
+    svc.golden.freeze("topics", actor=OPS)
+    plain = svc.policies.save(Policy(name="plain-ab", pipeline=PLAIN, top_k=5), actor=OPS)
+    job_id = start_offline(svc.jobs, svc.evals, svc.golden, "topics", Policy(), plain, OPS, generate=False)
+    job = svc.jobs.wait(job_id, timeout=300)
+    assert job.status == "done", job.error
+    run_a, run_b = svc.evals.get(job.result["run_a"]), svc.evals.get(job.result["run_b"])
+    assert (run_a["policy"], run_b["policy"]) == ("default", "plain-ab v1")
+    diff = offline_diff(svc.evals, run_a["id"], run_b["id"])
+    items = svc.evals.items(run_b["id"])
+    assert len(items) == len(TOPICS) and all(i["retrieved"][0]["doc_id"] in TOPICS for i in items)
+    assert run_b["metrics"]["recall@10"]["mean"] >= 0.9  # ten distinct topics: the dense pipeline finds them
+    assert "ndcg@10" in diff["metrics"] and diff["costs"]["retrieval latency (ms)"]["b"] > 0
