@@ -10,18 +10,20 @@ import streamlit as st
 from backend.engine import Answer, SourceChunk
 from backend.tokens import count_tokens
 from console import kit
+from console.i18n import N_, t
 from console.markup import answer_md, escape_md, latency_bar, source_card, source_urls, with_citation_badges
 
 AVATARS = {"user": "🧑‍💻", "assistant": "🔎"}
 KINDS = {
-    "llm": ("🤖", "LLM answer", "blue"),
-    "extractive": ("📝", "Extractive answer — no LLM configured", "orange"),
-    "retrieval_only": ("🔍", "Retrieval only — no model called", "gray"),
+    "llm": ("🤖", N_("LLM answer"), "blue"),
+    "extractive": ("📝", N_("Extractive answer — no LLM configured"), "orange"),
+    "retrieval_only": ("🔍", N_("Retrieval only — no model called"), "gray"),
 }
 HINTS = {
-    "LLM": "The sources were retrieved; switch on **Retrieval only** in the sidebar to keep working without the model.",
-    "vector store": "See the vector store's status in the sidebar.",
-    "embedding model": "See the embedding model's status in the sidebar; **sparse** retrieval works without it.",
+    "LLM": N_("The sources were retrieved; switch on **Retrieval only** in the sidebar to keep working without the "
+              "model."),
+    "vector store": N_("See the vector store's status in the sidebar."),
+    "embedding model": N_("See the embedding model's status in the sidebar; **sparse** retrieval works without it."),
 }
 
 
@@ -35,43 +37,46 @@ def question(text: str) -> None:
         st.markdown(escape_md(text))
         return
     st.markdown(escape_md(text[:QUESTION_PREVIEW]) + "…")
-    st.caption(f"{len(text):,} characters; the first {QUESTION_PREVIEW} are shown")
+    st.caption(t("{n} characters; the first {shown} are shown", n=f"{len(text):,}", shown=QUESTION_PREVIEW))
 
 
 def badges(answer: Answer) -> None:
     icon, label, color = KINDS[answer.answer_kind]
     with st.container(horizontal=True, gap="small"):
-        st.badge(label, icon=icon, color=color)
+        st.badge(t(label), icon=icon, color=color)
         if answer.answer_kind == "llm":
             st.badge(answer.model, color="gray")
         if answer.cache_hit:
-            st.badge("cache hit", icon="⚡", color="green")
+            st.badge(t("cache hit"), icon="⚡", color="green")
 
 
 def answer_text(answer: Answer) -> None:
     if answer.answer_kind == "retrieval_only":
-        st.markdown(f"Retrieved **{len(answer.sources)}** sources. The **Prompt** tab shows exactly what the model "
-                    "would receive; no model was called.")
+        st.markdown(t("Retrieved **{n}** sources. The **Prompt** tab shows exactly what the model would receive; "
+                      "no model was called.", n=len(answer.sources)))
     else:
         st.markdown(answer_markdown(answer))
 
 
 def answer_markdown(answer: Answer) -> str:
     text = answer_md(answer.answer, answer.answer_kind, source_urls(answer.sources))
-    return with_citation_badges(text, len(answer.sources)) if text.strip() else "_(the model returned an empty answer)_"
+    return with_citation_badges(text, len(answer.sources)) if text.strip() else t("_(the model returned an empty answer)_")
 
 
 def summary(a: Answer) -> str:
     """One caption line with everything an operator checks first."""
     if a.usage.method == "none":
-        tokens = "no model tokens"
+        tokens = t("no model tokens")
     else:
-        tokens = f"{a.usage.prompt_tokens:,} + {a.usage.completion_tokens:,} tokens ({a.usage.method})"
-    cost = f"\\${a.cost_usd:.6f}" if a.price_known else f"cost unknown (no price for {escape_md(a.model)})"
-    cache = "cache not used" if a.answer_kind == "retrieval_only" else ("cache hit" if a.cache_hit else "cache miss")
+        tokens = t("{prompt} + {completion} tokens ({method})", prompt=f"{a.usage.prompt_tokens:,}",
+                   completion=f"{a.usage.completion_tokens:,}", method=a.usage.method)
+    cost = f"\\${a.cost_usd:.6f}" if a.price_known else t("cost unknown (no price for {model})", model=escape_md(a.model))
+    cache = t("cache not used") if a.answer_kind == "retrieval_only" else (t("cache hit") if a.cache_hit
+                                                                         else t("cache miss"))
     return " · ".join([
         f"⏱ {kit.duration(a.latency_ms.get('total', 0.0))}", tokens, cost, cache,
-        f"policy **{escape_md(a.policy)}**", f"index {escape_md(a.index)} → **{escape_md(a.collection)}**",
+        t("policy **{policy}**", policy=escape_md(a.policy)),
+        t("index {index} → **{collection}**", index=escape_md(a.index), collection=escape_md(a.collection)),
     ])
 
 
@@ -85,8 +90,8 @@ def feedback(answer: Answer, ns: str, send: Callable[[str], None]) -> None:
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.feedback("thumbs", key=f"{ns}.fb.{rid}", on_change=send, args=(rid,))
         if st.session_state.get(f"{ns}.fb.{rid}") is not None:
-            st.text_input("Comment", key=f"{ns}.fbc.{rid}", label_visibility="collapsed", width=420,
-                          placeholder="Optional comment — Enter saves it", on_change=send, args=(rid,))
+            st.text_input(t("Comment"), key=f"{ns}.fbc.{rid}", label_visibility="collapsed", width=420,
+                          placeholder=t("Optional comment — Enter saves it"), on_change=send, args=(rid,))
         note = st.session_state.get(f"{ns}.fbmsg.{rid}")
         if note:
             st.caption(note)
@@ -94,7 +99,7 @@ def feedback(answer: Answer, ns: str, send: Callable[[str], None]) -> None:
 
 def sources(items: list[SourceChunk], question: str, fusion: str, rerank_metric: str, cited: list[int]) -> None:
     if not items:
-        st.info("No chunk matched. Try another retrieval mode, more candidates, or another index.")
+        st.info(t("No chunk matched. Try another retrieval mode, more candidates, or another index."))
         return
     cards = "".join(source_card(s, question, fusion, rerank_metric, s.rank in cited) for s in items)
     # A bounded, scrollable list: the chat sticks to the bottom of the page, so an answer must not be
@@ -105,8 +110,8 @@ def sources(items: list[SourceChunk], question: str, fusion: str, rerank_metric:
 
 def prompt(answer: Answer) -> None:
     n, method = count_tokens("\n".join(m["content"] for m in answer.prompt))
-    st.caption(f"Exactly what the model receives: {len(answer.prompt)} messages, {n:,} tokens ({method}) · "
-               f"request `{answer.request_id}`")
+    st.caption(t("Exactly what the model receives: {messages} messages, {tokens} tokens ({method}) · request `{request}`",
+                 messages=len(answer.prompt), tokens=f"{n:,}", method=method, request=answer.request_id))
     for m in answer.prompt:
         st.markdown(f"**{m['role']}**")
         st.code(m["content"], language=None, wrap_lines=True, height=320 if len(m["content"]) > 1200 else "content")
@@ -117,7 +122,7 @@ def details(answer: Answer, ns: str, rerank_metric: str, send_feedback: Callable
     st.html(latency_bar(answer.latency_ms))
     if answer.answer_kind != "retrieval_only":
         feedback(answer, ns, send_feedback)
-    names = {"sources": f"📚 Sources ({len(answer.sources)})", "prompt": "🧾 Prompt"}
+    names = {"sources": t("📚 Sources ({n})", n=len(answer.sources)), "prompt": t("🧾 Prompt")}
     order = ["prompt", "sources"] if answer.answer_kind == "retrieval_only" else ["sources", "prompt"]
     tabs = dict(zip(order, st.tabs([names[o] for o in order])))
     with tabs["sources"]:
@@ -129,7 +134,7 @@ def details(answer: Answer, ns: str, rerank_metric: str, send_feedback: Callable
 def error(message: str, part: str | None, items: list[SourceChunk], question: str, fusion: str, rerank_metric: str) -> None:
     st.error(message, icon="⚠️")
     if part in HINTS:
-        st.caption(HINTS[part])
+        st.caption(t(HINTS[part]))
     if items:
-        with st.expander(f"📚 Sources retrieved before the error ({len(items)})"):
+        with st.expander(t("📚 Sources retrieved before the error ({n})", n=len(items))):
             sources(items, question, fusion, rerank_metric, [])

@@ -11,8 +11,12 @@ from backend.api.ratelimit import limiter_status
 from backend.services import Services
 from console import kit
 from console.auth import current_actor
+from console.i18n import N_, t
 
 keys = kit.PageKeys("api")
+# Column headers: the table keeps these names, shown in the session's language.
+RECENT_COLUMNS = (N_("time (UTC)"), N_("key"), N_("end user"), N_("variant"), N_("status"), N_("latency"), N_("cost"),
+                  N_("request id"))
 
 
 def base_url() -> str:
@@ -23,14 +27,14 @@ def base_url() -> str:
 
 
 def examples(base: str) -> None:
-    st.subheader("🔌 Call it")
-    st.markdown(f"Base URL **`{base}`** · interactive docs at [`{base}/docs`]({base}/docs) · "
-                f"schema at `{base}/openapi.json` · Prometheus at `/metrics`.")
+    st.subheader(t("🔌 Call it"))
+    st.markdown(t("Base URL **`{base}`** · interactive docs at [`{base}/docs`]({base}/docs) · "
+                  "schema at `{base}/openapi.json` · Prometheus at `/metrics`.", base=base))
     if can(current_actor(), Action.manage_keys):
-        st.caption("Create an API key on the **Access** page (the secret is shown once), or from the shell.")
+        st.caption(t("Create an API key on the **Access** page (the secret is shown once), or from the shell."))
     else:
-        st.caption("Ask an admin for an API key (Access page, or `python -m backend keys create NAME --role viewer`).")
-    curl, python = st.tabs(["curl", "Python (OpenAI SDK)"])
+        st.caption(t("Ask an admin for an API key (Access page, or `python -m backend keys create NAME --role viewer`)."))
+    curl, python = st.tabs([t("curl"), t("Python (OpenAI SDK)")])
     curl.code(f"""curl -s {base}/query \\
   -H "Authorization: Bearer $RAG_API_KEY" -H "X-End-User: alice" \\
   -H 'Content-Type: application/json' \\
@@ -52,20 +56,20 @@ def rate_limiter() -> None:
         return
     r = rows[0]
     if r["failing_open"]:
-        st.warning(f"Rate limiter **degraded**: its Redis is unreachable, so requests are let through without a "
-                   f"limit ({r['fail_open_total']:,} so far) — {r['last_error']}", icon="🟠")
+        st.warning(t("Rate limiter **degraded**: its Redis is unreachable, so requests are let through without a "
+                     "limit ({n} so far) — {error}", n=f"{r['fail_open_total']:,}", error=r["last_error"]), icon="🟠")
     else:
-        st.caption(f"🟢 Rate limit {r['limit']} per key, counted in {r['backend']}.")
+        st.caption(t("🟢 Rate limit {limit} per key, counted in {backend}.", limit=r["limit"], backend=r["backend"]))
 
 
 def recent(services: Services) -> None:
-    st.subheader("📡 Latest live requests")
+    st.subheader(t("📡 Latest live requests"))
     rows = services.costs.queries.recent_requests(source="api", limit=50)
     if not rows:
-        st.info("No API request yet: send one with the examples above (or `python -m backend replay`).", icon="📭")
+        st.info(t("No API request yet: send one with the examples above (or `python -m backend replay`)."), icon="📭")
         return
-    st.dataframe([{"time (UTC)": f"{r.ts:%Y-%m-%d %H:%M:%S}", "key": r.api_key, "end user": r.user,
-                   "variant": r.variant or "—", "status": r.status + (" (cache)" if r.cache_hit else ""),
+    st.dataframe([{"time (UTC)": kit.when(r.ts, seconds=True), "key": r.api_key, "end user": r.user,
+                   "variant": r.variant or "—", "status": r.status + (t(" (cache)") if r.cache_hit else ""),
                    "latency": kit.duration(r.total_ms),
                    "cost": f"${r.cost_usd:,.6f}", "request id": r.request_id} for r in rows],
-                 hide_index=True, width="stretch", key=keys("recent"))
+                 hide_index=True, width="stretch", key=keys("recent"), column_config={c: t(c) for c in RECENT_COLUMNS})

@@ -6,6 +6,7 @@
 The backend checks every call against the actor's role; pages only hide what it would refuse."""
 from __future__ import annotations
 
+import html
 import ipaddress
 import sys
 
@@ -16,12 +17,20 @@ from backend.access.oidc import role_for
 from backend.access.service import LoginRefused
 from backend.access.web import LOGIN_PATH, LOGOUT_PATH, SESSION_COOKIE, access_store
 from backend.settings import Settings, get_settings
+from console.i18n import N_, t
 
 LOCAL_ADMIN = Actor(id="local-admin", name="local-admin", role=Role.admin, kind="user")
 ACTOR_KEY = "auth.actor"
+ROLE_NAMES = {"viewer": N_("viewer"), "annotator": N_("annotator"), "operator": N_("operator"), "admin": N_("admin")}
 # Streamlit's secondary button look, for the plain HTML logout form.
 LOGOUT_STYLE = ("font: inherit; font-size: 0.95rem; padding: 0.3rem 0.8rem; border-radius: 0.5rem; cursor: pointer; "
                 "border: 1px solid rgba(49, 51, 63, 0.2); background: #fff; color: rgb(49, 51, 63)")
+
+
+def role_name(role: Role | str) -> str:
+    """A role as the user reads it (the role's name in the session's language)."""
+    name = role.name if isinstance(role, Role) else role
+    return t(ROLE_NAMES[name]) if name in ROLE_NAMES else name
 
 
 def is_loopback(address: str | None) -> bool:
@@ -70,7 +79,8 @@ def _resolve(settings: Settings) -> Actor | None:
     groups = st.user.get(settings.oidc_groups_claim)
     role = role_for(email, groups if isinstance(groups, list) else None, settings.oidc_roles, settings.oidc_unknown_role)
     if role is None or not email:
-        raise LoginRefused(f"{email or 'this account'} has no role in this console: ask an admin to add it to OIDC_ROLES")
+        raise LoginRefused(t("{who} has no role in this console: ask an admin to add it to OIDC_ROLES",
+                             who=email or t("this account")))
     return access_store().oidc_actor(email, str(st.user.get("name") or email), role)
 
 
@@ -79,14 +89,14 @@ def login_gate() -> Actor:
     rerun of every page, so a logout, a disabled account or a changed role applies at once."""
     settings = get_settings()
     if settings.auth_mode == "local" and not is_loopback(st.get_option("server.address")) and st.context.headers:
-        st.error("AUTH_MODE=local is only served on a loopback address: set AUTH_MODE=password or oidc.", icon="🛑")
+        st.error(t("AUTH_MODE=local is only served on a loopback address: set AUTH_MODE=password or oidc."), icon="🛑")
         st.stop()
     try:
         actor = _resolve(settings)
     except LoginRefused as exc:
         st.session_state.pop(ACTOR_KEY, None)
         st.error(str(exc.args[0]), icon="🚫")
-        st.button("Log out", on_click=st.logout, key="auth.refused_logout")
+        st.button(t("Log out"), on_click=st.logout, key="auth.refused_logout")
         st.stop()
     if actor is None:
         st.session_state.pop(ACTOR_KEY, None)
@@ -105,26 +115,26 @@ def current_actor() -> Actor:
 
 
 def _login_form(settings: Settings) -> None:
-    st.title("🔎 RAG Ops Console")
+    st.title(t("🔎 RAG Ops Console"))
     if settings.auth_mode == "oidc":
-        st.write("Log in with your organisation's account to continue.")
-        st.button("Log in", type="primary", on_click=st.login, key="auth.oidc_login")
+        st.write(t("Log in with your organisation's account to continue."))
+        st.button(t("Log in"), type="primary", on_click=st.login, key="auth.oidc_login")
         return
     # Password mode: page loads without a session get the login page from the server itself; this
     # shows when a session ends while the tab is open.
-    st.warning("You are not logged in (or your session ended).", icon="🔒")
-    st.link_button("Log in", f"{LOGIN_PATH}?next=/{st.context.url.rsplit('/', 1)[-1] if st.context.url else ''}")
+    st.warning(t("You are not logged in (or your session ended)."), icon="🔒")
+    st.link_button(t("Log in"), f"{LOGIN_PATH}?next=/{st.context.url.rsplit('/', 1)[-1] if st.context.url else ''}")
 
 
 def sidebar_identity(actor: Actor) -> None:
     """Who is logged in, the role, and Log out; the local-mode banner."""
     settings = get_settings()
     if settings.auth_mode == "local":
-        st.sidebar.info("**local mode: no login** — everyone who reaches this address is admin.", icon="🏠")
+        st.sidebar.info(t("**local mode: no login** — everyone who reaches this address is admin."), icon="🏠")
         return
-    st.sidebar.markdown(f"👤 **{actor.name}** · {actor.role.name}")
+    st.sidebar.markdown(f"👤 **{actor.name}** · {role_name(actor.role)}")
     if settings.auth_mode == "oidc":
-        st.sidebar.button("Log out", on_click=st.logout, key="auth.logout")
+        st.sidebar.button(t("Log out"), on_click=st.logout, key="auth.logout")
     else:  # an HTML form: the cookie is HttpOnly, only the server can end it
         st.sidebar.html(f'<form method="post" action="{LOGOUT_PATH}"><button type="submit" style="{LOGOUT_STYLE}">'
-                        'Log out</button></form>')
+                        f'{html.escape(t("Log out"))}</button></form>')

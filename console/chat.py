@@ -20,11 +20,12 @@ from backend.services import Services
 from console import answer_view as view
 from console import state
 from console.auth import current_actor
+from console.i18n import N_, t
 from console.markup import answer_md, source_urls
 
 log = logging.getLogger(__name__)
 
-GENERIC_ERROR = "console: something unexpected went wrong ({}); the details are in the server log. Try again."
+GENERIC_ERROR = N_("console: something unexpected went wrong ({error}); the details are in the server log. Try again.")
 
 
 @dataclass
@@ -66,11 +67,11 @@ class Conversation:
         if info.ready:
             return None
         if info.error:
-            return f"Index unavailable — {info.error}"
+            return t("Index unavailable — {error}", error=info.error)
         build = state.demo_build().status()
         if build.state == "running":
-            return "Building the demo index… chat opens when it is ready"
-        return f"No index yet: the alias '{info.alias}' does not exist"
+            return t("Building the demo index… chat opens when it is ready")
+        return t("No index yet: the alias '{alias}' does not exist", alias=info.alias)
 
     # --- input -----------------------------------------------------------------------------
     def examples(self, disabled: bool) -> None:
@@ -78,7 +79,7 @@ class Conversation:
         questions = demo_questions(Path(corpus)) if corpus else []
         if not questions:
             return
-        st.caption("Try a question the demo index can answer (English: SciFact · Chinese: CMRC 2018):")
+        st.caption(t("Try a question the demo index can answer (English: SciFact · Chinese: CMRC 2018):"))
         with st.container(horizontal=True, gap="small"):
             for i, q in enumerate(questions):
                 st.button(q, key=f"{self.ns}.example.{i}", disabled=disabled, on_click=self._pick, args=(q,))
@@ -87,8 +88,8 @@ class Conversation:
         st.session_state[f"{self.ns}.pending"] = question
 
     def question(self, blocked: str | None, retrieval_only: bool) -> str | None:
-        placeholder = blocked or ("Ask a question — retrieval only, no model call" if retrieval_only
-                                  else "Ask a question about the indexed documents")
+        placeholder = blocked or (t("Ask a question — retrieval only, no model call") if retrieval_only
+                                  else t("Ask a question about the indexed documents"))
         typed = st.chat_input(placeholder, key=f"{self.ns}.input", disabled=blocked is not None)
         pending = st.session_state.pop(f"{self.ns}.pending", None)
         return typed if typed is not None else pending
@@ -101,7 +102,7 @@ class Conversation:
             view.question(question)
         with st.chat_message("assistant", avatar=view.AVATARS["assistant"]):
             slots = _Slots(st.empty(), st.empty(), st.empty(), st.empty())
-            slots.status.caption("🔎 Retrieving…")
+            slots.status.caption(t("🔎 Retrieving…"))
             try:
                 deltas = self._deltas(turn, policy, slots)
                 if retrieval_only:
@@ -113,7 +114,7 @@ class Conversation:
                 turn.error, turn.error_part = str(exc), exc.part
             except Exception as exc:  # a bug or an unexpected failure: logged, shown briefly
                 log.exception("chat question failed")
-                turn.error = GENERIC_ERROR.format(type(exc).__name__)
+                turn.error = t(GENERIC_ERROR, error=type(exc).__name__)
             slots.status.empty()
             if turn.answer is not None:
                 with slots.head.container():
@@ -133,8 +134,8 @@ class Conversation:
                 turn.sources = event.retrieval.sources
                 if turn.retrieval_only:
                     continue
-                slots.status.caption(f"📚 {len(turn.sources)} sources from {event.retrieval.collection} · "
-                                     "the model is writing the answer…")
+                slots.status.caption(t("📚 {n} sources from {collection} · the model is writing the answer…",
+                                       n=len(turn.sources), collection=event.retrieval.collection))
                 with slots.rest.container():  # read the sources while a slow model writes
                     view.sources(turn.sources, turn.question, policy.fusion, self.rerank_metric, [])
             elif isinstance(event, Answer):
@@ -183,10 +184,10 @@ class Conversation:
         try:
             self.services.traces.feedback(request_id, 1 if value == 1 else -1, current_actor(), comment)
         except Exception as exc:
-            ss[f"{self.ns}.fbmsg.{request_id}"] = f"⚠️ Feedback not saved — {state.describe(exc)}"
+            ss[f"{self.ns}.fbmsg.{request_id}"] = t("⚠️ Feedback not saved — {error}", error=state.describe(exc))
             return
         ss[f"{self.ns}.fb.saved.{request_id}"], ss[f"{self.ns}.fbc.saved.{request_id}"] = value, comment
-        ss[f"{self.ns}.fbmsg.{request_id}"] = "✅ Feedback saved" + (" with your comment" if comment else "")
+        ss[f"{self.ns}.fbmsg.{request_id}"] = t("✅ Feedback saved with your comment") if comment else t("✅ Feedback saved")
 
     def export_json(self) -> str:
         answers = [t.answer.model_dump(mode="json") for t in self.history if t.answer is not None]
@@ -197,8 +198,8 @@ class Conversation:
         has_answers = any(t.answer for t in self.history)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         with st.container(horizontal=True, horizontal_alignment="right", gap="small"):
-            st.button("🧹 New chat", key=f"{self.ns}.clear", on_click=self.clear, disabled=not self.history)
-            st.download_button("⬇️ Export JSON", data=self.export_json() if has_answers else "[]",
+            st.button(t("🧹 New chat"), key=f"{self.ns}.clear", on_click=self.clear, disabled=not self.history)
+            st.download_button(t("⬇️ Export JSON"), data=self.export_json() if has_answers else "[]",
                                file_name=f"rag-chat-{stamp}.json", mime="application/json",
                                key=f"{self.ns}.export", on_click="ignore", disabled=not has_answers,
-                               help="Every answer with its full trace: sources, scores, prompt, latency, policy")
+                               help=t("Every answer with its full trace: sources, scores, prompt, latency, policy"))

@@ -12,6 +12,7 @@ from backend.errors import RagError
 from backend.jobs import Job, JobRunner
 from console.access_view import need
 from console.auth import current_actor
+from console.i18n import t
 from console.state import describe
 
 Describe = Callable[[Job], tuple[float, str]]  # job -> (fraction done, markdown line)
@@ -19,8 +20,10 @@ Describe = Callable[[Job], tuple[float, str]]  # job -> (fraction done, markdown
 
 @st.fragment(run_every=1)
 def job_progress(jobs: JobRunner, job_id: int, describe_job: Describe, cancel_label: str | None = None,
-                 cancel_key: str = "", cancelling: str = "⏹️ cancelling after this item…") -> None:
-    """`cancel_label` None: no cancel button (jobs that cannot stop midway)."""
+                 cancel_key: str = "", cancelling: str | None = None) -> None:
+    """`cancel_label` None: no cancel button (jobs that cannot stop midway). The labels are messages
+    (shown through t(): mark them with N_ or translate them); `cancelling` defaults to "cancelling
+    after this item"."""
     job = jobs.get(job_id)
     if not job.active:
         st.rerun()
@@ -30,9 +33,9 @@ def job_progress(jobs: JobRunner, job_id: int, describe_job: Describe, cancel_la
         if cancel_label is None:
             return
         if job.cancel_requested:
-            st.caption(cancelling)
+            st.caption(t(cancelling) if cancelling else t("⏹️ cancelling after this item…"))
         else:
-            st.button(cancel_label, key=cancel_key, on_click=_cancel, args=(jobs, job_id), **need(Action.cancel_job))
+            st.button(t(cancel_label), key=cancel_key, on_click=_cancel, args=(jobs, job_id), **need(Action.cancel_job))
     refused = st.session_state.pop(f"job_progress.refused.{job_id}", None)
     if refused:
         st.error(refused, icon="🛑")

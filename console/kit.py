@@ -2,8 +2,8 @@
 ONE confirmation dialog for destructive actions, the keyed selectbox that forgets a stale choice,
 and the display rules shared by the pages (significance, money, durations, percentages).
 
-UI only: no business logic. The formatters are pure functions (no Streamlit call), so builders
-that use them stay testable without a browser."""
+UI only: no business logic. The formatters follow the session's language (console.i18n: English
+outside a Streamlit run), so builders that use them stay testable without a browser."""
 from __future__ import annotations
 
 import contextlib
@@ -16,6 +16,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from backend.errors import RagError
+from console.i18n import language, t
 from console.state import describe
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        return f"input: {where + ': ' if where else ''}{first['msg']}"
+        return t("input: {where}{message}", where=where + ": " if where else "", message=first["msg"])
     return describe(exc)
 
 
@@ -83,7 +84,8 @@ def _attempt(keys: PageKeys, action: Callable[[], T], failed: str, inline: bool)
         text = f"{failed} — {error_text(exc)}" if failed else error_text(exc)
     except Exception as exc:  # a bug: shown briefly, details in the server log
         log.exception("%s action failed", keys.ns)
-        text = f"{failed} — unexpected error: {describe(exc)}" if failed else f"Unexpected error — {describe(exc)}"
+        text = t("{failed} — unexpected error: {error}", failed=failed, error=describe(exc)) if failed else \
+            t("Unexpected error — {error}", error=describe(exc))
     if inline:
         st.error(text, icon=keys.icons["error"])
     else:
@@ -162,6 +164,13 @@ def to_url(key: str, param: str) -> None:
         st.query_params[param] = str(value)
 
 
+def shown(messages: Any) -> Callable[[str], str]:
+    """format_func for options that are English messages: their text in this session's language,
+    looked up from a dict made now (AppTest formats options outside the session's thread)."""
+    labels = {m: t(m) for m in messages}
+    return lambda m: labels.get(m, m)
+
+
 def select(label: str, options: list, key: str, **kwargs: Any) -> Any:
     """A keyed selectbox whose remembered choice is dropped once it is no longer an option (a version
     promoted or deleted, a set gone since the page first rendered)."""
@@ -203,7 +212,8 @@ def duration(ms: float | None) -> str:
     """A duration given in milliseconds: '0.4 ms', '87 ms', '1.25 s'."""
     if missing(ms):
         return DASH
-    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.0f} ms" if ms >= 1 else f"{ms:.1f} ms"
+    sec, milli = ("秒", "毫秒") if language() == "zh" else (" s", " ms")  # Chinese puts no space before a unit
+    return f"{ms / 1000:.2f}{sec}" if ms >= 1000 else f"{ms:.0f}{milli}" if ms >= 1 else f"{ms:.1f}{milli}"
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -212,13 +222,20 @@ def pct(x: float | None, digits: int = 1) -> str:
 
 
 def count(n: int) -> str:
-    """A large count, short: '950', '12,345' under 10k, '45k', '1.23M'."""
+    """A large count, short: '950', '12,345' under 10k, '45k', '1.23M' (Chinese: '4.5万', '1.23亿')."""
+    if language() == "zh":
+        return f"{n / 1e8:.2f}亿" if n >= 1e8 else (f"{n / 1e4:.1f}万" if n >= 1e4 else f"{n:,}")
     return f"{n / 1e6:.2f}M" if n >= 1e6 else (f"{n / 1e3:.0f}k" if n >= 1e4 else f"{n:,}")
 
 
 def when(value: datetime | None, seconds: bool = False) -> str:
-    """A timestamp to the minute (or second); '' for none."""
-    return (f"{value:%Y-%m-%d %H:%M:%S}" if seconds else f"{value:%Y-%m-%d %H:%M}") if value else ""
+    """A timestamp to the minute (or second); '' for none. '2026-12-04 14:30' / '2026年12月4日 14:30'."""
+    if not value:
+        return ""
+    clock = f"{value:%H:%M:%S}" if seconds else f"{value:%H:%M}"
+    if language() == "zh":
+        return f"{value.year}年{value.month}月{value.day}日 {clock}"
+    return f"{value:%Y-%m-%d} {clock}"
 
 
 def code(text: object) -> str:

@@ -10,6 +10,7 @@ from typing import Iterable
 from backend.engine import STAGES, SourceChunk
 # The backend's own tokenizer, so highlighting marks exactly the terms that BM25 matched.
 from backend.text import TOKEN_RE, has_cjk, terms
+from console.i18n import N_, t
 from console.kit import duration
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~:])")
@@ -18,6 +19,8 @@ STAGE_COLORS = {
     "cache": "#8d99ae", "embed": "#4e79a7", "retrieve": "#59a14f", "rerank": "#f1a340",
     "generate": "#e15759", "other": "#c9c3bd",
 }
+STAGE_NAMES = {"cache": N_("cache"), "embed": N_("embed"), "retrieve": N_("retrieve"), "rerank": N_("rerank"),
+               "generate": N_("generate"), "other": N_("other")}
 
 
 def escape_md(text: str) -> str:
@@ -122,7 +125,7 @@ def highlight(text: str, question: str) -> str:
 # --- source cards --------------------------------------------------------------------------
 def _score(value: float | None, digits: int, rank: int | None = None) -> str:
     if value is None:
-        return '<span class="rag-none" title="this retriever did not return the chunk">—</span>'
+        return f'<span class="rag-none" title="{html.escape(t("this retriever did not return the chunk"))}">—</span>'
     extra = f' <span class="rag-rank">#{rank}</span>' if rank else ""
     return f"{value:.{digits}f}{extra}"
 
@@ -130,10 +133,10 @@ def _score(value: float | None, digits: int, rank: int | None = None) -> str:
 def score_columns(fusion: str, rerank_metric: str) -> list[tuple[str, str, str]]:
     """(score key, label, what it measures) in card order."""
     return [
-        ("dense", "dense", "cosine similarity"),
-        ("sparse", "sparse", "BM25"),
-        ("fused", "fused", fusion.upper()),
-        ("rerank", "rerank", rerank_metric),
+        ("dense", t("dense"), t("cosine similarity")),
+        ("sparse", t("sparse"), "BM25"),
+        ("fused", t("fused"), fusion.upper()),
+        ("rerank", t("rerank"), rerank_metric),
     ]
 
 
@@ -146,15 +149,15 @@ def source_card(src: SourceChunk, question: str, fusion: str, rerank_metric: str
                    for _, label, what in score_columns(fusion, rerank_metric))
     cells = "".join(f"<td>{_score(src.scores.get(key), digits[key], ranks.get(key))}</td>"
                     for key, _, _ in score_columns(fusion, rerank_metric))
-    badge = '<span class="rag-cited">cited</span>' if cited else ""
-    title = e(src.title) if src.title else "<i>untitled</i>"
+    badge = f'<span class="rag-cited">{e(t("cited"))}</span>' if cited else ""
+    title = e(src.title) if src.title else f"<i>{e(t('untitled'))}</i>"
     section = f' <span class="rag-section">§ {e(src.section)}</span>' if src.section else ""
     meta = " · ".join([
-        f"doc <code>{e(src.doc_id)}</code>",
-        f"chunk <code>{e(src.chunk_id)}</code>",
-        f"chars {src.start:,}–{src.end:,}",
-        f"rank {src.rank}",
-        *([f"source <code>{e(src.source)}</code>"] if src.source else []),
+        t("doc <code>{doc}</code>", doc=e(src.doc_id)),
+        t("chunk <code>{chunk}</code>", chunk=e(src.chunk_id)),
+        t("chars {start}–{end}", start=f"{src.start:,}", end=f"{src.end:,}"),
+        t("rank {rank}", rank=src.rank),
+        *([t("source <code>{source}</code>", source=e(src.source))] if src.source else []),
     ])
     return (
         f'<div class="rag-card{" rag-card-cited" if cited else ""}" id="src-{src.rank}">'
@@ -181,10 +184,12 @@ def latency_bar(latency_ms: dict[str, float]) -> str:
     """A stacked horizontal bar, one segment per stage, with a legend that has the numbers."""
     parts = latency_parts(latency_ms)
     total = latency_ms.get("total") or sum(v for _, v in parts) or 1.0
+    name = {s: html.escape(t(STAGE_NAMES[s]) if s in STAGE_NAMES else s) for s, _ in parts}
     segs = "".join(
-        f'<span style="width:{max(0.6, 100 * v / total):.2f}%;background:{STAGE_COLORS[s]}" title="{s} {duration(v)}"></span>'
+        f'<span style="width:{max(0.6, 100 * v / total):.2f}%;background:{STAGE_COLORS[s]}" title="{name[s]} {duration(v)}"></span>'
         for s, v in parts
     )
-    legend = "".join(f'<span><i style="background:{STAGE_COLORS[s]}"></i>{s} {duration(v)}</span>' for s, v in parts)
+    legend = "".join(f'<span><i style="background:{STAGE_COLORS[s]}"></i>{name[s]} {duration(v)}</span>' for s, v in parts)
     return (f'<div class="rag-lat"><div class="rag-lat-bar">{segs}</div>'
-            f'<div class="rag-lat-legend">{legend}<b>total {duration(total)}</b></div></div>')
+            f'<div class="rag-lat-legend">{legend}<b>{html.escape(t("total {duration}", duration=duration(total)))}</b>'
+            '</div></div>')

@@ -12,10 +12,11 @@ from backend.services import Services
 from console import kit
 from console.access_view import need
 from console.auth import current_actor
+from console.i18n import t
 from console.state import describe
 
 KNOBS = ("top_k", "retrieval_mode", "fusion", "candidates", "rerank", "rerank_candidates", "prompt_template",
-         "model", "temperature", "max_tokens", "index")
+         "model", "temperature", "max_tokens", "index", "pipeline")
 REMEMBERED = (*KNOBS, "load", "retrieval_only")  # widget states that must survive a visit to another page
 LIVE = "__live__"  # the index option meaning "whatever INDEX_ALIAS points at" (Policy.index None)
 
@@ -34,6 +35,7 @@ class PolicyPanel:
             ss[self.key(k)] = getattr(policy, k)
         ss[self.key("model")] = policy.model or ""
         ss[self.key("index")] = policy.index or LIVE
+        ss[self.key("pipeline")] = policy.pipeline or ""
         ss[self.key("base")] = policy
         ss[self.key("load")] = policy.name
 
@@ -41,7 +43,7 @@ class PolicyPanel:
         try:
             policy = self.services.policies.get(name)
         except RagError as exc:
-            kit.note(self.key, f"{describe(exc)}; showing the default policy", "warning")
+            kit.note(self.key, t("{error}; showing the default policy", error=describe(exc)), "warning")
             policy = Policy()
         self._fill(policy)
         if policy.name == "default" and policy.version is None:
@@ -60,7 +62,8 @@ class PolicyPanel:
             policy = self.current().model_copy(update={"name": name, "version": None})
             return self.services.policies.save(policy, current_actor(), note=ss.get(self.key("save_note"), ""))
 
-        stored = kit.run(self.key, save, failed="Not saved", ok=lambda p: f"Saved as **{p.name} v{p.version}**")
+        stored = kit.run(self.key, save, failed=t("Not saved"),
+                         ok=lambda p: t("Saved as **{name} v{version}**", name=p.name, version=p.version))
         if stored is not None:
             self._fill(stored)
             st.query_params["policy"] = stored.name
@@ -86,6 +89,7 @@ class PolicyPanel:
         values = {k: ss[self.key(k)] for k in KNOBS}
         values["model"] = values["model"].strip() or None
         values["index"] = None if values["index"] == LIVE else values["index"]
+        values["pipeline"] = values["pipeline"] or None
         edited = values != {k: getattr(base, k) for k in KNOBS}
         if edited:
             return Policy(name=f"{base.name} (edited)", **values)
@@ -97,39 +101,48 @@ class PolicyPanel:
         the 'retrieval only' switch (not part of a policy) is left in `self.retrieval_only`."""
         self.init()
         k, s = self.key, self.services.settings
-        self.retrieval_only = st.toggle("Retrieval only", key=k("retrieval_only"),
-                                        help="Show the sources and the exact prompt; never call the model")
+        self.retrieval_only = st.toggle(t("Retrieval only"), key=k("retrieval_only"),
+                                        help=t("Show the sources and the exact prompt; never call the model"))
         try:
             saved = self.services.policies.list()
         except Exception as exc:  # database down: knobs still work, loading/saving does not
             saved = []
-            st.warning(f"Saved policies unavailable — {describe(exc)}")
+            st.warning(t("Saved policies unavailable — {error}", error=describe(exc)))
         versions = {p["name"]: p["versions"] for p in saved}
         names = list(dict.fromkeys(["default", *versions, st.session_state[k("load")]]))
-        st.selectbox("Policy", names, key=k("load"), on_change=self._on_load,
-                     format_func=lambda n: f"{n} (v{versions[n]})" if n in versions else f"{n} (built-in)",
-                     help="Load the latest version of a saved policy. The URL keeps its name (?policy=…).")
+        shown = {n: f"{n} (v{versions[n]})" if n in versions else t("{name} (built-in)", name=n) for n in names}
+        st.selectbox(t("Policy"), names, key=k("load"), on_change=self._on_load, format_func=shown.__getitem__,
+                     help=t("Load the latest version of a saved policy. The URL keeps its name (?policy=…)."))
 
-        st.number_input("Top k (sources in the prompt)", 1, 200, key=k("top_k"))
-        st.radio("Retrieval", ["hybrid", "dense", "sparse"], key=k("retrieval_mode"), horizontal=True,
-                 help="dense: cosine on embeddings · sparse: BM25 · hybrid: both, fused")
+        st.number_input(t("Top k (sources in the prompt)"), 1, 200, key=k("top_k"))
+        st.radio(t("Retrieval"), ["hybrid", "dense", "sparse"], key=k("retrieval_mode"), horizontal=True,
+                 help=t("dense: cosine on embeddings · sparse: BM25 · hybrid: both, fused"))
         hybrid = st.session_state[k("retrieval_mode")] == "hybrid"
         c1, c2 = st.columns(2)
-        c1.selectbox("Fusion", ["rrf", "dbsf"], key=k("fusion"), disabled=not hybrid, format_func=str.upper,
-                     help="RRF: reciprocal rank fusion · DBSF: distribution-based score fusion")
-        c2.number_input("Candidates", 1, 500, key=k("candidates"), help="Hits fetched from each retriever before fusion")
+        c1.selectbox(t("Fusion"), ["rrf", "dbsf"], key=k("fusion"), disabled=not hybrid, format_func=str.upper,
+                     help=t("RRF: reciprocal rank fusion · DBSF: distribution-based score fusion"))
+        c2.number_input(t("Candidates"), 1, 500, key=k("candidates"),
+                        help=t("Hits fetched from each retriever before fusion"))
         c1, c2 = st.columns(2)
-        c1.toggle("Rerank", key=k("rerank"), help=f"Re-score candidates ({self.services.engine.reranker.name})")
-        c2.number_input("Rerank pool", 1, 200, key=k("rerank_candidates"), disabled=not st.session_state[k("rerank")])
-        st.selectbox("Prompt template", list(PROMPT_TEMPLATES), key=k("prompt_template"))
+        c1.toggle(t("Rerank"), key=k("rerank"),
+                  help=t("Re-score candidates ({reranker})", reranker=self.services.engine.reranker.name))
+        c2.number_input(t("Rerank pool"), 1, 200, key=k("rerank_candidates"), disabled=not st.session_state[k("rerank")])
+        st.selectbox(t("Prompt template"), list(PROMPT_TEMPLATES), key=k("prompt_template"))
         llm = bool(s.openai_base_url)
-        st.text_input("Model", key=k("model"), placeholder=s.llm_model, disabled=not llm,
-                      help="Empty: the LLM_MODEL setting" if llm else "No LLM configured: answers are extractive")
+        st.text_input(t("Model"), key=k("model"), placeholder=s.llm_model, disabled=not llm,
+                      help=t("Empty: the LLM_MODEL setting") if llm else t("No LLM configured: answers are extractive"))
         c1, c2 = st.columns(2)
-        c1.number_input("Temperature", 0.0, 2.0, step=0.1, key=k("temperature"), disabled=not llm)
-        c2.number_input("Max tokens", 1, 8192, step=64, key=k("max_tokens"), disabled=not llm)
-        st.selectbox("Index", self._index_options(), key=k("index"), format_func=self._index_label,
-                     help="The live alias follows every release; a collection pins one index version.")
+        c1.number_input(t("Temperature"), 0.0, 2.0, step=0.1, key=k("temperature"), disabled=not llm)
+        c2.number_input(t("Max tokens"), 1, 8192, step=64, key=k("max_tokens"), disabled=not llm)
+        live = t("{alias} (live alias)", alias=s.index_alias)
+        st.selectbox(t("Index"), self._index_options(), key=k("index"), format_func=lambda o: live if o == LIVE else o,
+                     help=t("The live alias follows every release; a collection pins one index version."))
+
+        chosen = st.session_state.setdefault(k("pipeline"), "")  # sessions from before the field existed
+        pipelines = list(dict.fromkeys(["", *s.pipeline_factory_list, chosen]))
+        ours = t("our engine's stages")
+        st.selectbox(t("Pipeline"), pipelines, key=k("pipeline"), format_func=lambda f: f or ours,
+                     help=t("A team's own LlamaIndex pipeline; the choices are the PIPELINE_FACTORIES setting"))
 
         policy = self.current()
         kit.flash(self.key)
@@ -145,17 +158,14 @@ class PolicyPanel:
         chosen = st.session_state.get(self.key("index"), LIVE)
         return list(dict.fromkeys([LIVE, *collections, chosen]))
 
-    def _index_label(self, option: str) -> str:
-        return f"{self.services.settings.index_alias} (live alias)" if option == LIVE else option
-
     def _save_form(self, policy: Policy) -> None:
         base: Policy = st.session_state[self.key("base")]
-        state = "unsaved edits" if policy.name.endswith("(edited)") else (
-            f"saved as v{base.version}" if base.version else "built-in defaults")
-        st.caption(f"Using **{policy.label()}** — {state}")
-        with st.popover("💾 Save as policy", width="stretch"):
+        state = t("unsaved edits") if policy.name.endswith("(edited)") else (
+            t("saved as v{version}", version=base.version) if base.version else t("built-in defaults"))
+        st.caption(t("Using **{policy}** — {state}", policy=policy.label(), state=state))
+        with st.popover(t("💾 Save as policy"), width="stretch"):
             with st.form(self.key("save_form"), border=False):
-                st.text_input("Name", value=base.name, key=self.key("save_name"), max_chars=200)
-                st.text_input("Note", key=self.key("save_note"), placeholder="why this version (optional)")
-                st.form_submit_button("Save new version", type="primary", key=self.key("save"), on_click=self._on_save,
+                st.text_input(t("Name"), value=base.name, key=self.key("save_name"), max_chars=200)
+                st.text_input(t("Note"), key=self.key("save_note"), placeholder=t("why this version (optional)"))
+                st.form_submit_button(t("Save new version"), type="primary", key=self.key("save"), on_click=self._on_save,
                                       **need(Action.save_policy))

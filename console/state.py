@@ -37,10 +37,11 @@ def _close(services: Services) -> None:
         log.exception("closing services failed")
 
 
-@st.cache_resource(show_spinner="Starting services…", on_release=_close)
+@st.cache_resource(show_spinner=False, on_release=_close)
 def get_services() -> Services:
     """Built once per process and shared with the API mounted in the same server: the local
-    Qdrant store allows one client per folder."""
+    Qdrant store allows one client per folder. (The frame shows the spinner of the first start,
+    in the session's language.)"""
     return shared_services()
 
 

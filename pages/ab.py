@@ -4,13 +4,14 @@ import streamlit as st
 
 from console import ab_view as view
 from console import kit, state
+from console.i18n import t
 
 services = state.get_services()
-st.title("⚖️ A/B comparison & releases")
+st.title(t("⚖️ A/B comparison & releases"))
 kit.flash(view.keys)
 a, b = view.pickers(services)
 diff, side, offline, online, releases = st.tabs(
-    ["🧾 Policy diff", "🆚 Side by side", "🧪 Offline", "📈 Online", "🚀 Releases"])
+    [t("🧾 Policy diff"), t("🆚 Side by side"), t("🧪 Offline"), t("📈 Online"), t("🚀 Releases")])
 with diff:
     view.policy_diff_view(a, b)
 with side:

@@ -6,13 +6,14 @@ import streamlit as st
 from backend.access import Action
 from console import access_view as view
 from console import kit, state
+from console.i18n import N_, t
 
 services = state.get_services()
-st.title("🔐 Access")
-if view.locked(Action.manage_users, "This page"):
+st.title(t("🔐 Access"))
+if view.locked(Action.manage_users, N_("This page")):
     st.stop()
 kit.flash(view.keys)
-users, keys, audit = st.tabs(["👥 Users and roles", "🔑 API keys", "🧾 Audit log"])
+users, keys, audit = st.tabs([t("👥 Users and roles"), t("🔑 API keys"), t("🧾 Audit log")])
 with users:
     view.users_section(services.access)
 with keys:

@@ -2,9 +2,10 @@
 import streamlit as st
 
 from console import api_view, state
+from console.i18n import t
 
 services = state.get_services()
-st.title("🔌 HTTP API")
+st.title(t("🔌 HTTP API"))
 base = api_view.base_url()
 api_view.rate_limiter()
 api_view.examples(base)

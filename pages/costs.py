@@ -7,19 +7,19 @@ import streamlit as st
 
 from console import costs_view as view
 from console import state
+from console.i18n import t
 
 costs = state.get_services().costs
 now = datetime.now(timezone.utc)  # reading only: periods and alert rules move on in backend.housekeeping
 
-st.title("💰 Costs & latency")
+st.title(t("💰 Costs & latency"))
 view.flash()
 r, f = view.controls(costs, now)
 view.firing_banner(costs)
 view.warnings(costs, r)
 view.tiles(costs, r, f, now)
 
-spend, volume, latency, top, budgets, alerts, prices, rows = st.tabs(view.TABS, key="costs.tab", on_change="rerun",
-                                                                     bind="query-params")
+spend, volume, latency, top, budgets, alerts, prices, rows = view.tabs()
 with spend:
     if spend.open:
         view.spend_chart(costs, r, f)

@@ -4,9 +4,10 @@ import streamlit as st
 
 from console import eval_view as view
 from console import kit, state
+from console.i18n import t
 
 services = state.get_services()
-st.title("🧪 Evaluation runs")
+st.title(t("🧪 Evaluation runs"))
 runs = services.evals.list()
 view.start_form(services, expanded=not runs)
 view.finished_jobs(services)
@@ -14,7 +15,7 @@ kit.flash(view.keys)
 view.running_jobs(services)
 runs = services.evals.list()  # again: a job may have just finished
 run, base = view.pickers(runs)
-labels = ["📋 Runs", "🔬 Run detail", "⚖️ Diff"]
+labels = [t("📋 Runs"), t("🔬 Run detail"), t("⚖️ Diff")]
 default = dict(zip(("runs", "run", "diff"), labels))[view.started_from_url()]
 overview, detail, diff = st.tabs(labels, default=default)
 with overview:

@@ -4,15 +4,16 @@ import streamlit as st
 
 from console import golden_view as view
 from console import kit, state
+from console.i18n import t
 
 services = state.get_services()
-st.title("🏷️ Golden sets")
+st.title(t("🏷️ Golden sets"))
 kit.flash(view.keys)
 current = view.choose_set(services)
 if current is not None:
     name = current["name"]
     annotate, review, items, progress, files = st.tabs(
-        ["✍️ Annotate", "📥 Review queue", "📋 Items", "📈 Progress", "⇅ Import / export"])
+        [t("✍️ Annotate"), t("📥 Review queue"), t("📋 Items"), t("📈 Progress"), t("⇅ Import / export")])
     with annotate:
         search, item = st.columns([3, 2], gap="large")
         with search:

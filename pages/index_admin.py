@@ -4,9 +4,10 @@ import streamlit as st
 
 from console import index_admin_view as view
 from console import kit, state
+from console.i18n import t
 
 services = state.get_services()
-st.title("🗂️ Index admin")
+st.title(t("🗂️ Index admin"))
 kit.flash(view.keys)
 versions = services.index_admin.versions()
 view.alias_map(services.index_admin, versions)

@@ -250,6 +250,13 @@ def test_releases_candidate_online_promote_and_rollback(console: Path) -> None:
     assert svc.store.aliases()["rag_chunks"] == collection  # same index version: the alias never moved
     # The ended experiment stays readable in the online tab.
     assert "promoted" in at.selectbox(key="ab.experiment").format_func(at.selectbox(key="ab.experiment").value)
+    # The URL names the experiment by its id; a link from before, with its label, opens the newest one.
+    exp_id = at.selectbox(key="ab.experiment").value
+    assert at.query_params.get("experiment") == exp_id
+    assert ok(page({"experiment": exp_id})).selectbox(key="ab.experiment").value == exp_id
+    old = ok(page({"ab.experiment": at.selectbox(key="ab.experiment").format_func(exp_id)}))
+    assert old.selectbox(key="ab.experiment").value == svc.releases.experiments()[0]["experiment"]
+    assert "ab.experiment" not in old.query_params
 
 
 def test_pure_builders() -> None:
@@ -258,3 +265,23 @@ def test_pure_builders() -> None:
     assert {r["field"]: r["change"] for r in rows}["rerank"] == "✏️ changed"
     assert {r["field"]: r["B"] for r in rows}["model"] == "(the LLM_MODEL setting)"
     assert [r["field"] for r in diff_rows(a, b, changed_only=True)] == ["rerank"]
+
+
+def test_every_page_renders_in_chinese(console: Path) -> None:
+    """Each page in Chinese (the session's language set as the sidebar switch sets it): no exception,
+    no error box, the heading and the page's texts in Chinese."""
+    import re
+
+    from console.i18n import KEY, catalog
+
+    cjk, zh = re.compile(r"[\u4e00-\u9fff]"), catalog("zh")
+    for file in sorted(p.name for p in (Path(APP).parent.parent / "pages").glob("*.py")):
+        at = AppTest.from_file(APP, default_timeout=90)
+        at.session_state[KEY] = "zh"
+        at.run()
+        ok(at.switch_page(f"../pages/{file}").run())
+        heading = at.title[0].value
+        assert cjk.search(heading) or heading in zh.values(), (file, heading)  # "🔌 HTTP API" is both
+        shown = "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning", "subheader")
+                          for e in getattr(at, kind))
+        assert len(cjk.findall(shown)) >= 20, (file, shown[:300])

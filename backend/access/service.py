@@ -24,9 +24,9 @@ from sqlalchemy.engine import Engine
 
 from backend.access.actor import Actor, Role
 from backend.access.permissions import Action
-from backend.access.tables import api_keys, auth_sessions, login_failures, users
+from backend.access.tables import api_keys, auth_sessions, login_failures, user_preferences, users
 from backend.audit import AuditLog
-from backend.db import utcnow
+from backend.db import dialect_insert, utcnow
 from backend.errors import InputError, NotFoundError, RagError
 from backend.pricing import finite_number
 from backend.text import check_text, column_length, text_problem
@@ -46,6 +46,7 @@ LAST_USED_EVERY_S = 60  # a key's last-used time is written at most this often
 KEY_TTL_S = 0.5  # how long a process trusts a key lookup (revocations hold everywhere within it)
 KEY_STALE_S = 300.0  # while the database is unreachable, a key seen this recently still answers
 MAX_KEY_DAYS = 3650.0  # a key expires within ten years
+LANGUAGES = ("en", "zh")  # the console's catalogs (console/locales): English and Simplified Chinese
 MAX_KEY_BUDGET_USD = 10_000_000.0  # the budgets' own ceiling (backend.budgets.MAX_LIMIT_USD): above is a typo
 
 
@@ -191,6 +192,23 @@ class AccessStore:
         with self._engine.begin() as conn:
             conn.execute(auth_sessions.update().where(auth_sessions.c.user_name == name,
                                                       auth_sessions.c.revoked_at.is_(None)).values(revoked_at=utcnow()))
+
+    # --- preferences -----------------------------------------------------------------------
+    def language(self, actor: Actor) -> str | None:
+        """The console language this actor chose last (None: never chose; the browser's decides)."""
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(user_preferences.c.language)
+                                .where(user_preferences.c.user_name == actor.id)).scalar()
+
+    def set_language(self, actor: Actor, language: str) -> None:
+        """Remember the actor's console language for every later session, on any browser."""
+        with self._audit.action(actor, "preference.language", actor.id, need=Action.view, language=language):
+            if language not in LANGUAGES:
+                raise InputError(f"language must be one of {', '.join(LANGUAGES)}", part="preferences")
+            with self._engine.begin() as conn:
+                values = {"language": language, "updated_at": utcnow()}
+                conn.execute(dialect_insert(conn, user_preferences).values(user_name=actor.id, **values)
+                             .on_conflict_do_update(index_elements=["user_name"], set_=values))
 
     # --- password login ------------------------------------------------------------------
     def authenticate(self, name: str, password: str, address: str = "") -> Actor:

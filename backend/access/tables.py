@@ -1,5 +1,6 @@
 """Tables of access control (created by migration 0007_access): accounts, API keys, login
-sessions and the failed-login counters that slow down guessing."""
+sessions and the failed-login counters that slow down guessing; and each user's console
+preferences (migration 0014_user_preferences)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -54,4 +55,13 @@ login_failures = sa.Table(
     sa.Column("subject", sa.String(200), primary_key=True),  # "user:NAME" or "addr:IP"
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("last_at", TS, nullable=False),
+)
+
+user_preferences = sa.Table(
+    "user_preferences",
+    metadata,
+    # Any actor id (local-admin, a password account, an OIDC e-mail): not a key into `users`.
+    sa.Column("user_name", sa.String(200), primary_key=True),
+    sa.Column("language", sa.String(16), nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
 )

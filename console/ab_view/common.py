@@ -1,0 +1,46 @@
+"""What the modules of the A/B page share: its widget keys (`ab.*`, console.kit.PageKeys: one
+instance for the page, so the flash and the confirmation dialog are the page's own), the policy
+versions one can compare or release ("name:version" options, or the built-in default), and the
+column headers of its tables in the session's language."""
+from __future__ import annotations
+
+import streamlit as st
+
+from backend.policy import Policy
+from backend.services import Services
+from console import kit
+from console.i18n import t
+
+keys = kit.PageKeys("ab")
+SS = st.session_state
+BUILTIN = "default:"  # option value of the built-in default policy
+
+
+def option_label(option: str) -> str:
+    name, _, version = option.rpartition(":")
+    return t("{name} (built-in)", name=name) if option == BUILTIN else f"{name} v{version}"
+
+
+def parse_option(option: str) -> tuple[str, int | None]:
+    name, _, version = option.rpartition(":")
+    return name, int(version) if version else None
+
+
+def policy_options(services: Services) -> list[str]:
+    options = [BUILTIN]
+    for p in services.policies.list():
+        options += [f"{v.name}:{v.version}" for v in reversed(services.policies.versions(p["name"]))]
+    return options
+
+
+def load_policy(services: Services, option: str) -> Policy:
+    name, version = parse_option(option)
+    return services.policies.get(name, version)
+
+
+def headers(rows: list[dict], **config: dict) -> dict:
+    """A table's column_config: each column under its name in the session's language (the row
+    builders mark their column names with N_), with the given configs (a config's own label wins). The data keeps the English
+    names: the code and the tests read the columns by them."""
+    names = list(rows[0]) if rows else list(config)
+    return {c: {**(config.get(c) or {}), "label": (config.get(c) or {}).get("label") or t(c)} for c in names}
