@@ -152,14 +152,16 @@ class HealthMonitor:
         self._at = 0.0
         self._thread: threading.Thread | None = None
 
-    def rows(self, wait_s: float = 0.0) -> list[Health] | None:
-        """The latest rows (None before the first check ends); starts a refresh when stale."""
+    def rows(self, wait_s: float = 0.0, *, fresh: bool = False) -> list[Health] | None:
+        """The latest rows (None before the first check ends); starts a refresh when stale. Waits up
+        to `wait_s` for a check only while there are no rows yet, or with `fresh`: a stale snapshot
+        is shown at once (new sessions waited on every refresh, up to 1 s before the page drew)."""
         with self._lock:
             stale = time.monotonic() - self._at > self._ttl
             if stale and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._run, name="health", daemon=True)
                 self._thread.start()
-            thread = self._thread
+            thread = self._thread if (fresh or self._rows is None) else None
         if wait_s and thread is not None:
             thread.join(wait_s)
         with self._lock:
@@ -169,7 +171,7 @@ class HealthMonitor:
         """Check now (the 'Re-check' button, or after something changed)."""
         with self._lock:
             self._at = 0.0
-        return self.rows(wait_s)
+        return self.rows(wait_s, fresh=True)
 
     def _run(self) -> None:
         rows = check_all(self._services)

@@ -54,7 +54,7 @@ def dependencies(monitor: state.HealthMonitor) -> None:
     head, button = st.columns([4, 1], vertical_alignment="bottom")
     head.subheader(t("🔌 Dependencies"))
     button.button(t("🔄 Re-check now"), key="status.recheck", on_click=monitor.refresh, width="stretch")
-    rows = monitor.rows(wait_s=4.0)  # this page is about health: worth waiting for a bounded check
+    rows = monitor.rows(wait_s=4.0, fresh=True)  # this page is about health: worth waiting for a bounded check
     if rows is None:
         st.info(t("Checking dependencies…"), icon="⏳")
         return

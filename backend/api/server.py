@@ -2,6 +2,7 @@
 Redis, PostgreSQL), as many replicas and workers as needed behind a load balancer."""
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -25,6 +26,11 @@ def _start_services() -> None:
         shared_services()
     except Exception:  # the first request builds them (and says what is down)
         log.exception("services could not be built at startup")
+        return
+    # What startup loaded (modules, the embedding model, the services) lives as long as the worker:
+    # frozen out of the garbage collector, a full collection no longer walks it and stalls requests.
+    gc.collect()
+    gc.freeze()
 
 
 @asynccontextmanager
