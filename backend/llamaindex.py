@@ -9,7 +9,8 @@ apply to their calls too; every score the engine keeps travels in each node's me
     response = engine.query("Does aspirin reduce heart attack risk?")
     print(response, [n.metadata["doc_id"] for n in response.source_nodes])
 
-Only this module imports llama-index; the console and the API do not pay for it.
+Only this module and backend/pipelines.py import llama-index (both on demand): the console and the
+API do not pay for it otherwise.
 """
 from __future__ import annotations
 

@@ -40,11 +40,6 @@ def role_names() -> dict[str, str]:
     return {r: role_name(r) for r in ROLES}
 
 
-def labels(columns: tuple[str, ...]) -> dict[str, str]:
-    """column_config that shows each column's name in the session's language."""
-    return {c: t(c) for c in columns}
-
-
 # --- role gating, for every page -------------------------------------------------------------------
 def needs_text(action: Action) -> str:
     """Why a control is off: the role the action needs (the tooltip of a disabled control)."""
@@ -85,7 +80,7 @@ def users_section(access: AccessStore) -> None:
         return
     if users:
         st.dataframe(user_rows(users), hide_index=True, width="stretch", key=keys("users"),
-                     column_config=labels(USER_COLUMNS))
+                     column_config=kit.columns(USER_COLUMNS))
     else:
         st.caption(t("No accounts yet (OIDC users appear after their first login)."))
     left, right = st.columns(2, gap="large")
@@ -170,7 +165,7 @@ def keys_section(access: AccessStore) -> None:
         st.caption(t("No API keys yet."))
         return
     st.dataframe(key_rows(api_keys), hide_index=True, width="stretch", key=keys("keys"),
-                 column_config=labels(KEY_COLUMNS))
+                 column_config=kit.columns(KEY_COLUMNS))
     active = {f"#{k.id} {k.name} ({k.prefix}…, {k.role.name})": k for k in api_keys if k.active()}
     if active:
         with st.container(horizontal=True, vertical_alignment="bottom"):
@@ -259,7 +254,7 @@ def audit_section(audit: AuditLog) -> None:
         st.caption(t("{n} records, newest first. Actions so far: {actions}", n=f"{len(rows):,}", actions=families))
     if rows:
         st.dataframe(audit_rows(rows), hide_index=True, width="stretch", key=keys("audit"),
-                     column_config=labels(AUDIT_COLUMNS) | {"detail": st.column_config.JsonColumn(t("detail"),
+                     column_config=kit.columns(AUDIT_COLUMNS) | {"detail": st.column_config.JsonColumn(t("detail"),
                                                                                                   width="large")})
     st.download_button(t("⬇️ CSV"), audit_csv(rows).encode(), file_name=f"audit-{today:%Y%m%d}.csv", mime="text/csv",
                        key=keys("audit_csv"), disabled=not rows, on_click="ignore",

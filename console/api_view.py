@@ -72,4 +72,4 @@ def recent(services: Services) -> None:
                    "variant": r.variant or "—", "status": r.status + (t(" (cache)") if r.cache_hit else ""),
                    "latency": kit.duration(r.total_ms),
                    "cost": f"${r.cost_usd:,.6f}", "request id": r.request_id} for r in rows],
-                 hide_index=True, width="stretch", key=keys("recent"), column_config={c: t(c) for c in RECENT_COLUMNS})
+                 hide_index=True, width="stretch", key=keys("recent"), column_config=kit.columns(RECENT_COLUMNS))

@@ -35,11 +35,6 @@ UPLOAD_TYPES = ["zip", "gz", "tgz", "tar", "jsonl", "txt", "md", "html", "htm", 
 
 
 # --- versions -------------------------------------------------------------------------------------
-def labels(columns: tuple[str, ...]) -> dict[str, str]:
-    """column_config that shows each column's name in the session's language."""
-    return {c: t(c) for c in columns}
-
-
 def status_name(status: str) -> str:
     return t(STATUS_NAMES[status]) if status in STATUS_NAMES else status
 
@@ -68,7 +63,7 @@ def versions_table(versions: list[VersionInfo]) -> None:
           "vectors": v.vectors, "model": v.embedding_model, "chunking": v.chunking, "source": v.source,
           "created": kit.when(v.created_at, seconds=True), "by": v.created_by, "error": v.error} for v in versions],
         hide_index=True, width="stretch", key=keys("versions"),
-        column_config=labels(VERSION_COLUMNS) | {"points": st.column_config.NumberColumn(t("points"), format="%d"),
+        column_config=kit.columns(VERSION_COLUMNS) | {"points": st.column_config.NumberColumn(t("points"), format="%d"),
                                                  "error": st.column_config.TextColumn(t("error"), width="medium")},
     )
 
@@ -176,7 +171,7 @@ def _gate_result(stored: StoredGate) -> None:
                   verdict=verdict, n=r.n_queries, dataset=kit.code(r.dataset), baseline=r.baseline or t("no live version"),
                   when=kit.when(stored.ts, seconds=True), who=escape_md(stored.actor), stale=stale))
     st.dataframe(r.rows(), hide_index=True, width="stretch", key=keys("gate_table"),
-                 column_config=labels(GATE_COLUMNS) | {k: st.column_config.NumberColumn(t(k), format="%.4f")
+                 column_config=kit.columns(GATE_COLUMNS) | {k: st.column_config.NumberColumn(t(k), format="%.4f")
                                                        for k in ("live", "candidate", "delta")})
     st.caption(" · ".join(escape_md(x) for x in r.reasons))
 
@@ -324,7 +319,7 @@ def history(services: Services) -> None:
     if rows:
         st.dataframe([{"when": kit.when(h["ts"], seconds=True), "action": h["action"], "alias": h["alias"],
                        "from": h["from_collection"], "to": h["to_collection"], "who": h["actor"], "why": h["reason"]} for h in rows],
-                     hide_index=True, width="stretch", key=keys("history"), column_config=labels(HISTORY_COLUMNS))
+                     hide_index=True, width="stretch", key=keys("history"), column_config=kit.columns(HISTORY_COLUMNS))
     else:
         st.caption(t("No alias change recorded yet."))
     if not can(current_actor(), Action.read_audit):
@@ -333,7 +328,7 @@ def history(services: Services) -> None:
         st.dataframe([{"when": kit.when(a["ts"], seconds=True), "who": a["actor"], "action": a["action"],
                        "target": a["target"], "result": a["result"], "detail": a["detail"]} for a in admin.audit_log(current_actor(), 200)],
                      hide_index=True, width="stretch", key=keys("audit"),
-                     column_config=labels(AUDIT_COLUMNS) | {"detail": st.column_config.JsonColumn(t("detail"),
+                     column_config=kit.columns(AUDIT_COLUMNS) | {"detail": st.column_config.JsonColumn(t("detail"),
                                                                                                   width="large")})
 
 

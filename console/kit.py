@@ -10,7 +10,7 @@ import contextlib
 import logging
 import math
 from datetime import datetime
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import streamlit as st
 from pydantic import ValidationError
@@ -169,6 +169,17 @@ def shown(messages: Any) -> Callable[[str], str]:
     looked up from a dict made now (AppTest formats options outside the session's thread)."""
     labels = {m: t(m) for m in messages}
     return lambda m: labels.get(m, m)
+
+
+def columns(names: Iterable[str], **config: dict) -> dict:
+    """A table's column_config that shows each column under its name in the session's language. The
+    names stay English in the data (marked with N_ where the table is built: the code, the CSV
+    downloads and the tests read them); `config` adds a column's settings (st.column_config.*), whose
+    own label wins."""
+    out: dict = {c: t(c) for c in names}
+    for c, cfg in config.items():
+        out[c] = {**cfg, "label": cfg.get("label") or t(c)}
+    return out
 
 
 def select(label: str, options: list, key: str, **kwargs: Any) -> Any:

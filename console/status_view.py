@@ -19,11 +19,6 @@ VERSION_COLUMNS = (N_("live"), N_("collection"), N_("status"), N_("docs"), N_("c
 STACK_COLUMNS = (N_("part"), N_("engine"))
 
 
-def labels(columns: tuple[str, ...]) -> dict[str, str]:
-    """column_config that shows each column's name in the session's language."""
-    return {c: t(c) for c in columns}
-
-
 def live_index(services: Services) -> None:
     info = state.index_info(services)
     st.subheader(t("📚 Live index"))
@@ -62,7 +57,7 @@ def dependencies(monitor: state.HealthMonitor) -> None:
         [{"status": f"{ICONS[h.status]} {health_status(h.status)}", "part": h.part, "detail": h.detail,
           "check ms": round(h.latency_ms, 1) if h.latency_ms is not None else None} for h in rows],
         hide_index=True, width="stretch",
-        column_config=labels(HEALTH_COLUMNS) | {"detail": st.column_config.TextColumn(t("detail"), width="large")},
+        column_config=kit.columns(HEALTH_COLUMNS) | {"detail": st.column_config.TextColumn(t("detail"), width="large")},
     )
     st.caption(t("Checked at most every {seconds} s; every check is bounded in time.", seconds=state.HEALTH_TTL_S))
 
@@ -84,11 +79,11 @@ def versions(services: Services) -> None:
           "docs": r["n_docs"], "chunks": r["n_chunks"], "model": r["embedding_model"], "dim": r["dim"],
           "created": r["created_at"], "by": r["created_by"], "source": r["source"], "error": r["error"]}
          for r in sorted(rows, key=lambda r: -r["version"])],
-        hide_index=True, width="stretch", column_config=labels(VERSION_COLUMNS),
+        hide_index=True, width="stretch", column_config=kit.columns(VERSION_COLUMNS),
     )
 
 
 def stack(where: dict[str, str]) -> None:
     st.subheader(t("🧱 Stack"))
     st.dataframe([{"part": k, "engine": v} for k, v in where.items()], hide_index=True, width="stretch",
-                 column_config=labels(STACK_COLUMNS))
+                 column_config=kit.columns(STACK_COLUMNS))

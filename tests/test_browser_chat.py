@@ -115,8 +115,9 @@ def report_timings() -> Iterator[None]:
         print("\nbrowser timings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in TIMINGS.items()))
 
 
-def new_page(browser, height: int = 1100):  # noqa: ANN001, ANN201 - playwright objects
-    page = browser.new_page(viewport={"width": 1400, "height": height})
+def new_page(browser, height: int = 1100, locale: str | None = None):  # noqa: ANN001, ANN201 - playwright objects
+    """A tab in a new browser session (its own cookies); `locale` sets navigator.language."""
+    page = browser.new_page(viewport={"width": 1400, "height": height}, locale=locale)
     page.set_default_timeout(60_000)
     return page
 

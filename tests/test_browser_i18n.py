@@ -11,7 +11,7 @@ import pytest
 
 from console.i18n import catalog
 from test_browser_ab import choose, idle
-from test_browser_chat import ARTIFACTS, Console, browser, input_enabled, page_paths, start_console  # noqa: F401
+from test_browser_chat import ARTIFACTS, Console, browser, input_enabled, new_page, page_paths, start_console  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -29,14 +29,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     assert "Traceback" not in log, log[-3000:]
 
 
-def tab(browser, locale: str):  # noqa: ANN001, ANN201 - playwright objects
-    """A new browser session (its own cookies) whose navigator.language is `locale`."""
-    context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    return page
-
-
 def drawn(page) -> None:  # noqa: ANN001
     """The page's run is over and no element is still a loading placeholder."""
     idle(page)
@@ -51,7 +43,7 @@ def sidebar_titles(page) -> list[str]:  # noqa: ANN001
 
 
 def test_a_chinese_browser_gets_the_chat_in_chinese(browser, console: Console) -> None:  # noqa: ANN001
-    page = tab(browser, "zh-CN")
+    page = new_page(browser, locale="zh-CN")
     page.goto(f"{console.url}/chat")
     input_enabled(page)  # the first-start demo build is over
     zh = catalog("zh")
@@ -67,12 +59,12 @@ def test_a_chinese_browser_gets_the_chat_in_chinese(browser, console: Console) -
     assert "11.42" in answer and re.search(r"[\d.]+(毫秒|秒)", answer), answer  # durations in Chinese units
     assert page.get_by_test_id("stException").count() == 0
     page.screenshot(path=str(ARTIFACTS / "zh-chat.png"))
-    page.context.close()
+    page.close()
 
 
 @pytest.mark.parametrize("path", [p for p in page_paths() if p != "chat"])
 def test_every_page_in_chinese(browser, console: Console, path: str) -> None:  # noqa: ANN001
-    page = tab(browser, "zh-CN")
+    page = new_page(browser, locale="zh-CN")
     page.goto(f"{console.url}/{path}")
     heading = page.locator("h1").first
     heading.wait_for()
@@ -85,29 +77,29 @@ def test_every_page_in_chinese(browser, console: Console, path: str) -> None:  #
     assert len(CJK.findall(main)) > 4 * len(letters) / 10, (path, letters[:40])  # mostly Chinese
     assert f"{console.url}/{path}".rstrip("/") == page.url.split("?")[0].rstrip("/")  # same URL in both languages
     page.screenshot(path=str(ARTIFACTS / f"zh-{path or 'status'}.png"), full_page=True)
-    page.context.close()
+    page.close()
 
 
 def test_the_sidebar_switch_sticks_for_the_user(browser, console: Console) -> None:  # noqa: ANN001
     zh = catalog("zh")
-    page = tab(browser, "en-US")
+    page = new_page(browser, locale="en-US")
     page.goto(f"{console.url}/golden_sets")
     assert any(x.endswith("Golden sets") for x in sidebar_titles(page))  # nothing saved: the browser's language
     idle(page)
     choose(page, SWITCH, "简体中文")
     page.get_by_test_id("stSidebarNav").get_by_text(zh["Golden sets"], exact=True).wait_for()
-    page.context.close()
+    page.close()
 
-    again = tab(browser, "en-US")  # a new session of the same user, on an English browser
+    again = new_page(browser, locale="en-US")  # a new session of the same user, on an English browser
     again.goto(f"{console.url}/golden_sets")
     again.get_by_test_id("stSidebarNav").get_by_text(zh["Golden sets"], exact=True).wait_for()
     drawn(again)
     again.screenshot(path=str(ARTIFACTS / "zh-switch.png"))
     choose(again, SWITCH, "English")
     again.get_by_test_id("stSidebarNav").get_by_text("Golden sets", exact=True).wait_for()
-    again.context.close()
+    again.close()
 
-    chinese_browser = tab(browser, "zh-CN")  # the saved choice wins over the browser's language
+    chinese_browser = new_page(browser, locale="zh-CN")  # the saved choice wins over the browser's language
     chinese_browser.goto(f"{console.url}/golden_sets")
     assert any(x.endswith("Golden sets") for x in sidebar_titles(chinese_browser))
-    chinese_browser.context.close()
+    chinese_browser.close()

@@ -39,8 +39,5 @@ def load_policy(services: Services, option: str) -> Policy:
 
 
 def headers(rows: list[dict], **config: dict) -> dict:
-    """A table's column_config: each column under its name in the session's language (the row
-    builders mark their column names with N_), with the given configs (a config's own label wins). The data keeps the English
-    names: the code and the tests read the columns by them."""
-    names = list(rows[0]) if rows else list(config)
-    return {c: {**(config.get(c) or {}), "label": (config.get(c) or {}).get("label") or t(c)} for c in names}
+    """kit.columns for a table given as row dicts."""
+    return kit.columns(rows[0] if rows else (), **config)

@@ -14,7 +14,7 @@ from backend.ledger.costs import Costs
 from console import kit
 from console.access_view import locked
 from console.auth import current_actor
-from console.costs_view.common import download, headers, keys, manage
+from console.costs_view.common import download, keys, manage
 from console.i18n import N_, t
 from console.markup import escape_md
 
@@ -64,7 +64,7 @@ def alerts_section(costs: Costs) -> None:
         hist = hist[HISTORY]
         hist["notify_error"] = hist["notify_error"].map(lambda e: redact_urls(e) if isinstance(e, str) else e)  # older rows
         st.dataframe(hist, hide_index=True, key=keys("alert_history"), height=min(38 + 35 * len(hist), 280),
-                     column_config=headers(HISTORY))
+                     column_config=kit.columns(HISTORY))
         download(hist, "alerts", "alerts")
     st.markdown(t("**Rules**"))
     rules = costs.alerts.rules()
@@ -74,7 +74,7 @@ def alerts_section(costs: Costs) -> None:
                             N_("window"): t("{n} min", n=x["window_minutes"]), N_("policy"): x["policy"] or t("all"),
                             N_("model"): x["model"] or t("all"), N_("min requests"): x["min_requests"],
                             N_("webhook"): x["webhook"], N_("enabled"): x["enabled"]} for x in rules])
-        st.dataframe(df, hide_index=True, key=keys("rules_table"), column_config=headers(list(df.columns)))
+        st.dataframe(df, hide_index=True, key=keys("rules_table"), column_config=kit.columns(list(df.columns)))
     if locked(Action.alert_rules, N_("Creating, disabling or deleting alert rules")):
         return
     with st.expander(t("➕ New alert rule")):

@@ -13,7 +13,8 @@ from backend.ledger.queries import TimeRange
 from console import charts, kit
 from console.access_view import locked
 from console.auth import current_actor
-from console.costs_view.common import download, headers, keys, manage
+from console import kit
+from console.costs_view.common import download, keys, manage
 from console.i18n import N_, t
 from console.markup import escape_md
 
@@ -63,7 +64,7 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
             N_("state"): (t("disabled") if not b["enabled"] else t("refusing paid calls") if b["blocking"] else t("ok")),
             N_("resets"): b["resets"].strftime("%Y-%m-%d") if b["resets"] else t("rolling"),
         } for b in status])
-        st.dataframe(table, hide_index=True, key=keys("budget_table"), column_config=headers(
+        st.dataframe(table, hide_index=True, key=keys("budget_table"), column_config=kit.columns(
             list(table.columns), spend=st.column_config.NumberColumn(format="$%.4f"),
             limit=st.column_config.NumberColumn(format="$%.2f"),
             used=st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)))

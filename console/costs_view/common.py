@@ -48,14 +48,6 @@ def value_label(value: object) -> str:
     return t(value) if value in (NO_VARIANT, OTHER) else str(value)
 
 
-def headers(columns: list[str], **config: dict) -> dict:
-    """A table's column_config: each column under its name in the session's language (the names are
-    marked with N_ where the table is built), with the given configs. The data keeps the English
-    names: the code, the CSV downloads and the tests read them."""
-    return {c: {**(config.get(c) or {}), "label": t(c)} for c in columns} | \
-        {c: v for c, v in config.items() if c not in columns}
-
-
 def times(df: pd.DataFrame) -> pd.DataFrame:
     df["time"] = pd.to_datetime(df["bucket"], unit="s", utc=True)
     return df

@@ -12,7 +12,7 @@ from backend.pricing import MATCH_ORDER, MAX_PER_CALL_USD, MAX_USD_PER_M
 from console import kit
 from console.access_view import locked, need
 from console.auth import current_actor
-from console.costs_view.common import dialog, headers, keys
+from console.costs_view.common import dialog, keys
 from console.i18n import N_, t
 from console.markup import escape_md
 
@@ -31,7 +31,7 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
     if not df.empty:
         df = df[["id", N_("pattern"), N_("match"), "input_per_m", "output_per_m", "cached_input_per_m", "per_call_usd",
                  "effective_from", "checked_at", N_("note")]]
-        st.dataframe(df, hide_index=True, key=keys("prices_table"), height=320, column_config=headers(
+        st.dataframe(df, hide_index=True, key=keys("prices_table"), height=320, column_config=kit.columns(
             ["pattern", "match", "note"],
             input_per_m=st.column_config.NumberColumn(t("input $/M"), format="%.3f"),
             output_per_m=st.column_config.NumberColumn(t("output $/M"), format="%.3f"),

@@ -8,7 +8,8 @@ import streamlit as st
 
 from backend.ledger.costs import Costs
 from backend.ledger.queries import Filters, TimeRange
-from console.costs_view.common import download, headers, keys
+from console import kit
+from console.costs_view.common import download, keys
 from console.i18n import N_, t
 from console.markup import escape_md
 
@@ -33,7 +34,7 @@ def show_rows(rows: list[dict], title: str, key: str) -> None:
         return
     df = pd.DataFrame(rows)[ROW_COLUMNS]
     st.dataframe(df, hide_index=True, height=min(38 + 35 * len(df), 320), key=keys("rows." + key),
-                 column_config=headers(
+                 column_config=kit.columns(
                      [c for c in ROW_COLUMNS if c not in LABELLED],
                      ts=st.column_config.DatetimeColumn(t("time (UTC)"), format="YYYY-MM-DD HH:mm:ss"),
                      cost_usd=st.column_config.NumberColumn(t("cost"), format="$%.6f"),

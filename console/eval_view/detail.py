@@ -11,7 +11,7 @@ from backend.services import Services
 from console import kit
 from console.access_view import need
 from console.eval_view.common import SS, keys
-from console.eval_view.rows import ANSWER_METRICS, ITEM_COLUMNS, filter_items, item_rows, labels
+from console.eval_view.rows import ANSWER_METRICS, ITEM_COLUMNS, filter_items, item_rows
 from console.i18n import N_, t
 
 METRIC_COLUMNS = (N_("metric"), N_("mean"), N_("95% CI"), N_("n"))
@@ -55,7 +55,7 @@ def run_detail(services: Services, run: dict | None) -> None:
         left.dataframe([{"metric": m, "mean": v["mean"], "95% CI": f"[{v['low']:.3f}, {v['high']:.3f}]", "n": v["n"]}
                         for m, v in sorted(run["metrics"].items(), key=lambda kv: (kv[0] not in HEADLINE, kv[0]))],
                        hide_index=True, width="stretch", key=keys("metrics"), height="content",
-                       column_config=labels(METRIC_COLUMNS) | {
+                       column_config=kit.columns(METRIC_COLUMNS) | {
                            "mean": st.column_config.NumberColumn(t("mean"), format="%.4f")})
         with right:
             with st.container(horizontal=True, gap="small"):
@@ -77,7 +77,7 @@ def run_detail(services: Services, run: dict | None) -> None:
     shown = filter_items(items, misses, unresolved, low, threshold)
     st.caption(t("{n} of {total} items", n=len(shown), total=len(items)))
     st.dataframe(item_rows(shown), hide_index=True, width="stretch", key=keys("items"),
-                 column_config=labels(ITEM_COLUMNS) | {"question": st.column_config.TextColumn(t("question"), width="large"),
+                 column_config=kit.columns(ITEM_COLUMNS) | {"question": st.column_config.TextColumn(t("question"), width="large"),
                                 **{m: st.column_config.NumberColumn(format="%.3f") for m in
                                    ("recall@10", "ndcg@10", "mrr@10", *ANSWER_METRICS)}})
     if shown:
@@ -99,7 +99,7 @@ def item_drilldown(items: list[dict]) -> None:
             st.markdown(t("**Gold references** (document rank in this run)"))
             st.dataframe([{"doc": g["doc_id"], "span": g["key"], "rank": g["rank"] or t("not found"), "quote": g["quote"]}
                           for g in item["gold"]], hide_index=True, width="stretch", key=keys("gold"),
-                         column_config=labels(GOLD_COLUMNS))
+                         column_config=kit.columns(GOLD_COLUMNS))
             st.markdown(t("**Answer** ({kind})", kind=item["answer_kind"] or t("not generated")))
             st.markdown(escape_md(item["answer"]) if item["answer"] else t("_no answer: a retrieval-only run_"))
             if item["reference_answer"]:
@@ -111,7 +111,7 @@ def item_drilldown(items: list[dict]) -> None:
             st.dataframe([{"rank": r["rank"], "gold doc": "✅" if r["doc_id"] in gold_docs else "", "doc": r["doc_id"],
                            "chunk": r["chunk_id"], "title": r["title"], "score": r["score"]} for r in item["retrieved"]],
                          hide_index=True, width="stretch", key=keys("retrieved"), height=280,
-                         column_config=labels(RETRIEVED_COLUMNS) | {
+                         column_config=kit.columns(RETRIEVED_COLUMNS) | {
                              "score": st.column_config.NumberColumn(t("score"), format="%.4f")})
             st.markdown(t("**Per-item metrics**"))
             st.dataframe([{"metric": k, "value": v} for k, v in sorted(item["metrics"].items())], hide_index=True,

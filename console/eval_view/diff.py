@@ -9,9 +9,10 @@ from backend.access import Action
 from backend.errors import RagError
 from backend.eval_runs import HEADLINE, export_diff_csv, export_diff_json
 from backend.services import Services
+from console import kit
 from console.access_view import need
 from console.eval_view.common import SS, keys
-from console.eval_view.rows import DIFF_ITEM_COLUMNS, DIFF_METRIC_COLUMNS, diff_item_rows, diff_metric_rows, labels
+from console.eval_view.rows import DIFF_ITEM_COLUMNS, DIFF_METRIC_COLUMNS, diff_item_rows, diff_metric_rows
 from console.i18n import N_, t
 from console.markup import escape_md
 from console.state import describe
@@ -41,7 +42,7 @@ def diff_view(services: Services, run: dict | None, base: dict | None) -> None:
                               ("unchanged", N_("⚪ Unchanged"))):
             st.metric(t(label), diff["counts"][change], width="content")
     st.dataframe(diff_metric_rows(diff, base, run), hide_index=True, width="stretch", key=keys("diff_metrics"), height="content",
-                 column_config=labels(DIFF_METRIC_COLUMNS) | {
+                 column_config=kit.columns(DIFF_METRIC_COLUMNS) | {
                      "baseline": st.column_config.NumberColumn(t("baseline"), format="%.4f"),
                      "this run": st.column_config.NumberColumn(t("this run"), format="%.4f"),
                      "delta": st.column_config.NumberColumn(t("delta"), format="%+.4f"),
@@ -51,7 +52,7 @@ def diff_view(services: Services, run: dict | None, base: dict | None) -> None:
     changed_only = st.toggle(t("Changed only"), key=keys("changed_only"))
     rows = diff_item_rows(diff, changed_only)
     st.dataframe(rows, hide_index=True, width="stretch", key=keys("diff_items"),
-                 column_config=labels(DIFF_ITEM_COLUMNS) | {
+                 column_config=kit.columns(DIFF_ITEM_COLUMNS) | {
                      "delta": st.column_config.NumberColumn(t("delta"), format="%+.3f", width="small"),
                      "baseline": st.column_config.NumberColumn(
                          t("baseline"), format="%.3f", width="small",

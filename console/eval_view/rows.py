@@ -1,6 +1,6 @@
 """Table and figure builders of the evaluation page: pure functions of backend rows (no Streamlit
 calls), so tests can check what the page shows without a browser. Column names stay English (tests
-and code read them); the page shows them translated through `labels()`, cell texts are translated here
+and code read them); the page shows them translated through `kit.columns()`, cell texts are translated here
 (English outside a Streamlit run)."""
 from __future__ import annotations
 
@@ -28,11 +28,6 @@ DIFF_ITEM_COLUMNS = (N_("change"), N_("question"), N_("baseline"), N_("this run"
 HOVER = ((N_("metric"), "%{fullData.name}"), (N_("mean"), "%{y:.3f}"), (N_("low"), "%{customdata[0]:.3f}"),
          (N_("high"), "%{customdata[1]:.3f}"), (N_("run"), "%{customdata[2]}"), (N_("policy"), "%{customdata[3]}"),
          (N_("index"), "%{customdata[4]}"))
-
-
-def labels(columns: tuple[str, ...]) -> dict[str, str]:
-    """column_config that shows each column's name in the session's language."""
-    return {c: t(c) for c in columns}
 
 
 def ci(m: dict | None, digits: int = 3) -> str:

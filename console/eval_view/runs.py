@@ -7,7 +7,7 @@ import streamlit as st
 from backend.eval_runs import HEADLINE
 from console import charts, kit
 from console.eval_view.common import SS, keys
-from console.eval_view.rows import RUNS_COLUMNS, labels, metrics_figure, run_label, runs_rows
+from console.eval_view.rows import RUNS_COLUMNS, metrics_figure, run_label, runs_rows
 from console.i18n import t
 
 
@@ -68,7 +68,7 @@ def runs_overview(runs: list[dict]) -> None:
     chosen = SS[keys("filter_set")]
     shown = [r for r in runs if chosen == "(all sets)" or r["golden_set"] == chosen]
     st.dataframe(runs_rows(shown), hide_index=True, width="stretch", key=keys("table"),
-                 column_config=labels(RUNS_COLUMNS) | {
+                 column_config=kit.columns(RUNS_COLUMNS) | {
                      "run": st.column_config.NumberColumn(t("run"), format="#%d", width="small"),
                      "error": st.column_config.TextColumn(t("error"), width="small")})
     st.markdown(t("**📈 Metrics over time**"))

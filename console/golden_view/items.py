@@ -2,7 +2,6 @@
 annotator's items per status)."""
 from __future__ import annotations
 
-from typing import Any
 
 import streamlit as st
 
@@ -19,11 +18,6 @@ HISTORY_COLUMNS = (N_("when"), N_("who"), N_("action"), N_("before"), N_("after"
 PROGRESS_COLUMNS = (N_("annotator"), N_("total"), N_("draft"), N_("approved"), N_("rejected"), N_("approved share"))
 
 
-def _labels(columns: tuple[str, ...]) -> dict[str, Any]:
-    """column_config that shows each column's name in the session's language."""
-    return {c: t(c) for c in columns}
-
-
 def items_table(services: Services, set_name: str) -> None:
     rows = services.golden.items(set_name)
     if not rows:
@@ -37,7 +31,7 @@ def items_table(services: Services, set_name: str) -> None:
           "reviewer": r["reviewer"] or "", "comment": r["review_comment"], "updated": kit.when(r["updated_at"]),
           "from trace": r["source_trace"] or ""} for r in rows],
         hide_index=True, width="stretch", key=keys("items"),
-        column_config=_labels(ITEM_COLUMNS) | {"question": st.column_config.TextColumn(t("question"), width="large"),
+        column_config=kit.columns(ITEM_COLUMNS) | {"question": st.column_config.TextColumn(t("question"), width="large"),
                                                "id": st.column_config.NumberColumn(t("id"), format="%d")})
     ids = [r["id"] for r in rows]
     chosen = st.selectbox(t("History of item"), ids, index=None, key=keys("history_item"), placeholder=t("choose an item"),
@@ -46,7 +40,7 @@ def items_table(services: Services, set_name: str) -> None:
         st.dataframe([{"when": f"{h['ts']:%Y-%m-%d %H:%M:%S}", "who": h["actor"], "action": h["action"],
                        "before": h["before"], "after": h["after"]} for h in services.golden.history(chosen)],
                      hide_index=True, width="stretch", key=keys("history"),
-                     column_config=_labels(HISTORY_COLUMNS) | {"before": st.column_config.JsonColumn(t("before")),
+                     column_config=kit.columns(HISTORY_COLUMNS) | {"before": st.column_config.JsonColumn(t("before")),
                                                                 "after": st.column_config.JsonColumn(t("after"))})
 
 
@@ -60,5 +54,5 @@ def progress(services: Services, set_name: str) -> None:
     rows = [{"annotator": a, "total": sum(c.values()), **c,
              "approved share": c["approved"] / max(1, sum(c.values()))} for a, c in sorted(per.items())]
     st.dataframe(rows, hide_index=True, width="stretch", key=keys("progress"),
-                 column_config=_labels(PROGRESS_COLUMNS) | {"approved share": st.column_config.ProgressColumn(
+                 column_config=kit.columns(PROGRESS_COLUMNS) | {"approved share": st.column_config.ProgressColumn(
                      t("approved share"), format="percent", min_value=0, max_value=1)})
