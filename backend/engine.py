@@ -1,5 +1,7 @@
 """The one query engine: validate -> cache -> embed -> retrieve -> fuse -> rerank -> prompt ->
-generate. The console, the CLI and any HTTP service call this module; nothing else answers."""
+generate. The console, the CLI and any HTTP service call this module; nothing else answers.
+Retrieval and rerank are LlamaIndex components (backend/stages.py) that the engine composes; it
+keeps what it adds around them: validation, cache, budgets, metering and the ledger."""
 from __future__ import annotations
 
 import logging
@@ -11,29 +13,30 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
 import numpy as np
+from llama_index.core.schema import NodeWithScore, QueryBundle
 from pydantic import BaseModel
 
 from backend.access import SYSTEM, Action, Actor, require
 from backend.cache import Cache, cache_key
 from backend.db import utcnow
 from backend.embeddings import Embedder
-from backend.errors import BudgetExceeded, InputError, NotFoundError
+from backend.errors import BudgetExceeded, InputError, NotFoundError, root_cause_name
 from backend.generation import Generator, Usage
 from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, Planned, RequestContext
 from backend.policy import PROMPT_TEMPLATES, Policy, check_pipeline
-from backend.rerank import HTTPReranker, Reranker
+from backend.rerank import Reranker
 from backend.settings import Settings
 from backend.text import control_chars
-from backend.sparse import query_vector
 from backend.tokens import count_tokens
-from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore, payload_filter
+from backend.instrumentation import collecting
+from backend.stages import HybridRetriever, Rerank
+from backend.vectorstore import VectorStore, payload_filter
 
 if TYPE_CHECKING:
     from backend.pipelines import Pipelines
 
 log = logging.getLogger(__name__)
 
-RRF_K = 60
 STAGES = ("cache", "embed", "retrieve", "rerank", "generate", "total")
 SOURCE_TOKENS_EST = 400  # a source in the prompt, for the budget hold (1,500 characters, title and rank)
 
@@ -111,43 +114,37 @@ def _timed(latency: dict[str, float], stage: str) -> Iterator[None]:
         latency[stage] = latency.get(stage, 0.0) + (time.perf_counter() - t) * 1000
 
 
-def _error_class(exc: BaseException) -> str:
-    """The root cause's class (e.g. APITimeoutError behind a DependencyError)."""
-    return type(exc.__cause__ or exc).__name__
-
-
 def is_askers_mistake(exc: BaseException) -> bool:
     """Bad input (an empty question, a bad filter) is the asker's; a NotFoundError names a policy,
     alias or index version the configuration points at, so it is a failure of what serves."""
     return isinstance(exc, InputError) and not isinstance(exc, NotFoundError)
 
 
-def rrf(rankings: list[list[str]], k: int = RRF_K) -> dict[str, float]:
-    """Reciprocal rank fusion: sum of 1 / (k + rank) over the lists a point appears in."""
-    out: dict[str, float] = {}
-    for ranking in rankings:
-        for r, pid in enumerate(ranking, 1):
-            out[pid] = out.get(pid, 0.0) + 1.0 / (k + r)
-    return out
-
-
-def dbsf(score_lists: list[dict[str, float]]) -> dict[str, float]:
-    """Distribution-based score fusion: each list scaled by mean +/- 3 std to [0, 1], then summed."""
-    out: dict[str, float] = {}
-    for scores in score_lists:
-        if not scores:
-            continue
-        vals = np.array(list(scores.values()), dtype=np.float64)
-        lo, hi = vals.mean() - 3 * vals.std(), vals.mean() + 3 * vals.std()
-        span = (hi - lo) or 1.0
-        for pid, s in scores.items():
-            out[pid] = out.get(pid, 0.0) + float(np.clip((s - lo) / span, 0.0, 1.0))
-    return out
-
-
 def citations_in(text: str, n_sources: int) -> list[int]:
     found = {int(m) for m in re.findall(r"\[(\d{1,3})\]", text)}
     return sorted(n for n in found if 1 <= n <= n_sources)
+
+
+def sources_of(nodes: list[NodeWithScore], top_k: int) -> list[SourceChunk]:
+    """Nodes as the engine's sources, in their order: ours (`stages.HybridRetriever`) carry every
+    score and rank in metadata; a team pipeline's carry `doc_id` (else their source document), which
+    the metrics need, and the score that ranked them, kept as the `fused` score (the final ranking
+    score in every view)."""
+    out = []
+    for rank, n in enumerate(nodes[:top_k], 1):
+        meta = n.node.metadata or {}
+        ours = "score_fused" in meta
+        out.append(SourceChunk(
+            rank=rank, point_id=n.node.node_id, chunk_id=str(meta.get("chunk_id") or n.node.node_id),
+            doc_id=str(meta.get("doc_id") or n.node.ref_doc_id or ""),
+            title=str(meta.get("title", "")), section=str(meta.get("section", "")), source=str(meta.get("source", "")),
+            start=int(meta.get("start") or getattr(n.node, "start_char_idx", None) or 0),
+            end=int(meta.get("end") or getattr(n.node, "end_char_idx", None) or 0), text=n.node.get_content(),
+            scores={"dense": meta.get("score_dense"), "sparse": meta.get("score_sparse"),
+                    "fused": meta.get("score_fused") if ours else n.score, "rerank": meta.get("score_rerank")},
+            dense_rank=meta.get("dense_rank"), sparse_rank=meta.get("sparse_rank"),
+        ))
+    return out
 
 
 class QueryEngine:
@@ -209,7 +206,7 @@ class QueryEngine:
         calls = []
         if policy.retrieval_mode in ("dense", "hybrid") or policy.rerank:
             calls.append(Planned("embedding", self.embedder.name, q_tokens))
-        if policy.rerank and isinstance(self.reranker, HTTPReranker):
+        if policy.rerank and self.reranker.model:
             calls.append(Planned("rerank", self.settings.rerank_model,
                                  q_tokens + policy.rerank_candidates * SOURCE_TOKENS_EST))
         if generate and self.generator.kind == "llm":
@@ -245,7 +242,7 @@ class QueryEngine:
             yield call
         except BaseException as exc:
             call.status = "aborted" if isinstance(exc, GeneratorExit) else "error"
-            call.error_class = _error_class(exc)
+            call.error_class = root_cause_name(exc)
             raise
         finally:
             call.latency_ms = (time.perf_counter() - t) * 1000
@@ -255,7 +252,7 @@ class QueryEngine:
             self._record(ctx, call)
 
     def pipelines(self) -> Pipelines:
-        """Imported on first use: llama-index loads only in a process that serves a pipeline policy."""
+        """The teams' pipelines, built on first use (most processes serve none)."""
         if self._pipelines is None:
             from backend.pipelines import Pipelines
 
@@ -267,8 +264,6 @@ class QueryEngine:
         """The policy's own LlamaIndex pipeline instead of our stages: its nodes as sources and, for a
         query engine asked to answer, its answer text. Its model calls reach the ledger through the
         instrumentation, each as it ends."""
-        from backend.pipelines import sources_of
-
         if filters:
             raise InputError(f"policy '{policy.name}' runs the pipeline {policy.pipeline}, which takes no filters")
         pipelines = self.pipelines()
@@ -287,64 +282,23 @@ class QueryEngine:
                   latency: dict[str, float]) -> Retrieval:
         if policy.pipeline:
             return self._run_pipeline(ctx, q, policy, collection, filters, latency, answer=False)[0]
-        flt = payload_filter(filters)
         mode = policy.retrieval_mode
-        n = max(policy.candidates, policy.top_k, policy.rerank_candidates if policy.rerank else 0)
         qvec = None
-        dense_hits: list[Hit] = []
-        sparse_hits: list[Hit] = []
         if mode in ("dense", "hybrid") or policy.rerank:
             tokens = count_tokens(q)  # counted outside the timed call (endpoints bill about the same)
             with self._metered(ctx, "embedding", self.embedder.name, latency, "embed") as call:
                 call.prompt_tokens, call.token_method = tokens
                 qvec = self.embedder.embed_queries([q])[0]
-        with _timed(latency, "retrieve"):
-            if mode in ("dense", "hybrid"):
-                dense_hits = self.store.search(collection, qvec.tolist(), DENSE, n, flt)
-            if mode in ("sparse", "hybrid"):
-                sv = query_vector(q)
-                if sv.indices:
-                    sparse_hits = self.store.search(collection, sv, SPARSE, n, flt)
-            by_id: dict[str, Hit] = {h.point_id: h for h in sparse_hits + dense_hits}
-            dense = {h.point_id: h.score for h in dense_hits}
-            sparse = {h.point_id: h.score for h in sparse_hits}
-            dense_rank = {h.point_id: r for r, h in enumerate(dense_hits, 1)}
-            sparse_rank = {h.point_id: r for r, h in enumerate(sparse_hits, 1)}
-            if mode == "hybrid":
-                fused = rrf([list(dense), list(sparse)]) if policy.fusion == "rrf" else dbsf([dense, sparse])
-            else:
-                fused = dense if mode == "dense" else sparse
-            order = sorted(fused, key=lambda pid: -fused[pid])
-        rerank: dict[str, float] = {}
-        if policy.rerank and order:
-            pool = order[: policy.rerank_candidates]
-            texts = [by_id[p].payload.get("text", "") for p in pool]
-            if isinstance(self.reranker, HTTPReranker):  # a model call: a ledger row
-                tokens = count_tokens("\n".join([q, *texts]))
-                with self._metered(ctx, "rerank", self.settings.rerank_model, latency, "rerank") as call:
-                    call.prompt_tokens, call.token_method = tokens
-                    scores = self.reranker.scores(q, qvec, collection, pool, texts)
-            else:
-                with _timed(latency, "rerank"):
-                    scores = self.reranker.scores(q, qvec, collection, pool, texts)
-            rerank = dict(zip(pool, scores))
-            order = sorted(pool, key=lambda pid: -rerank[pid])
-        sources = []
-        for rank, pid in enumerate(order[: policy.top_k], 1):
-            p = by_id[pid].payload
-            sources.append(
-                SourceChunk(
-                    rank=rank, point_id=pid, chunk_id=p.get("chunk_id", pid), doc_id=str(p.get("doc_id", "")),
-                    title=p.get("title", ""), section=p.get("section", ""), source=p.get("source", ""),
-                    start=int(p.get("start", 0)), end=int(p.get("end", 0)), text=p.get("text", ""),
-                    scores={
-                        "dense": dense.get(pid), "sparse": sparse.get(pid),
-                        "fused": fused.get(pid) if mode == "hybrid" else None, "rerank": rerank.get(pid),
-                    },
-                    dense_rank=dense_rank.get(pid), sparse_rank=sparse_rank.get(pid),
-                )
-            )
-        return Retrieval(collection, sources, latency, qvec)
+        query = QueryBundle(q, embedding=qvec.tolist() if qvec is not None else None)
+        keep = max(policy.top_k, policy.rerank_candidates if policy.rerank else 0)
+        retriever = HybridRetriever(self.store, collection, mode, policy.fusion,
+                                    max(policy.candidates, keep), keep, payload_filter(filters))
+        with collecting(latency, lambda call: self._record(ctx, call)):  # stage times and model calls
+            nodes = retriever.retrieve(query)
+            if policy.rerank and nodes:
+                nodes = Rerank(reranker=self.reranker, collection=collection, query_vec=qvec,
+                               top_n=policy.rerank_candidates).postprocess_nodes(nodes, query)
+        return Retrieval(collection, sources_of(nodes, policy.top_k), latency, qvec)
 
     def build_prompt(self, question: str, sources: list[SourceChunk], policy: Policy) -> list[dict]:
         blocks = [f"[{s.rank}] {s.title}\n{s.text}" if s.title else f"[{s.rank}] {s.text}" for s in sources]
@@ -389,7 +343,7 @@ class QueryEngine:
             return
         model = (policy.model or self.settings.llm_model) if self.generator.kind == "llm" else "extractive"
         try:
-            self._record(ctx, ModelCall(kind="chat", model=model, status="error", error_class=_error_class(exc),
+            self._record(ctx, ModelCall(kind="chat", model=model, status="error", error_class=root_cause_name(exc),
                                         total_ms=ctx.elapsed_ms()))
         except Exception:  # the ledger being down must not hide the request's own error
             log.exception("the error row of request %s could not be written", ctx.request_id)

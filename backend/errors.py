@@ -26,6 +26,11 @@ class NotFoundError(InputError):
     """An unknown policy, alias, collection or dataset."""
 
 
+def root_cause_name(exc: BaseException) -> str:
+    """The root cause's class (e.g. APITimeoutError behind a DependencyError), for ledger rows."""
+    return type(exc.__cause__ or exc).__name__
+
+
 class DependencyError(RagError):
     """A service the engine needs is down, slow or answered with an error."""
 

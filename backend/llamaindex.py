@@ -9,8 +9,7 @@ apply to their calls too; every score the engine keeps travels in each node's me
     response = engine.query("Does aspirin reduce heart attack risk?")
     print(response, [n.metadata["doc_id"] for n in response.source_nodes])
 
-Only this module and backend/pipelines.py import llama-index (both on demand): the console and the
-API do not pay for it otherwise.
+The engine's own stages are LlamaIndex components as well (backend/stages.py).
 """
 from __future__ import annotations
 

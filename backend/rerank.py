@@ -17,12 +17,14 @@ from backend.vectorstore import VectorStore
 
 class Reranker(Protocol):
     name: str
+    model: str | None  # the model an endpoint is asked for (a ledger row per call); None: no model call
 
     def scores(self, question: str, query_vec: np.ndarray, collection: str, point_ids: list[str], texts: list[str]) -> list[float]: ...
 
 
 class EmbeddingReranker:
     name = "embedding re-score"
+    model = None
 
     def __init__(self, store: VectorStore):
         self._store = store
@@ -47,10 +49,10 @@ class HTTPReranker:
         self._tei = self._url.rstrip("/").endswith("/rerank") and "/v1/" not in self._url
         key = settings.rerank_api_key.get_secret_value() if settings.rerank_api_key else None
         self._client = httpx.Client(timeout=settings.llm_timeout_s, headers={"Authorization": f"Bearer {key}"} if key else {})
-        self._model = settings.rerank_model
+        self.model: str | None = settings.rerank_model
 
     def scores(self, question, query_vec, collection, point_ids, texts) -> list[float]:
-        body = {"query": question, "texts": texts} if self._tei else {"model": self._model, "query": question, "documents": texts, "top_n": len(texts)}
+        body = {"query": question, "texts": texts} if self._tei else {"model": self.model, "query": question, "documents": texts, "top_n": len(texts)}
         try:
             resp = self._client.post(self._url, json=body)
             resp.raise_for_status()

@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ledger-flush-ms", type=int, default=int(os.environ.get("LEDGER_FLUSH_MS", "100")),
                     help="the server's LEDGER_FLUSH_MS: 0 writes each ledger row and trace in the request, >0 in "
                          "batches (a production API's setting; default 100)")
+    ap.add_argument("--only", nargs="+", metavar="SCENARIO",
+                    help="run these scenarios only (e.g. cached-150 while profiling); the targets need all of them")
     args = ap.parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # run the finally blocks: no server left behind
         signal.signal(sig, lambda n, _f: sys.exit(128 + n))
@@ -258,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
             Scenario("extractive", distinct(fresh, int(5 * 2 * d) + 10, f"ex-{stamp}"), 5, 4, 2 * d,
                      note="extractive answers (no LLM), distinct questions, live release path"),
         ]
+        if args.only:
+            scenarios = [s for s in scenarios if s.name in args.only]
         for s in scenarios:
             cfg = ReplayConfig(base, key, s.questions, rate=s.rate, duration=s.duration, concurrency=s.concurrency,
                                retrieval_only=s.retrieval_only, policy=s.policy, end_users=20, timeout=30)
@@ -265,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
             s.result = run_replay(cfg)
             s.server_cpu_s, s.client_cpu_s = cpu_seconds(serve.pid) - srv0, time.process_time() - cli0
             s.extra["load_after"] = round(os.getloadavg()[0], 2)
+            (run_dir / f"samples-{s.name}.json").write_text(json.dumps(  # for a latency-over-time look
+                [[x.i, x.outcome, round(x.latency_ms, 2), round(x.late_ms, 2)] for x in s.result.samples]))
             r = row_of(s)
             log(f"{s.name}: {r['requests']} requests, {r['rps']:.1f} req/s, p50/p95/p99 {fmt(r['p50_ms'], '.1f')}/"
                 f"{fmt(r['p95_ms'], '.1f')}/{fmt(r['p99_ms'], '.1f')} ms, engine p95 {fmt(r['engine_p95_ms'], '.1f')} ms, "
@@ -282,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         redis.stop()
 
     rows = {s.name: row_of(s) for s in scenarios}
-    checks = targets(rows)
+    checks = targets(rows) if not args.only else []
     load_end = os.getloadavg()
     print()
     print(f"## API: `python -m backend serve --workers 1` (Qdrant local mode allows one process per data folder; "

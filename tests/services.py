@@ -381,6 +381,12 @@ class FaultLLM:
         text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
         return next((reply for needles, reply in self.replies if all(n in text for n in needles)), self.reply)
 
+    @staticmethod
+    def relevance(query: str, document: str) -> float:
+        """The rerank route's canned score: the share of the query's words found in the document."""
+        words = set(query.lower().split())
+        return len(words & set(document.lower().split())) / (len(words) or 1)
+
     def embed(self, text: str) -> list[float]:
         """Deterministic unit vector derived from the text's hash (same text, same vector)."""
         raw = b"".join(hashlib.sha256(f"{i}:{text}".encode()).digest()
@@ -447,6 +453,11 @@ def _fault_handler(state: FaultLLM) -> type[BaseHTTPRequestHandler]:
                                  "data": [{"object": "embedding", "index": i, "embedding": state.embed(t)}
                                           for i, t in enumerate(texts)],
                                  "usage": {"prompt_tokens": toks, "total_tokens": toks}})
+            elif self.path == "/v1/rerank":  # Cohere / Jina / vLLM shape
+                docs = [str(d) for d in body.get("documents", [])]
+                self._json(200, {"model": body.get("model", state.model), "results": [
+                    {"index": i, "relevance_score": state.relevance(str(body.get("query", "")), d)}
+                    for i, d in enumerate(docs)]})
             else:
                 self._json(404, {"error": {"message": "unknown route", "type": "invalid_request_error"}})
 

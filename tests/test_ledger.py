@@ -14,13 +14,14 @@ from alembic.migration import MigrationContext
 
 from backend.audit import AuditLog
 from backend.db import make_engine, metadata, migrate
-from backend.errors import InputError
+from backend.errors import DependencyError, InputError
 from backend.generation import ExtractiveGenerator, OpenAIGenerator, Usage
 from backend.ledger.calls import ModelCall, RequestContext
 from backend.ledger.queries import Filters, TimeRange
 from backend.ledger.store import ledger
 from backend.policy import Policy
 from backend.pricing import Price, PriceTable, resolve
+from backend.rerank import make_reranker
 from backend.services import Services
 from actors import ADMIN, Role, user
 from corpus import first_queries
@@ -258,6 +259,31 @@ def test_extractive_and_retrieval_only_rows(services: Services, tmp_path) -> Non
     engine.retrieve(q, Policy(top_k=3, retrieval_mode="dense"))  # the evaluation path is metered too
     assert ledger_rows(costs)[-1]["user"] == "system"
 
+
+
+def test_endpoint_rerank_orders_by_its_scores_and_is_metered(services: Services, fault_llm, tmp_path) -> None:
+    """RERANK_URL (the fault server's Cohere-style /v1/rerank: its score is the share of the
+    question's words in the chunk): the order and scores are the endpoint's, every call is a ledger
+    row of kind rerank with counted tokens, and a failing endpoint is an error row and a DependencyError."""
+    costs = cost_stack(tmp_path)
+    engine = metered_engine(services, costs, ExtractiveGenerator(), rerank_url=f"{fault_llm.base_url}/rerank",
+                            rerank_model="fault-rerank")
+    engine.reranker = make_reranker(engine.settings, services.store)
+    q = first_queries("scifact", 1)[0]["question"]
+    sources = engine.retrieve(q, Policy(top_k=4, rerank=True, rerank_candidates=8), actor=user("u1")).sources
+    [call] = [r for r in fault_llm.requests if r["path"] == "/v1/rerank"]
+    assert call["body"]["query"] == q and len(call["body"]["documents"]) == 8
+    assert [s.scores["rerank"] for s in sources] == [fault_llm.relevance(q, s.text) for s in sources]
+    assert [s.scores["rerank"] for s in sources] == sorted((s.scores["rerank"] for s in sources), reverse=True)
+    [row] = ledger_rows(costs, kind="rerank")
+    assert (row["model"], row["status"], row["user"]) == ("fault-rerank", "ok", "u1")
+    assert row["prompt_tokens"] > len(q.split()) and row["latency_ms"] > 0
+
+    fault_llm.fail_next(1)
+    with pytest.raises(DependencyError, match="rerank"):
+        engine.retrieve(q, Policy(top_k=4, rerank=True, rerank_candidates=8), actor=user("u1"))
+    failed = ledger_rows(costs, kind="rerank")[-1]
+    assert (failed["status"], failed["error_class"]) == ("error", "HTTPStatusError")
 
 # --- queries: roll-ups agree with the raw rows ------------------------------------------------------
 
