@@ -57,11 +57,6 @@ def demo_questions(root: Path, per_set: int = 3) -> list[str]:
     return out
 
 
-def demo_ready(services: Services) -> bool:
-    """True when the live alias points at a collection (demo or any other)."""
-    return services.settings.index_alias in services.store.aliases()
-
-
 def ensure_demo_index(services: Services, actor: Actor = SYSTEM,
                       progress: Callable[[IngestProgress], None] | None = None) -> IngestResult:
     s = services.settings

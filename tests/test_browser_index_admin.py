@@ -130,7 +130,7 @@ def test_rebuild_gate_promote_chat_rollback(browser, setup: tuple[Console, Path]
 
     # Gate against the live version on the new corpus' own queries.
     page.get_by_role("button", name="Run gate").click()
-    page.get_by_text("Gate passed").or_(page.get_by_text("Gate failed")).first.wait_for(timeout=120_000)
+    page.get_by_text("Gate passed").wait_for(timeout=120_000)  # the live version lacks the new documents
     shot(page, "4-gate")
 
     # Promote through the confirmation dialog that says what will change.

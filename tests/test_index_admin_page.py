@@ -120,7 +120,7 @@ def test_versions_rebuild_gate_promote_rollback(console: Path) -> None:
     rerun(button(at, "gate").click())
     wait_job(services().index_admin.gate_job("rag_chunks_v2").id)
     rerun(at)
-    assert "✅ Gate passed" in text(at) or "❌ Gate failed" in text(at)
+    assert "✅ Gate passed" in text(at), text(at)[-1500:]  # this setup: the rebuilt version scores as well as the live one
     gate = table(at, "metric")
     assert list(gate["metric"])[:3] == ["recall@5", "recall@10", "ndcg@10"]
 

@@ -45,7 +45,3 @@ def quantile(q: float, counts: Mapping[int, float]) -> float | None:
         cum += n
     return float(LATENCY_BUCKETS_MS[-1])
 
-
-def bucket_width_at(ms: float) -> float:
-    lo, hi = bucket_bounds(bucket_of(ms) or 0)
-    return hi - lo if hi != float("inf") else float("inf")
