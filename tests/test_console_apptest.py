@@ -108,7 +108,8 @@ def test_frame_builds_demo_index_and_shows_status(extractive: Path) -> None:
     at.run()
     assert not at.exception, at.exception
     # First start: the demo build runs in the background while the page renders.
-    assert any("First start" in e.value for e in at.info) or state.index_info(state.get_services()).ready
+    assert any("First start" in e.value for e in at.info)  # a fresh data folder: the build has just begun
+    assert not state.index_info(state.get_services()).ready
     wait_ready(at)
 
     sidebar = "\n".join(e.value for e in at.sidebar.markdown) + "\n".join(e.value for e in at.sidebar.caption)
