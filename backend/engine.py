@@ -22,14 +22,14 @@ from backend.db import utcnow
 from backend.embeddings import Embedder
 from backend.errors import BudgetExceeded, InputError, NotFoundError, root_cause_name
 from backend.generation import Generator, Usage
+from backend.instrumentation import collecting
 from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, Planned, RequestContext
 from backend.policy import PROMPT_TEMPLATES, Policy, check_pipeline
 from backend.rerank import Reranker
 from backend.settings import Settings
 from backend.text import control_chars
-from backend.tokens import count_tokens
-from backend.instrumentation import collecting
 from backend.stages import HybridRetriever, Rerank
+from backend.tokens import count_tokens
 from backend.vectorstore import VectorStore, payload_filter
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class QueryEngine:
         if policy.retrieval_mode in ("dense", "hybrid") or policy.rerank:
             calls.append(Planned("embedding", self.embedder.name, q_tokens))
         if policy.rerank and self.reranker.model:
-            calls.append(Planned("rerank", self.settings.rerank_model,
+            calls.append(Planned("rerank", self.reranker.model,
                                  q_tokens + policy.rerank_candidates * SOURCE_TOKENS_EST))
         if generate and self.generator.kind == "llm":
             prompt = count_tokens(PROMPT_TEMPLATES[policy.prompt_template])[0] + q_tokens + 16

@@ -11,3 +11,20 @@ from services import (  # noqa: F401  (re-exported as fixtures)
     redis_url,
 )
 from index_fixtures import services, small_datasets  # noqa: E402,F401  (small real index for backend tests)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201 - a playwright Browser
+    """Debian's Chromium through Playwright, one per test module (tests/browser_kit.py has the rest)."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_kit import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -23,24 +23,13 @@ from backend.db import make_engine
 from backend.golden import GoldenSets, parse_items
 from backend.policy import Policy, PolicyStore
 from corpus import cut_dataset
-from test_browser_chat import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Console, input_enabled, new_page, start_console
+from browser_kit import ARTIFACTS, Console, choose, idle, input_enabled, new_page, start_console
 
 pytestmark = pytest.mark.browser
 
 SET = "scifact-small"
 ENGLISH_Q = "5% of perinatal mortality is due to low birth weight."
 TIMINGS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +41,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def console(data_dir: Path) -> Iterator[Console]:
     c = start_console(data_dir)
     yield c
-    c.stop()
-    log = c.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
+    c.close()
     if TIMINGS:
         (ARTIFACTS / "ab-timings.json").write_text(json.dumps(TIMINGS, indent=2))
         print("\nA/B browser timings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in TIMINGS.items()))
-
-
-def idle(page) -> None:  # noqa: ANN001 - playwright objects
-    """Wait until the script run the last interaction started is over (no running widget, no stale element)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]') && "
-                           "!document.querySelector('[data-stale=true]')", timeout=90_000)
 
 
 def shot(page, name: str, locator=None, full: bool = False) -> None:  # noqa: ANN001
@@ -78,13 +58,6 @@ def shot(page, name: str, locator=None, full: bool = False) -> None:  # noqa: AN
         page.mouse.wheel(0, -50_000)
         page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / name), full_page=full)
-
-
-def choose(page, label: str, option: str) -> None:  # noqa: ANN001
-    """Pick the option (matched by prefix) of the visible selectbox with this label."""
-    page.locator("[data-testid=stSelectbox]:visible").filter(has=page.get_by_text(label, exact=True)).click()
-    page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(option))).first.click(timeout=15_000)
-    idle(page)
 
 
 def tab(page, name: str) -> None:  # noqa: ANN001

@@ -15,11 +15,9 @@ from typing import Iterator
 import pytest
 
 from corpus import cut_dataset
-from test_browser_chat import ARTIFACTS, Console, browser, new_page, screenshot  # noqa: F401
-from test_browser_index_admin import start_console
+from browser_kit import ROOT, Console, new_page, screenshot, start_console
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORDS = {"vera": "viewer-pass-1", "ada": "admin-pass-12"}
 
 
@@ -41,8 +39,7 @@ def password_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conso
                    env={**os.environ, "DATA_DIR": str(root)}, check=True, capture_output=True)
     c = start_console(root, AUTH_MODE="password", DEMO_CORPUS=str(demo), DEMO_DOCS="2")
     yield c
-    c.stop()
-    assert "Traceback" not in c.log.read_text(errors="replace"), c.log.read_text(errors="replace")[-3000:]
+    c.close()
 
 
 def log_in(page, name: str, password: str) -> None:  # noqa: ANN001

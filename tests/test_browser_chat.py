@@ -7,103 +7,29 @@ entry script (navigation + sidebar status), never the page alone."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from services import free_port
+from browser_kit import (ARTIFACTS, Console, ask, input_enabled, last_answer, new_page, page_paths,
+                         screenshot, start_console)
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DEFAULT_PAGE = "status"  # served at "/"
-OWN_PAGES = {"chat": "Chat tester", "": "Status"}  # url path -> title, for the pages this suite knows
-
-
-def page_paths() -> list[str]:
-    """Every page file's URL path (Streamlit derives it from the file name), "" for the default page."""
-    return [""] + sorted(p.stem for p in (ROOT / "pages").glob("*.py") if p.stem != DEFAULT_PAGE)
-
 ENGLISH_Q = "5% of perinatal mortality is due to low birth weight."
 CHINESE_Q = "大莱龙铁路一共投资多少亿元？"  # CMRC 2018 DEV_3_QUERY_1: its gold passage DEV_3 is in the demo sample
-STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL",
-             "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS")
+OWN_PAGES = {"chat": "Chat tester", "": "Status"}  # url path -> title, for the pages this suite knows
 TIMINGS: dict[str, float] = {}
-
-
-@dataclass
-class Console:
-    url: str
-    proc: subprocess.Popen
-    log: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # its own process group: streamlit and nothing else
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-
-def start_console(data_dir: Path, **env: str) -> Console:
-    port = free_port()
-    log = data_dir / "streamlit.log"
-    child_env = {k: v for k, v in os.environ.items() if k not in STACK_ENV}
-    child_env.update(DATA_DIR=str(data_dir), DEMO_DOCS="20", OPENBLAS_NUM_THREADS="1", **env)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "console/app.py", "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1"],
-            cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    console = Console(f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{console.url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return console
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            console.stop()
-            pytest.fail(f"streamlit did not start:\n{log.read_text(errors='replace')[-3000:]}", pytrace=False)
-        time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     c = start_console(tmp_path_factory.mktemp("browser-console"))
     yield c
-    c.stop()
-    assert "Traceback" not in c.log.read_text(errors="replace"), c.log.read_text(errors="replace")[-3000:]
+    c.close()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -115,48 +41,10 @@ def report_timings() -> Iterator[None]:
         print("\nbrowser timings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in TIMINGS.items()))
 
 
-def new_page(browser, height: int = 1100, locale: str | None = None):  # noqa: ANN001, ANN201 - playwright objects
-    """A tab in a new browser session (its own cookies); `locale` sets navigator.language."""
-    page = browser.new_page(viewport={"width": 1400, "height": height}, locale=locale)
-    page.set_default_timeout(60_000)
-    return page
-
-
-def screenshot(page, name: str) -> None:  # noqa: ANN001
-    """Scroll the main area to the top with the wheel first: chat apps stick to the bottom, and
-    only a user's scroll (not a scripted scrollTop) releases them."""
-    page.wait_for_timeout(800)  # let the last rerender settle
-    page.mouse.move(330, 500)  # the main area's left margin: not over a scrollable source text
-    page.mouse.wheel(0, -50_000)
-    page.wait_for_timeout(600)
-    page.screenshot(path=str(ARTIFACTS / name))
-
-
-def input_enabled(page, timeout_ms: float = 240_000) -> None:  # noqa: ANN001
-    page.wait_for_function(
-        "() => { const e = document.querySelector('[data-testid=stChatInputTextArea]'); return e && !e.disabled }",
-        timeout=timeout_ms)
-
-
-def ask(page, question: str) -> float:  # noqa: ANN001
-    """Type and send; returns the time the Enter key was pressed."""
-    n = page.get_by_test_id("stChatMessage").count()
-    box = page.get_by_test_id("stChatInputTextArea")
-    box.fill(question)
-    t = time.perf_counter()
-    box.press("Enter")
-    page.wait_for_function(f"() => document.querySelectorAll('[data-testid=stChatMessage]').length >= {n + 2}")
-    return t
-
-
 def engine_seconds(answer) -> float:  # noqa: ANN001
     """The engine's own total, from the answer's summary line ('⏱ 37 ms · ...')."""
     value, unit = re.search(r"⏱ ([\d.]+) (ms|s)\b", answer.inner_text()).groups()
     return float(value) / (1000 if unit == "ms" else 1)
-
-
-def last_answer(page):  # noqa: ANN001, ANN201
-    return page.get_by_test_id("stChatMessage").last
 
 
 # --- direct links ----------------------------------------------------------------------------

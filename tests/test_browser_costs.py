@@ -6,28 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from ledger_fixtures import seed_console
-from services import free_port
+from browser_kit import ARTIFACTS, start_console
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL",
-             "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS", "PROMETHEUS_URL", "METRICS_PORT", "ALERT_WEBHOOK_URL")
 TIMINGS: dict[str, float] = {}
 
 # Plotly draws SVG: the title (.gtitle), the legend's entries (.legendtext) and one path per bar
@@ -67,49 +55,14 @@ BAR = """([title, which]) => {
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("costs-browser")
     seed_console(data_dir)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in STACK_ENV}
-    env.update(DATA_DIR=str(data_dir), OPENBLAS_NUM_THREADS="1")
-    log = data_dir / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "console/app.py", "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text(errors='replace')[-3000:]}", pytrace=False)
-            time.sleep(0.2)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # its own process group: this streamlit and nothing else
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-    text = log.read_text(errors="replace")
-    assert "Traceback" not in text, text[-3000:]
+    c = start_console(data_dir)
+    yield c.url
+    c.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+@pytest.fixture(scope="module", autouse=True)
+def report_timings() -> Iterator[None]:
+    yield
     if TIMINGS:
         (ARTIFACTS / "costs-timings.json").write_text(json.dumps(TIMINGS, indent=2))
         print("\ncost page timings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in TIMINGS.items()))

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from test_browser_chat import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Console, input_enabled, new_page, screenshot, start_console
+from browser_kit import ARTIFACTS, Console, choose, idle, input_enabled, new_page, screenshot, start_console
 
 pytestmark = pytest.mark.browser
 
@@ -32,23 +31,10 @@ TIMINGS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     c = start_console(tmp_path_factory.mktemp("browser-golden"))
     yield c
-    c.stop()
-    log = c.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
+    c.close()
     if TIMINGS:
         (ARTIFACTS / "golden-timings.json").write_text(json.dumps(TIMINGS, indent=2))
         print("\ngolden/eval browser timings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in TIMINGS.items()))
@@ -62,32 +48,6 @@ def shot(page, name: str, locator=None) -> None:  # noqa: ANN001 - playwright ob
     locator.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(400)
     page.screenshot(path=str(ARTIFACTS / name))
-
-
-def idle(page) -> None:  # noqa: ANN001
-    """Wait until the script run the last interaction started is over: no 'running' widget and no
-    stale element (Streamlit marks the previous run's elements stale until the new run replaces them)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]') && "
-                           "!document.querySelector('[data-stale=true]')", timeout=60_000)
-
-
-def choose(page, label: str, option: str) -> None:  # noqa: ANN001
-    """Pick an option of the selectbox with this label (options match by prefix). Retried: a timed
-    fragment rerun elsewhere on the page (the sidebar's health check) can redraw an open dropdown."""
-    box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True))
-    for attempt in range(3):
-        idle(page)
-        box.click()
-        try:
-            page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(option))).first.click(timeout=5_000)
-            break
-        except Exception:
-            page.keyboard.press("Escape")
-            if attempt == 2:
-                page.screenshot(path=str(ARTIFACTS / "golden-choose-failed.png"))
-                raise
-    idle(page)
 
 
 def success(page, text: str, timeout_ms: float = 60_000):  # noqa: ANN001, ANN201
@@ -212,7 +172,7 @@ def test_annotate_run_and_diff(page, console: Console) -> None:  # noqa: ANN001
     TIMINGS["run_hybrid_click_to_done"] = time.perf_counter() - t
     page.wait_for_url(re.compile(r"run=\d+"))
     assert "job=" not in page.url
-    opened.first.wait_for()
+    opened.first.wait_for(state="attached")  # in the run detail tab, visible once it is picked below
     page.get_by_role("tab", name="🔬 Run detail").click()
     page.get_by_text("Per-item metrics").wait_for()
     shot(page, "golden-11-run-detail.png")

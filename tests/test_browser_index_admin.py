@@ -5,27 +5,18 @@ screenshotted into tests/artifacts/index-admin-*.png."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from corpus import cut_dataset
-from services import free_port
-# The chat browser test's page helpers and its Chromium fixture (same launch flags, same screenshots).
-from test_browser_chat import ARTIFACTS, Console, ask, browser, input_enabled, last_answer, new_page, screenshot  # noqa: F401
+from browser_kit import ARTIFACTS, Console, ask, input_enabled, last_answer, new_page, screenshot, start_console
 from test_index_admin_support import TOPICS
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL",
-             "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS", "DEMO_DOCS", "EMBEDDING_BATCH_SIZE")
 NEW_FACT = ("The Zorblax protocol synchronises lighthouse clocks with pulses of green light every eleven minutes.")
 NEW_QUESTION = "How does the Zorblax protocol synchronise lighthouse clocks?"
 
@@ -49,36 +40,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Console, P
     # The new corpus is a server folder: it must lie under INGEST_ROOTS to be indexed from the page.
     console = start_console(root, DEMO_CORPUS=str(demo), DEMO_DOCS="6", EMBEDDING_BATCH_SIZE="2", INGEST_ROOTS=str(new))
     yield console, new
-    console.stop()
-    log = console.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
-
-
-def start_console(data_dir: Path, port: int | None = None, **env: str) -> Console:
-    """`streamlit run console/app.py` from the repo root on a free port, in its own process group."""
-    port = port or free_port()
-    log = data_dir / "streamlit.log"
-    child_env = {k: v for k, v in os.environ.items() if k not in STACK_ENV}
-    child_env.update({"DATA_DIR": str(data_dir), "OPENBLAS_NUM_THREADS": "1", **env})
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "console/app.py", "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1"],
-            cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    console = Console(f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{console.url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return console
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            console.stop()
-            pytest.fail(f"streamlit did not start:\n{log.read_text(errors='replace')[-3000:]}", pytrace=False)
-        time.sleep(0.2)
+    console.close()
 
 
 def shot(page, step: str) -> None:  # noqa: ANN001
