@@ -1,7 +1,8 @@
 """The one query engine: validate -> cache -> embed -> retrieve -> fuse -> rerank -> prompt ->
 generate. The console, the CLI and any HTTP service call this module; nothing else answers.
 Retrieval and rerank are LlamaIndex components (backend/stages.py) that the engine composes; it
-keeps what it adds around them: validation, cache, budgets, metering and the ledger."""
+keeps what it adds around them: validation, cache, budgets, metering and the ledger. They are
+imported on the first retrieval, so commands that never retrieve do not load llama-index."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
 import numpy as np
-from llama_index.core.schema import NodeWithScore, QueryBundle
 from pydantic import BaseModel
 
 from backend.access import SYSTEM, Action, Actor, require
@@ -22,17 +22,17 @@ from backend.db import utcnow
 from backend.embeddings import Embedder
 from backend.errors import BudgetExceeded, InputError, NotFoundError, root_cause_name
 from backend.generation import Generator, Usage
-from backend.instrumentation import collecting
 from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, Planned, RequestContext
 from backend.policy import PROMPT_TEMPLATES, Policy, check_pipeline
 from backend.rerank import Reranker
 from backend.settings import Settings
 from backend.text import control_chars
-from backend.stages import HybridRetriever, Rerank
 from backend.tokens import count_tokens
 from backend.vectorstore import VectorStore, payload_filter
 
 if TYPE_CHECKING:
+    from llama_index.core.schema import NodeWithScore
+
     from backend.pipelines import Pipelines
 
 log = logging.getLogger(__name__)
@@ -282,6 +282,12 @@ class QueryEngine:
                   latency: dict[str, float]) -> Retrieval:
         if policy.pipeline:
             return self._run_pipeline(ctx, q, policy, collection, filters, latency, answer=False)[0]
+        # llama-index loads on the first retrieval: commands that never retrieve start ~2 s sooner
+        from llama_index.core.schema import QueryBundle
+
+        from backend.instrumentation import collecting
+        from backend.stages import HybridRetriever, Rerank
+
         mode = policy.retrieval_mode
         qvec = None
         if mode in ("dense", "hybrid") or policy.rerank:
