@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from services import free_port
+from services import _http_ok, _wait_ready, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -65,18 +64,19 @@ def start_console(data_dir: Path, port: int | None = None, **env: str) -> Consol
             cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     console = Console(f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{console.url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return console
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            console.stop()
-            pytest.fail(f"streamlit did not start:\n{log.read_text(errors='replace')[-3000:]}", pytrace=False)
-        time.sleep(0.2)
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited during start-up (code {proc.returncode}):\n"
+                        f"{log.read_text(errors='replace')[-3000:]}", pytrace=False)
+        return _http_ok(f"{console.url}/_stcore/health")
+
+    try:
+        _wait_ready("streamlit", healthy, 60, log=lambda: log.read_text(errors="replace")[-3000:])
+    except BaseException:
+        console.stop()
+        raise
+    return console
 
 
 def page_paths() -> list[str]:
