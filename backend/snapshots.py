@@ -167,9 +167,18 @@ def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield n, raw
 
 
+def _gzip_intact(path: Path) -> None:
+    """Decompress the whole file once so gzip's own CRC is checked before any line is judged: a flipped
+    byte can decode into plausible garbage that would otherwise be reported as a bad vector."""
+    with gzip.open(path, "rb") as gz:
+        while gz.read(1 << 20):
+            pass
+
+
 def _points(path: Path) -> Iterator[tuple[int, bytes, Any]]:
     """(line number, raw line, parsed object) of a portable file; decoding errors become SnapshotError."""
     try:
+        _gzip_intact(path)
         for n, raw in _raw_lines(path):
             yield n, raw, json.loads(raw)
     except SnapshotError:

@@ -135,8 +135,21 @@ def _flip(src: Path, dst: Path) -> None:
     dst.write_bytes(bytes(data))
 
 
+def _rename_a_vector_stored(src: Path, dst: Path) -> None:
+    """Store the file uncompressed (gzip level 0) and change one byte of a point's vector name: the line
+    still parses, and only gzip's CRC tells the file was damaged (as when a flipped byte in CI decoded
+    into a line with a wrong vector)."""
+    with gzip.open(src, "rb") as fh:
+        data = fh.read()
+    packed = bytearray(gzip.compress(data, compresslevel=0))
+    at = packed.index(b'"dense"', len(packed) // 2)
+    packed[at + 2] = ord("x")
+    dst.write_bytes(bytes(packed))
+
+
 CASES = {
     "flipped byte": ("corrupted", _flip),
+    "vector renamed inside the gzip": ("corrupted", _rename_a_vector_stored),
     "cut in half": ("truncated|corrupted", lambda src, dst: dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2])),
     "tampered payload": ("fails its checksum", lambda src, dst: _rewrite(src, dst, _tamper)),
     "end line missing": (r"truncated \(no end line", lambda src, dst: _rewrite(src, dst, lambda ls: ls[:-1])),
