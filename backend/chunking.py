@@ -62,9 +62,10 @@ class Chunk:
 
     @property
     def match_text(self) -> str:
-        """What is embedded and indexed: title and section heading prefixed for matching."""
-        head = " / ".join(p for p in (self.title, self.section) if p)
-        return f"{head}\n{self.text}" if head else self.text
+        """What is embedded and indexed: title and section heading prefixed for matching, stripped as
+        LlamaIndex strips a node's embedding text (backend/ingest_stages.py), so both agree."""
+        head = " / ".join(p for p in (self.title, self.section) if p).strip()
+        return f"{head}\n{self.text}".strip() if head else self.text
 
 
 def _pieces(text: str, max_chars: int) -> list[tuple[int, int]]:

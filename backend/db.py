@@ -60,6 +60,8 @@ index_versions = sa.Table(
     # who builds a 'building' version (host:pid) and when it last showed life: jobs.py fails dead ones
     sa.Column("owner", sa.String(300), nullable=False, server_default="", default=lambda: process_owner()),
     sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    # payload format of its points (backend/vectorstore.py): native | llamaindex (migration 0015_index_format)
+    sa.Column("format", sa.String(20), nullable=False, server_default="native"),
     info={"owned": {"active": ("building",), "failed": "failed", "action": "index.build"}},
 )
 

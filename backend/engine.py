@@ -33,6 +33,7 @@ from backend.vectorstore import VectorStore, payload_filter
 if TYPE_CHECKING:
     from llama_index.core.schema import NodeWithScore
 
+    from backend.stages import LlamaEmbedding
     from backend.pipelines import Pipelines
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class QueryEngine:
         self.meter: Meter = meter or NullMeter()  # ledger row per model call, budgets, Prometheus
         self.recorders: list[Callable[[Answer], None]] = []  # called with every finished answer
         self._pipelines: Pipelines | None = None  # teams' own LlamaIndex pipelines, built on first use
+        self._embed_model: LlamaEmbedding | None = None  # the embedder as a LlamaIndex BaseEmbedding, on first use
 
     # --- steps -----------------------------------------------------------------------------
     def validate(self, question: str, policy: Policy) -> str:
@@ -286,20 +288,19 @@ class QueryEngine:
         from llama_index.core.schema import QueryBundle
 
         from backend.instrumentation import collecting
-        from backend.stages import HybridRetriever, Rerank
+        from backend.stages import HybridRetriever, LlamaEmbedding, Rerank
 
         mode = policy.retrieval_mode
-        qvec = None
-        if mode in ("dense", "hybrid") or policy.rerank:
-            tokens = count_tokens(q)  # counted outside the timed call (endpoints bill about the same)
-            with self._metered(ctx, "embedding", self.embedder.name, latency, "embed") as call:
-                call.prompt_tokens, call.token_method = tokens
-                qvec = self.embedder.embed_queries([q])[0]
-        query = QueryBundle(q, embedding=qvec.tolist() if qvec is not None else None)
         keep = max(policy.top_k, policy.rerank_candidates if policy.rerank else 0)
         retriever = HybridRetriever(self.store, collection, mode, policy.fusion,
                                     max(policy.candidates, keep), keep, payload_filter(filters))
+        if self._embed_model is None:
+            self._embed_model = LlamaEmbedding(self.embedder)
+        qvec = None
         with collecting(latency, lambda call: self._record(ctx, call)):  # stage times and model calls
+            if mode in ("dense", "hybrid") or policy.rerank:  # a BaseEmbedding: timed and metered by its events
+                qvec = np.asarray(self._embed_model.get_query_embedding(q), dtype=np.float32)
+            query = QueryBundle(q, embedding=qvec.tolist() if qvec is not None else None)
             nodes = retriever.retrieve(query)
             if policy.rerank and nodes:
                 nodes = Rerank(reranker=self.reranker, collection=collection, query_vec=qvec,

@@ -120,15 +120,9 @@ class EvalRuns:
         unresolved: the document is gone, or its quoted text is no longer there (it changed)."""
         doc_ids = sorted({r.doc_id for i in items for r in i.references})
         chunks: dict[str, list[dict]] = {}
-        offset = None
         flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=doc_ids))])
-        while doc_ids:
-            points, offset = self._store.client.scroll(collection, scroll_filter=flt, limit=512, offset=offset,
-                                                       with_payload=["doc_id", "start", "end", "text"], with_vectors=False)
-            for p in points:
-                chunks.setdefault(str(p.payload["doc_id"]), []).append(p.payload)
-            if offset is None:
-                break
+        for _, payload in self._store.scroll(collection, flt, ["doc_id", "start", "end", "text"]) if doc_ids else ():
+            chunks.setdefault(str(payload["doc_id"]), []).append(payload)
         resolved: dict[str, list[str]] = {}
         for r in (r for i in items for r in i.references):
             texts = [c["text"] for c in sorted(chunks.get(r.doc_id, []), key=lambda c: c["start"])

@@ -538,14 +538,7 @@ def neighbour_chunks(store: "VectorStore", collection: str, doc_id: str, start: 
     """The `n` chunks of the same document just before and just after the chunk starting at `start`, in
     document order (payload dicts), so an annotator can widen a ticked chunk to its context."""
     flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
-    chunks: list[dict] = []
-    offset = None
-    while True:
-        points, offset = store.client.scroll(collection, scroll_filter=flt, limit=256, offset=offset,
-                                             with_payload=True, with_vectors=False)
-        chunks.extend({**(p.payload or {}), "point_id": str(p.id)} for p in points)
-        if offset is None:
-            break
+    chunks = [{**payload, "point_id": pid} for pid, payload in store.scroll(collection, flt, batch=256)]
     chunks.sort(key=lambda c: (int(c.get("start", 0)), int(c.get("end", 0))))
     before = [c for c in chunks if int(c.get("start", 0)) < start]
     after = [c for c in chunks if int(c.get("start", 0)) > start]

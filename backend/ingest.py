@@ -1,28 +1,30 @@
 """Ingestion: documents -> chunks -> dense + BM25 sparse vectors -> a new versioned collection
-behind the family alias. An unchanged corpus (same chunks, model and parameters) is a no-op; in a
-changed one only chunk texts that no earlier build embedded go through the model (the others come
-from backend/embedding_cache.py)."""
+behind the family alias, through LlamaIndex's `IngestionPipeline` writing with `QdrantVectorStore`
+(the stages are in backend/ingest_stages.py). An unchanged corpus (same chunks, model and parameters)
+is a no-op; in a changed one only chunk texts that no earlier build embedded go through the model
+(the others come from backend/embedding_cache.py)."""
 from __future__ import annotations
 
 import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
-
-from qdrant_client import models
+from typing import TYPE_CHECKING, Callable
 
 from backend.access import Action, Actor
 from backend.audit import AuditLog
-from backend.chunking import Chunk, ChunkingParams, Document, chunk_document
-from backend.embedding_cache import EmbeddingCache, text_key
+from backend.chunking import ChunkingParams, Document
+from backend.embedding_cache import EmbeddingCache
 from backend.embeddings import Embedder
-from backend.errors import InputError, RagError
-from backend.sparse import doc_length, doc_vector
+from backend.errors import DependencyError, InputError, RagError
+from backend.sparse import doc_length
 from backend.text import TOKENIZER_VERSION
-from backend.vectorstore import DENSE, SPARSE, VectorStore
+from backend.vectorstore import LLAMAINDEX, VectorStore
 from backend.versions import BUILDING, CANCELLED, FAILED, READY, IndexRegistry
 from backend.db import utcnow
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import BaseNode
 
 
 @dataclass
@@ -67,26 +69,12 @@ class Cancelled(RagError):
     part = "ingest"
 
 
-def fingerprint(chunks: list[Chunk], model: str, params: ChunkingParams) -> str:
+def fingerprint(nodes: list["BaseNode"], model: str, params: ChunkingParams) -> str:
+    """Names a corpus as chunked and embedded: equal fingerprints hold the same points."""
     h = hashlib.sha256(f"{model}|{params.model_dump_json()}|tokenizer{TOKENIZER_VERSION}".encode())
-    for c in sorted(chunks, key=lambda c: c.chunk_id):
-        h.update(f"{c.chunk_id}:{c.text_hash}:{c.title}".encode())
+    for m in sorted((n.metadata for n in nodes), key=lambda m: m["chunk_id"]):
+        h.update(f"{m['chunk_id']}:{m['text_hash']}:{m['title']}".encode())
     return h.hexdigest()
-
-
-def _payload(c: Chunk, now: str) -> dict:
-    return {
-        "chunk_id": c.chunk_id,
-        "doc_id": c.doc_id,
-        "title": c.title,
-        "section": c.section,
-        "source": c.source,
-        "start": c.start,
-        "end": c.end,
-        "text": c.text,
-        "text_hash": c.text_hash,
-        "ingested_at": now,
-    }
 
 
 class Ingestor:
@@ -110,9 +98,13 @@ class Ingestor:
         progress: Callable[[IngestProgress], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> IngestResult:
+        from llama_index.core.schema import MetadataMode  # LlamaIndex loads when ingesting, not at start
+
+        from backend.ingest_stages import SpanChunker
+
         params = params or ChunkingParams()
         t0 = time.perf_counter()
-        chunks = [c for d in documents for c in chunk_document(d, params)]
+        chunks = SpanChunker(params=params, ingested_at=utcnow().isoformat())(documents)
         if not chunks:
             raise InputError("the documents hold no text to index")
         fp = fingerprint(chunks, self.embedder.name, params)
@@ -133,11 +125,11 @@ class Ingestor:
                 version = self.registry.max_version(family) + 1
                 name = f"{family}_v{version}"
             extra["collection"] = name
-            avgdl = sum(doc_length(c.match_text) for c in chunks) / len(chunks)
+            avgdl = sum(doc_length(c.get_content(MetadataMode.EMBED)) for c in chunks) / len(chunks)
             self.registry.add(
                 collection=name, family=family, version=version, status=BUILDING, fingerprint=fp,
                 embedding_model=self.embedder.name, dim=self.embedder.dim,
-                params={**params.model_dump(), "avgdl": avgdl}, source=source,
+                params={**params.model_dump(), "avgdl": avgdl}, source=source, format=LLAMAINDEX,
                 n_docs=len(documents), n_chunks=len(chunks), created_by=actor.id,
             )
             try:
@@ -156,14 +148,18 @@ class Ingestor:
             return IngestResult(name, version, False, promote, len(documents), len(chunks), state.chunks_done,
                                 time.perf_counter() - t0, reused=state.reused, embedded=state.embedded)
 
-    def _write(self, name: str, chunks: list[Chunk], avgdl: float, n_docs: int,
+    def _write(self, name: str, chunks: list["BaseNode"], avgdl: float, n_docs: int,
                progress: Callable[[IngestProgress], None] | None, cancel: threading.Event | None) -> IngestProgress:
-        now = utcnow().isoformat()
+        """Runs the pipeline (cached embedding, then the store) one batch at a time, for progress, a
+        cancel between batches, and vectors cached before a crash can lose them."""
+        from llama_index.core.ingestion import IngestionPipeline
+
+        from backend.ingest_stages import CachedEmbedding, bm25_documents, bm25_queries
+
         state = IngestProgress(name, "embedding", n_docs, len(chunks))
-        texts = [c.match_text for c in chunks]
-        keys = [text_key(t) for t in texts]
-        model, dim = self.embedder.cache_key, self.embedder.dim
-        known = self.vectors.lookup(model, dim, keys)
+        embed = CachedEmbedding(embedder=self.embedder, cache=self.vectors)
+        store = self.store.node_store(name, bm25_documents(avgdl), bm25_queries, batch_size=self.batch_size)
+        pipeline = IngestionPipeline(transformations=[embed], vector_store=store, disable_cache=True)
         if progress:
             progress(state)
         start = time.perf_counter()
@@ -171,25 +167,17 @@ class Ingestor:
         for i in range(0, len(chunks), step):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"ingest into {name} cancelled after {i} of {len(chunks)} chunks")
-            batch = range(i, min(i + step, len(chunks)))
-            missing = {keys[j]: texts[j] for j in batch if keys[j] not in known}  # once per distinct text
-            if missing:
-                fresh = dict(zip(missing, self.embedder.embed_passages(list(missing.values()))))
-                self.vectors.store(model, fresh)
-                known.update(fresh)
-            embedded = sum(1 for j in batch if keys[j] in missing)
-            points = [
-                models.PointStruct(
-                    id=chunks[j].point_id,
-                    vector={DENSE: known[keys[j]].tolist(), SPARSE: doc_vector(texts[j], avgdl)},
-                    payload=_payload(chunks[j], now),
-                )
-                for j in batch
-            ]
-            self.store.upsert(name, points)
-            state.chunks_done = batch.stop
-            state.embedded += embedded
-            state.reused += len(batch) - embedded
+            batch = chunks[i:i + step]
+            try:
+                pipeline.run(nodes=batch)
+            except RagError:
+                raise
+            except Exception as exc:  # the store's client errors, as VectorStore reports them
+                raise DependencyError(f"writing to {name} failed: {type(exc).__name__}: {exc}", part="vector store") from exc
+            finally:
+                self.store.changed(name)
+            state.chunks_done = i + len(batch)
+            state.embedded, state.reused = embed.embedded, embed.reused
             elapsed = time.perf_counter() - start
             state.rate = state.chunks_done / elapsed if elapsed else 0.0
             state.eta_s = (state.chunks_total - state.chunks_done) / state.rate if state.rate else None

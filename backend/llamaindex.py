@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseGen, CompletionResponse,
                                               CompletionResponseGen, LLMMetadata, MessageRole)
 from llama_index.core.base.response.schema import RESPONSE_TYPE, Response, StreamingResponse
@@ -28,8 +27,8 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import PrivateAttr
 
 from backend.access import Actor, system_actor
-from backend.embeddings import Embedder
 from backend.engine import Answer, Retrieved, SourceChunk
+from backend.stages import LlamaEmbedding  # noqa: F401 - exported here too, beside the engine's classes
 from backend.generation import Generator, Usage
 from backend.live import route, stream_live
 from backend.policy import Policy
@@ -152,30 +151,6 @@ def _last(events: Iterator[Retrieved | str | Answer]) -> Answer:
 
 
 # --- our models as LlamaIndex models (a team's own pipeline gets these, see backend/pipelines.py) ------------
-class LlamaEmbedding(BaseEmbedding):
-    """Our embedder as a LlamaIndex `BaseEmbedding`: queries and passages go through different calls
-    because e5 needs its 'query: ' vs 'passage: ' prefixes (the local model adds them; a remote
-    endpoint gets EMBEDDING_QUERY_PREFIX / EMBEDDING_PASSAGE_PREFIX), so vectors match the index."""
-
-    _embedder: Embedder = PrivateAttr()
-
-    def __init__(self, embedder: Embedder, **kwargs: Any) -> None:
-        super().__init__(model_name=embedder.name, **kwargs)
-        self._embedder = embedder
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._embedder.embed_queries([query])[0].tolist()
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return await asyncio.to_thread(self._get_query_embedding, query)
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embedder.embed_passages(texts).tolist()
-
-
 class GeneratorLLM(CustomLLM):
     """Our OpenAI-compatible generator as a LlamaIndex LLM, so a team's pipeline uses the endpoint,
     timeouts and retries of OPENAI_BASE_URL without llama-index-llms-openai. The usage the endpoint

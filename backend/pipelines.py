@@ -27,7 +27,8 @@ from backend.errors import DependencyError, RagError
 from backend.generation import Generator
 from backend.instrumentation import collecting
 from backend.ledger.calls import ModelCall
-from backend.llamaindex import GeneratorLLM, LlamaEmbedding
+from backend.llamaindex import GeneratorLLM
+from backend.stages import LlamaEmbedding
 from backend.policy import Policy, check_pipeline
 from backend.settings import Settings
 

@@ -37,7 +37,7 @@ from backend.db import metadata, utcnow
 from backend.errors import DependencyError, InputError, NotFoundError, RagError
 from backend.index_admin.uploads import safe_filename
 from backend.settings import Settings
-from backend.vectorstore import VectorStore
+from backend.vectorstore import LLAMAINDEX, NATIVE as NATIVE_FORMAT, VectorStore
 from backend.versions import BUILDING, FAILED, READY, IndexRegistry
 
 FORMAT, FORMAT_VERSION = "rag-ops-console/index-snapshot", 1
@@ -488,7 +488,8 @@ class SnapshotStore:
                           fingerprint=str(src.get("fingerprint") or "")[:64],
                           embedding_model=str(src.get("embedding_model") or "unknown")[:200],
                           dim=_int(src.get("dim")) or _int(dense.get("size")), params=params, source=source[:2000],
-                          n_docs=_int(src.get("n_docs")), n_chunks=_int(src.get("n_chunks")), created_by=actor.id)
+                          n_docs=_int(src.get("n_docs")), n_chunks=_int(src.get("n_chunks")), created_by=actor.id,
+                          format=LLAMAINDEX if src.get("format") == LLAMAINDEX else NATIVE_FORMAT)
 
     def _restore_portable(self, actor: Actor, file: Path, verified: tuple[dict, dict], family: str | None) -> RestoreResult:
         header, end = verified

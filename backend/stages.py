@@ -10,20 +10,24 @@
 
 Being LlamaIndex components, both run under LlamaIndex's instrumentation (a span and start/end
 events per call), which times them (backend/instrumentation.py), and fit a team's own LlamaIndex
-pipeline as they are."""
+pipeline as they are. `LlamaEmbedding` is our embedder as a LlamaIndex `BaseEmbedding`: the engine
+embeds questions through it, so the query embedding is timed and metered by the same events."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 from qdrant_client import models
 
+from backend.embeddings import Embedder
 from backend.rerank import Reranker
 from backend.sparse import query_vector
 from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore
@@ -138,3 +142,27 @@ class Rerank(BaseNodePostprocessor):
         ranked = sorted(pool, key=lambda n: -(n.score or 0.0))
         dispatcher.event(ReRankEndEvent(nodes=ranked))
         return ranked
+
+
+class LlamaEmbedding(BaseEmbedding):
+    """Our embedder as a LlamaIndex `BaseEmbedding`: queries and passages go through different calls
+    because e5 needs its 'query: ' vs 'passage: ' prefixes (the local model adds them; a remote
+    endpoint gets EMBEDDING_QUERY_PREFIX / EMBEDDING_PASSAGE_PREFIX), so vectors match the index."""
+
+    _embedder: Embedder = PrivateAttr()
+
+    def __init__(self, embedder: Embedder, **kwargs: Any) -> None:
+        super().__init__(model_name=embedder.name, **kwargs)
+        self._embedder = embedder
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embedder.embed_queries([query])[0].tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed_passages(texts).tolist()

@@ -1,13 +1,21 @@
 """Qdrant behind a small interface: versioned collections with a dense and a sparse (BM25)
 vector per chunk, aliases swapped atomically, and dense/sparse queries that keep every score.
 
+Points come in two payload formats, recorded per version in the registry (`index_versions.format`):
+`native` (the chunk's fields, `text` included, at the top level: versions built before the ingestion
+pipeline) and `llamaindex` (what `QdrantVectorStore` writes: the same fields, the text inside
+`_node_content`). Every read returns one shape (`chunk_payload`), so older versions keep serving.
+
 Only qdrant-client calls that local mode and the server share are used, so the same code
 runs on `QdrantClient(path=...)` and on a server or cluster."""
 from __future__ import annotations
 
+import json
 import re
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from qdrant_client import QdrantClient, models
 
@@ -15,8 +23,25 @@ from backend.errors import DependencyError, NotFoundError
 from backend.local_sparse import SparseIndexCache
 from backend.settings import Settings
 
+if TYPE_CHECKING:
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
 DENSE = "dense"
 SPARSE = "sparse"
+NATIVE, LLAMAINDEX = "native", "llamaindex"  # payload formats (see the module docstring)
+NODE_CONTENT = "_node_content"
+_NODE_BOOKKEEPING = frozenset({NODE_CONTENT, "_node_type", "document_id", "ref_doc_id"})
+SparseEncoder = Callable[[list[str]], tuple[list[list[int]], list[list[float]]]]
+
+
+def chunk_payload(payload: dict) -> dict:
+    """A point's payload in one shape for both formats: LlamaIndex's keeps the text in the node's JSON
+    (`_node_content`) and its own bookkeeping keys beside our fields; `doc_id` is ours in both."""
+    if NODE_CONTENT not in payload:
+        return payload
+    out = {k: v for k, v in payload.items() if k not in _NODE_BOOKKEEPING}
+    out["text"] = json.loads(payload[NODE_CONTENT]).get("text", "")
+    return out
 
 
 @dataclass
@@ -50,7 +75,8 @@ class VectorStore:
     def __init__(self, client: QdrantClient, local: bool = False):
         """`local`: the client is Qdrant local mode, whose sparse scoring is a Python loop over
         every point; unfiltered sparse queries then go to an in-process inverted index instead.
-        Every write must go through this class so that index is dropped when its data changes."""
+        Every write must go through this class (or, for `node_store`, be followed by `changed`) so
+        that index is dropped when its data changes."""
         self.client = client
         self._lock = threading.Lock()  # serialises alias changes made from this process
         self._sparse = SparseIndexCache(client) if local else None
@@ -100,7 +126,7 @@ class VectorStore:
         except Exception as exc:
             raise _wrap(exc, f"deleting {name}") from exc
         finally:
-            self._changed(name)
+            self.changed(name)
 
     def point_alias(self, alias: str, collection: str) -> str | None:
         """Point `alias` at `collection` in one atomic request; returns the previous target."""
@@ -129,11 +155,40 @@ class VectorStore:
         except Exception as exc:
             raise _wrap(exc, f"writing to {collection}") from exc
         finally:  # also after a failed write (it may be partial); the generation bump keeps a load begun meanwhile from being kept
-            self._changed(collection)
+            self.changed(collection)
 
-    def _changed(self, collection: str) -> None:
+    def changed(self, collection: str) -> None:
+        """Drops what this process derived from the collection's points (call after any write)."""
         if self._sparse is not None:
             self._sparse.invalidate(collection)
+
+    def node_store(self, collection: str, sparse_doc: SparseEncoder, sparse_query: SparseEncoder,
+                   batch_size: int = 64) -> "QdrantVectorStore":
+        """LlamaIndex's Qdrant store on this client for one collection (or alias), with our vector names
+        and BM25 encoders, so what it writes and what it queries match what this class searches. The
+        caller calls `changed(collection)` after writing through it."""
+        from llama_index.vector_stores.qdrant import QdrantVectorStore  # ~1 s of imports: only when used
+
+        return QdrantVectorStore(collection_name=collection, client=self.client, enable_hybrid=True,
+                                 sparse_doc_fn=sparse_doc, sparse_query_fn=sparse_query,
+                                 dense_vector_name=DENSE, sparse_vector_name=SPARSE, batch_size=batch_size)
+
+    def scroll(self, collection: str, query_filter: models.Filter | None = None, fields: list[str] | None = None,
+               batch: int = 512) -> Iterator[tuple[str, dict]]:
+        """(point id, payload as `chunk_payload` gives it) of every point matching the filter, page by
+        page; `fields` limits the payload to those keys (None: all of it)."""
+        want: bool | list[str] = True if fields is None else [*fields, NODE_CONTENT] if "text" in fields else fields
+        offset = None
+        while True:
+            try:
+                recs, offset = self.client.scroll(collection, scroll_filter=query_filter, limit=batch, offset=offset,
+                                                  with_payload=want, with_vectors=False)
+            except Exception as exc:
+                raise _wrap(exc, f"reading {collection}") from exc
+            for r in recs:
+                yield str(r.id), chunk_payload(r.payload or {})
+            if offset is None:
+                return
 
     def existing(self, collection: str, point_ids: list[str]) -> dict[str, str]:
         """point id -> stored text hash, for the ids that are already in the collection."""
@@ -166,14 +221,14 @@ class VectorStore:
             )
         except Exception as exc:
             raise _wrap(exc, f"{using} search in {collection}") from exc
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in res.points]
+        return [Hit(str(p.id), float(p.score), chunk_payload(p.payload or {})) for p in res.points]
 
     def _local_sparse_search(self, collection: str, query: models.SparseVector, using: str, limit: int) -> list[Hit]:
         """Same ranking and scores as local mode's own sparse search, from the in-process index."""
         assert self._sparse is not None
         scored = self._sparse.get(collection, using).search(query, limit)
         recs = self.client.retrieve(collection, ids=[pid for pid, _ in scored], with_payload=True, with_vectors=False)
-        payloads = {str(r.id): r.payload or {} for r in recs}
+        payloads = {str(r.id): chunk_payload(r.payload or {}) for r in recs}
         return [Hit(pid, score, payloads[pid]) for pid, score in scored if pid in payloads]
 
 

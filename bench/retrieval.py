@@ -193,7 +193,7 @@ def build_baseline(services: Services, root: Path, folder: Path, encode_sample: 
     from pydantic import PrivateAttr
     from qdrant_client import QdrantClient
 
-    from backend.llamaindex import LlamaEmbedding
+    from backend.stages import LlamaEmbedding
 
     class E5Embedding(LlamaEmbedding):
         """Our embedding adapter (e5 'query: ' vs 'passage: ' prefixes), with the encode probe and progress."""

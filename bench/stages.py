@@ -1,7 +1,7 @@
 """What the LlamaIndex layer costs on one retrieval: the engine's stages (`stages.HybridRetriever`,
 then `engine.sources_of`) against the same searches and fusion written directly, in one run.
 
-    .venv/bin/python -m bench.stages --data-dir DIR [--family NAME] [--queries N] [--rounds 3]
+    .venv/bin/python -m bench.stages --data-dir DIR [--family NAME] [--queries N] [--rounds 3] [--formats]
 
 DIR is a data folder that already holds an index (e.g. the one `bench.retrieval --data-dir DIR`
 built); its questions come from the dataset the family name points at (scifact or cmrc2018).
@@ -11,6 +11,10 @@ retrieval, of everything but the searches (fusion, node or source objects, Llama
 instrumentation spans and events; their difference is the layer's overhead in ms), and p95 with the
 question's own embedding time added (timed once per question, the same for both paths: what a
 retrieval through the engine costs).
+
+`--formats` adds a third path: the stages on a copy of the index in the payload format versions had
+before ingestion went through LlamaIndex's `QdrantVectorStore` (`native`: the text at the top level,
+no `_node_content` to decode); it compares what the payload format costs a retrieval.
 Writes bench/results/stages-<timestamp>.json.
 """
 from __future__ import annotations
@@ -28,14 +32,18 @@ from typing import Any, Callable  # noqa: E402
 import numpy as np  # noqa: E402
 from llama_index.core.schema import QueryBundle  # noqa: E402
 
+from qdrant_client import models  # noqa: E402
+
+from backend.chunking import Chunk  # noqa: E402
 from backend.engine import SourceChunk, sources_of  # noqa: E402
 from backend.evaluation import load_queries  # noqa: E402
 from backend.policy import Policy  # noqa: E402
 from backend.services import build_services  # noqa: E402
 from backend.settings import PROJECT_ROOT, Settings  # noqa: E402
-from backend.sparse import query_vector  # noqa: E402
+from backend.sparse import doc_vector, query_vector  # noqa: E402
 from backend.stages import HybridRetriever, dbsf, rrf  # noqa: E402
-from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore  # noqa: E402
+from backend.vectorstore import DENSE, NATIVE, SPARSE, Hit, VectorStore  # noqa: E402
+from backend.versions import IndexRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
@@ -86,6 +94,23 @@ def staged(store: TimedStore, collection: str, policy: Policy, q: str, qvec: lis
     return sources_of(retriever.retrieve(QueryBundle(q, embedding=qvec)), policy.top_k)
 
 
+def write_native_copy(store: VectorStore, registry: IndexRegistry, source: str, name: str) -> None:
+    """The points of `source` as versions before the LlamaIndex ingestion stored them: every field, the
+    text included, at the top level, and BM25 weights of the chunk's match text. Registered as `native`."""
+    row = registry.get(source)
+    assert row is not None, f"{source} is not a registered version"
+    store.create_collection(name, row["dim"])
+    points = list(store.scroll(source))
+    for i in range(0, len(points), 256):
+        part = points[i:i + 256]
+        dense = store.vectors(source, [pid for pid, _ in part])
+        store.upsert(name, [models.PointStruct(id=pid, payload=p, vector={
+            DENSE: dense[pid],
+            SPARSE: doc_vector(Chunk(p["doc_id"], p["start"], p["end"], p["text"], p["title"], p["source"],
+                                     p["section"]).match_text, row["params"]["avgdl"])}) for pid, p in part])
+    registry.add(**{**row, "collection": name, "version": registry.max_version(row["family"]) + 1, "format": NATIVE})
+
+
 def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.array(values), p))
 
@@ -96,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--family", help="index family (alias); default: the only one in the folder")
     ap.add_argument("--queries", type=int, default=300, help="questions used, at most")
     ap.add_argument("--rounds", type=int, default=3, help="passes over the questions")
+    ap.add_argument("--formats", action="store_true",
+                    help="also time the stages on a native-format copy of the index (made once, kept)")
     args = ap.parse_args(argv)
 
     services = build_services(Settings(data_dir=args.data_dir.resolve()), record_traces=False)
@@ -114,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
         embed_ms.append((time.perf_counter() - t) * 1000)
     store = TimedStore(services.store)
     paths: dict[str, Callable] = {"direct (no LlamaIndex)": direct, "LlamaIndex stages": staged}
+    if args.formats:
+        native = f"{collection}_native"
+        if native not in services.store.collections():
+            write_native_copy(services.store, services.registry, collection, native)
+        paths["stages, native payload"] = lambda st, _c, pol, q, v: staged(st, native, pol, q, v)
     total: dict[str, list[float]] = {n: [] for n in paths}
     rest: dict[str, list[float]] = {n: [] for n in paths}
     with_embed: dict[str, list[float]] = {n: [] for n in paths}
@@ -126,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         for i, (q, v) in enumerate(zip(questions, vecs)):
             names = list(paths)
             results = {}
-            for name in names[(i + r) % 2:] + names[: (i + r) % 2]:
+            turn = (i + r) % len(names)
+            for name in names[turn:] + names[:turn]:
                 store.search_ms = 0.0
                 t = time.perf_counter()
                 results[name] = paths[name](store, collection, policy, q, v)
@@ -134,14 +167,14 @@ def main(argv: list[str] | None = None) -> None:
                 total[name].append(ms)
                 with_embed[name].append(ms + embed_ms[i])
                 rest[name].append(ms - store.search_ms)
-            a, b = results.values()
-            same += [s.model_dump() for s in a] == [s.model_dump() for s in b]
+            a, *others = results.values()
+            same += all([s.model_dump() for s in a] == [s.model_dump() for s in b] for b in others)
     services.close()
 
     rows = [{"path": n, "retrievals": len(total[n]), "p50_ms": pct(total[n], 50), "p95_ms": pct(total[n], 95),
              "non_search_p50_ms": pct(rest[n], 50), "non_search_p95_ms": pct(rest[n], 95),
              "with_embedding_p95_ms": pct(with_embed[n], 95)} for n in paths]
-    base, ours = rows
+    base, ours = rows[:2]
     overhead_p50 = ours["non_search_p50_ms"] - base["non_search_p50_ms"]
     ratio_p95 = ours["p95_ms"] / base["p95_ms"]
     ratio_embed_p95 = ours["with_embedding_p95_ms"] / base["with_embedding_p95_ms"]
@@ -157,12 +190,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n- overhead of the LlamaIndex layer (all but search, p50 difference): {overhead_p50:.3f} ms")
     print(f"- retrieval p95, stages / direct: {ratio_p95:.3f} without the query's embedding, "
           f"{ratio_embed_p95:.3f} with it (as the engine retrieves; target <= 1.1)")
-    print(f"- identical sources on {same} of {args.rounds * len(questions)} retrievals")
+    ratio_format = rows[1]["p95_ms"] / rows[2]["p95_ms"] if args.formats else None
+    if ratio_format is not None:
+        print(f"- retrieval p95, LlamaIndex payload / native payload: {ratio_format:.3f} "
+              f"(all but search p50: {rows[1]['non_search_p50_ms']:.3f} vs {rows[2]['non_search_p50_ms']:.3f} ms)")
+    print(f"- identical sources on {same} of {args.rounds * len(questions)} retrievals (every path)")
     out = RESULTS / f"stages-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"family": family, "collection": collection, "questions": len(questions),
                                "rounds": args.rounds, "rows": rows, "overhead_p50_ms": overhead_p50,
-                               "ratio_p95": ratio_p95, "ratio_with_embedding_p95": ratio_embed_p95,
+                               "ratio_p95": ratio_p95, "ratio_with_embedding_p95": ratio_embed_p95, "ratio_format_p95": ratio_format,
                                "embed_p50_ms": pct(embed_ms, 50), "identical": same}, indent=2), encoding="utf-8")
     print(f"- wrote {out}")
 

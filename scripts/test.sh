@@ -46,6 +46,12 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
     log "pip install (first time: llama-cpp-python compiles from source, ~6 min on 2 cores)"
     export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
+    # llama.cpp built for AVX2 rather than -march=native: a native build on a CPU that reports AVX-512
+    # and AMX died with a general protection fault in libggml-cpu on its first request. No pip cache
+    # for it, so a native wheel an earlier install left there is not reused.
+    llama="$(grep -E '^llama-cpp-python' requirements-test.txt)"
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON}" \
+        "$VENV/bin/python" -m pip install -q --no-cache-dir "$llama"
     "$VENV/bin/python" -m pip install -q -r requirements.txt -r requirements-test.txt
     "$VENV/bin/python" -m pip install -q --no-deps "${NODEPS_PKGS[@]}"
     echo "$want" >"$STAMP"

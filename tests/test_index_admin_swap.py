@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from backend.policy import Policy
-from backend.vectorstore import DENSE
+from backend.vectorstore import DENSE, chunk_payload
 from actors import Role, user
 from test_index_admin_support import TOPICS, fresh_services, write_folder
 
@@ -28,7 +28,7 @@ def test_twenty_alias_swaps_under_continuous_queries(tmp_path: Path) -> None:
             (two / f"{doc_id}.md").write_text(f"# {doc_id}\n\n{text} Second edition.\n")
         v2 = svc.jobs.wait(admin.start_rebuild(ANN, source=two), 120).result["collection"]
         admin.promote(ANN, v1)
-        texts = {c: {p.payload["text"] for p in svc.store.client.scroll(c, limit=100, with_payload=True)[0]} for c in (v1, v2)}
+        texts = {c: {p["text"] for _, p in svc.store.scroll(c)} for c in (v1, v2)}
         assert not texts[v1] & texts[v2]
 
         stop, errors = threading.Event(), []
@@ -46,7 +46,7 @@ def test_twenty_alias_swaps_under_continuous_queries(tmp_path: Path) -> None:
                     seen.append(("engine", r.collection))
                     vec = svc.embedder.embed_queries([q])[0].tolist()  # Qdrant itself, queried by the alias name
                     hits = svc.store.client.query_points(ALIAS, query=vec, using=DENSE, limit=3, with_payload=True).points
-                    owners = {c for c in (v1, v2) if all(h.payload["text"] in texts[c] for h in hits)}
+                    owners = {c for c in (v1, v2) if all(chunk_payload(h.payload)["text"] in texts[c] for h in hits)}
                     assert hits and len(owners) == 1, owners
                     seen.append(("alias", owners.pop()))
                 except Exception as exc:  # every failure is a test failure, reported below

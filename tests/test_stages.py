@@ -15,7 +15,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 from backend.engine import sources_of
 from backend.errors import DependencyError
 from backend.instrumentation import collecting
-from backend.stages import RRF_K, HybridRetriever, Rerank, dbsf
+from backend.stages import RRF_K, HybridRetriever, LlamaEmbedding, Rerank, dbsf
 from backend.vectorstore import DENSE, SPARSE, Hit
 
 
@@ -169,3 +169,38 @@ def test_collector_times_the_stages_and_meters_a_reranker_that_names_a_model() -
                 retrieve("hybrid"), QueryBundle("q"))
     [failed] = calls
     assert (failed.kind, failed.model, failed.status, failed.error_class) == ("rerank", "rerank-v3", "error", "TimeoutError")
+
+
+class FakeEmbedder:
+    """The Embedder protocol's query side: a fixed vector, or a failure with a root cause."""
+
+    name, cache_key, dim = "fake-e5", "fake-e5|1", 2
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        if self.fail:
+            raise DependencyError("embedding endpoint down", part="embedding") from ConnectionRefusedError()
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+
+def test_the_query_embedding_is_timed_and_metered_by_its_llamaindex_events() -> None:
+    """The engine embeds a question through `LlamaEmbedding` (a `BaseEmbedding`), inside `collecting`:
+    the embed stage time and the ledger call (model, tokens) come from LlamaIndex's events, and a
+    failing embedder is an error call naming its root cause."""
+    latency: dict[str, float] = {}
+    calls: list = []
+    with collecting(latency, calls.append):
+        vec = LlamaEmbedding(FakeEmbedder()).get_query_embedding("which protein binds the receptor")
+    assert vec == [1.0, 1.0] and latency["embed"] >= 0
+    [call] = calls
+    assert (call.kind, call.model, call.status) == ("embedding", "fake-e5", "ok") and call.prompt_tokens >= 5
+
+    latency, calls = {}, []
+    with pytest.raises(DependencyError):
+        with collecting(latency, calls.append):
+            LlamaEmbedding(FakeEmbedder(fail=True)).get_query_embedding("q")
+    [failed] = calls
+    assert (failed.kind, failed.model, failed.status, failed.error_class) == (
+        "embedding", "fake-e5", "error", "ConnectionRefusedError")

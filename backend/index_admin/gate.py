@@ -62,13 +62,7 @@ def load_gate_queries(dataset: Path, limit: int | None) -> list[dict]:
 
 def doc_ids(store: VectorStore, collection: str) -> set[str]:
     """Every document id in a collection (one paged scroll of one payload field)."""
-    out: set[str] = set()
-    offset = None
-    while True:
-        recs, offset = store.client.scroll(collection, limit=2048, offset=offset, with_payload=["doc_id"], with_vectors=False)
-        out.update(str((r.payload or {}).get("doc_id", "")) for r in recs)
-        if offset is None:
-            return out
+    return {str(payload.get("doc_id", "")) for _, payload in store.scroll(collection, fields=["doc_id"], batch=2048)}
 
 
 def answerable(store: VectorStore, collections: list[str], queries: list[dict]) -> list[dict]:
