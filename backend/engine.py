@@ -23,7 +23,7 @@ from backend.embeddings import Embedder
 from backend.errors import BudgetExceeded, InputError, NotFoundError, root_cause_name
 from backend.generation import Generator, Usage
 from backend.ledger.calls import SOURCE_OF_ACTOR_KIND, Meter, ModelCall, NullMeter, Planned, RequestContext
-from backend.policy import PROMPT_TEMPLATES, Policy, check_pipeline
+from backend.policy import PROMPT_TEMPLATES, Policy, check_factories
 from backend.rerank import Reranker
 from backend.settings import Settings
 from backend.text import control_chars
@@ -170,7 +170,7 @@ class QueryEngine:
             raise InputError(f"the question has {len(q):,} characters; the limit is {self.settings.max_question_chars:,}")
         if policy.prompt_template not in PROMPT_TEMPLATES:
             raise InputError(f"unknown prompt template '{policy.prompt_template}'")
-        check_pipeline(policy, self.settings.pipeline_factory_list)
+        check_factories(policy, self.settings.pipeline_factory_list)
         return q
 
     def index_of(self, policy: Policy) -> str:
@@ -291,7 +291,8 @@ class QueryEngine:
         from backend.stages import HybridRetriever, LlamaEmbedding, Rerank
 
         mode = policy.retrieval_mode
-        keep = max(policy.top_k, policy.rerank_candidates if policy.rerank else 0)
+        reranked = policy.rerank or policy.postprocessor is not None
+        keep = max(policy.top_k, policy.rerank_candidates if reranked else 0)
         retriever = HybridRetriever(self.store, collection, mode, policy.fusion,
                                     max(policy.candidates, keep), keep, payload_filter(filters))
         if self._embed_model is None:
@@ -302,7 +303,9 @@ class QueryEngine:
                 qvec = np.asarray(self._embed_model.get_query_embedding(q), dtype=np.float32)
             query = QueryBundle(q, embedding=qvec.tolist() if qvec is not None else None)
             nodes = retriever.retrieve(query)
-            if policy.rerank and nodes:
+            if policy.postprocessor and nodes:
+                nodes = self.pipelines().postprocess(policy, self.index_of(policy), nodes, query, latency)
+            elif policy.rerank and nodes:
                 nodes = Rerank(reranker=self.reranker, collection=collection, query_vec=qvec,
                                top_n=policy.rerank_candidates).postprocess_nodes(nodes, query)
         return Retrieval(collection, sources_of(nodes, policy.top_k), latency, qvec)

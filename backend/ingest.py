@@ -157,7 +157,7 @@ class Ingestor:
         from backend.ingest_stages import CachedEmbedding, bm25_documents, bm25_queries
 
         state = IngestProgress(name, "embedding", n_docs, len(chunks))
-        embed = CachedEmbedding(embedder=self.embedder, cache=self.vectors)
+        embed = CachedEmbedding.of(self.embedder, self.vectors, self.batch_size)
         store = self.store.node_store(name, bm25_documents(avgdl), bm25_queries, batch_size=self.batch_size)
         pipeline = IngestionPipeline(transformations=[embed], vector_store=store, disable_cache=True)
         if progress:

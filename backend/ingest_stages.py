@@ -5,13 +5,15 @@ that writes to Qdrant with `QdrantVectorStore` (LlamaIndex's own payload format,
   (backend/chunking.py), keeping the span-stable chunk ids golden sets anchor to. A node embeds
   exactly `Chunk.match_text` (title / section, then the text), so either format shares the cache.
 - `CachedEmbedding` (a `TransformComponent`): each node's vector from the per-chunk embedding cache
-  (backend/embedding_cache.py), the model embedding only texts no earlier build embedded.
+  (backend/embedding_cache.py), a `BaseEmbedding` embedding only texts no earlier build embedded.
 - `bm25_documents`, `bm25_queries`: the store's sparse encoders, the BM25 weights the native format holds."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import (BaseNode, MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode,
                                      TransformComponent)
 from pydantic import ConfigDict, PrivateAttr
@@ -20,6 +22,7 @@ from backend.chunking import Chunk, ChunkingParams, Document, chunk_document
 from backend.embedding_cache import EmbeddingCache, text_key
 from backend.embeddings import Embedder
 from backend.sparse import doc_vector, query_vector
+from backend.stages import LlamaEmbedding
 
 EMBEDDED_METADATA = ("title", "section")  # what an embedding sees besides the text, in this order
 
@@ -58,13 +61,22 @@ class SpanChunker(TransformComponent):
 
 class CachedEmbedding(TransformComponent):
     """Sets each node's embedding from the cache, embedding and caching the texts it misses (once per
-    distinct text). Counts what it reused and embedded."""
+    distinct text) through `embed_model`, a LlamaIndex `BaseEmbedding` (so the calls send LlamaIndex's
+    embedding events); `cache_key` names its vectors in the cache. Counts what it reused and embedded."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    embedder: Any  # backend.embeddings.Embedder (a protocol, not a pydantic type)
+    embed_model: BaseEmbedding
+    cache_key: str
+    dim: int
     cache: EmbeddingCache
     _reused: int = PrivateAttr(0)
     _embedded: int = PrivateAttr(0)
+
+    @classmethod
+    def of(cls, embedder: Embedder, cache: EmbeddingCache, batch_size: int) -> "CachedEmbedding":
+        """Our embedder (the local model or an endpoint) as the step's model, `batch_size` texts a call."""
+        return cls(embed_model=LlamaEmbedding(embedder, embed_batch_size=batch_size), cache_key=embedder.cache_key,
+                   dim=embedder.dim, cache=cache)
 
     @property
     def reused(self) -> int:
@@ -75,14 +87,14 @@ class CachedEmbedding(TransformComponent):
         return self._embedded
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        embedder: Embedder = self.embedder
         texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
         keys = [text_key(t) for t in texts]
-        known = self.cache.lookup(embedder.cache_key, embedder.dim, keys)
+        known = self.cache.lookup(self.cache_key, self.dim, keys)
         missing = {k: t for k, t in zip(keys, texts) if k not in known}
         if missing:
-            fresh = dict(zip(missing, embedder.embed_passages(list(missing.values()))))
-            self.cache.store(embedder.cache_key, fresh)
+            vectors = self.embed_model.get_text_embedding_batch(list(missing.values()))
+            fresh = {k: np.asarray(v, dtype=np.float32) for k, v in zip(missing, vectors)}
+            self.cache.store(self.cache_key, fresh)
             known.update(fresh)
         for node, key in zip(nodes, keys):
             node.embedding = known[key].tolist()

@@ -1,6 +1,7 @@
 """Bring your own LlamaIndex pipeline: a policy names a factory `package.module:function` (one of the
 PIPELINE_FACTORIES setting), called once per (factory, index, policy) as `factory(ctx)` and returning
-a `BaseQueryEngine` or a `BaseRetriever`. The engine keeps what it adds around it (validation,
+a `BaseQueryEngine` or a `BaseRetriever`; or a factory of a `BaseNodePostprocessor` that the engine
+runs on its own retrieval in place of its rerank stage. The engine keeps what it adds around it (validation,
 cache, budgets, release routing, the ledger); this module builds, caches and runs the pipeline.
 
 Stage timings, tokens and model calls come from LlamaIndex's own instrumentation
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 from cachetools import LRUCache
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import LLM
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from qdrant_client import QdrantClient
 
@@ -29,7 +32,7 @@ from backend.instrumentation import collecting
 from backend.ledger.calls import ModelCall
 from backend.llamaindex import GeneratorLLM
 from backend.stages import LlamaEmbedding
-from backend.policy import Policy, check_pipeline
+from backend.policy import Policy, check_factories
 from backend.settings import Settings
 
 Pipeline = Union[BaseQueryEngine, BaseRetriever]
@@ -79,31 +82,59 @@ class Pipelines:
         self._lock = threading.Lock()
 
     def get(self, policy: Policy, alias: str) -> Pipeline:
-        check_pipeline(policy, self.settings.pipeline_factory_list)
+        """The policy's pipeline on `alias` (a `BaseQueryEngine` or a `BaseRetriever`)."""
         assert policy.pipeline is not None
-        key = (policy.pipeline, alias, policy.content_hash())
+        return self._cached(policy.pipeline, policy, alias, (BaseQueryEngine, BaseRetriever))
+
+    def postprocessor(self, policy: Policy, alias: str) -> BaseNodePostprocessor:
+        """The policy's node postprocessor, run by the engine on its own retrieval instead of rerank."""
+        assert policy.postprocessor is not None
+        return self._cached(policy.postprocessor, policy, alias, (BaseNodePostprocessor,))
+
+    def _cached(self, ref: str, policy: Policy, alias: str, types: tuple[type, ...]) -> Any:
+        check_factories(policy, self.settings.pipeline_factory_list)
+        key = (ref, alias, policy.content_hash())
         with self._lock:  # one build per key even when the first questions arrive together
             if key not in self._built:
-                self._built[key] = self._build(policy, alias)
+                self._built[key] = self._build(ref, policy, alias, types)
             return self._built[key]
 
-    def _build(self, policy: Policy, alias: str) -> Pipeline:
+    def _build(self, ref: str, policy: Policy, alias: str, types: tuple[type, ...]) -> Any:
         llm = None
         if self.generator.kind == "llm":
             llm = GeneratorLLM(self.generator, policy.model or self.settings.llm_model, policy.temperature,
                                policy.max_tokens)
         ctx = PipelineContext(self.client, alias, self.embed_model, llm, policy)
         try:
-            built = load_factory(policy.pipeline or "")(ctx)
+            built = load_factory(ref)(ctx)
         except RagError:
             raise
         except Exception as exc:
-            raise DependencyError(f"the pipeline factory '{policy.pipeline}' failed: {type(exc).__name__}: {exc}",
-                                  part=PART) from exc
-        if not isinstance(built, (BaseQueryEngine, BaseRetriever)):
-            raise DependencyError(f"the pipeline factory '{policy.pipeline}' returned {type(built).__name__}, "
-                                  "not a BaseQueryEngine or BaseRetriever", part=PART)
+            raise DependencyError(f"the factory '{ref}' failed: {type(exc).__name__}: {exc}", part=PART) from exc
+        if not isinstance(built, types):
+            raise DependencyError(f"the factory '{ref}' returned {type(built).__name__}, not a "
+                                  f"{' or '.join(t.__name__ for t in types)}", part=PART)
         return built
+
+    def postprocess(self, policy: Policy, alias: str, nodes: list[NodeWithScore], query: QueryBundle,
+                    latency: dict[str, float]) -> list[NodeWithScore]:
+        """The policy's postprocessor on the engine's nodes, in the engine's `collecting` block (its model
+        calls are ledger rows). Its score becomes each node's rerank score; one that sends no rerank
+        events (a filter, a reorder, an LLM reranker) is timed here as the rerank stage."""
+        post = self.postprocessor(policy, alias)
+        before, t = latency.get("rerank"), time.perf_counter()
+        try:
+            out = post.postprocess_nodes(nodes, query)
+        except RagError:
+            raise
+        except Exception as exc:
+            raise DependencyError(f"the postprocessor '{policy.postprocessor}' failed: {type(exc).__name__}: {exc}",
+                                  part=PART) from exc
+        if latency.get("rerank") == before:
+            latency["rerank"] = (before or 0.0) + (time.perf_counter() - t) * 1000
+        for n in out:
+            n.node.metadata["score_rerank"] = n.score
+        return out
 
     def run(self, pipeline: Pipeline, question: str, answer: bool, latency: dict[str, float],
             on_call: Callable[[ModelCall], None]) -> PipelineRun:

@@ -10,7 +10,7 @@ import re
 from typing import Literal, Sequence
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import Engine
 
 from backend.access import Action, Actor
@@ -39,7 +39,7 @@ MAX_NAME_CHARS = min(column_length(policies.c.name) or 200, (column_length(trace
 MAX_MODEL_CHARS = column_length(ledger.c.model) or 200  # the ledger row of the chat call records it
 MAX_INDEX_CHARS = column_length(traces.c.collection) or 200
 _TEXT_LIMITS = {"name": MAX_NAME_CHARS, "prompt_template": 100, "model": MAX_MODEL_CHARS, "index": MAX_INDEX_CHARS,
-                "pipeline": 200}
+                "pipeline": 200, "postprocessor": 200}
 FACTORY_REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")  # package.module:function
 
 
@@ -63,15 +63,26 @@ class Policy(BaseModel):
     index: str | None = None  # alias or collection; None: the INDEX_ALIAS setting
     pipeline: str | None = Field(None, description="A team's own LlamaIndex pipeline, 'package.module:function' "
                                  "(one of the PIPELINE_FACTORIES setting); None: our engine's stages.")
+    postprocessor: str | None = Field(None, description="A LlamaIndex node postprocessor run on our retrieval's "
+                                      "first rerank_candidates nodes in place of our rerank stage: a factory "
+                                      "'package.module:function' (one of the PIPELINE_FACTORIES setting) returning "
+                                      "a BaseNodePostprocessor; None: ours.")
 
-    @field_validator("pipeline")
+    @field_validator("pipeline", "postprocessor")
     @classmethod
-    def _factory_ref(cls, v: str | None) -> str | None:
+    def _factory_ref(cls, v: str | None, info) -> str | None:  # noqa: ANN001 - pydantic's ValidationInfo
         if v is not None and not FACTORY_REF.fullmatch(v):
-            raise ValueError(f"pipeline '{v[:200]}' is not a factory reference 'package.module:function'")
+            raise ValueError(f"{info.field_name} '{v[:200]}' is not a factory reference 'package.module:function'")
         return v
 
-    @field_validator("name", "prompt_template", "model", "index", "pipeline")
+    @model_validator(mode="after")
+    def _one_owner_of_the_stages(self) -> "Policy":
+        if self.pipeline is not None and self.postprocessor is not None:
+            raise ValueError("a policy names a pipeline or a postprocessor, not both: a pipeline runs its own "
+                             "stages (put the postprocessor in it)")
+        return self
+
+    @field_validator("name", "prompt_template", "model", "index", "pipeline", "postprocessor")
     @classmethod
     def _one_line(cls, v: str | None, info) -> str | None:  # noqa: ANN001 - pydantic's ValidationInfo
         """Checked here, not at save: an unsaved policy still names the ledger and trace rows of a paid call."""
@@ -81,9 +92,14 @@ class Policy(BaseModel):
         return v
 
     def content(self) -> dict:
-        """What the policy does (its hash keys caches and traces): a policy with no pipeline has the
-        content, and hash, it had before pipelines existed."""
-        return self.model_dump(exclude={"name", "version"} | ({"pipeline"} if self.pipeline is None else set()))
+        """What the policy does (its hash keys caches and traces): a policy with no pipeline and no
+        postprocessor has the content, and hash, it had before either existed."""
+        unset = {f for f in ("pipeline", "postprocessor") if getattr(self, f) is None}
+        return self.model_dump(exclude={"name", "version"} | unset)
+
+    def factories(self) -> list[str]:
+        """The factories this policy runs (a pipeline, a postprocessor, or none)."""
+        return [f for f in (self.pipeline, self.postprocessor) if f is not None]
 
     def content_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()
@@ -92,14 +108,16 @@ class Policy(BaseModel):
         return f"{self.name} v{self.version}" if self.version else self.name
 
 
-def check_pipeline(policy: Policy, allowed: Sequence[str]) -> None:
-    """A policy may name only a factory the operator listed in PIPELINE_FACTORIES: the factory is
-    imported and run in the serving process, so the list never comes from a user. Checked at save
-    and again at use (the setting may have changed since the policy was saved)."""
-    if policy.pipeline is not None and policy.pipeline not in allowed:
-        listed = ", ".join(allowed) if allowed else "none"
-        raise InputError(f"policy '{policy.name}': pipeline '{policy.pipeline}' is not an allowed factory "
-                         f"(PIPELINE_FACTORIES lists: {listed})")
+def check_factories(policy: Policy, allowed: Sequence[str]) -> None:
+    """A policy may name only a factory (pipeline or postprocessor) the operator listed in
+    PIPELINE_FACTORIES: the factory is imported and run in the serving process, so the list never
+    comes from a user. Checked at save and again at use (the setting may have changed since)."""
+    for ref in policy.factories():
+        if ref not in allowed:
+            listed = ", ".join(allowed) if allowed else "none"
+            what = "pipeline" if ref == policy.pipeline else "postprocessor"
+            raise InputError(f"policy '{policy.name}': {what} '{ref}' is not an allowed factory "
+                             f"(PIPELINE_FACTORIES lists: {listed})")
 
 
 def parse_policy(data: str | bytes) -> Policy:
@@ -130,7 +148,7 @@ class PolicyStore:
         check_text(note, "the policy note", multiline=True)
         if policy.prompt_template not in PROMPT_TEMPLATES:
             raise InputError(f"unknown prompt template '{policy.prompt_template}'")
-        check_pipeline(policy, self._pipelines)
+        check_factories(policy, self._pipelines)
         with self._audit.action(actor, "policy.save", policy.name, need=Action.save_policy, spec=policy.content()) as extra:
             with self._engine.begin() as conn:
                 current = conn.execute(

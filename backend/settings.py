@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     judge_max_tokens: int = Field(1024, description="Longest judge reply; a verdict cut off at this length leaves that metric empty for the item, with the reason shown.")
 
     # Bring your own LlamaIndex pipeline
-    pipeline_factories: str = Field("", description="LlamaIndex pipeline factories a policy may name, comma separated 'package.module:function' (e.g. 'bench.retrieval:plain_pipeline'); a policy naming any other is refused. Unset = none: the list comes from the operator, never from the UI.")
+    pipeline_factories: str = Field("", description="LlamaIndex pipeline and postprocessor factories a policy may name, comma separated 'package.module:function' (e.g. 'bench.retrieval:plain_pipeline'); a policy naming any other is refused. Unset = none: the list comes from the operator, never from the UI.")
 
     # Rerank
     rerank_url: str | None = Field(None, description="Rerank endpoint (Cohere/Jina/vLLM '/v1/rerank' or TEI '/rerank'); unset = re-score with the embedding model.")

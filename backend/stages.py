@@ -30,7 +30,7 @@ from qdrant_client import models
 from backend.embeddings import Embedder
 from backend.rerank import Reranker
 from backend.sparse import query_vector
-from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore
+from backend.vectorstore import DENSE, SPARSE, Hit, VectorStore, chunk_payload
 
 RRF_K = 60
 dispatcher = get_dispatcher(__name__)
@@ -63,9 +63,10 @@ def dbsf(score_lists: list[dict[str, float]]) -> dict[str, float]:
 def hit_node(hit: Hit, score: float, meta: dict[str, Any]) -> NodeWithScore:
     """A search hit as a node: the point id as node id, the chunk text, the payload and `meta`
     (scores, ranks) as metadata, of which only the title, section and source reach prompts."""
-    metadata = {k: v for k, v in hit.payload.items() if k != "text"} | meta
+    payload = chunk_payload(hit.payload)
+    metadata = {k: v for k, v in payload.items() if k != "text"} | {"score_rerank": None} | meta  # set by a reranker
     hidden = [k for k in metadata if k not in SHOWN_METADATA]
-    node = TextNode(id_=hit.point_id, text=str(hit.payload.get("text", "")), metadata=metadata,
+    node = TextNode(id_=hit.point_id, text=str(payload.get("text", "")), metadata=metadata,
                     excluded_llm_metadata_keys=hidden, excluded_embed_metadata_keys=hidden)
     return NodeWithScore(node=node, score=score)
 

@@ -4,7 +4,8 @@ vector per chunk, aliases swapped atomically, and dense/sparse queries that keep
 Points come in two payload formats, recorded per version in the registry (`index_versions.format`):
 `native` (the chunk's fields, `text` included, at the top level: versions built before the ingestion
 pipeline) and `llamaindex` (what `QdrantVectorStore` writes: the same fields, the text inside
-`_node_content`). Every read returns one shape (`chunk_payload`), so older versions keep serving.
+`_node_content`). `chunk_payload` gives both one shape (`scroll` applies it; a search leaves it to the
+hits that survive fusion, as decoding the node's JSON costs ~15 us a hit), so older versions keep serving.
 
 Only qdrant-client calls that local mode and the server share are used, so the same code
 runs on `QdrantClient(path=...)` and on a server or cluster."""
@@ -48,7 +49,7 @@ def chunk_payload(payload: dict) -> dict:
 class Hit:
     point_id: str
     score: float
-    payload: dict
+    payload: dict  # as stored (either format): `chunk_payload` gives one shape, for the few hits kept
 
 
 def open_client(settings: Settings) -> QdrantClient:
@@ -221,14 +222,14 @@ class VectorStore:
             )
         except Exception as exc:
             raise _wrap(exc, f"{using} search in {collection}") from exc
-        return [Hit(str(p.id), float(p.score), chunk_payload(p.payload or {})) for p in res.points]
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in res.points]
 
     def _local_sparse_search(self, collection: str, query: models.SparseVector, using: str, limit: int) -> list[Hit]:
         """Same ranking and scores as local mode's own sparse search, from the in-process index."""
         assert self._sparse is not None
         scored = self._sparse.get(collection, using).search(query, limit)
         recs = self.client.retrieve(collection, ids=[pid for pid, _ in scored], with_payload=True, with_vectors=False)
-        payloads = {str(r.id): chunk_payload(r.payload or {}) for r in recs}
+        payloads = {str(r.id): r.payload or {} for r in recs}
         return [Hit(pid, score, payloads[pid]) for pid, score in scored if pid in payloads]
 
 

@@ -42,7 +42,7 @@ from backend.services import build_services  # noqa: E402
 from backend.settings import PROJECT_ROOT, Settings  # noqa: E402
 from backend.sparse import doc_vector, query_vector  # noqa: E402
 from backend.stages import HybridRetriever, dbsf, rrf  # noqa: E402
-from backend.vectorstore import DENSE, NATIVE, SPARSE, Hit, VectorStore  # noqa: E402
+from backend.vectorstore import DENSE, NATIVE, SPARSE, Hit, VectorStore, chunk_payload  # noqa: E402
 from backend.versions import IndexRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,7 +77,7 @@ def direct(store: TimedStore, collection: str, policy: Policy, q: str, qvec: lis
     sparse_rank = {pid: r for r, pid in enumerate(sparse, 1)}
     out = []
     for rank, pid in enumerate(sorted(fused, key=lambda p: -fused[p])[: policy.top_k], 1):
-        p = by_id[pid].payload
+        p = chunk_payload(by_id[pid].payload)
         out.append(SourceChunk(
             rank=rank, point_id=pid, chunk_id=p.get("chunk_id", pid), doc_id=str(p.get("doc_id", "")),
             title=p.get("title", ""), section=p.get("section", ""), source=p.get("source", ""),

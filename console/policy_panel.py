@@ -16,7 +16,7 @@ from console.i18n import t
 from console.state import describe
 
 KNOBS = ("top_k", "retrieval_mode", "fusion", "candidates", "rerank", "rerank_candidates", "prompt_template",
-         "model", "temperature", "max_tokens", "index", "pipeline")
+         "model", "temperature", "max_tokens", "index", "pipeline", "postprocessor")
 REMEMBERED = (*KNOBS, "load", "retrieval_only")  # widget states that must survive a visit to another page
 LIVE = "__live__"  # the index option meaning "whatever INDEX_ALIAS points at" (Policy.index None)
 
@@ -36,6 +36,7 @@ class PolicyPanel:
         ss[self.key("model")] = policy.model or ""
         ss[self.key("index")] = policy.index or LIVE
         ss[self.key("pipeline")] = policy.pipeline or ""
+        ss[self.key("postprocessor")] = policy.postprocessor or ""
         ss[self.key("base")] = policy
         ss[self.key("load")] = policy.name
 
@@ -90,6 +91,7 @@ class PolicyPanel:
         values["model"] = values["model"].strip() or None
         values["index"] = None if values["index"] == LIVE else values["index"]
         values["pipeline"] = values["pipeline"] or None
+        values["postprocessor"] = None if values["pipeline"] else values["postprocessor"] or None  # a pipeline has its own
         edited = values != {k: getattr(base, k) for k in KNOBS}
         if edited:
             return Policy(name=f"{base.name} (edited)", **values)
@@ -143,6 +145,13 @@ class PolicyPanel:
         ours = t("our engine's stages")
         st.selectbox(t("Pipeline"), pipelines, key=k("pipeline"), format_func=lambda f: f or ours,
                      help=t("A team's own LlamaIndex pipeline; the choices are the PIPELINE_FACTORIES setting"))
+        chosen = st.session_state.setdefault(k("postprocessor"), "")
+        factories = list(dict.fromkeys(["", *s.pipeline_factory_list, chosen]))
+        rerank = t("our rerank stage")
+        st.selectbox(t("Postprocessor"), factories, key=k("postprocessor"), format_func=lambda f: f or rerank,
+                     disabled=bool(st.session_state[k("pipeline")]),
+                     help=t("A LlamaIndex node postprocessor run on our retrieval instead of our rerank stage; "
+                            "the choices are the PIPELINE_FACTORIES setting"))
 
         policy = self.current()
         kit.flash(self.key)

@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
+from llama_index.core.postprocessor import LLMRerank, SimilarityPostprocessor
 
 from actors import system_actor
 from backend.ab_online import offline_diff, start_offline
@@ -28,6 +29,8 @@ from test_index_admin_support import TOPICS, fresh_services, write_dataset
 
 PLAIN = "bench.retrieval:plain_pipeline"
 COUNTING = "test_byo_pipeline:counting_pipeline"
+LLM_RERANK = "test_byo_pipeline:llm_rerank"
+CUTOFF = "test_byo_pipeline:fused_score_cutoff"
 OPS = system_actor("byo-test")
 BUILDS: list[str] = []
 
@@ -38,6 +41,16 @@ def counting_pipeline(ctx):  # noqa: ANN001, ANN201 - a factory as a team writes
     return plain_pipeline(ctx)
 
 
+def llm_rerank(ctx):  # noqa: ANN001, ANN201 - a postprocessor factory as a team writes one
+    """LlamaIndex's own LLM reranker on the policy's LLM: it sends no rerank events, only LLM calls."""
+    return LLMRerank(llm=ctx.llm, top_n=ctx.policy.top_k)
+
+
+def fused_score_cutoff(ctx):  # noqa: ANN001, ANN201
+    """LlamaIndex's similarity filter: a postprocessor that calls no model at all."""
+    return SimilarityPostprocessor(similarity_cutoff=0.025)
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("byo")
@@ -45,7 +58,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def svc(root: Path) -> Iterator[Services]:
-    services = fresh_services(root / "data", pipeline_factories=f"{PLAIN}, {COUNTING}")
+    services = fresh_services(root / "data", pipeline_factories=f"{PLAIN}, {COUNTING}, {LLM_RERANK}, {CUTOFF}")
     docs = load_source(write_dataset(root / "set") / "corpus.jsonl").documents
     services.ingestor.ingest(docs, actor=OPS, family=services.settings.index_alias, source="tests")
     yield services
@@ -124,3 +137,53 @@ def test_offline_ab_of_the_plain_pipeline_against_the_default_policy(svc: Servic
     assert len(items) == len(TOPICS) and all(i["retrieved"][0]["doc_id"] in TOPICS for i in items)
     assert run_b["metrics"]["recall@10"]["mean"] >= 0.9  # ten distinct topics: the dense pipeline finds them
     assert "ndcg@10" in diff["metrics"] and diff["costs"]["retrieval latency (ms)"]["b"] > 0
+
+
+def _ledger(svc: Services, request_id: str) -> list[tuple[str, str]]:
+    with svc.db.connect() as conn:
+        return [(r.kind, r.model) for r in conn.execute(
+            sa.select(ledger.c.kind, ledger.c.model).where(ledger.c.request_id == request_id).order_by(ledger.c.id))]
+
+
+def test_a_policy_naming_a_third_party_reranker_reorders_our_retrieval_and_meters_it(svc: Services, fault_llm) -> None:  # noqa: ANN001
+    """LlamaIndex's LLMRerank in place of our rerank stage: our hybrid retrieval, its order and
+    relevance scores, its LLM call a ledger row and the stage timed, with no wrapper around it."""
+    s = svc.settings.model_copy(update={"openai_base_url": fault_llm.base_url, "llm_model": fault_llm.model})
+    engine = QueryEngine(s, svc.store, svc.embedder, OpenAIGenerator(s), svc.engine.reranker, MemoryCache(60, 10),
+                         meter=svc.engine.meter)
+    question = TOPICS["penguin"][1]
+    ours = engine.retrieve(question, Policy(top_k=3)).sources
+    fault_llm.replies.append((("Relevance:",), "Doc: 2, Relevance: 9\nDoc: 1, Relevance: 4"))
+    policy = svc.policies.save(Policy(name="llm-rerank", postprocessor=LLM_RERANK, top_k=3, rerank_candidates=3), actor=OPS)
+    answer = engine.query(question, policy, OPS)
+    chat = [r for r in fault_llm.requests if r["path"].endswith("/chat/completions")]
+    fault_llm.reset()
+    assert [x.chunk_id for x in answer.sources] == [ours[1].chunk_id, ours[0].chunk_id]  # its choice, its order
+    assert [x.scores["rerank"] for x in answer.sources] == [9.0, 4.0]
+    assert [x.scores["fused"] for x in answer.sources] == [ours[1].scores["fused"], ours[0].scores["fused"]]
+    assert answer.latency_ms["rerank"] > 0 and answer.fusion == policy.fusion
+    assert len(chat) == 2 and ours[1].text[:40] in str(chat[0]["body"]["messages"])  # the rerank call saw our chunks
+    assert _ledger(svc, answer.request_id) == [("embedding", svc.embedder.name), ("chat", fault_llm.model),
+                                               ("chat", fault_llm.model)]
+
+
+def test_a_postprocessor_that_calls_no_model_is_timed_and_filters(svc: Services) -> None:
+    question = TOPICS["saturn"][1]
+    ours = svc.engine.retrieve(question, Policy(top_k=10)).sources
+    kept = svc.engine.query(question, Policy(name="cutoff", postprocessor=CUTOFF, top_k=10), OPS)
+    assert [x.chunk_id for x in kept.sources] == [x.chunk_id for x in ours if x.scores["fused"] >= 0.025]
+    assert 0 < len(kept.sources) < len(ours) and kept.sources[0].doc_id == "saturn"
+    assert kept.latency_ms["rerank"] > 0
+    assert _ledger(svc, kept.request_id) == [("embedding", svc.embedder.name), ("chat", "extractive")]
+
+
+def test_postprocessors_are_refused_unlisted_and_beside_a_pipeline(svc: Services) -> None:
+    rogue = Policy(name="rogue-post", postprocessor="os.path:join")
+    with pytest.raises(InputError, match=r"postprocessor 'os.path:join' is not an allowed factory"):
+        svc.policies.save(rogue, actor=OPS)
+    with pytest.raises(InputError, match="not an allowed factory"):
+        svc.engine.retrieve(TOPICS["penguin"][1], rogue)
+    with pytest.raises(InputError, match="a pipeline or a postprocessor, not both"):
+        parse_policy(f'{{"pipeline": "{PLAIN}", "postprocessor": "{CUTOFF}"}}')
+    assert Policy().content_hash() == Policy(postprocessor=None).content_hash()
+    assert "postprocessor" not in Policy().content()  # hashes of saved policies stay as they were

@@ -248,6 +248,23 @@ def test_bad_input_is_a_readable_message(extractive: Path, question: str, messag
 
 
 # --- other stacks ----------------------------------------------------------------------------
+def test_a_listed_postprocessor_replaces_the_rerank_stage(extractive: Path) -> None:
+    """The policy panel offers PIPELINE_FACTORIES as postprocessors; the chosen one reranks the answer's
+    sources (its scores shown as the rerank score) and is off while a pipeline is chosen."""
+    ref = "test_byo_pipeline:fused_score_cutoff"
+    with console_config(extractive, PIPELINE_FACTORIES=ref):
+        at = chat_page()
+        box = at.selectbox(key="chat.postprocessor")
+        assert box.options == ["our rerank stage", ref] and not box.disabled
+        box.set_value(ref).run()
+        answer = ask(at, ENGLISH_Q).answer
+        assert answer.policy_spec["postprocessor"] == ref and answer.sources
+        assert all(s.scores["rerank"] == s.scores["fused"] >= 0.025 for s in answer.sources)
+        assert "rerank" in answer.latency_ms
+        at.selectbox(key="chat.pipeline").set_value(ref).run()
+        assert at.selectbox(key="chat.postprocessor").disabled
+
+
 def test_unreachable_llm_names_the_part(extractive: Path) -> None:
     with console_config(extractive, OPENAI_BASE_URL="http://127.0.0.1:9/v1", LLM_TIMEOUT_S="1", LLM_MAX_RETRIES="0"):
         at = chat_page()
