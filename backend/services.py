@@ -69,7 +69,7 @@ class Services:
             self.housekeeping.stop()
         self.costs.close()
         self.jobs.shutdown()
-        self.store.client.close()
+        self.store.close()
         self.db.dispose()
 
 

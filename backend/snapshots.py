@@ -125,16 +125,6 @@ def _vector_struct(vec: dict) -> Any:
     return {k: models.SparseVector(**v) if isinstance(v, dict) else v for k, v in vec.items()}
 
 
-def _vector_config(store: VectorStore, collection: str) -> dict:
-    params = store.client.get_collection(collection).config.params
-    dense = params.vectors if isinstance(params.vectors, dict) else {"": params.vectors}
-    return {
-        "vectors": {k: {"size": v.size, "distance": getattr(v.distance, "value", v.distance)} for k, v in dense.items() if v},
-        "sparse_vectors": {k: {"modifier": getattr(v.modifier, "value", v.modifier)}
-                           for k, v in (params.sparse_vectors or {}).items()},
-    }
-
-
 def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -341,7 +331,7 @@ class SnapshotStore:
             if row and row["status"] == BUILDING:
                 raise InputError(f"{collection} is still being built")
             aliases = sorted(a for a, c in self.store.aliases().items() if c == collection)
-            meta = {"version": _jsonable(row), "config": _vector_config(self.store, collection)}
+            meta = {"version": _jsonable(row), "config": self.store.describe(collection).config}
             family = row["family"] if row else re.sub(r"_v\d+$", "", collection)
             info = self._native(collection, aliases, meta) if kind == NATIVE else self._portable(collection, aliases, meta)
             values = dict(info, collection=collection, family=family, kind=kind, aliases=aliases, meta=meta,
@@ -367,15 +357,9 @@ class SnapshotStore:
                     gz.write(line)
 
                 emit(header)
-                offset = None
-                while True:
-                    recs, offset = self.store.client.scroll(collection, limit=BATCH, offset=offset,
-                                                            with_payload=True, with_vectors=True)
-                    for r in recs:
-                        emit({"id": r.id, "vector": _vector_json(r.vector), "payload": r.payload or {}})
-                        n += 1
-                    if offset is None:
-                        break
+                for r in self.store.records(collection, BATCH):
+                    emit({"id": r.id, "vector": _vector_json(r.vector), "payload": r.payload or {}})
+                    n += 1
                 gz.write(_line({"end": True, "n_points": n, "sha256": h.hexdigest()}))
             os.replace(tmp, path)  # a crash mid-write leaves a .part file, never a half snapshot
         except Exception as exc:
@@ -393,11 +377,7 @@ class SnapshotStore:
     def _native(self, collection: str, aliases: list[str], meta: dict) -> dict:
         if not self.server:
             raise InputError("native snapshots need a Qdrant server (QDRANT_URL); local mode writes portable snapshots")
-        try:
-            desc = self.store.client.create_snapshot(collection, wait=True)
-        except Exception as exc:
-            raise DependencyError(f"creating a snapshot of {collection} failed: {exc}", part="vector store") from exc
-        assert desc is not None
+        desc = self.store.create_snapshot(collection)
         return {"name": f"{collection}/{desc.name}", "path": desc.name, "size": desc.size, "sha256": desc.checksum or "",
                 "n_points": self.store.count(collection)}
 
@@ -499,13 +479,7 @@ class SnapshotStore:
         self._register(actor, name, version, family, header, f"{RESTORE_SOURCE}{file.name} of {header['collection']}")
         n = 0
         try:
-            self.store.client.create_collection(
-                name,
-                vectors_config={k: models.VectorParams(size=v["size"], distance=models.Distance(v["distance"]))
-                                for k, v in config["vectors"].items()},
-                sparse_vectors_config={k: models.SparseVectorParams(modifier=models.Modifier(v["modifier"]) if v.get("modifier") else None)
-                                       for k, v in config.get("sparse_vectors", {}).items()},
-            )
+            self.store.create_configured(name, config)
             batch: list[models.PointStruct] = []
             h = hashlib.sha256()
             for lineno, raw, obj in _points(file):
@@ -587,6 +561,6 @@ class SnapshotStore:
             if snap.kind == PORTABLE:
                 Path(snap.path).unlink(missing_ok=True)
             elif self.server:
-                self.store.client.delete_snapshot(snap.collection, snap.path, wait=True)
+                self.store.delete_snapshot(snap.collection, snap.path)
             with self.db.begin() as conn:
                 conn.execute(snapshots.delete().where(snapshots.c.id == snapshot_id))

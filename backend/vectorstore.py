@@ -52,6 +52,17 @@ class Hit:
     payload: dict  # as stored (either format): `chunk_payload` gives one shape, for the few hits kept
 
 
+@dataclass
+class CollectionShape:
+    points: int
+    vectors: dict[str, dict]  # name -> {"size", "distance"}
+    sparse_vectors: dict[str, dict]  # name -> {"modifier"}
+
+    @property
+    def config(self) -> dict:
+        return {"vectors": self.vectors, "sparse_vectors": self.sparse_vectors}
+
+
 def open_client(settings: Settings) -> QdrantClient:
     """Qdrant server when QDRANT_URL is set, else local mode on disk (one process per folder)."""
     try:
@@ -112,14 +123,38 @@ class VectorStore:
         return f"{family}_v{n}", n
 
     def create_collection(self, name: str, dim: int) -> None:
+        """A collection as ingestion writes it: cosine `dense` vectors of `dim`, BM25 `sparse` with IDF."""
+        self.create_configured(name, {"vectors": {DENSE: {"size": dim, "distance": models.Distance.COSINE.value}},
+                                      "sparse_vectors": {SPARSE: {"modifier": models.Modifier.IDF.value}}})
+
+    def create_configured(self, name: str, config: dict) -> None:
+        """A collection from a vector configuration as `describe` gives it (a snapshot's header holds one)."""
         try:
             self.client.create_collection(
                 name,
-                vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                vectors_config={k: models.VectorParams(size=v["size"], distance=models.Distance(v["distance"]))
+                                for k, v in config["vectors"].items()},
+                sparse_vectors_config={k: models.SparseVectorParams(
+                    modifier=models.Modifier(v["modifier"]) if v.get("modifier") else None)
+                    for k, v in config.get("sparse_vectors", {}).items()},
             )
         except Exception as exc:
             raise _wrap(exc, f"creating collection {name}") from exc
+
+    def describe(self, collection: str) -> CollectionShape:
+        """Point count and vector configuration, as plain JSON values."""
+        try:
+            info = self.client.get_collection(collection)
+        except Exception as exc:
+            raise _wrap(exc, f"reading the configuration of {collection}") from exc
+        params = info.config.params
+        dense = params.vectors if isinstance(params.vectors, dict) else {"": params.vectors}
+        return CollectionShape(
+            points=info.points_count or 0,
+            vectors={k: {"size": v.size, "distance": getattr(v.distance, "value", v.distance)}
+                     for k, v in dense.items() if v},
+            sparse_vectors={k: {"modifier": getattr(v.modifier, "value", v.modifier)}
+                            for k, v in (params.sparse_vectors or {}).items()})
 
     def delete_collection(self, name: str) -> None:
         try:
@@ -173,6 +208,38 @@ class VectorStore:
         return QdrantVectorStore(collection_name=collection, client=self.client, enable_hybrid=True,
                                  sparse_doc_fn=sparse_doc, sparse_query_fn=sparse_query,
                                  dense_vector_name=DENSE, sparse_vector_name=SPARSE, batch_size=batch_size)
+
+    def records(self, collection: str, batch: int = 256) -> Iterator[models.Record]:
+        """Every point as stored (id, every vector, payload in its own format), page by page: what a
+        portable snapshot copies."""
+        offset = None
+        while True:
+            try:
+                recs, offset = self.client.scroll(collection, limit=batch, offset=offset, with_payload=True,
+                                                  with_vectors=True)
+            except Exception as exc:
+                raise _wrap(exc, f"reading {collection}") from exc
+            yield from recs
+            if offset is None:
+                return
+
+    def create_snapshot(self, collection: str) -> models.SnapshotDescription:
+        """A Qdrant snapshot of the collection (a server: local mode has none)."""
+        try:
+            desc = self.client.create_snapshot(collection, wait=True)
+        except Exception as exc:
+            raise _wrap(exc, f"creating a snapshot of {collection}") from exc
+        assert desc is not None  # wait=True returns the description
+        return desc
+
+    def delete_snapshot(self, collection: str, name: str) -> None:
+        try:
+            self.client.delete_snapshot(collection, name, wait=True)
+        except Exception as exc:
+            raise _wrap(exc, f"deleting snapshot {name} of {collection}") from exc
+
+    def close(self) -> None:
+        self.client.close()
 
     def scroll(self, collection: str, query_filter: models.Filter | None = None, fields: list[str] | None = None,
                batch: int = 512) -> Iterator[tuple[str, dict]]:

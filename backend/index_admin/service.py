@@ -10,7 +10,6 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -32,7 +31,7 @@ from backend.releases import ReleaseManager, check_reason
 from backend.settings import Settings
 from backend.sources import load_source
 from backend.text import check_text, column_length
-from backend.vectorstore import DENSE, VectorStore
+from backend.vectorstore import DENSE, CollectionShape, VectorStore
 from backend.versions import BUILDING, FAILED, READY, IndexRegistry
 
 DELETED = "deleted"
@@ -98,18 +97,13 @@ def _collection(name: object, field: str = "the index version") -> str:
     return check_text(name, field, max_chars=column_length(index_versions.c.collection))
 
 
-def _vectors(info: Any) -> tuple[str, int | None]:
-    """'dense 384 Cosine + sparse (idf)' from a CollectionInfo."""
-    params = info.config.params
-    parts, dim = [], None
-    dense = params.vectors.get(DENSE) if isinstance(params.vectors, dict) else params.vectors
-    if dense is not None:
-        dim = dense.size
-        parts.append(f"{DENSE} {dense.size} {dense.distance.value if hasattr(dense.distance, 'value') else dense.distance}")
-    for name, sp in (params.sparse_vectors or {}).items():
-        mod = getattr(sp.modifier, "value", sp.modifier)
-        parts.append(f"{name}" + (f" ({mod})" if mod and mod != "none" else ""))
-    return " + ".join(parts), dim
+def _vectors(shape: CollectionShape) -> tuple[str, int | None]:
+    """'dense 384 Cosine + sparse (idf)' and the dense size, from a collection's shape."""
+    dense = shape.vectors.get(DENSE) or shape.vectors.get("")
+    parts = [f"{DENSE} {dense['size']} {dense['distance']}"] if dense else []
+    parts += [name + (f" ({v['modifier']})" if v["modifier"] and v["modifier"] != "none" else "")
+              for name, v in shape.sparse_vectors.items()]
+    return " + ".join(parts), dense["size"] if dense else None
 
 
 class IndexAdmin:
@@ -146,9 +140,9 @@ class IndexAdmin:
                 continue
             points, vectors, dim = None, "", row["dim"] if row else None
             if name in in_store:
-                info = self.store.client.get_collection(name)
-                points = info.points_count
-                vectors, dim = _vectors(info)
+                shape = self.store.describe(name)
+                points = shape.points
+                vectors, dim = _vectors(shape)
             status = (row["status"] if row else "unregistered") if name in in_store or (row and row["status"] == DELETED) \
                 else "missing"
             m = pattern.match(name)
