@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from apptest_kit import STACK_ENV
 from services import _http_ok, _wait_ready, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,9 +24,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Settings of the shell that would point a test console at a production part or change its demo build
-STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL",
-             "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS", "DEMO_DOCS", "EMBEDDING_BATCH_SIZE", "PROMETHEUS_URL",
-             "METRICS_PORT", "ALERT_WEBHOOK_URL")
 DEFAULT_PAGE = "status"  # served at "/"
 
 

@@ -23,7 +23,7 @@ from console import state
 from console.ab_view import diff_rows, offline_metric_rows
 from corpus import cut_dataset
 from actors import Actor, api_key, user
-from test_console_apptest import APP, console_config, wait_ready
+from apptest_kit import APP, console_config, wait_ready
 
 PAGE = "../pages/ab.py"
 SET = "scifact-small"

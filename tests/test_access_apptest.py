@@ -26,6 +26,7 @@ from backend.services import Services
 from backend.settings import Settings, get_settings
 from console import state
 from console.auth import LOCAL_ADMIN
+from apptest_kit import STACK_ENV
 from corpus import cut_dataset
 from ledger_fixtures import cost_stack
 from services import HOST, free_port
@@ -33,8 +34,6 @@ from services import HOST, free_port
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "console" / "navigation.py")
 INDEX_PAGE, COSTS_PAGE, ACCESS_PAGE = "../pages/index_admin.py", "../pages/costs.py", "../pages/access.py"
-STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL",
-             "DATABASE_URL", "INDEX_ALIAS", "PROMETHEUS_URL", "METRICS_PORT", "AUTH_SECRET", "OIDC_ROLES")
 WEBHOOK = "https://hooks.example.com/services/T000/B000/s3cr3tT0ken?sig=abc123"
 VIEWER = {"is_logged_in": True, "email": "viewer@example.com", "name": "Vera"}
 OIDC_ENV = {"AUTH_MODE": "oidc", "OIDC_ROLES": "viewer@example.com=viewer,admin@example.com=admin",

@@ -11,7 +11,6 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-from llama_index.core.postprocessor import LLMRerank, SimilarityPostprocessor
 
 from actors import system_actor
 from backend.ab_online import offline_diff, start_offline
@@ -24,31 +23,14 @@ from backend.ledger.store import ledger
 from backend.policy import Policy, parse_policy
 from backend.services import Services
 from backend.sources import load_source
-from bench.retrieval import plain_pipeline
-from test_index_admin_support import TOPICS, fresh_services, write_dataset
+from index_support import TOPICS, fresh_services, write_dataset
+from team_factories import BUILDS
 
 PLAIN = "bench.retrieval:plain_pipeline"
-COUNTING = "test_byo_pipeline:counting_pipeline"
-LLM_RERANK = "test_byo_pipeline:llm_rerank"
-CUTOFF = "test_byo_pipeline:fused_score_cutoff"
+COUNTING = "team_factories:counting_pipeline"
+LLM_RERANK = "team_factories:llm_rerank"
+CUTOFF = "team_factories:fused_score_cutoff"
 OPS = system_actor("byo-test")
-BUILDS: list[str] = []
-
-
-def counting_pipeline(ctx):  # noqa: ANN001, ANN201 - a factory as a team writes one
-    """The plain pipeline, counting its builds (the engine must not build per question)."""
-    BUILDS.append(ctx.alias)
-    return plain_pipeline(ctx)
-
-
-def llm_rerank(ctx):  # noqa: ANN001, ANN201 - a postprocessor factory as a team writes one
-    """LlamaIndex's own LLM reranker on the policy's LLM: it sends no rerank events, only LLM calls."""
-    return LLMRerank(llm=ctx.llm, top_n=ctx.policy.top_k)
-
-
-def fused_score_cutoff(ctx):  # noqa: ANN001, ANN201
-    """LlamaIndex's similarity filter: a postprocessor that calls no model at all."""
-    return SimilarityPostprocessor(similarity_cutoff=0.025)
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from backend.settings import PROJECT_ROOT
+from index_support import run
 
 KEYS = {"recall@5", "recall@10", "ndcg@10", "mrr@10", "recall@100", "p50_ms", "p95_ms", "n_queries"}
-
-
-def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "DATA_DIR": str(data_dir), "OPENBLAS_NUM_THREADS": "1", **env}
-    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL"):
-        full_env.pop(key, None)
-    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=600)
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:

@@ -4,10 +4,7 @@ in-process embeddings, SQLite. Services are cached per process, so every configu
 (extractive, unreachable LLM, real LLM) resets the console state and reuses the same index."""
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -17,75 +14,11 @@ from backend.db import make_engine
 from backend.policy import PolicyStore
 from backend.ledger.journal import WriteJournal
 from backend.traces import TraceRows, TraceStore
+from apptest_kit import APP, CHAT, ask, chat_page, console_config, data_dir, extractive, wait_ready  # noqa: F401 - fixtures
 from console import state
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "console" / "navigation.py")
-CHAT = "../pages/chat.py"  # AppTest takes page paths relative to the entry script
 ENGLISH_Q = "5% of perinatal mortality is due to low birth weight."
 CHINESE_Q = "尚恩·菲南在校时为什么会有“矮冬瓜”这个绰号？"
-# Settings that would change the stack if the developer's shell had them.
-STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LLM_MODEL", "LLM_TIMEOUT_S", "LLM_MAX_RETRIES", "REDIS_URL",
-             "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL", "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS")
-
-
-@contextmanager
-def console_config(data_dir: Path, **env: str) -> Iterator[None]:
-    """Environment for the console's settings, with fresh services before and released after
-    (the local Qdrant folder admits one client at a time)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in STACK_ENV:
-            mp.delenv(name, raising=False)
-        mp.setenv("DATA_DIR", str(data_dir))
-        mp.setenv("DEMO_DOCS", "20")
-        for name, value in env.items():
-            mp.setenv(name, value)
-        state.reset()
-        try:
-            yield
-        finally:
-            state.reset()
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("console-data")
-
-
-@pytest.fixture(scope="module")
-def extractive(data_dir: Path) -> Iterator[Path]:
-    """No LLM configured: answers are extractive. The first test to use it builds the index."""
-    with console_config(data_dir):
-        yield data_dir
-
-
-def wait_ready(at: AppTest, timeout_s: float = 240) -> AppTest:
-    """Rerun until the first-start build is over (AppTest does not run timed fragments)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        at.run()
-        assert not at.exception, at.exception
-        errors = [e.value for e in at.error]
-        assert not errors, errors
-        if not any("First start" in e.value for e in at.info):
-            return at
-        assert time.monotonic() < deadline, "the demo index was not built in time"
-        time.sleep(0.5)
-
-
-def chat_page(query_params: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query_params or {})
-    wait_ready(at)
-    at.switch_page(CHAT).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def ask(at: AppTest, question: str):  # noqa: ANN201 - console.chat.Turn
-    at.chat_input[0].set_value(question).run()
-    assert not at.exception, at.exception
-    return at.session_state["chat.history"][-1]
 
 
 def markdown(at: AppTest) -> str:
@@ -251,7 +184,7 @@ def test_bad_input_is_a_readable_message(extractive: Path, question: str, messag
 def test_a_listed_postprocessor_replaces_the_rerank_stage(extractive: Path) -> None:
     """The policy panel offers PIPELINE_FACTORIES as postprocessors; the chosen one reranks the answer's
     sources (its scores shown as the rerank score) and is off while a pipeline is chosen."""
-    ref = "test_byo_pipeline:fused_score_cutoff"
+    ref = "team_factories:fused_score_cutoff"
     with console_config(extractive, PIPELINE_FACTORIES=ref):
         at = chat_page()
         box = at.selectbox(key="chat.postprocessor")

@@ -15,7 +15,7 @@ from backend.db import make_engine, migrate
 from backend.embedding_cache import EmbeddingCache, text_key
 from backend.policy import Policy
 from backend.sources import load_source
-from test_index_admin_support import TOPICS, cli, fresh_services, write_folder
+from index_support import TOPICS, cli, fresh_services, write_folder
 
 TESTER = system_actor("test")
 CHANGED = ("# bread\n\nRye bread is leavened with a sour starter and baked in a heavy tin for a dense crumb.\n",

@@ -30,7 +30,7 @@ from backend.policy import Policy
 from backend.services import Services
 from backend.settings import PROJECT_ROOT
 from actors import Role, user
-from test_index_admin_support import TOPICS, cli, cli_env, fresh_services, write_folder
+from index_support import TOPICS, cli, cli_env, fresh_services, write_folder
 
 ANN = user("ann", Role.admin)
 ALIAS = "rag_chunks"

@@ -23,8 +23,8 @@ from console.auth import LOCAL_ADMIN
 from console.eval_view import diff_item_rows, filter_items, metrics_figure, metrics_frame, runs_rows
 from console.markup import escape_md
 from actors import user
-from test_console_apptest import APP, console_config, wait_ready
-from test_judge import RELEVANCY, scripted
+from apptest_kit import APP, console_config, wait_ready
+from judge_script import RELEVANCY, scripted
 
 GOLDEN = "../pages/golden_sets.py"
 RUNS = "../pages/eval_runs.py"

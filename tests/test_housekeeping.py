@@ -23,9 +23,9 @@ from backend.budgets import budget_events
 from backend.db import make_engine, migrate
 from backend.housekeeping import LEASE, Housekeeping
 from backend.leases import leases, release, try_acquire
+from apptest_kit import APP, COSTS as PAGE, STACK_ENV
 from console import state
 from ledger_fixtures import cost_stack, seed_console
-from test_ledger_page import APP, PAGE, STACK_ENV
 
 TICK_S = 0.25
 

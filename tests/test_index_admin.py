@@ -26,7 +26,7 @@ from backend.policy import Policy
 from backend.services import Services
 from backend.settings import PROJECT_ROOT
 from actors import Role, user
-from test_index_admin_support import TOPICS, ControlledEmbedder, fresh_services, write_dataset, write_folder
+from index_support import TOPICS, ControlledEmbedder, fresh_services, write_dataset, write_folder
 
 ALIAS = "rag_chunks"
 ANN = user("ann", Role.admin)  # rebuilds, promotes, rolls back and deletes versions

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import run  # the project's CLI runner: clean env, DATA_DIR, real subprocess
-from test_index_admin_support import TOPICS, write_dataset
+from index_support import TOPICS, run, write_dataset
 
 
 @pytest.mark.slow  # a dozen CLI processes, each loading the stack (~5 s apiece on 2 busy cores)

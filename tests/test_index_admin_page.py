@@ -15,14 +15,13 @@ from streamlit.testing.v1 import AppTest
 from backend.services import Services
 from console import state
 from console.auth import LOCAL_ADMIN
+from apptest_kit import STACK_ENV
 from corpus import cut_dataset
-from test_index_admin_support import write_dataset
+from index_support import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "console" / "navigation.py")
 PAGE = "../pages/index_admin.py"  # relative to the entry script
-STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL",
-             "DATABASE_URL", "INDEX_ALIAS")
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +190,7 @@ def test_refusals_are_readable(console: Path) -> None:
 
 def test_cancel_from_the_progress_panel(console: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from backend.chunking import ChunkingParams
-    from test_index_admin_support import ControlledEmbedder
+    from index_support import ControlledEmbedder
 
     svc = services()
     svc.ingestor.vectors.clear()  # these chunk texts were embedded before: without this nothing would be embedded

@@ -10,7 +10,7 @@ from pathlib import Path
 from backend.policy import Policy
 from backend.vectorstore import DENSE, chunk_payload
 from actors import Role, user
-from test_index_admin_support import TOPICS, fresh_services, write_folder
+from index_support import TOPICS, fresh_services, write_folder
 
 ALIAS = "rag_chunks"
 ANN = user("ann", Role.admin)

@@ -17,7 +17,7 @@ from backend.sources import load_source
 from backend.vectorstore import LLAMAINDEX, NATIVE, NODE_CONTENT
 from bench.stages import write_native_copy
 from corpus import SHARED
-from test_index_admin_support import fresh_services, write_folder
+from index_support import fresh_services, write_folder
 
 TESTER = system_actor("test")
 

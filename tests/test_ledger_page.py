@@ -17,14 +17,10 @@ from backend.db import make_engine
 from backend.ledger.queries import SOURCES, Filters, LedgerQueries, TimeRange
 from backend.ledger.store import ledger
 from console import costs_view, kit, state
+from apptest_kit import APP, COSTS, STACK_ENV
 from ledger_fixtures import seed_console
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "console" / "navigation.py")
-PAGE = "../pages/costs.py"
-STACK_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LLM_MODEL", "REDIS_URL", "QDRANT_URL", "EMBEDDING_BASE_URL",
-             "RERANK_URL", "DATABASE_URL", "INDEX_ALIAS", "DEMO_CORPUS", "PROMETHEUS_URL", "METRICS_PORT",
-             "ALERT_WEBHOOK_URL")
+PAGE = COSTS
 
 
 @pytest.fixture(scope="module")

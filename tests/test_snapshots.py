@@ -22,7 +22,7 @@ from backend.policy import Policy
 from backend.services import Services
 from backend.snapshots import MAX_LINE_BYTES, SUFFIX, SnapshotError, SnapshotStore, verify_portable
 from actors import Role, user
-from test_index_admin_support import TOPICS, fresh_services, write_dataset, write_folder
+from index_support import TOPICS, fresh_services, write_dataset, write_folder
 
 ALIAS = "rag_chunks"
 ANN = user("ann", Role.admin)  # builds, promotes, snapshots and deletes versions

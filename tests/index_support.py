@@ -1,4 +1,4 @@
-"""Helpers for the index admin tests (no tests here): a tiny corpus of short, distinct
+"""Helpers for the index and command-line tests (no tests here): a tiny corpus of short, distinct
 documents with questions and gold ids, fresh Services on a private data folder, and an
 embedder wrapper that can pause or fail between batches."""
 from __future__ import annotations
@@ -103,3 +103,13 @@ class ControlledEmbedder:
             assert self.release.wait(60), "the test never released the embedder"
         self.calls += 1
         return self.real(texts)
+
+
+def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess:
+    """`python -m backend ARGS` on `data_dir` with the embedding defaults (unlike `cli`: batch size and
+    ingest roots as a user has them), no external service; `env` adds settings."""
+    full_env = {**os.environ, "DATA_DIR": str(data_dir), "OPENBLAS_NUM_THREADS": "1", **env}
+    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL"):
+        full_env.pop(key, None)
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=600)
