@@ -253,12 +253,20 @@ class QueryEngine:
                 call.retrieve_ms, call.total_ms = latency.get("retrieve"), ctx.elapsed_ms()
             self._record(ctx, call)
 
+    def embed_model(self) -> LlamaEmbedding:
+        """The embedder as a LlamaIndex `BaseEmbedding` (questions, teams' pipelines), made on first use."""
+        if self._embed_model is None:
+            from backend.stages import LlamaEmbedding
+
+            self._embed_model = LlamaEmbedding(self.embedder)
+        return self._embed_model
+
     def pipelines(self) -> Pipelines:
         """The teams' pipelines, built on first use (most processes serve none)."""
         if self._pipelines is None:
             from backend.pipelines import Pipelines
 
-            self._pipelines = Pipelines(self.settings, self.store.client, self.embedder, self.generator)
+            self._pipelines = Pipelines(self.settings, self.store.client, self.embed_model(), self.generator)
         return self._pipelines
 
     def _run_pipeline(self, ctx: RequestContext, q: str, policy: Policy, collection: str, filters: dict | None,
@@ -288,20 +296,19 @@ class QueryEngine:
         from llama_index.core.schema import QueryBundle
 
         from backend.instrumentation import collecting
-        from backend.stages import HybridRetriever, LlamaEmbedding, Rerank
+        from backend.stages import HybridRetriever, Rerank
 
         mode = policy.retrieval_mode
         reranked = policy.rerank or policy.postprocessor is not None
         keep = max(policy.top_k, policy.rerank_candidates if reranked else 0)
         retriever = HybridRetriever(self.store, collection, mode, policy.fusion,
                                     max(policy.candidates, keep), keep, payload_filter(filters))
-        if self._embed_model is None:
-            self._embed_model = LlamaEmbedding(self.embedder)
-        qvec = None
+        qvec = embedding = None
         with collecting(latency, lambda call: self._record(ctx, call)):  # stage times and model calls
             if mode in ("dense", "hybrid") or policy.rerank:  # a BaseEmbedding: timed and metered by its events
-                qvec = np.asarray(self._embed_model.get_query_embedding(q), dtype=np.float32)
-            query = QueryBundle(q, embedding=qvec.tolist() if qvec is not None else None)
+                embedding = self.embed_model().get_query_embedding(q)
+                qvec = np.asarray(embedding, dtype=np.float32)
+            query = QueryBundle(q, embedding=embedding)
             nodes = retriever.retrieve(query)
             if policy.postprocessor and nodes:
                 nodes = self.pipelines().postprocess(policy, self.index_of(policy), nodes, query, latency)

@@ -25,13 +25,11 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from qdrant_client import QdrantClient
 
-from backend.embeddings import Embedder
 from backend.errors import DependencyError, RagError
 from backend.generation import Generator
 from backend.instrumentation import collecting
 from backend.ledger.calls import ModelCall
 from backend.llamaindex import GeneratorLLM
-from backend.stages import LlamaEmbedding
 from backend.policy import Policy, check_factories
 from backend.settings import Settings
 
@@ -74,10 +72,10 @@ class Pipelines:
     """Built pipelines, cached per (factory, index, policy content): a factory runs once, not per
     question. The policy is part of the key because factories read its knobs (top_k, model)."""
 
-    def __init__(self, settings: Settings, client: QdrantClient, embedder: Embedder, generator: Generator,
+    def __init__(self, settings: Settings, client: QdrantClient, embed_model: BaseEmbedding, generator: Generator,
                  max_items: int = 32):
-        self.settings, self.client, self.generator = settings, client, generator
-        self.embed_model = LlamaEmbedding(embedder)
+        """`embed_model`: the engine's embedder as a `BaseEmbedding` (query vectors match the index)."""
+        self.settings, self.client, self.embed_model, self.generator = settings, client, embed_model, generator
         self._built: LRUCache = LRUCache(max_items)
         self._lock = threading.Lock()
 

@@ -212,11 +212,14 @@ class VectorStore:
     def records(self, collection: str, batch: int = 256) -> Iterator[models.Record]:
         """Every point as stored (id, every vector, payload in its own format), page by page: what a
         portable snapshot copies."""
+        return self._pages(collection, batch, with_payload=True, with_vectors=True)
+
+    def _pages(self, collection: str, batch: int, **query: object) -> Iterator[models.Record]:
+        """The one paged walk through a collection (`query`: scroll_filter, with_payload, with_vectors)."""
         offset = None
         while True:
             try:
-                recs, offset = self.client.scroll(collection, limit=batch, offset=offset, with_payload=True,
-                                                  with_vectors=True)
+                recs, offset = self.client.scroll(collection, limit=batch, offset=offset, **query)  # type: ignore[arg-type]
             except Exception as exc:
                 raise _wrap(exc, f"reading {collection}") from exc
             yield from recs
@@ -246,17 +249,8 @@ class VectorStore:
         """(point id, payload as `chunk_payload` gives it) of every point matching the filter, page by
         page; `fields` limits the payload to those keys (None: all of it)."""
         want: bool | list[str] = True if fields is None else [*fields, NODE_CONTENT] if "text" in fields else fields
-        offset = None
-        while True:
-            try:
-                recs, offset = self.client.scroll(collection, scroll_filter=query_filter, limit=batch, offset=offset,
-                                                  with_payload=want, with_vectors=False)
-            except Exception as exc:
-                raise _wrap(exc, f"reading {collection}") from exc
-            for r in recs:
-                yield str(r.id), chunk_payload(r.payload or {})
-            if offset is None:
-                return
+        for r in self._pages(collection, batch, scroll_filter=query_filter, with_payload=want, with_vectors=False):
+            yield str(r.id), chunk_payload(r.payload or {})
 
     def existing(self, collection: str, point_ids: list[str]) -> dict[str, str]:
         """point id -> stored text hash, for the ids that are already in the collection."""
