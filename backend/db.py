@@ -60,7 +60,7 @@ index_versions = sa.Table(
     # who builds a 'building' version (host:pid) and when it last showed life: jobs.py fails dead ones
     sa.Column("owner", sa.String(300), nullable=False, server_default="", default=lambda: process_owner()),
     sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
-    # payload format of its points (backend/vectorstore.py): native | llamaindex (migration 0015_index_format)
+    # payload format of its points (backend/engine/vectorstore.py): native | llamaindex (migration 0015_index_format)
     sa.Column("format", sa.String(20), nullable=False, server_default="native"),
     info={"owned": {"active": ("building",), "failed": "failed", "action": "index.build"}},
 )
@@ -83,12 +83,57 @@ traces = sa.Table(
 )
 
 
+# evaluation runs (backend.evaluation.runs): here so the job runner finds them among the owned records
+eval_runs = sa.Table(
+    "eval_runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("golden_set", sa.String(200), nullable=False),
+    sa.Column("golden_version", sa.Integer, nullable=False),
+    sa.Column("policy", sa.String(200), nullable=False),
+    sa.Column("policy_spec", sa.JSON, nullable=False),
+    sa.Column("index", sa.String(200), nullable=False),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("n_items", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("done_items", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("unresolved", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("judge", sa.String(200), nullable=False, server_default=""),  # judge model; "" = not judged
+    # who runs a 'running' run (host:pid) and when it last showed life: backend.background.jobs fails the runs of dead owners
+    sa.Column("owner", sa.String(300), nullable=False, server_default="", default=lambda: process_owner()),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    info={"owned": {"active": ("running",), "failed": "failed", "action": "eval.run.finish"}},
+)
+eval_run_items = sa.Table(
+    "eval_run_items", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("eval_runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("gold", sa.JSON, nullable=False),
+    sa.Column("retrieved", sa.JSON, nullable=False),
+    sa.Column("answer", sa.Text, nullable=False, server_default=""),
+    sa.Column("answer_kind", sa.String(20), nullable=False, server_default=""),
+    sa.Column("reference_answer", sa.Text, nullable=False, server_default=""),
+    sa.Column("latency_ms", sa.Float, nullable=False, server_default="0"),
+    sa.Column("tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("judge_errors", sa.JSON, nullable=True),  # judged metric -> why the judge gave no value
+)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
 def process_owner() -> str:
-    """host:pid of this process, the owner of the long-running records it writes (backend/jobs.py
+    """host:pid of this process, the owner of the long-running records it writes (backend/background/jobs.py
     marks the records of a dead owner failed at every start)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 

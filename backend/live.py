@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 from backend.access import Actor
-from backend.ab_online import variant_stats
-from backend.engine import Answer, Retrieved, is_askers_mistake
+from backend.engine.query_engine import Answer, Retrieved, is_askers_mistake
 from backend.errors import BudgetExceeded, RagError
+from backend.releases.online import variant_stats
 
 if TYPE_CHECKING:
     from backend.services import Services

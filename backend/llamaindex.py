@@ -9,29 +9,24 @@ apply to their calls too; every score the engine keeps travels in each node's me
     response = engine.query("Does aspirin reduce heart attack risk?")
     print(response, [n.metadata["doc_id"] for n in response.source_nodes])
 
-The engine's own stages are LlamaIndex components as well (backend/stages.py).
+The engine's own stages are LlamaIndex components as well (backend/engine/stages.py).
 """
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.base.llms.types import (ChatMessage, ChatResponse, ChatResponseGen, CompletionResponse,
-                                              CompletionResponseGen, LLMMetadata, MessageRole)
 from llama_index.core.base.response.schema import RESPONSE_TYPE, Response, StreamingResponse
-from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-from pydantic import PrivateAttr
 
 from backend.access import Actor, system_actor
-from backend.engine import Answer, Retrieved, SourceChunk
-from backend.stages import LlamaEmbedding  # noqa: F401 - exported here too, beside the engine's classes
-from backend.generation import Generator, Usage
+from backend.engine.llm import GeneratorLLM  # noqa: F401 - exported here too, beside the engine's classes
+from backend.engine.policy import Policy
+from backend.engine.query_engine import Answer, Retrieved, SourceChunk
+from backend.engine.stages import LlamaEmbedding  # noqa: F401 - exported here too
 from backend.live import route, stream_live
-from backend.policy import Policy
 
 if TYPE_CHECKING:
     from backend.services import Services
@@ -148,69 +143,3 @@ def _last(events: Iterator[Retrieved | str | Answer]) -> Answer:
             answer = event
     assert answer is not None, "the engine ended without an answer"
     return answer
-
-
-# --- our models as LlamaIndex models (a team's own pipeline gets these, see backend/pipelines.py) ------------
-class GeneratorLLM(CustomLLM):
-    """Our OpenAI-compatible generator as a LlamaIndex LLM, so a team's pipeline uses the endpoint,
-    timeouts and retries of OPENAI_BASE_URL without llama-index-llms-openai. The usage the endpoint
-    reports rides in `raw["usage"]`, where the instrumentation handler reads it for the ledger."""
-
-    model: str
-    temperature: float = 0.1
-    max_tokens: int = 512
-    _generator: Generator = PrivateAttr()
-
-    def __init__(self, generator: Generator, model: str, temperature: float = 0.1, max_tokens: int = 512) -> None:
-        super().__init__(model=model, temperature=temperature, max_tokens=max_tokens)
-        self._generator = generator
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(model_name=self.model, num_output=self.max_tokens, is_chat_model=True)
-
-    def _stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage]:
-        plain = [{"role": m.role.value, "content": m.content or ""} for m in messages]
-        return self._generator.stream(plain, [], "", self.model, self.temperature, self.max_tokens)
-
-    def _deltas(self, messages: Sequence[ChatMessage]) -> Iterator[tuple[str, str, dict]]:
-        """(delta, text so far, raw) per piece; raw holds the usage once the stream reports it."""
-        text, raw = "", {"model": self.model}
-        for piece in self._stream(messages):
-            if isinstance(piece, Usage):
-                raw = {"model": piece.model, "usage": {"prompt_tokens": piece.prompt_tokens,
-                                                       "completion_tokens": piece.completion_tokens}}
-                yield "", text, raw
-            else:
-                text += piece
-                yield piece, text, raw
-
-    @llm_chat_callback()
-    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        text, raw = "", {}
-        for _, text, raw in self._deltas(messages):
-            pass
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), raw=raw)
-
-    @llm_chat_callback()
-    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        def gen() -> ChatResponseGen:
-            for delta, text, raw in self._deltas(messages):
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta, raw=raw)
-
-        return gen()
-
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        text, raw = "", {}
-        for _, text, raw in self._deltas([ChatMessage(role=MessageRole.USER, content=prompt)]):
-            pass
-        return CompletionResponse(text=text, raw=raw)
-
-    @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        def gen() -> CompletionResponseGen:
-            for delta, text, raw in self._deltas([ChatMessage(role=MessageRole.USER, content=prompt)]):
-                yield CompletionResponse(text=text, delta=delta, raw=raw)
-
-        return gen()

@@ -9,30 +9,30 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from backend.access.audit import AuditLog
 from backend.access.service import AccessStore
-from backend.audit import AuditLog
-from backend.cache import MemoryCache, RedisCache
+from backend.background.housekeeping import Housekeeping
+from backend.background.jobs import JobRunner
 from backend.db import make_engine, migrate
-from backend.embedding_cache import EmbeddingCache
-from backend.embeddings import Embedder, make_embedder
-from backend.engine import QueryEngine
-from backend.eval_runs import EvalRuns
-from backend.generation import make_generator
-from backend.golden import GoldenSets
-from backend.housekeeping import Housekeeping
-from backend.index_admin import IndexAdmin
-from backend.ingest import Ingestor
-from backend.jobs import JobRunner
-from backend.judge import Judge
+from backend.engine.answer_cache import MemoryCache, RedisCache
+from backend.engine.embeddings import Embedder, make_embedder
+from backend.engine.generation import make_generator
+from backend.engine.policy import PolicyStore
+from backend.engine.query_engine import QueryEngine
+from backend.engine.rerank import make_reranker
+from backend.engine.vectorstore import VectorStore, open_client
+from backend.evaluation.golden import GoldenSets
+from backend.evaluation.judge import Judge
+from backend.evaluation.runs import EvalRuns
+from backend.evaluation.traces import TraceRows, TraceStore
+from backend.index_admin.service import IndexAdmin
+from backend.index_admin.snapshots import SnapshotStore
+from backend.ingestion.embedding_cache import EmbeddingCache
+from backend.ingestion.ingestor import Ingestor
+from backend.ingestion.versions import IndexRegistry
 from backend.ledger.costs import Costs, build_costs
-from backend.policy import PolicyStore
-from backend.releases import ReleaseManager
-from backend.rerank import make_reranker
+from backend.releases.manager import ReleaseManager
 from backend.settings import Settings, get_settings
-from backend.snapshots import SnapshotStore
-from backend.traces import TraceRows, TraceStore
-from backend.vectorstore import VectorStore, open_client
-from backend.versions import IndexRegistry
 
 
 @dataclass

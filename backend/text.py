@@ -1,10 +1,12 @@
-"""Language-aware text helpers shared by chunking, sparse vectors and extractive answers.
+"""Language-aware text helpers shared by chunking, sparse vectors and extractive answers, and the
+checks every service applies to text and numbers it is given (`check_text`, `finite_number`).
 
 English is split into words, stop words dropped and Porter-stemmed; Chinese (and other CJK)
 becomes character unigrams plus bigrams, which needs no segmenter and scores well on CMRC.
 """
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections import Counter
@@ -124,3 +126,21 @@ def check_text(value: object, field: str, *, max_chars: int | None = None, multi
     if problem:
         raise InputError(f"{field} {problem}")
     return value  # type: ignore[return-value]  (text_problem checked it is a str)
+
+
+def finite_number(value, field: str, ceiling: float, unit: str = "") -> float:
+    """`value` as a float from 0 to `ceiling`. Refuses inf, NaN ('1e999' parses as inf), negatives
+    and absurd sizes: one infinite price turned its model's costs into NaN and disabled budgets."""
+    if isinstance(value, bool):
+        raise InputError(f"{field} '{value}' is not a number")
+    try:
+        x = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{field} '{str(value)[:40]}' is not a number") from None
+    if not math.isfinite(x):
+        raise InputError(f"{field} must be a finite number, not '{str(value)[:40]}'")
+    if x < 0:
+        raise InputError(f"{field} must be zero or more, not {x:g}")
+    if x > ceiling:
+        raise InputError(f"{field} {x:g} is above the ceiling of {ceiling:,.0f}{unit}; is it a typo?")
+    return x

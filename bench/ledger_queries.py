@@ -36,11 +36,10 @@ if str(ROOT) not in sys.path:
 
 from backend.db import make_engine, migrate  # noqa: E402
 from backend.ledger.buckets import bucket_of  # noqa: E402
+from backend.ledger.pricing import _SEED, resolve  # noqa: E402
 from backend.ledger.queries import Filters, LedgerQueries, TimeRange  # noqa: E402
-from backend.ledger.store import (  # noqa: E402
-    LedgerStore, ledger, ledger_daily, ledger_latency_daily, ledger_question_daily, question_hash,
-)
-from backend.pricing import _SEED, resolve  # noqa: E402
+from backend.ledger.store import (LedgerStore, ledger, ledger_daily, ledger_latency_daily,  # noqa: E402
+                                  ledger_question_daily, question_hash)
 
 POLICIES = {"default": "gpt-4o-mini", "fast": "gpt-4.1-nano", "deep": "gpt-4.1", "claude": "claude-sonnet-4"}
 EMBEDDING = "text-embedding-3-small"

@@ -30,17 +30,18 @@ from typing import TYPE_CHECKING, Any, Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 from backend.access import system_actor  # noqa: E402
-from backend.chunking import chunk_document  # noqa: E402
-from backend.embeddings import Embedder  # noqa: E402
-from backend.ingest import IngestProgress  # noqa: E402
-from backend.evaluation import doc_ranking, evaluate_dataset, load_queries, mrr_at, ndcg_at, recall_at  # noqa: E402
-from backend.policy import Policy  # noqa: E402
+from backend.engine.embeddings import Embedder  # noqa: E402
+from backend.engine.policy import Policy  # noqa: E402
+from backend.evaluation.dataset import evaluate_dataset  # noqa: E402
+from backend.evaluation.metrics import doc_ranking, load_queries, mrr_at, ndcg_at, recall_at  # noqa: E402
+from backend.ingestion.chunking import chunk_document  # noqa: E402
+from backend.ingestion.ingestor import IngestProgress  # noqa: E402
+from backend.ingestion.sources import load_source  # noqa: E402
 from backend.services import Services, build_services  # noqa: E402
 from backend.settings import PROJECT_ROOT, Settings  # noqa: E402
-from backend.sources import load_source  # noqa: E402
 
 if TYPE_CHECKING:
-    from backend.pipelines import Pipeline, PipelineContext
+    from backend.engine.pipelines import Pipeline, PipelineContext
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -99,7 +100,7 @@ def make_subset(src: Path, n_docs: int, n_queries: int | None, out: Path) -> Pat
 
 
 def family_of(root: Path) -> str:
-    """The alias evaluate_dataset indexes into (same rule as backend.evaluation)."""
+    """The alias evaluate_dataset indexes into (same rule as backend.evaluation.metrics)."""
     return "eval_" + re.sub(r"[^a-z0-9]+", "_", root.resolve().name.lower()).strip("_")
 
 
@@ -193,7 +194,7 @@ def build_baseline(services: Services, root: Path, folder: Path, encode_sample: 
     from pydantic import PrivateAttr
     from qdrant_client import QdrantClient
 
-    from backend.stages import LlamaEmbedding
+    from backend.engine.stages import LlamaEmbedding
 
     class E5Embedding(LlamaEmbedding):
         """Our embedding adapter (e5 'query: ' vs 'passage: ' prefixes), with the encode probe and progress."""
@@ -250,7 +251,7 @@ def plain_pipeline(ctx: PipelineContext) -> Pipeline:
     from llama_index.core import VectorStoreIndex
     from llama_index.vector_stores.qdrant import QdrantVectorStore
 
-    from backend.vectorstore import DENSE
+    from backend.engine.vectorstore import DENSE
 
     store = QdrantVectorStore(client=ctx.client, collection_name=ctx.alias, dense_vector_name=DENSE, text_key="text")
     index = VectorStoreIndex.from_vector_store(store, embed_model=ctx.embed_model)
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     if timed:  # logged now: the scoring below can be long, and the ingest figures stand on their own
         log(f"ours: ingest {res.written} chunks in {ingest_s:.0f} s net = {res.written / ingest_s:.2f} c/s; "
             f"model probe {fmt(probe.rate, '.2f')} c/s; ratio {fmt(res.written / ingest_s / probe.rate if probe.rate else None, '.2f')}")
-    report = evaluate_dataset(services, root, Policy(), actor=BENCH_ACTOR, limit=None if args.docs else args.queries)
+    report = evaluate_dataset(services.ingestor, services.engine, root, Policy(), actor=BENCH_ACTOR, limit=None if args.docs else args.queries)
     ours = Row("ours: evaluate_dataset, default policy (top 150)", len(chunks),
                res.written / ingest_s if timed else None, probe.rate, dict(report.metrics),
                note=(f"index or {res.reused} cached vectors REUSED from the data dir (ingest not timed)" if not timed else

@@ -31,19 +31,18 @@ from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 from llama_index.core.schema import QueryBundle  # noqa: E402
-
 from qdrant_client import models  # noqa: E402
 
-from backend.chunking import Chunk  # noqa: E402
-from backend.engine import SourceChunk, sources_of  # noqa: E402
-from backend.evaluation import load_queries  # noqa: E402
-from backend.policy import Policy  # noqa: E402
+from backend.engine.policy import Policy  # noqa: E402
+from backend.engine.query_engine import SourceChunk, sources_of  # noqa: E402
+from backend.engine.sparse import doc_vector, query_vector  # noqa: E402
+from backend.engine.stages import HybridRetriever, dbsf, rrf  # noqa: E402
+from backend.engine.vectorstore import DENSE, NATIVE, SPARSE, Hit, VectorStore, chunk_payload  # noqa: E402
+from backend.evaluation.metrics import load_queries  # noqa: E402
+from backend.ingestion.chunking import Chunk  # noqa: E402
+from backend.ingestion.versions import IndexRegistry  # noqa: E402
 from backend.services import build_services  # noqa: E402
 from backend.settings import PROJECT_ROOT, Settings  # noqa: E402
-from backend.sparse import doc_vector, query_vector  # noqa: E402
-from backend.stages import HybridRetriever, dbsf, rrf  # noqa: E402
-from backend.vectorstore import DENSE, NATIVE, SPARSE, Hit, VectorStore, chunk_payload  # noqa: E402
-from backend.versions import IndexRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"

@@ -13,8 +13,8 @@ from typing import Any
 import streamlit as st
 
 from backend.access import PERMISSIONS, Action, Role, can
+from backend.access.audit import AuditLog, AuditQuery, audit_csv
 from backend.access.service import AccessStore, KeyInfo, UserInfo
-from backend.audit import AuditLog, AuditQuery, audit_csv
 from console import kit
 from console.auth import current_actor, role_name
 from console.i18n import N_, t

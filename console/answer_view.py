@@ -7,8 +7,8 @@ from typing import Callable
 
 import streamlit as st
 
-from backend.engine import Answer, SourceChunk
-from backend.tokens import count_tokens
+from backend.engine.query_engine import Answer, SourceChunk
+from backend.engine.tokens import count_tokens
 from console import kit
 from console.i18n import N_, t
 from console.markup import answer_md, escape_md, latency_bar, source_card, source_urls, with_citation_badges

@@ -12,10 +12,10 @@ from typing import Any, Iterator
 
 import streamlit as st
 
-from backend.demo import demo_questions
-from backend.engine import Answer, Retrieved, SourceChunk
+from backend.engine.policy import Policy
+from backend.engine.query_engine import Answer, Retrieved, SourceChunk
 from backend.errors import RagError
-from backend.policy import Policy
+from backend.ingestion.demo import demo_questions
 from backend.services import Services
 from console import answer_view as view
 from console import state

@@ -9,9 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.access import Action, can
-from backend.chunking import ChunkingParams
-from backend.index_admin import IndexAdmin, StoredGate, VersionInfo
-from backend.jobs import DONE, FAILED, Job
+from backend.background.jobs import DONE, FAILED, Job
+from backend.index_admin.service import IndexAdmin, StoredGate, VersionInfo
+from backend.ingestion.chunking import ChunkingParams
 from backend.services import Services
 from console import kit
 from console.access_view import need

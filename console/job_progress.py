@@ -8,8 +8,8 @@ from typing import Callable
 import streamlit as st
 
 from backend.access import Action
+from backend.background.jobs import Job, JobRunner
 from backend.errors import RagError
-from backend.jobs import Job, JobRunner
 from console.access_view import need
 from console.auth import current_actor
 from console.i18n import t

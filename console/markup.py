@@ -7,7 +7,7 @@ import html
 import re
 from typing import Iterable
 
-from backend.engine import STAGES, SourceChunk
+from backend.engine.query_engine import STAGES, SourceChunk
 # The backend's own tokenizer, so highlighting marks exactly the terms that BM25 matched.
 from backend.text import TOKEN_RE, has_cjk, terms
 from console.i18n import N_, t

@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.access import Action
+from backend.engine.policy import PROMPT_TEMPLATES, Policy
 from backend.errors import RagError
-from backend.policy import PROMPT_TEMPLATES, Policy
 from backend.services import Services
 from console import kit
 from console.access_view import need

@@ -13,10 +13,10 @@ import streamlit as st
 
 from backend.access import SYSTEM, Actor
 from backend.access.web import access_store
-from backend.demo import ensure_demo_index
 from backend.errors import RagError
 from backend.health import Health, check_all
-from backend.ingest import IngestProgress, IngestResult
+from backend.ingestion.demo import ensure_demo_index
+from backend.ingestion.ingestor import IngestProgress, IngestResult
 from backend.services import Services, close_shared_services, shared_services
 from backend.settings import get_settings
 
@@ -89,7 +89,7 @@ class DemoBuild:
 
     def _run(self, actor: Actor) -> None:
         try:
-            result = ensure_demo_index(self._services, actor=actor, progress=self._progress)
+            result = ensure_demo_index(self._services.ingestor, self._services.settings, actor=actor, progress=self._progress)
         except Exception as exc:  # shown to the user with a retry button
             log.exception("demo index build failed")
             with self._lock:

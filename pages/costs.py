@@ -10,7 +10,7 @@ from console import state
 from console.i18n import t
 
 costs = state.get_services().costs
-now = datetime.now(timezone.utc)  # reading only: periods and alert rules move on in backend.housekeeping
+now = datetime.now(timezone.utc)  # reading only: periods and alert rules move on in backend.background.housekeeping
 
 st.title(t("💰 Costs & latency"))
 view.flash()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from corpus import small_demo
 from streamlit.testing.v1 import AppTest
 
 from console import state
@@ -40,6 +41,15 @@ def console_config(data_dir: Path, **env: str) -> Iterator[pytest.MonkeyPatch]:
             yield mp
         finally:
             state.reset()
+
+
+@contextmanager
+def demo_console(root: Path, **env: str) -> Iterator[pytest.MonkeyPatch]:
+    """console_config on root/data with the six-document demo of `corpus.small_demo`; the console may
+    index only under `root` (INGEST_ROOTS)."""
+    with console_config(root / "data", DEMO_CORPUS=str(small_demo(root)), DEMO_DOCS="6", EMBEDDING_BATCH_SIZE="2",
+                        INGEST_ROOTS=str(root), **env) as mp:
+        yield mp
 
 
 @pytest.fixture(scope="module")

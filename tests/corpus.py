@@ -29,5 +29,14 @@ def cut_dataset(name: str, n_queries: int, n_distractors: int, dest: Path) -> Pa
     return dest
 
 
+def small_demo(root: Path) -> Path:
+    """root/demo: a demo corpus of six documents (two SciFact questions' gold abstracts and two others,
+    one CMRC 2018 question's passage and one other) that the console builds in seconds."""
+    demo = root / "demo"
+    cut_dataset("scifact", 2, 2, demo / "scifact")
+    cut_dataset("cmrc2018", 1, 1, demo / "cmrc2018")
+    return demo
+
+
 def first_queries(name: str, n: int) -> list[dict]:
     return _rows(SHARED / name / "queries.jsonl")[:n]

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from backend.services import Services, build_services
-from backend.settings import Settings
-from backend.sources import load_source
 from actors import system_actor
 from corpus import cut_dataset
+
+from backend.ingestion.sources import load_source
+from backend.services import Services, build_services
+from backend.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -76,14 +76,16 @@ def cli_env(data: Path) -> dict[str, str]:
     """A `python -m backend` subprocess sees what fresh_services sets: its own data folder, no external service."""
     env = {**os.environ, "DATA_DIR": str(data), "EMBEDDING_BATCH_SIZE": "2", "INGEST_ROOTS": str(data.parent),
            "DEMO_CORPUS": "", "OPENBLAS_NUM_THREADS": "1"}
-    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL"):
+    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "RERANK_URL", "AUTH_SECRET"):
         env.pop(key, None)
     return env
 
 
-def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env=cli_env(data),
-                          capture_output=True, text=True, timeout=300)
+def cli(data: Path, *args: str, stdin: str | None = None, **settings: str) -> subprocess.CompletedProcess:
+    """`python -m backend ARGS` as fresh_services would run it (`cli_env`); `settings` add or replace
+    environment settings, `stdin` is piped in."""
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env={**cli_env(data), **settings},
+                          input=stdin, capture_output=True, text=True, timeout=600)
 
 
 class ControlledEmbedder:
@@ -103,13 +105,3 @@ class ControlledEmbedder:
             assert self.release.wait(60), "the test never released the embedder"
         self.calls += 1
         return self.real(texts)
-
-
-def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m backend ARGS` on `data_dir` with the embedding defaults (unlike `cli`: batch size and
-    ingest roots as a user has them), no external service; `env` adds settings."""
-    full_env = {**os.environ, "DATA_DIR": str(data_dir), "OPENBLAS_NUM_THREADS": "1", **env}
-    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL"):
-        full_env.pop(key, None)
-    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=600)

@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from actors import system_actor
+from services import HOST, free_port
 
-from backend.audit import AuditLog
-from backend.cache import MemoryCache
+from backend.access.audit import AuditLog
 from backend.db import make_engine, migrate
-from backend.engine import QueryEngine
-from backend.generation import Generator
+from backend.engine.answer_cache import MemoryCache
+from backend.engine.generation import Generator
+from backend.engine.query_engine import QueryEngine
 from backend.ledger.costs import Costs, build_costs
 from backend.ledger.store import ledger
 from backend.services import Services
-from actors import system_actor
-from services import HOST, free_port
 
 
 def cost_stack(tmp_path: Path, url: str | None = None, **settings: Any) -> Costs:
@@ -89,7 +89,7 @@ def seed_console(data_dir: Path, rows: int = 8000, days: int = 40) -> dict[str, 
     rows over `days` days, a model without a price, two budgets and a firing alert."""
     from datetime import datetime, timezone
 
-    from backend.chunking import Document
+    from backend.ingestion.chunking import Document
     from backend.ledger.calls import ModelCall, RequestContext
     from backend.services import build_services
     from backend.settings import Settings

@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
-from backend.ab_stats import MIN_N
-from backend.access import Role
-from backend.golden import parse_items
-from backend.live import answer_live
-from backend.policy import Policy
-from console import state
-from console.ab_view import diff_rows, offline_metric_rows
-from corpus import cut_dataset
 from actors import Actor, api_key, user
 from apptest_kit import APP, console_config, wait_ready
+from corpus import cut_dataset
+from streamlit.testing.v1 import AppTest
+
+from backend.access import Role
+from backend.engine.policy import Policy
+from backend.evaluation.golden import parse_items
+from backend.live import answer_live
+from backend.releases.ab_stats import MIN_N
+from console import state
+from console.ab_view import diff_rows, offline_metric_rows
 
 PAGE = "../pages/ab.py"
 SET = "scifact-small"
@@ -154,7 +154,7 @@ def test_offline_comparison_over_a_small_scifact_golden_set(console: Path, tmp_p
     run_a, run_b = svc.evals.get(job.result["run_a"]), svc.evals.get(job.result["run_b"])
     assert (run_a["policy"], run_b["policy"]) == ("default", "bm25 v1")
     assert run_a["golden_version"] == run_b["golden_version"] == 1
-    from backend.ab_online import offline_diff
+    from backend.releases.online import offline_diff
 
     rows = offline_metric_rows(offline_diff(svc.evals, run_a["id"], run_b["id"]), run_a, run_b)
     assert all(r["verdict"] for r in rows)

@@ -15,19 +15,20 @@ import time
 from pathlib import Path
 
 import pytest
+from actors import Role, system_actor
+from actors import user as person
 
-from backend.ab_online import compare_variants, online_report, variant_numbers, variant_rows, variant_stats
-from backend.ab_stats import compare_win_rate
-from backend.cache import MemoryCache
-from backend.chunking import ChunkingParams
-from backend.engine import QueryEngine
-from backend.generation import OpenAIGenerator
+from backend.engine.answer_cache import MemoryCache
+from backend.engine.generation import OpenAIGenerator
+from backend.engine.policy import Policy
+from backend.engine.query_engine import QueryEngine
+from backend.ingestion.chunking import ChunkingParams
+from backend.ingestion.sources import load_source
 from backend.live import LiveRequestError, answer_live, check_guardrails, guardrail_status, stream_live
-from backend.policy import Policy
-from backend.releases import Guardrails, ReleaseManager, policy_diff
+from backend.releases.ab_stats import compare_win_rate
+from backend.releases.manager import Guardrails, ReleaseManager, policy_diff
+from backend.releases.online import compare_variants, online_report, variant_figures, variant_numbers, variant_stats
 from backend.services import Services
-from backend.sources import load_source
-from actors import Role, system_actor, user as person
 
 ANN = person("ann", Role.admin)  # sets releases up (setting the current one takes an admin)
 BOB = person("bob", Role.admin)  # promotes and rolls back
@@ -141,9 +142,10 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
 
     # The online comparison sees it: a significant error-rate difference once both have data.
     report = online_report(svc.db, svc.releases, svc.releases.experiments(1)[0])
-    rows = {r["variant"]: r for r in variant_rows(report)}
-    assert rows["candidate"]["error rate"] == 1.0 and rows["current"]["error rate"] == 0.0
-    assert rows["current"]["requests"] == len(answered) + len(failed) + 20 + 1
+    figures = {f.variant: f for f in variant_figures(report)}
+    assert figures["candidate"].error_rate.value == 1.0 and figures["current"].error_rate.value == 0.0
+    assert 0.0 < figures["candidate"].error_rate.low < 1.0 and figures["candidate"].error_rate.high == pytest.approx(1.0)  # Wilson
+    assert figures["current"].requests == len(answered) + len(failed) + 20 + 1
     svc.releases.clear_candidate(ANN, "model is broken")
     assert not [a for a in svc.costs.alerts.firing() if a["key"].startswith("guardrail:")]  # acknowledged
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,24 +14,24 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
-
-from backend.access import PERMISSIONS, Action, PermissionDenied, can, require
-from backend.access.roots import check_ingest_root
-from backend.access.service import (KEY_PREFIX, AccessStore, LoginRefused, check_password, check_user_name,
-                                    open_access)
-from backend.access import service as access_service
-from backend.access.tables import api_keys, auth_sessions, users
-from backend.audit import AuditLog, AuditQuery, audit_csv
-from backend.budgets import budgets
-from backend.db import make_engine, migrate, utcnow
-from backend.errors import InputError, NotFoundError
-from backend.jobs import DONE
-from backend.ledger.store import ledger
-from backend.policy import Policy
-from backend.services import Services
-from backend.settings import PROJECT_ROOT, Settings
 from actors import ADMIN, ANNOTATOR, OPERATOR, SYSTEM, VIEWER, Actor, Role, api_key, system_actor, user
 from corpus import first_queries
+from index_support import cli
+
+from backend.access import PERMISSIONS, Action, PermissionDenied, can, require
+from backend.access import service as access_service
+from backend.access.audit import AuditLog, AuditQuery, audit_csv
+from backend.access.roots import check_ingest_root
+from backend.access.service import KEY_PREFIX, AccessStore, LoginRefused, check_password, check_user_name, open_access
+from backend.access.tables import api_keys, auth_sessions, users
+from backend.background.jobs import DONE
+from backend.db import make_engine, migrate, utcnow
+from backend.engine.policy import Policy
+from backend.errors import InputError, NotFoundError
+from backend.ledger.budgets import budgets
+from backend.ledger.store import ledger
+from backend.services import Services
+from backend.settings import Settings
 
 ROLES = list(Role)
 
@@ -530,48 +528,40 @@ def test_the_system_may_index_any_readable_folder(services: Services, roots: Pat
 
 # --- (f) the `users` and `keys` commands ------------------------------------------------------------
 
-def cli(args: list[str], data_dir: Path, stdin: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATA_DIR": str(data_dir), "OPENBLAS_NUM_THREADS": "1"}
-    for key in ("OPENAI_BASE_URL", "REDIS_URL", "DATABASE_URL", "QDRANT_URL", "EMBEDDING_BASE_URL", "AUTH_SECRET"):
-        env.pop(key, None)
-    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=PROJECT_ROOT, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_users_commands(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    add = cli(["--user", "root-shell", "users", "add", "dana", "--role", "operator", "--password-stdin",
-               "--display-name", "Dana D."], data, "correct horse battery\n")
+    add = cli(data, "--user", "root-shell", "users", "add", "dana", "--role", "operator", "--password-stdin",
+              "--display-name", "Dana D.", stdin="correct horse battery\n")
     assert add.returncode == 0, add.stderr
     assert "user dana added as operator" in add.stdout and "correct horse" not in add.stdout + add.stderr
-    short = cli(["users", "add", "eve", "--role", "viewer", "--password-stdin"], data, "short\n")
+    short = cli(data, "users", "add", "eve", "--role", "viewer", "--password-stdin", stdin="short\n")
     assert short.returncode == 2 and "error: password: a password has at least 8 characters" in short.stderr
     assert "Traceback" not in short.stderr
-    no_stdin = cli(["users", "add", "eve", "--role", "viewer"], data)
+    no_stdin = cli(data, "users", "add", "eve", "--role", "viewer")
     assert no_stdin.returncode == 2 and "--password-stdin" in no_stdin.stderr
-    bad_name = cli(["users", "add", "eve smith", "--role", "viewer", "--password-stdin"], data, "long enough\n")
+    bad_name = cli(data, "users", "add", "eve smith", "--role", "viewer", "--password-stdin", stdin="long enough\n")
     assert bad_name.returncode == 2 and "letters, digits" in bad_name.stderr
-    bad_role = cli(["users", "add", "eve", "--role", "root", "--password-stdin"], data, "long enough\n")
+    bad_role = cli(data, "users", "add", "eve", "--role", "root", "--password-stdin", stdin="long enough\n")
     assert bad_role.returncode == 2 and "invalid choice: 'root'" in bad_role.stderr
 
-    listed = cli(["users", "list", "--json"], data)
+    listed = cli(data, "users", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     [dana] = json.loads(listed.stdout.strip().splitlines()[-1])
     assert (dana["name"], dana["display_name"], dana["role"], dana["disabled"]) == ("dana", "Dana D.", "operator", False)
     assert "password" not in json.dumps(dana).replace('"source": "password"', "")
 
-    assert cli(["users", "set-role", "dana", "admin"], data).returncode == 0
-    assert cli(["users", "disable", "dana"], data).returncode == 0
+    assert cli(data, "users", "set-role", "dana", "admin").returncode == 0
+    assert cli(data, "users", "disable", "dana").returncode == 0
     store = open_access(Settings(_env_file=None, data_dir=data, database_url=None))
     with pytest.raises(LoginRefused):
         store.authenticate("dana", "correct horse battery")
-    reset = cli(["users", "reset-password", "dana", "--password-stdin"], data, "a new passphrase\n")
+    reset = cli(data, "users", "reset-password", "dana", "--password-stdin", stdin="a new passphrase\n")
     assert reset.returncode == 0 and "password of dana changed" in reset.stdout
-    assert cli(["users", "enable", "dana"], data).returncode == 0
+    assert cli(data, "users", "enable", "dana").returncode == 0
     assert store.authenticate("dana", "a new passphrase").role == Role.admin
     with pytest.raises(LoginRefused):
         store.authenticate("dana", "correct horse battery")
-    missing = cli(["users", "set-role", "ghost", "viewer"], data)
+    missing = cli(data, "users", "set-role", "ghost", "viewer")
     assert missing.returncode == 2 and "no user 'ghost'" in missing.stderr
 
     rows = store._audit.search(ADMIN, AuditQuery(action="user.", limit=20))
@@ -582,12 +572,12 @@ def test_users_commands(tmp_path: Path) -> None:
 
 def test_keys_commands(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    created = cli(["--user", "ci", "keys", "create", "ci-bot", "--role", "operator", "--expires", "30", "--budget", "5",
-                   "--json"], data)
+    created = cli(data, "--user", "ci", "keys", "create", "ci-bot", "--role", "operator", "--expires", "30", "--budget", "5",
+                  "--json")
     assert created.returncode == 0, created.stderr
     out = json.loads(created.stdout.strip().splitlines()[-1])
     assert set(out) == {"id", "key"} and out["key"].startswith(KEY_PREFIX)
-    plain = cli(["keys", "create", "viewer-bot", "--role", "viewer"], data)
+    plain = cli(data, "keys", "create", "viewer-bot", "--role", "viewer")
     assert plain.returncode == 0 and "shown once" in plain.stdout
     second = plain.stdout.strip().splitlines()[-1]
     assert second.startswith(KEY_PREFIX)
@@ -597,20 +587,20 @@ def test_keys_commands(tmp_path: Path) -> None:
     assert actor is not None and (actor.id, actor.role, actor.kind) == ("key:ci-bot", Role.operator, "api_key")
     assert store.key_actor(second).role == Role.viewer
 
-    listed = cli(["keys", "list", "--json"], data)
+    listed = cli(data, "keys", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     keys = {k["name"]: k for k in json.loads(listed.stdout.strip().splitlines()[-1])}
     assert keys["ci-bot"]["id"] == out["id"] and keys["ci-bot"]["active"] and keys["ci-bot"]["budget_usd"] == 5.0
     assert keys["ci-bot"]["created_by"] == "ci" and keys["ci-bot"]["expires_at"] is not None
     assert out["key"] not in listed.stdout and second not in listed.stdout  # never the secret again
-    table = cli(["keys", "list"], data)
+    table = cli(data, "keys", "list")
     assert "ci-bot" in table.stdout and "active" in table.stdout and out["key"] not in table.stdout
 
-    revoked = cli(["keys", "revoke", str(out["id"])], data)
+    revoked = cli(data, "keys", "revoke", str(out["id"]))
     assert revoked.returncode == 0 and f"key {out['id']} revoked" in revoked.stdout
     assert store.key_actor(out["key"]) is None and store.key_actor(second) is not None
-    assert "revoked" in cli(["keys", "list"], data).stdout
-    again = cli(["keys", "revoke", str(out["id"])], data)
+    assert "revoked" in cli(data, "keys", "list").stdout
+    again = cli(data, "keys", "revoke", str(out["id"]))
     assert again.returncode == 2 and "no active API key" in again.stderr
-    bad = cli(["keys", "create", "x", "--role", "viewer", "--expires", "0"], data)
+    bad = cli(data, "keys", "create", "x", "--role", "viewer", "--expires", "0")
     assert bad.returncode == 2 and "expiry in days must be more than 0" in bad.stderr

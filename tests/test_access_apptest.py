@@ -14,22 +14,21 @@ from types import SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
+from actors import user
+from apptest_kit import demo_console
+from ledger_fixtures import cost_stack
+from services import HOST, free_port
 from streamlit.testing.v1 import AppTest
 
-from actors import user
 from backend.access import PermissionDenied, Role
+from backend.access.audit import AuditQuery
 from backend.access.web import access_store
-from backend.alerts import redact_urls, webhook_label
-from backend.audit import AuditQuery
 from backend.health import check_all, scrub
+from backend.ledger.alerts import redact_urls, webhook_label
 from backend.services import Services
 from backend.settings import Settings, get_settings
 from console import state
 from console.auth import LOCAL_ADMIN
-from apptest_kit import STACK_ENV
-from corpus import cut_dataset
-from ledger_fixtures import cost_stack
-from services import HOST, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "console" / "navigation.py")
@@ -67,20 +66,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     """The console in local mode with a live v1, a ready shadow v2 (restored from a snapshot of
     v1), a snapshot, a budget and an alert rule: every control the viewer must not use is drawn."""
     root = tmp_path_factory.mktemp("access-console")
-    demo = root / "demo"
-    cut_dataset("scifact", 2, 2, demo / "scifact")
-    cut_dataset("cmrc2018", 1, 1, demo / "cmrc2018")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in STACK_ENV:
-            mp.delenv(name, raising=False)
-        mp.setenv("DATA_DIR", str(root / "data"))
-        mp.setenv("DEMO_CORPUS", str(demo))
-        mp.setenv("DEMO_DOCS", "6")
-        mp.setenv("EMBEDDING_BATCH_SIZE", "2")
-        mp.setenv("INGEST_ROOTS", str(root))
-        mp.setenv("ALERT_WEBHOOK_URL", WEBHOOK)
-        mp.setenv("AUTH_MODE", "local")
-        state.reset()
+    with demo_console(root, ALERT_WEBHOOK_URL=WEBHOOK, AUTH_MODE="local"):
         fresh_login_settings()
         try:
             wait_ready(AppTest.from_file(APP, default_timeout=120))

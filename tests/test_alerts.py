@@ -3,15 +3,15 @@ resolved times, shown as firing until resolved, POSTed to the webhook once per e
 from __future__ import annotations
 
 import pytest
-
-from backend.errors import DependencyError, InputError
-from backend.generation import OpenAIGenerator
-from backend.ledger.calls import ModelCall, RequestContext
-from backend.policy import Policy
-from backend.services import Services
 from actors import ADMIN, user
 from corpus import first_queries
 from ledger_fixtures import cost_stack, metered_engine, start_webhook
+
+from backend.engine.generation import OpenAIGenerator
+from backend.engine.policy import Policy
+from backend.errors import DependencyError, InputError
+from backend.ledger.calls import ModelCall, RequestContext
+from backend.services import Services
 
 ALICE = user("alice")  # asks questions (viewer); ADMIN manages the rules
 

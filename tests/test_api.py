@@ -25,9 +25,9 @@ from typing import Iterator
 import httpx
 import openai
 import pytest
+from services import HOST, FaultLLM, LlmServer, PostgresServer, RedisServer, free_port
 
 from backend.settings import Settings
-from services import HOST, FaultLLM, LlmServer, PostgresServer, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0  # a server process answers /healthz within this
@@ -178,10 +178,11 @@ def ingest(env: dict[str, str], corpus: Path) -> None:
 
 def save_policy(env: dict[str, str], **spec: object) -> None:
     """A saved policy in env's database (no Qdrant: the server may already hold the local folder)."""
-    from backend.audit import AuditLog
-    from backend.db import make_engine, migrate
-    from backend.policy import Policy, PolicyStore
     from actors import system_actor
+
+    from backend.access.audit import AuditLog
+    from backend.db import make_engine, migrate
+    from backend.engine.policy import Policy, PolicyStore
 
     settings = Settings(_env_file=None, data_dir=Path(env["DATA_DIR"]), database_url=env.get("DATABASE_URL"))
     db = make_engine(settings.sql_url)
@@ -620,13 +621,15 @@ def test_redis_down_during_traffic_then_back(tmp_path: Path, corpus: Path, own_r
 @pytest.mark.slow
 def test_failing_candidate_trips_the_guardrail_under_api_traffic(tmp_path: Path, corpus: Path,
                                                                  fault_llm: FaultLLM) -> None:
-    from backend.audit import AuditLog
+    from actors import Role
+    from actors import user as person
+
+    from backend.access.audit import AuditLog
     from backend.db import make_engine
-    from backend.policy import Policy, PolicyStore
-    from backend.releases import Guardrails, ReleaseManager
+    from backend.engine.policy import Policy, PolicyStore
+    from backend.ingestion.sources import load_source
+    from backend.releases.manager import Guardrails, ReleaseManager
     from backend.services import build_services
-    from backend.sources import load_source
-    from actors import Role, user as person
 
     ann = person("ann", Role.admin)
     fault_llm.fail_models.add("broken-model")
@@ -713,8 +716,8 @@ def test_failing_candidate_trips_the_guardrail_under_api_traffic(tmp_path: Path,
 
 @pytest.mark.slow
 def test_postgres_down_during_traffic_then_back(tmp_path: Path, corpus: Path) -> None:
-    from services import _workdir
     import sqlalchemy as sa
+    from services import _workdir
 
     pg = PostgresServer(_workdir("pg-api-outage"))
     pg.start()
@@ -773,6 +776,7 @@ def test_postgres_down_during_traffic_then_back(tmp_path: Path, corpus: Path) ->
 @pytest.mark.slow
 def test_llm_down_then_back_fails_only_what_needs_it(tmp_path: Path, corpus: Path) -> None:
     from http.server import ThreadingHTTPServer
+
     import sqlalchemy as sa
     from services import _fault_handler
 

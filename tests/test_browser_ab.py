@@ -3,7 +3,7 @@ the 20-document demo index of the first start), driven with Debian's /usr/bin/ch
 Playwright's sync API, started the way tests/test_browser_chat.py does.
 
 A second policy (BM25 only) and a small SciFact golden set (the shared data set's first queries,
-imported with backend.golden.parse_items and frozen) are written to the console's database; then
+imported with backend.evaluation.golden.parse_items and frozen) are written to the console's database; then
 in the browser: the policy diff, one question side by side, blind votes, an offline comparison
 as a background job, two releases, a 50% candidate, live requests through the live path, the
 online comparison, promote and roll back. Every step is screenshotted into tests/artifacts/ab-*.png."""
@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from actors import Role, user
-from backend.audit import AuditLog
-from backend.db import make_engine
-from backend.golden import GoldenSets, parse_items
-from backend.policy import Policy, PolicyStore
-from corpus import cut_dataset
 from browser_kit import ARTIFACTS, Console, choose, idle, input_enabled, new_page, start_console
+from corpus import cut_dataset
+
+from backend.access.audit import AuditLog
+from backend.db import make_engine
+from backend.engine.policy import Policy, PolicyStore
+from backend.evaluation.golden import GoldenSets, parse_items
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from corpus import SHARED, cut_dataset
+from corpus import SHARED, small_demo
 from browser_kit import ARTIFACTS, Console, ask, input_enabled, last_answer, new_page, screenshot, start_console
 from index_support import TOPICS
 
@@ -25,9 +25,7 @@ NEW_QUESTION = "How does the Zorblax protocol synchronise lighthouse clocks?"
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Console, Path]]:
     root = tmp_path_factory.mktemp("browser-index-admin")
-    demo = root / "demo"
-    cut_dataset("scifact", 2, 2, demo / "scifact")
-    cut_dataset("cmrc2018", 1, 1, demo / "cmrc2018")
+    demo = small_demo(root)
     # The new corpus: the demo documents, ten short topics and one fact only it holds.
     new = root / "new-corpus"
     new.mkdir()

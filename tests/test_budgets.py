@@ -10,17 +10,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-
-from backend.budgets import RESERVATION_TTL_S, Budget, budget_events, period_of
-from backend.errors import BudgetExceeded, InputError, RagError
-from backend.generation import OpenAIGenerator
-from backend.ledger.calls import ModelCall, Planned, RequestContext
-from backend.pricing import Price, prices
-from backend.policy import Policy
-from backend.services import Services
 from actors import ADMIN, user
 from corpus import first_queries
 from ledger_fixtures import cost_stack, ledger_rows, metered_engine, start_webhook
+
+from backend.engine.generation import OpenAIGenerator
+from backend.engine.policy import Policy
+from backend.errors import BudgetExceeded, InputError, RagError
+from backend.ledger.budgets import RESERVATION_TTL_S, Budget, budget_events, period_of
+from backend.ledger.calls import ModelCall, Planned, RequestContext
+from backend.ledger.pricing import Price, prices
+from backend.services import Services
 
 QUESTIONS = [q["question"] for q in first_queries("scifact", 4)]
 ALICE, BOB = user("alice"), user("bob")  # ask questions (viewers); ADMIN manages prices and budgets
@@ -304,9 +304,10 @@ def _key_ctx(request_id: str, key: str) -> RequestContext:
 
 
 def _budgeted_key(costs, name: str, budget_usd: float | None):
-    from backend.access.service import AccessStore
-    from backend.audit import AuditLog
     from actors import Role
+
+    from backend.access.audit import AuditLog
+    from backend.access.service import AccessStore
 
     access = AccessStore(costs.db, AuditLog(costs.db), "secret-for-tests-0123456789abcdef")
     return access.key_actor(access.create_key(ADMIN, name, Role.viewer, budget_usd=budget_usd).key)
@@ -358,7 +359,7 @@ def test_a_key_budget_and_a_hard_budget_hold_all_or_none(tmp_path) -> None:
 def test_key_budget_during_a_database_outage_goes_on_for_a_recent_key(tmp_path, monkeypatch) -> None:
     """The API's stale-on-database-error rule, now in the service for the check and the hold alike:
     a key whose budget passed within KEY_STALE_S goes on (no hold); one never seen gets the error."""
-    import backend.budgets as budgets_mod
+    import backend.ledger.budgets as budgets_mod
 
     costs = cost_stack(tmp_path)
     seen = _budgeted_key(costs, "seen", 1.0)

@@ -11,20 +11,20 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-
 from actors import system_actor
-from backend.ab_online import offline_diff, start_offline
-from backend.cache import MemoryCache
-from backend.engine import QueryEngine, Retrieved
-from backend.errors import InputError
-from backend.generation import OpenAIGenerator
-from backend.golden import parse_items
-from backend.ledger.store import ledger
-from backend.policy import Policy, parse_policy
-from backend.services import Services
-from backend.sources import load_source
 from index_support import TOPICS, fresh_services, write_dataset
 from team_factories import BUILDS
+
+from backend.engine.answer_cache import MemoryCache
+from backend.engine.generation import OpenAIGenerator
+from backend.engine.policy import Policy, parse_policy
+from backend.engine.query_engine import QueryEngine, Retrieved
+from backend.errors import InputError
+from backend.evaluation.golden import parse_items
+from backend.ingestion.sources import load_source
+from backend.ledger.store import ledger
+from backend.releases.online import offline_diff, start_offline
+from backend.services import Services
 
 PLAIN = "bench.retrieval:plain_pipeline"
 COUNTING = "team_factories:counting_pipeline"

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import time
 
-from backend.cache import RedisCache
-from backend.engine import QueryEngine
-from backend.generation import ExtractiveGenerator
-from backend.policy import Policy
-from backend.services import Services
 from actors import VIEWER
 from corpus import first_queries
+
+from backend.engine.answer_cache import RedisCache
+from backend.engine.generation import ExtractiveGenerator
+from backend.engine.policy import Policy
+from backend.engine.query_engine import QueryEngine
+from backend.services import Services
 
 
 def _engine(services: Services, url: str) -> tuple[QueryEngine, RedisCache]:

@@ -1,10 +1,11 @@
 """Chunking and tokenisation on real English and Chinese documents."""
 from __future__ import annotations
 
-from backend.chunking import ChunkingParams, Document, chunk_document
-from backend.sources import load_source
-from backend.text import terms
 from corpus import SHARED
+
+from backend.ingestion.chunking import ChunkingParams, Document, chunk_document
+from backend.ingestion.sources import load_source
+from backend.text import terms
 
 
 def _docs(name: str, n: int) -> list[Document]:

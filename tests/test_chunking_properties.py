@@ -4,10 +4,11 @@ the text, points at exactly the chunk's text (ids are span-based and golden sets
 moves forward, stays within max_chars and drops no non-blank character; ids are deterministic."""
 from __future__ import annotations
 
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from backend.chunking import Chunk, ChunkingParams, Document, chunk_document
 from backend.errors import InputError
+from backend.ingestion.chunking import Chunk, ChunkingParams, Document, chunk_document
 
 EXAMPLES = 500  # inputs tried per property (reported in issue 14)
 RUN = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -7,14 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from apptest_kit import (APP, CHAT, ask, chat_page, console_config, data_dir, extractive,  # noqa: F401 - fixtures
+                         wait_ready)
 from streamlit.testing.v1 import AppTest
 
-from backend.audit import AuditLog
+from backend.access.audit import AuditLog
 from backend.db import make_engine
-from backend.policy import PolicyStore
+from backend.engine.policy import PolicyStore
+from backend.evaluation.traces import TraceRows, TraceStore
 from backend.ledger.journal import WriteJournal
-from backend.traces import TraceRows, TraceStore
-from apptest_kit import APP, CHAT, ask, chat_page, console_config, data_dir, extractive, wait_ready  # noqa: F401 - fixtures
 from console import state
 
 ENGLISH_Q = "5% of perinatal mortality is due to low birth weight."

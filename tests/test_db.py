@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from backend.audit import AuditLog
-from backend.db import make_engine, migrate
-from backend.errors import InputError, NotFoundError
-from backend.policy import Policy, PolicyStore
-from backend.versions import IndexRegistry
 from actors import Role, user
+
+from backend.access.audit import AuditLog
+from backend.db import make_engine, migrate
+from backend.engine.policy import Policy, PolicyStore
+from backend.errors import InputError, NotFoundError
+from backend.ingestion.versions import IndexRegistry
 
 ANN, BOB = user("ann", Role.operator), user("bob", Role.operator)  # policy authors
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-
 from actors import system_actor
-from backend.chunking import chunk_document
-from backend.db import make_engine, migrate
-from backend.embedding_cache import EmbeddingCache, text_key
-from backend.policy import Policy
-from backend.sources import load_source
 from index_support import TOPICS, cli, fresh_services, write_folder
+
+from backend.db import make_engine, migrate
+from backend.engine.policy import Policy
+from backend.ingestion.chunking import chunk_document
+from backend.ingestion.embedding_cache import EmbeddingCache, text_key
+from backend.ingestion.sources import load_source
 
 TESTER = system_actor("test")
 CHANGED = ("# bread\n\nRye bread is leavened with a sour starter and baked in a heavy tin for a dense crumb.\n",

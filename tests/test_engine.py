@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import pytest
-
-from backend.chunking import ChunkingParams
-from backend.engine import Answer, QueryEngine, Retrieved
-from backend.errors import InputError, NotFoundError
-from backend.generation import ExtractiveGenerator
-from backend.cache import MemoryCache
-from backend.policy import Policy
-from backend.services import Services
-from backend.sources import load_source
 from actors import VIEWER, system_actor, user
 from corpus import first_queries
+
+from backend.engine.answer_cache import MemoryCache
+from backend.engine.generation import ExtractiveGenerator
+from backend.engine.policy import Policy
+from backend.engine.query_engine import Answer, QueryEngine, Retrieved
+from backend.errors import InputError, NotFoundError
+from backend.ingestion.chunking import ChunkingParams
+from backend.ingestion.sources import load_source
+from backend.services import Services
 
 ALICE = user("alice")  # asks (viewer)
 TESTER = system_actor("test")  # builds indexes, as the command line does
@@ -139,7 +139,7 @@ def test_unreachable_qdrant_server_is_named_without_hanging(services: Services) 
     so a closed loopback port stands in for it)."""
     import time
 
-    from backend.vectorstore import VectorStore, open_client
+    from backend.engine.vectorstore import VectorStore, open_client
 
     s = services.settings.model_copy(update={"qdrant_url": "http://127.0.0.1:9", "qdrant_timeout_s": 2})
     engine = QueryEngine(s, VectorStore(open_client(s)), services.embedder, ExtractiveGenerator(),

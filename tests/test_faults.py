@@ -25,12 +25,12 @@ from typing import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
-
-from backend.policy import Policy
-from backend.services import Services
-from backend.settings import PROJECT_ROOT
 from actors import Role, user
 from index_support import TOPICS, cli, cli_env, fresh_services, write_folder
+
+from backend.engine.policy import Policy
+from backend.services import Services
+from backend.settings import PROJECT_ROOT
 
 ANN = user("ann", Role.admin)
 ALIAS = "rag_chunks"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.engine import citations_in
-from backend.stages import dbsf, rrf
+from backend.engine.query_engine import citations_in
+from backend.engine.stages import dbsf, rrf
 
 
 def test_rrf_sums_reciprocal_ranks_over_the_lists() -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from backend.cache import MemoryCache
-from backend.engine import QueryEngine, Retrieved
-from backend.errors import DependencyError
-from backend.generation import OpenAIGenerator
-from backend.policy import Policy
-from backend.services import Services
 from actors import VIEWER
 from corpus import first_queries
+
+from backend.engine.answer_cache import MemoryCache
+from backend.engine.generation import OpenAIGenerator
+from backend.engine.policy import Policy
+from backend.engine.query_engine import QueryEngine, Retrieved
+from backend.errors import DependencyError
+from backend.services import Services
 
 QUESTION = first_queries("scifact", 1)[0]["question"]
 

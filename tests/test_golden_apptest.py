@@ -12,19 +12,19 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from actors import user
+from apptest_kit import APP, console_config, wait_ready
+from judge_script import RELEVANCY, scripted
 from streamlit.testing.v1 import AppTest
 
-from backend.golden import GoldItem, export_ragas
-from backend.judge import Judge
-from backend.policy import Policy
+from backend.engine.policy import Policy
+from backend.evaluation.golden import GoldItem, export_ragas
+from backend.evaluation.judge import Judge
 from backend.settings import Settings
 from console import state
 from console.auth import LOCAL_ADMIN
 from console.eval_view import diff_item_rows, filter_items, metrics_figure, metrics_frame, runs_rows
 from console.markup import escape_md
-from actors import user
-from apptest_kit import APP, console_config, wait_ready
-from judge_script import RELEVANCY, scripted
 
 GOLDEN = "../pages/golden_sets.py"
 RUNS = "../pages/eval_runs.py"

@@ -5,19 +5,19 @@ import argparse
 import json
 
 import pytest
-
-from backend.chunking import ChunkingParams
-from backend.engine import SourceChunk
-from backend.errors import InputError
-from backend.eval_runs import describe_move, retrieval_metrics
-from backend.eval_stats import bootstrap_ci, paired_bootstrap
-from backend.evaluation import evaluate_dataset
-from backend import cli_eval
-from backend.golden import GoldItem, GoldRef, export_jsonl, parse_items, ref_from_chunk, export_csv
-from backend.policy import Policy
-from backend.services import Services
-from backend.sources import load_source
 from actors import Role, system_actor, user
+
+from backend.cli import evals as cli_eval
+from backend.engine.policy import Policy
+from backend.engine.query_engine import SourceChunk
+from backend.errors import InputError
+from backend.evaluation.dataset import evaluate_dataset
+from backend.evaluation.golden import GoldItem, GoldRef, export_csv, export_jsonl, parse_items, ref_from_chunk
+from backend.evaluation.runs import describe_move, retrieval_metrics
+from backend.evaluation.stats import bootstrap_ci, paired_bootstrap
+from backend.ingestion.chunking import ChunkingParams
+from backend.ingestion.sources import load_source
+from backend.services import Services
 
 ANN = user("ann", Role.operator)  # writes golden sets and runs evaluations
 BOB = user("bob", Role.annotator)  # reviews and freezes
@@ -118,7 +118,7 @@ def test_bad_csv_rows_are_refused_with_their_row_and_reason(body: str, reason: s
 
 
 def test_cli_import_refused_leaves_no_new_set(services: Services, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    monkeypatch.setattr(cli_eval, "_services", lambda: services)
+    monkeypatch.setattr(cli_eval, "services", lambda: services)
     bad, good = tmp_path / "bad.jsonl", tmp_path / "good.jsonl"
     bad.write_bytes(_jsonl(GOOD, {"question": "q", "gold_ids": None}))
     good.write_bytes(_jsonl(GOOD))
@@ -163,7 +163,7 @@ def test_span_references_survive_a_rechunked_rebuild(services: Services, small_d
 
 
 def test_run_matches_cli_evaluate_and_diffs_against_another_policy(services: Services, small_datasets) -> None:
-    report = evaluate_dataset(services, small_datasets["scifact"], Policy())
+    report = evaluate_dataset(services.ingestor, services.engine, small_datasets["scifact"], Policy())
     services.golden.create("scifact-small", actor=ANN)
     items = parse_items((small_datasets["scifact"] / "queries.jsonl").read_bytes(), "queries.jsonl")
     services.golden.import_items("scifact-small", items, actor=ANN)

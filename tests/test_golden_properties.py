@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from backend.engine import QueryEngine
+from backend.engine.policy import Policy, parse_policy
+from backend.engine.query_engine import QueryEngine
 from backend.errors import InputError
-from backend.golden import GoldItem, export_csv, export_jsonl, parse_items
-from backend.policy import Policy, parse_policy
+from backend.evaluation.golden import GoldItem, export_csv, export_jsonl, parse_items
 from backend.settings import Settings
 
 TRIED: Counter[str] = Counter()

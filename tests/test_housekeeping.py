@@ -13,19 +13,21 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from actors import ADMIN
+from apptest_kit import APP
+from apptest_kit import COSTS as PAGE
+from apptest_kit import STACK_ENV
+from ledger_fixtures import cost_stack, seed_console
 from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
-from actors import ADMIN
-from backend.alerts import alerts
-from backend.audit import audit_log
-from backend.budgets import budget_events
+from backend.access.audit import audit_log
+from backend.background.housekeeping import LEASE, Housekeeping
+from backend.background.leases import leases, release, try_acquire
 from backend.db import make_engine, migrate
-from backend.housekeeping import LEASE, Housekeeping
-from backend.leases import leases, release, try_acquire
-from apptest_kit import APP, COSTS as PAGE, STACK_ENV
+from backend.ledger.alerts import alerts
+from backend.ledger.budgets import budget_events
 from console import state
-from ledger_fixtures import cost_stack, seed_console
 
 TICK_S = 0.25
 

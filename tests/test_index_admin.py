@@ -17,16 +17,16 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-
-from backend.chunking import ChunkingParams
-from backend.db import make_engine
-from backend.errors import InputError, NotFoundError
-from backend.jobs import CANCELLED, DONE, FAILED, Job, jobs
-from backend.policy import Policy
-from backend.services import Services
-from backend.settings import PROJECT_ROOT
 from actors import Role, user
 from index_support import TOPICS, ControlledEmbedder, fresh_services, write_dataset, write_folder
+
+from backend.background.jobs import CANCELLED, DONE, FAILED, Job, jobs
+from backend.db import make_engine
+from backend.engine.policy import Policy
+from backend.errors import InputError, NotFoundError
+from backend.ingestion.chunking import ChunkingParams
+from backend.services import Services
+from backend.settings import PROJECT_ROOT
 
 ALIAS = "rag_chunks"
 ANN = user("ann", Role.admin)  # rebuilds, promotes, rolls back and deletes versions

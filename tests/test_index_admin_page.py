@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from apptest_kit import demo_console
+from index_support import write_dataset
 from streamlit.testing.v1 import AppTest
 
 from backend.services import Services
 from console import state
 from console.auth import LOCAL_ADMIN
-from apptest_kit import STACK_ENV
-from corpus import cut_dataset
-from index_support import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "console" / "navigation.py")
@@ -27,22 +26,8 @@ PAGE = "../pages/index_admin.py"  # relative to the entry script
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("index-admin-page")
-    demo = root / "demo"
-    cut_dataset("scifact", 2, 2, demo / "scifact")
-    cut_dataset("cmrc2018", 1, 1, demo / "cmrc2018")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in STACK_ENV:
-            mp.delenv(name, raising=False)
-        mp.setenv("DATA_DIR", str(root / "data"))
-        mp.setenv("DEMO_CORPUS", str(demo))
-        mp.setenv("DEMO_DOCS", "6")
-        mp.setenv("EMBEDDING_BATCH_SIZE", "2")
-        mp.setenv("INGEST_ROOTS", str(root))  # the console may index only under these folders
-        state.reset()
-        try:
-            yield root
-        finally:
-            state.reset()
+    with demo_console(root):
+        yield root
 
 
 def services() -> Services:
@@ -189,8 +174,9 @@ def test_refusals_are_readable(console: Path) -> None:
 
 
 def test_cancel_from_the_progress_panel(console: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from backend.chunking import ChunkingParams
     from index_support import ControlledEmbedder
+
+    from backend.ingestion.chunking import ChunkingParams
 
     svc = services()
     svc.ingestor.vectors.clear()  # these chunk texts were embedded before: without this nothing would be embedded

@@ -7,10 +7,11 @@ import threading
 import time
 from pathlib import Path
 
-from backend.policy import Policy
-from backend.vectorstore import DENSE, chunk_payload
 from actors import Role, user
 from index_support import TOPICS, fresh_services, write_folder
+
+from backend.engine.policy import Policy
+from backend.engine.vectorstore import DENSE, chunk_payload
 
 ALIAS = "rag_chunks"
 ANN = user("ann", Role.admin)

@@ -7,17 +7,19 @@ import json
 from pathlib import Path
 
 import pytest
-from llama_index.core.schema import Document as LlamaDocument, MetadataMode
 from actors import system_actor
-from backend.chunking import ChunkingParams, Document, chunk_document
-from backend.golden import neighbour_chunks
-from backend.ingest_stages import SpanChunker
-from backend.policy import Policy
-from backend.sources import load_source
-from backend.vectorstore import LLAMAINDEX, NATIVE, NODE_CONTENT
-from bench.stages import write_native_copy
 from corpus import SHARED
 from index_support import fresh_services, write_folder
+from llama_index.core.schema import Document as LlamaDocument
+from llama_index.core.schema import MetadataMode
+
+from backend.engine.policy import Policy
+from backend.engine.vectorstore import LLAMAINDEX, NATIVE, NODE_CONTENT
+from backend.evaluation.golden import neighbour_chunks
+from backend.ingestion.chunking import ChunkingParams, Document, chunk_document
+from backend.ingestion.sources import load_source
+from backend.ingestion.stages import SpanChunker
+from bench.stages import write_native_copy
 
 TESTER = system_actor("test")
 

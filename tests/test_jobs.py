@@ -13,13 +13,13 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-
-from backend.audit import AuditLog
-import backend.jobs as jobs_module
-from backend.db import index_versions, make_engine, migrate, process_owner, utcnow
-from backend.eval_runs import eval_runs
-from backend.jobs import CANCELLED, DONE, FAILED, RUNNING, JobConflict, JobContext, JobRunner, aware, jobs
 from actors import Role, user
+
+import backend.background.jobs as jobs_module
+from backend.access.audit import AuditLog
+from backend.background.jobs import CANCELLED, DONE, FAILED, RUNNING, JobConflict, JobContext, JobRunner, aware, jobs
+from backend.db import index_versions, make_engine, migrate, process_owner, utcnow
+from backend.evaluation.runs import eval_runs
 
 ANN, BOB, CAROL = (user(n, Role.operator) for n in ("ann", "bob", "carol"))  # cancelling needs an operator
 

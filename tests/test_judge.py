@@ -6,18 +6,17 @@ cannot follow ragas' JSON schemas (it echoes the schema back), so whether a verd
 right score is tested with the fault-injection server answering scripted, schema-valid verdicts."""
 from __future__ import annotations
 
-
 import pytest
 import sqlalchemy as sa
-
-from backend.golden import parse_items
-from backend.judge import JUDGED_METRICS, Judge
-from backend.policy import Policy
-from backend.services import Services
-from backend.settings import Settings
-from backend.ledger.store import ledger
 from actors import Role, user
 from judge_script import ANSWER, CONTEXTS, QUESTION, RELEVANCY, scripted
+
+from backend.engine.policy import Policy
+from backend.evaluation.golden import parse_items
+from backend.evaluation.judge import JUDGED_METRICS, Judge
+from backend.ledger.store import ledger
+from backend.services import Services
+from backend.settings import Settings
 
 ANN = user("ann", Role.operator)  # writes the golden set and runs the evaluation
 

@@ -9,23 +9,23 @@ from typing import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
+from actors import ADMIN, Role, user
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-
-from backend.audit import AuditLog
-from backend.db import make_engine, metadata, migrate
-from backend.errors import DependencyError, InputError
-from backend.generation import ExtractiveGenerator, OpenAIGenerator, Usage
-from backend.ledger.calls import ModelCall, RequestContext
-from backend.ledger.queries import Filters, TimeRange
-from backend.ledger.store import ledger
-from backend.policy import Policy
-from backend.pricing import Price, PriceTable, resolve
-from backend.rerank import make_reranker
-from backend.services import Services
-from actors import ADMIN, Role, user
 from corpus import first_queries
 from ledger_fixtures import cost_stack, ledger_rows, metered_engine
+
+from backend.access.audit import AuditLog
+from backend.db import make_engine, metadata, migrate
+from backend.engine.generation import ExtractiveGenerator, OpenAIGenerator, Usage
+from backend.engine.policy import Policy
+from backend.engine.rerank import make_reranker
+from backend.errors import DependencyError, InputError
+from backend.ledger.calls import ModelCall, RequestContext
+from backend.ledger.pricing import Price, PriceTable, resolve
+from backend.ledger.queries import Filters, TimeRange
+from backend.ledger.store import ledger
+from backend.services import Services
 
 OURS = {"prices", "ledger", "ledger_daily", "ledger_dims", "ledger_latency_daily", "ledger_question_daily", "ledger_questions",
         "budgets", "budget_events", "alert_rules", "alerts"}

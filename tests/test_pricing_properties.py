@@ -10,13 +10,15 @@ from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from backend.budgets import BudgetService
-from backend.errors import InputError
-from backend.pricing import CSV_FIELDS, MAX_USD_PER_M, finite_number, parse_csv, prices, regex_matches, validate_price
 from actors import ADMIN
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ledger_fixtures import cost_stack
+
+from backend.errors import InputError
+from backend.ledger.budgets import BudgetService
+from backend.ledger.pricing import CSV_FIELDS, MAX_USD_PER_M, parse_csv, prices, regex_matches, validate_price
+from backend.text import finite_number
 
 EXAMPLES = 600  # inputs tried per parser / validator (reported in issue 14)
 

@@ -14,18 +14,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
-from backend.generation import ExtractiveGenerator
-from backend.ledger.buckets import bucket_bounds, bucket_of
-from backend.ledger.queries import TimeRange
-from backend.metrics import Metrics, PrometheusSource
-from backend.policy import Policy
 from actors import user
-from backend.services import Services
 from corpus import first_queries
 from ledger_fixtures import cost_stack, ledger_rows, metered_engine
 from prometheus_fixture import prometheus  # noqa: F401  (fixture)
 from services import HOST, free_port
+
+from backend.engine.generation import ExtractiveGenerator
+from backend.engine.policy import Policy
+from backend.ledger.buckets import bucket_bounds, bucket_of
+from backend.ledger.metrics import Metrics, PrometheusSource
+from backend.ledger.queries import TimeRange
+from backend.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,10 +137,10 @@ def test_real_prometheus_scrapes_and_agrees_with_the_ledger(services: Services, 
 def _page_reads_prometheus(data_dir: Path, url: str) -> None:
     """The dashboard with PROMETHEUS_URL set: choosing Prometheus as the source changes what the
     latency chart and tiles say they read; a user filter sends them back to the ledger, saying why."""
+    from ledger_fixtures import seed_console
     from streamlit.testing.v1 import AppTest
 
     from console import state
-    from ledger_fixtures import seed_console
 
     data_dir.mkdir()
     seed_console(data_dir, rows=500, days=3)

@@ -6,16 +6,16 @@ import random
 import threading
 
 import pytest
-
-from backend.ab_stats import compare_means, compare_proportions
-from backend.errors import InputError, NotFoundError
-from backend.audit import AuditLog
-from backend.db import make_engine, migrate
-from backend.policy import Policy, PolicyStore
-from backend.releases import Guardrails, ReleaseManager, bucket
-from backend.services import Services
-from backend.sources import load_source
 from actors import VIEWER, Role, system_actor, user
+
+from backend.access.audit import AuditLog
+from backend.db import make_engine, migrate
+from backend.engine.policy import Policy, PolicyStore
+from backend.errors import InputError, NotFoundError
+from backend.ingestion.sources import load_source
+from backend.releases.ab_stats import compare_means, compare_proportions
+from backend.releases.manager import Guardrails, ReleaseManager, bucket
+from backend.services import Services
 
 ANN = user("ann", Role.admin)  # sets releases up (setting the current one takes an admin)
 BOB = user("bob", Role.admin)  # promotes and rolls back
@@ -58,7 +58,7 @@ def manager(services: Services, small_datasets, tmp_path) -> tuple[ReleaseManage
     """A manager over its own database (the live configuration is one row per database, and other
     tests use the shared one) and its own index family on the shared store."""
     docs = load_source(small_datasets["cmrc2018"]).documents
-    from backend.chunking import ChunkingParams
+    from backend.ingestion.chunking import ChunkingParams
 
     v1 = services.ingestor.ingest(docs, actor=BUILDER, family="ab_family", source="t", params=ChunkingParams(target_chars=700))
     v2 = services.ingestor.ingest(docs, actor=BUILDER, family="ab_family", source="t", promote=False,

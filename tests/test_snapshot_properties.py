@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from qdrant_client import QdrantClient, models
 
 from backend.errors import InputError
-from backend.snapshots import FORMAT, MAX_LINE_BYTES, SnapshotError, _vector_struct, verify_portable
+from backend.index_admin.snapshots import FORMAT, MAX_LINE_BYTES, SnapshotError, _vector_struct, verify_portable
 
 TRIED: Counter = Counter()  # inputs per property, printed at the end (the report's figures)
 FAULTS: Counter = Counter()  # damaged or malformed inputs among them

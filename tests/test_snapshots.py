@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from backend.errors import DependencyError, InputError, NotFoundError
-from backend.jobs import JobRunner
-from backend.policy import Policy
-from backend.services import Services
-from backend.snapshots import MAX_LINE_BYTES, SUFFIX, SnapshotError, SnapshotStore, verify_portable
 from actors import Role, user
 from index_support import TOPICS, fresh_services, write_dataset, write_folder
+
+from backend.background.jobs import JobRunner
+from backend.engine.policy import Policy
+from backend.errors import DependencyError, InputError, NotFoundError
+from backend.index_admin.snapshots import MAX_LINE_BYTES, SUFFIX, SnapshotError, SnapshotStore, verify_portable
+from backend.services import Services
 
 ALIAS = "rag_chunks"
 ANN = user("ann", Role.admin)  # builds, promotes, snapshots and deletes versions

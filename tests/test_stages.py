@@ -1,4 +1,4 @@
-"""The engine's retrieval stages (backend/stages.py) one at a time, with small fakes in place of the
+"""The engine's retrieval stages (backend/engine/stages.py) one at a time, with small fakes in place of the
 vector store and the reranker (the end-to-end tests in test_engine.py run them on a real index and
 the real model): what each stage returns, every score it keeps, and LlamaIndex's instrumentation
 seeing it with no wrapper."""
@@ -12,11 +12,11 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.retrieval import RetrievalEndEvent, RetrievalStartEvent
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
-from backend.engine import sources_of
+from backend.engine.instrumentation import collecting
+from backend.engine.query_engine import sources_of
+from backend.engine.stages import RRF_K, HybridRetriever, LlamaEmbedding, Rerank, dbsf
+from backend.engine.vectorstore import DENSE, SPARSE, Hit
 from backend.errors import DependencyError
-from backend.instrumentation import collecting
-from backend.stages import RRF_K, HybridRetriever, LlamaEmbedding, Rerank, dbsf
-from backend.vectorstore import DENSE, SPARSE, Hit
 
 
 class FakeStore:
@@ -143,7 +143,7 @@ def test_instrumentation_sees_the_retriever_without_a_wrapper() -> None:
 
 
 def test_collector_times_the_stages_and_meters_a_reranker_that_names_a_model() -> None:
-    """backend/instrumentation.py: the retrieve and rerank stages timed from LlamaIndex's events; a
+    """backend/engine/instrumentation.py: the retrieve and rerank stages timed from LlamaIndex's events; a
     reranker naming a model is a ledger call with the question and candidate texts counted; one
     naming none (the offline re-score) is timed only; one that fails is an error call."""
     def run(reranker: FakeReranker) -> tuple[dict, list]:

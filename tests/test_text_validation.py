@@ -8,26 +8,25 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-
-from backend.access import PermissionDenied
-from backend.access.service import AccessStore, LoginRefused
-from backend.access.tables import api_keys, users
-from backend.audit import AuditLog
-from backend.db import audit_log, index_versions, make_engine, migrate, traces, utcnow
-from backend.engine import QueryEngine
-from backend.errors import InputError
-from backend.golden import GoldenSets, GoldItem, GoldRef, golden_items, golden_sets
-from backend.index_admin import IndexAdmin
-from backend.index_admin.service import MAX_PATH_CHARS, MAX_UPLOAD_NAME_CHARS
-from backend.index_admin.tables import alias_history
-from backend.ledger.journal import WriteJournal
-from backend.policy import MAX_NAME_CHARS, Policy, PolicyStore, parse_policy
-from backend.releases import MAX_REASON_CHARS, ReleaseManager, releases
-from backend.settings import Settings
-from backend.text import check_text, column_length, control_chars, text_problem
-from backend.traces import MAX_COMMENT_CHARS, TraceRows, TraceStore
 from actors import Role, user
 from services import PostgresServer
+
+from backend.access import PermissionDenied
+from backend.access.audit import AuditLog
+from backend.access.service import AccessStore, LoginRefused
+from backend.access.tables import api_keys, users
+from backend.db import audit_log, index_versions, make_engine, migrate, traces, utcnow
+from backend.engine.policy import MAX_NAME_CHARS, Policy, PolicyStore, parse_policy
+from backend.engine.query_engine import QueryEngine
+from backend.errors import InputError
+from backend.evaluation.golden import GoldenSets, GoldItem, GoldRef, golden_items, golden_sets
+from backend.evaluation.traces import MAX_COMMENT_CHARS, TraceRows, TraceStore
+from backend.index_admin.service import MAX_PATH_CHARS, MAX_UPLOAD_NAME_CHARS, IndexAdmin
+from backend.index_admin.tables import alias_history
+from backend.ledger.journal import WriteJournal
+from backend.releases.manager import MAX_REASON_CHARS, ReleaseManager, releases
+from backend.settings import Settings
+from backend.text import check_text, column_length, control_chars, text_problem
 
 ANN = user("ann", Role.operator)
 BAD_TEXT = ["nul\x00byte", "escape\x1b[31m", "bell\x07", "lone \ud800 surrogate"]

@@ -23,13 +23,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
 from backend.access.actor import Actor, Role
+from backend.access.audit import AuditLog
 from backend.access.permissions import Action
 from backend.access.tables import api_keys, auth_sessions, login_failures, user_preferences, users
-from backend.audit import AuditLog
 from backend.db import dialect_insert, utcnow
 from backend.errors import InputError, NotFoundError, RagError
-from backend.pricing import finite_number
-from backend.text import check_text, column_length, text_problem
+from backend.text import check_text, column_length, finite_number, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ KEY_TTL_S = 0.5  # how long a process trusts a key lookup (revocations hold ever
 KEY_STALE_S = 300.0  # while the database is unreachable, a key seen this recently still answers
 MAX_KEY_DAYS = 3650.0  # a key expires within ten years
 LANGUAGES = ("en", "zh")  # the console's catalogs (console/locales): English and Simplified Chinese
-MAX_KEY_BUDGET_USD = 10_000_000.0  # the budgets' own ceiling (backend.budgets.MAX_LIMIT_USD): above is a typo
+MAX_KEY_BUDGET_USD = 10_000_000.0  # the budgets' own ceiling (backend.ledger.budgets.MAX_LIMIT_USD): above is a typo
 
 
 class LoginRefused(RagError):

@@ -20,10 +20,10 @@ from backend.api.errors import ApiError, install_error_handlers
 from backend.api.models import (ChatRequest, ErrorResponse, FeedbackRequest, ModelCard, ModelList, QueryRequest,
                                 QueryResponse)
 from backend.api.ratelimit import RateLimiter
-from backend.engine import Answer, Retrieved
+from backend.engine.policy import Policy
+from backend.engine.query_engine import Answer, Retrieved
 from backend.errors import InputError
 from backend.live import route, stream_live
-from backend.policy import Policy
 
 LIVE_MODEL = "rag"
 READY_TTL_S = 5.0

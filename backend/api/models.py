@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from backend.engine import Answer
+from backend.engine.query_engine import Answer
 from backend.text import control_chars
 
 MAX_TOP_K = 100

@@ -216,10 +216,10 @@ def golden_questions(set_name: str, version: int | None = None, sql_url: str | N
     """The questions of a frozen golden set version (latest by default), read from the database only."""
     import sqlalchemy as sa
 
-    from backend.audit import AuditLog
+    from backend.access.audit import AuditLog
     from backend.db import make_engine
     from backend.errors import RagError
-    from backend.golden import GoldenSets
+    from backend.evaluation.golden import GoldenSets
     from backend.settings import get_settings
 
     url = sql_url or get_settings().sql_url

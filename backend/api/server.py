@@ -28,8 +28,9 @@ def _start_services() -> None:
         log.exception("services could not be built at startup")
         return
     # The retrieval stages (llama-index) load now rather than on the first question, frozen with the rest.
-    import backend.instrumentation  # noqa: F401
-    import backend.stages  # noqa: F401
+    import backend.engine.instrumentation  # noqa: F401
+    import backend.engine.stages  # noqa: F401
+
     # What startup loaded (modules, the embedding model, the services) lives as long as the worker:
     # frozen out of the garbage collector, a full collection no longer walks it and stalls requests.
     gc.collect()

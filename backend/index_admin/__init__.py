@@ -1,4 +1,6 @@
-"""Index admin: versions, shadow rebuilds, the evaluation gate, atomic promote and rollback."""
-from backend.index_admin.service import DELETED, GATE, REBUILD, AliasChange, IndexAdmin, StoredGate, VersionInfo
+"""Index versions and what is done to them: the version registry (versions), shadow rebuilds,
+the evaluation gate, atomic alias promote and rollback, deletion (service, gate, tables),
+uploads to index (uploads) and snapshots (snapshots).
 
-__all__ = ["DELETED", "GATE", "REBUILD", "AliasChange", "IndexAdmin", "StoredGate", "VersionInfo"]
+May import: the engine (vector store, policies, QueryEngine for the gate), ingestion, evaluation
+metrics, releases, background jobs, settings, errors, text, db, audit, access."""

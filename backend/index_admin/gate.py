@@ -1,23 +1,21 @@
 """Evaluation gate: score a candidate index version against the live one on the same
-queries before promotion, with backend.evaluation's document-level metrics.
+queries before promotion, with backend.evaluation.metrics's document-level metrics.
 
 Both versions are queried as they are (nothing is re-ingested). Queries whose gold
 documents are in neither version are left out and counted, so a data set that only partly
 overlaps the corpus still gives a fair comparison."""
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-from backend.engine import QueryEngine
+from backend.engine.policy import Policy
+from backend.engine.query_engine import QueryEngine
+from backend.engine.vectorstore import VectorStore
 from backend.errors import InputError
-from backend.policy import Policy
-from backend.vectorstore import VectorStore
+from backend.evaluation.metrics import METRICS, load_queries, score_questions
 
-METRICS = ("recall@5", "recall@10", "ndcg@10", "mrr@10", "recall@100")
 GATED = ("ndcg@10", "recall@10")  # the candidate may not lose more than `max_drop` on these
 MAX_DROP = 0.02
 
@@ -49,8 +47,6 @@ class GateResult:
 
 
 def load_gate_queries(dataset: Path, limit: int | None) -> list[dict]:
-    from backend.evaluation import load_queries  # lazy: backend.evaluation imports backend.services
-
     path = dataset / "queries.jsonl" if dataset.is_dir() else dataset
     if not path.is_file():
         raise InputError(f"no queries.jsonl in {dataset} (a gate data set holds queries.jsonl with gold_ids)")
@@ -74,27 +70,9 @@ def answerable(store: VectorStore, collections: list[str], queries: list[dict]) 
 def evaluate_collection(engine: QueryEngine, collection: str, queries: list[dict], policy: Policy,
                         progress: Callable[[int], None] | None = None) -> dict[str, float]:
     """Metrics of one collection (queried by its own name, not through an alias)."""
-    from backend.evaluation import doc_ranking, mrr_at, ndcg_at, recall_at
-
     run = policy.model_copy(update={"index": collection, "top_k": 100, "candidates": max(policy.candidates, 100)})
-    sums = dict.fromkeys(METRICS, 0.0)
-    latencies = []
-    for i, q in enumerate(queries):
-        t = time.perf_counter()
-        retrieval = engine.retrieve(q["question"], run)
-        latencies.append((time.perf_counter() - t) * 1000)
-        ranked = doc_ranking([s.doc_id for s in retrieval.sources])
-        sums["recall@5"] += recall_at(ranked, q["gold"], 5)
-        sums["recall@10"] += recall_at(ranked, q["gold"], 10)
-        sums["ndcg@10"] += ndcg_at(ranked, q["gold"], 10)
-        sums["mrr@10"] += mrr_at(ranked, q["gold"], 10)
-        sums["recall@100"] += recall_at(ranked, q["gold"], 100)
-        if progress:
-            progress(i + 1)
-    n = max(1, len(queries))
-    out = {k: round(v / n, 4) for k, v in sums.items()}
-    out["p50_ms"] = round(float(np.percentile(latencies, 50)), 2) if latencies else 0.0
-    return out
+    scores = score_questions(lambda q: [s.doc_id for s in engine.retrieve(q, run).sources], queries, progress)
+    return {**{k: round(v, 4) for k, v in scores.metrics.items()}, "p50_ms": round(scores.latency_ms(50), 2)}
 
 
 def verdict(candidate: dict[str, float], baseline: dict[str, float] | None, max_drop: float) -> tuple[bool, list[str]]:

@@ -14,25 +14,25 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+import backend.index_admin.gate as gating
 from backend.access import Action, Actor
+from backend.access.audit import AuditLog
 from backend.access.roots import check_ingest_root
-from backend.audit import AuditLog
-from backend.chunking import ChunkingParams
+from backend.background.jobs import JobContext, JobRunner
 from backend.db import audit_log, index_versions, utcnow
-from backend.engine import QueryEngine
+from backend.engine.policy import PolicyStore
+from backend.engine.query_engine import QueryEngine
+from backend.engine.vectorstore import DENSE, CollectionShape, VectorStore
 from backend.errors import InputError, NotFoundError
-from backend.index_admin import gate as gating
 from backend.index_admin.tables import alias_history, index_gates
 from backend.index_admin.uploads import precheck_source, stage_upload
-from backend.ingest import IngestProgress, Ingestor
-from backend.jobs import JobContext, JobRunner
-from backend.policy import PolicyStore
-from backend.releases import ReleaseManager, check_reason
+from backend.ingestion.chunking import ChunkingParams
+from backend.ingestion.ingestor import Ingestor, IngestProgress
+from backend.ingestion.sources import load_source
+from backend.ingestion.versions import BUILDING, FAILED, READY, IndexRegistry
+from backend.releases.manager import ReleaseManager, check_reason
 from backend.settings import Settings
-from backend.sources import load_source
 from backend.text import check_text, column_length
-from backend.vectorstore import DENSE, CollectionShape, VectorStore
-from backend.versions import BUILDING, FAILED, READY, IndexRegistry
 
 DELETED = "deleted"
 REBUILD, GATE = "index.rebuild", "index.gate"
@@ -184,7 +184,7 @@ class IndexAdmin:
         """Start a shadow rebuild job into <family>_vN+1; the live alias keeps serving. Returns the job id."""
         self.audit.require(actor, Action.rebuild, REBUILD, family or self.family)
         if family is not None and family != self.family:  # typed: it names the new collections (<family>_vN)
-            from backend.snapshots import check_family  # snapshots imports this package
+            from backend.index_admin.snapshots import check_family  # snapshots imports this package
 
             check_family(check_text(family, "the index family"))
         family = family or self.family

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from backend.errors import InputError
-from backend.sources import TEXT_SUFFIXES
+from backend.ingestion.sources import TEXT_SUFFIXES
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 MAX_UNPACKED_BYTES = 2 * 1024**3

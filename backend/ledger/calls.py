@@ -118,7 +118,7 @@ class NullMeter:
         return None
 
     def record(self, ctx: RequestContext, call: ModelCall) -> ModelCall:
-        from backend.pricing import cost_usd
+        from backend.ledger.pricing import cost_usd
 
         call.cost_usd, call.price_known = cost_usd(call.model, call.prompt_tokens, call.completion_tokens,
                                                    call.cached_tokens)

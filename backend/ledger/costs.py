@@ -8,15 +8,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from backend.alerts import AlertService
-from backend.audit import AuditLog
-from backend.budgets import BudgetService
+from backend.access.audit import AuditLog
+from backend.ledger.alerts import AlertService
+from backend.ledger.budgets import BudgetService
 from backend.ledger.journal import Sink, WriteJournal
 from backend.ledger.meter import LedgerMeter
+from backend.ledger.metrics import Metrics, PrometheusSource
+from backend.ledger.pricing import PriceTable
 from backend.ledger.queries import LedgerQueries
 from backend.ledger.store import LedgerStore
-from backend.metrics import Metrics, PrometheusSource
-from backend.pricing import PriceTable
 from backend.settings import Settings
 
 
@@ -34,7 +34,7 @@ class Costs:
     max_price_age_days: int
 
     def housekeeping_tasks(self) -> list[Callable[[], object]]:
-        """What falls due with time, not with a request (backend.housekeeping runs it every
+        """What falls due with time, not with a request (backend.background.housekeeping runs it every
         HOUSEKEEPING_S under a lease): budget alerts of ended periods resolve, alert rules fire or
         resolve as their windows move on."""
         return [self.budgets.close_old_periods, self.alerts.evaluate]

@@ -1,6 +1,6 @@
 """The Meter the services hand to the engine: prices each call from the dated price table,
 writes its ledger row (through the journal: never lost), feeds Prometheus, enforces hard budgets and API key budgets
-and fires budget thresholds. Alert rules run in backend.housekeeping, not after requests."""
+and fires budget thresholds. Alert rules run in backend.background.housekeeping, not after requests."""
 from __future__ import annotations
 
 import logging

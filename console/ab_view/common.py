@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.policy import Policy
+from backend.engine.policy import Policy, policy_label
 from backend.services import Services
 from console import kit
 from console.i18n import t
@@ -18,7 +18,7 @@ BUILTIN = "default:"  # option value of the built-in default policy
 
 def option_label(option: str) -> str:
     name, _, version = option.rpartition(":")
-    return t("{name} (built-in)", name=name) if option == BUILTIN else f"{name} v{version}"
+    return t("{name} (built-in)", name=name) if option == BUILTIN else policy_label(name, int(version))
 
 
 def parse_option(option: str) -> tuple[str, int | None]:

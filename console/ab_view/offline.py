@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.ab_online import OFFLINE_JOB, offline_diff, start_offline
 from backend.access import Action
+from backend.background.jobs import DONE, Job
+from backend.engine.policy import Policy
 from backend.errors import RagError
-from backend.eval_runs import HEADLINE
-from backend.jobs import DONE, Job
-from backend.policy import Policy
+from backend.evaluation.runs import HEADLINE
+from backend.releases.online import OFFLINE_JOB, offline_diff, start_offline
 from backend.services import Services
 from console import kit
 from console.ab_view.common import SS, headers, keys

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.ab_online import online_report
+from backend.releases.online import online_report
 from backend.services import Services
 from console import kit
 from console.ab_view.common import SS, headers, keys
@@ -13,7 +13,7 @@ from console.ab_view.rows import comparison_rows, experiment_label, variant_disp
 from console.i18n import N_, t
 from console.markup import escape_md
 
-# Whose live requests the online comparison counts (backend.ab_online.online_report's `source`).
+# Whose live requests the online comparison counts (backend.releases.online.online_report's `source`).
 ONLINE_SOURCES = {"all": N_("all traffic"), "api": N_("API keys"), "console": N_("console users")}
 # Where the experiment was before it was bound by id: Streamlit's bind="query-params" put its long label there.
 LABEL_PARAM = "ab.experiment"

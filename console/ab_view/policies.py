@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from backend.engine.policy import Policy
 from backend.errors import RagError
-from backend.policy import Policy
 from backend.services import Services
 from console import kit
 from console.ab_view.common import BUILTIN, SS, headers, keys, load_policy, option_label, policy_options

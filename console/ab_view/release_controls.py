@@ -1,13 +1,13 @@
 """The controls of the 🚀 Releases tab: traffic (candidate and its share, make current, stop, promote,
 roll back), the create and guardrail forms, and the two confirmations (promote, roll back). Each
-button calls one backend.releases method through console.kit.run, with the acting user."""
+button calls one backend.releases.manager method through console.kit.run, with the acting user."""
 from __future__ import annotations
 
 import streamlit as st
 
 from backend.access import Action
 from backend.errors import RagError
-from backend.releases import Guardrails
+from backend.releases.manager import Guardrails
 from backend.services import Services
 from console import kit
 from console.ab_view.common import SS, keys, option_label, parse_option, policy_options

@@ -8,7 +8,7 @@ import dataclasses
 import streamlit as st
 
 from backend.live import answer_live, guardrail_status
-from backend.releases import Guardrails
+from backend.releases.manager import Guardrails
 from backend.services import Services
 from console import answer_view, kit
 from console.ab_view.common import SS, headers, keys

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.ab_online import OnlineReport, variant_rows
-from backend.ab_stats import Comparison
-from backend.eval_runs import HEADLINE
-from backend.policy import Policy
-from backend.releases import policy_diff
+from backend.engine.policy import Policy
+from backend.evaluation.runs import HEADLINE
+from backend.releases.ab_stats import Comparison
+from backend.releases.manager import policy_diff
+from backend.releases.online import Estimate, OnlineReport, variant_figures
 from console import kit
 from console.i18n import N_, t
 
@@ -31,7 +31,7 @@ def _show(field: str, value: Any) -> str:
 
 
 def verdict(c: Comparison, unit: str = "requests") -> str:
-    """backend.ab_online.verdict in the session's language: 'significant' / 'not yet: ~N more <unit>
+    """In the session's language: 'significant' / 'not yet: ~N more <unit>
     per variant' / 'not enough data yet'. Votes are one sample, so their count is not per variant."""
     votes, what = "vote" in unit, t(UNITS.get(unit, unit))
     if c.significant:
@@ -93,24 +93,28 @@ def offline_item_rows(diff: dict, changed_only: bool) -> list[dict]:
             for r in diff["items"] if not changed_only or r["change"] != "unchanged"]
 
 
+def _ci(e: Estimate, pct: bool = False) -> str:
+    if e.low is None or e.high is None:
+        return ""
+    return f"[{kit.pct(e.low)}, {kit.pct(e.high)}]" if pct else f"[{e.low:,.0f}, {e.high:,.0f}]"
+
+
 def variant_display_rows(report: OnlineReport) -> list[dict]:
     """The per-variant figures, each value with its 95% interval in one cell."""
     out = []
-    for r in variant_rows(report):
-        def ms(q: str) -> str:  # "p50" / "p95"
-            return "—" if r[f"{q} ms"] is None else f"{r[f'{q} ms']:,.0f} {r[f'{q} 95% CI']}"
+    for f in variant_figures(report):
+        def ms(e: Estimate) -> str:
+            return "—" if e.value is None else f"{e.value:,.0f} {_ci(e)}"
 
-        rated = int(r["thumbs up"].split("/")[1])
-        votes = int(r["votes won"].split("/")[1])
         out.append({
-            N_("variant"): t(r["variant"]), N_("requests"): r["requests"], N_("errors"): r["errors"],
-            N_("error rate [95% CI]"): f"{kit.pct(r['error rate'])} {r['error rate 95% CI']}".strip(),
-            N_("p50 ms [95% CI]"): ms("p50"), N_("p95 ms [95% CI]"): ms("p95"),
-            N_("cost / request"): kit.money(r["cost / request"], 6),
-            N_("thumbs up [95% CI]"): t("{pct} of {n} {ci}", pct=kit.pct(r["thumbs-up rate"]), n=rated,
-                                        ci=r["thumbs-up 95% CI"]).strip() if rated else t("— (none rated)"),
-            N_("pairwise wins [95% CI]"): t("{pct} of {n} {ci}", pct=kit.pct(r["win rate"]), n=votes,
-                                            ci=r["win rate 95% CI"]).strip() if votes else t("— (no votes)"),
+            N_("variant"): t(f.variant), N_("requests"): f.requests, N_("errors"): f.errors,
+            N_("error rate [95% CI]"): f"{kit.pct(f.error_rate.value)} {_ci(f.error_rate, pct=True)}".strip(),
+            N_("p50 ms [95% CI]"): ms(f.p50_ms), N_("p95 ms [95% CI]"): ms(f.p95_ms),
+            N_("cost / request"): kit.money(f.cost_per_request, 6),
+            N_("thumbs up [95% CI]"): t("{pct} of {n} {ci}", pct=kit.pct(f.thumbs_up_rate.value), n=f.rated,
+                                        ci=_ci(f.thumbs_up_rate, pct=True)).strip() if f.rated else t("— (none rated)"),
+            N_("pairwise wins [95% CI]"): t("{pct} of {n} {ci}", pct=kit.pct(f.win_rate.value), n=f.votes_decided,
+                                            ci=_ci(f.win_rate, pct=True)).strip() if f.votes_decided else t("— (no votes)"),
         })
     return out
 

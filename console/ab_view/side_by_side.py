@@ -10,10 +10,10 @@ from typing import Any
 
 import streamlit as st
 
-from backend.ab_stats import compare_win_rate
-from backend.engine import Answer
+from backend.engine.policy import Policy
+from backend.engine.query_engine import Answer
 from backend.errors import RagError
-from backend.policy import Policy
+from backend.releases.ab_stats import compare_win_rate
 from backend.services import Services
 from console import answer_view, kit
 from console.ab_view.common import SS, keys

@@ -9,7 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from backend.access import Action
-from backend.alerts import MAX_THRESHOLD, METRICS as ALERT_METRICS, describe_value, redact_urls, webhook_label
+from backend.ledger.alerts import MAX_THRESHOLD
+from backend.ledger.alerts import METRICS as ALERT_METRICS
+from backend.ledger.alerts import describe_value, redact_urls, webhook_label
 from backend.ledger.costs import Costs
 from console import kit
 from console.access_view import locked
@@ -19,7 +21,7 @@ from console.i18n import N_, t
 from console.markup import escape_md
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "costs.py"
-# The backend's names of the alert metrics (backend.alerts.METRICS), shown with t().
+# The backend's names of the alert metrics (backend.ledger.alerts.METRICS), shown with t().
 METRIC_NAMES = (N_("cost (USD) over the window"), N_("share of requests that failed (0-1)"),
                 N_("p95 end-to-end latency (ms)"))
 HISTORY = [N_("title"), N_("source"), N_("severity"), N_("first_seen"), N_("last_seen"), N_("resolved_at"),
@@ -111,7 +113,7 @@ def _rule(x: dict, name: str) -> str:
 
 
 def sidebar_alerts(costs: Costs) -> None:
-    """Firing alerts under the sidebar status on every page (one small query; rules run in backend.housekeeping)."""
+    """Firing alerts under the sidebar status on every page (one small query; rules run in backend.background.housekeeping)."""
     firing = costs.alerts.firing()
     if not firing:
         return

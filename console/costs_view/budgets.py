@@ -7,13 +7,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from backend.access import Action
-from backend.budgets import MAX_LIMIT_USD, PERIODS, SCOPES
+from backend.ledger.budgets import MAX_LIMIT_USD, PERIODS, SCOPES
 from backend.ledger.costs import Costs
 from backend.ledger.queries import TimeRange
 from console import charts, kit
 from console.access_view import locked
 from console.auth import current_actor
-from console import kit
 from console.costs_view.common import download, keys, manage
 from console.i18n import N_, t
 from console.markup import escape_md

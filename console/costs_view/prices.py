@@ -7,8 +7,8 @@ import streamlit as st
 
 from backend.access import Action
 from backend.ledger.costs import Costs
+from backend.ledger.pricing import MATCH_ORDER, MAX_PER_CALL_USD, MAX_USD_PER_M
 from backend.ledger.queries import TimeRange
-from backend.pricing import MATCH_ORDER, MAX_PER_CALL_USD, MAX_USD_PER_M
 from console import kit
 from console.access_view import locked, need
 from console.auth import current_actor

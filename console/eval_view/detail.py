@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.access import Action
-from backend.eval_runs import HEADLINE, export_run_csv, export_run_json
+from backend.evaluation.runs import HEADLINE, export_run_csv, export_run_json
 from backend.services import Services
 from console import kit
 from console.access_view import need

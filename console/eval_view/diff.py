@@ -7,7 +7,7 @@ import streamlit as st
 
 from backend.access import Action
 from backend.errors import RagError
-from backend.eval_runs import HEADLINE, export_diff_csv, export_diff_json
+from backend.evaluation.runs import HEADLINE, export_diff_csv, export_diff_json
 from backend.services import Services
 from console import kit
 from console.access_view import need

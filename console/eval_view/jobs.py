@@ -8,9 +8,9 @@ from pathlib import Path
 import streamlit as st
 
 from backend.access import Action
+from backend.background.jobs import CANCELLED, DONE, Job
 from backend.errors import RagError
-from backend.eval_runs import EVAL_JOB
-from backend.jobs import CANCELLED, DONE, Job
+from backend.evaluation.runs import EVAL_JOB
 from backend.services import Services
 from console import kit
 from console.access_view import need

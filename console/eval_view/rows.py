@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from backend.eval_runs import HEADLINE
-from backend.judge import JUDGED_METRICS
+from backend.evaluation.judge import JUDGED_METRICS
+from backend.evaluation.runs import HEADLINE
 from console import charts, kit
 from console.i18n import N_, t
 

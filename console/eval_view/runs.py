@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.eval_runs import HEADLINE
+from backend.evaluation.runs import HEADLINE
 from console import charts, kit
 from console.eval_view.common import SS, keys
 from console.eval_view.rows import RUNS_COLUMNS, metrics_figure, run_label, runs_rows

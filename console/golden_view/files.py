@@ -8,7 +8,7 @@ import streamlit as st
 
 from backend.access import Action
 from backend.errors import RagError
-from backend.golden import GoldItem, export_csv, export_jsonl, export_ragas, parse_items
+from backend.evaluation.golden import GoldItem, export_csv, export_jsonl, export_ragas, parse_items
 from backend.services import Services
 from console import kit
 from console.access_view import need

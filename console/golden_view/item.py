@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.access import Action
-from backend.golden import GoldItem, ref_from_chunk
+from backend.evaluation.golden import GoldItem, ref_from_chunk
 from backend.services import Services
 from console import kit
 from console.access_view import need

@@ -7,8 +7,8 @@ import html
 import streamlit as st
 
 from backend.access import Action
-from backend.engine import SourceChunk
-from backend.golden import neighbour_chunks
+from backend.engine.query_engine import SourceChunk
+from backend.evaluation.golden import neighbour_chunks
 from backend.services import Services
 from console import kit
 from console.access_view import need

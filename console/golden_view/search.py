@@ -7,8 +7,8 @@ from typing import Any
 
 import streamlit as st
 
+from backend.engine.policy import Policy
 from backend.errors import RagError
-from backend.policy import Policy
 from backend.services import Services
 from console import kit
 from console.auth import current_actor

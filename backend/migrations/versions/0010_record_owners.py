@@ -1,7 +1,7 @@
 """Owners of long-running records: `owner` (host:pid) and `heartbeat_at` on evaluation runs and
 index versions, like jobs have. At every start, a record still 'running' / 'building' whose owner
 is dead (a dead pid on this host, or no heartbeat for a while from another host) is marked failed
-(backend/jobs.py); before this, a crash left evaluation runs 'running' forever.
+(backend/background/jobs.py); before this, a crash left evaluation runs 'running' forever.
 
 Existing rows get owner '' (the server default): an active row without an owner was written
 before owners were recorded, and is failed once its last sign of life is older than the bound.

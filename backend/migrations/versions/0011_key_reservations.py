@@ -1,6 +1,6 @@
 """API key budget reservations: `budget_reservations.api_key` names the key whose monthly budget a
-row holds (budget_id 0, backend.budgets.KEY_BUDGET_ID), so an API key's paid calls reserve their
-estimated cost before the call like a hard budget's (backend.budgets `reserve` / `settle`); checking
+row holds (budget_id 0, backend.ledger.budgets.KEY_BUDGET_ID), so an API key's paid calls reserve their
+estimated cost before the call like a hard budget's (backend.ledger.budgets `reserve` / `settle`); checking
 the key's spend before the request and adding it after let concurrent requests overrun the budget.
 
 No data changes: existing rows are hard budgets' (api_key NULL).

@@ -1,4 +1,4 @@
-"""Per-chunk embedding cache (backend/embedding_cache.py): a rebuild embeds only chunk texts that
+"""Per-chunk embedding cache (backend/ingestion/embedding_cache.py): a rebuild embeds only chunk texts that
 no earlier build of the same model embedded.
 
 Revision ID: 0012_embedding_cache

@@ -1,4 +1,4 @@
-"""Database leases (backend/leases.py): of the processes sharing the database, the one holding a
+"""Database leases (backend/background/leases.py): of the processes sharing the database, the one holding a
 lease runs the periodic housekeeping (budget periods, alert rules) for that period.
 
 Revision ID: 0013_leases
