@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Literal
 
 from backend.access import Actor
+from backend.engine.policy import Policy
 from backend.engine.query_engine import Answer, Retrieved, is_askers_mistake
 from backend.errors import BudgetExceeded, RagError
+from backend.releases.manager import Guardrails, Release, Variant, WindowStats
 from backend.releases.online import variant_stats
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GUARDRAIL_EVERY_S = 5.0  # the ledger window is read at most this often per process
+Routed = tuple[Policy, Variant | None, Release | None]  # a live request's policy, variant and release
 
 
 class LiveRequestError(RagError):
@@ -36,7 +39,7 @@ class LiveRequestError(RagError):
 
     part = "release"
 
-    def __init__(self, message: str, variant: str | None, release: dict | None, cause: RagError):
+    def __init__(self, message: str, variant: str | None, release: Release | None, cause: RagError):
         super().__init__(message)
         self.variant, self.release, self.cause = variant, release, cause
         self.part = cause.part  # what failed (the LLM, the vector store...): the message names the release
@@ -47,11 +50,11 @@ class LiveRequestError(RagError):
 class LiveAnswer:
     answer: Answer
     variant: str | None  # None when no release is configured (the default policy on the alias)
-    release: dict | None
+    release: Release | None
     tripped: str | None = None  # the guardrail's reason when the check after this request tripped it
 
 
-def route(services: "Services", actor: Actor):  # noqa: ANN201 - (Policy, variant, release)
+def route(services: "Services", actor: Actor) -> Routed:
     """The policy, variant and release a live request of `actor` runs with (sticky per end user)."""
     return services.releases.policy_for(actor.ledger_user)
 
@@ -60,7 +63,7 @@ def check_guardrails(services: "Services", every_s: float = GUARDRAIL_EVERY_S) -
     """The guardrail over the ledger window (throttled); returns the reason when it tripped now."""
     releases = services.releases
 
-    def stats(minutes: int) -> dict[str, dict[str, float]]:
+    def stats(minutes: int) -> dict[str, WindowStats]:
         return variant_stats(services.db, minutes, since=releases.state().started_at)
 
     try:
@@ -75,13 +78,14 @@ def _askers(exc: RagError) -> bool:
     return isinstance(exc, BudgetExceeded) or is_askers_mistake(exc)
 
 
-def _failure(exc: RagError, variant: str | None, release: dict | None) -> LiveRequestError:
-    where = f"the {variant} release {release['label']}" if release else "the default policy (no release configured)"
+def _failure(exc: RagError, variant: str | None, release: Release | None) -> LiveRequestError:
+    where = f"the {variant} release {release.label}" if release else "the default policy (no release configured)"
     return LiveRequestError(f"{where} could not answer — {exc}", variant, release, exc)
 
 
 def stream_live(services: "Services", question: str, actor: Actor, filters: dict | None = None, *,
-                guardrail_every_s: float = GUARDRAIL_EVERY_S, routed=None) -> Iterator[Retrieved | str | Answer]:  # noqa: ANN001
+                guardrail_every_s: float = GUARDRAIL_EVERY_S, routed: Routed | None = None,
+                ) -> Iterator[Retrieved | str | Answer]:
     """engine.stream for the release `user` is assigned to (same events); the guardrail check runs
     when the stream ends, whatever the outcome. `routed` is a `route()` the caller already made."""
     policy, variant, release = routed or route(services, actor)
@@ -117,24 +121,41 @@ def answer_live(services: "Services", question: str, actor: Actor, filters: dict
     return LiveAnswer(answer, variant, release, tripped)
 
 
-def guardrail_status(services: "Services") -> dict:
+# no candidate; paused (its share is 0); waiting for the minimum of requests in the window; over a
+# threshold (trips at the next check); armed (within the thresholds).
+GuardrailState = Literal["no candidate", "paused", "waiting", "over", "armed"]
+
+
+@dataclass(frozen=True)
+class GuardrailStatus:
+    """What the guardrail sees now: a state and the figures it is decided on (the console and the
+    CLI word them)."""
+    state: GuardrailState
+    guardrails: Guardrails
+    figures: dict[str, WindowStats]  # variant -> its figures over the window
+    requests: int = 0  # the candidate's, over the window
+    error_rate: float | None = None  # the candidate's; None without requests
+    p95_ms: float | None = None
+
+
+def guardrail_status(services: "Services") -> GuardrailStatus:
     """What the guardrail sees now (no throttle, nothing changes): state, thresholds and the
     candidate's figures over the window."""
     st = services.releases.state()
     g = st.guardrails
     if st.candidate is None:
-        return {"state": "no candidate", "guardrails": g, "figures": {}}
+        return GuardrailStatus("no candidate", g, {})
     figures = variant_stats(services.db, g.window_minutes, since=st.started_at)
-    cand = figures.get("candidate", {"requests": 0, "errors": 0, "p95_ms": 0.0})
-    n = int(cand["requests"])
-    error_rate = cand["errors"] / n if n else None
+    cand = figures.get("candidate", WindowStats())
+    n = cand.requests
+    error_rate = cand.errors / n if n else None
+    state: GuardrailState
     if st.share == 0:
-        state = "paused (0% share)"
+        state = "paused"
     elif n < g.min_requests:
-        state = f"armed — waiting for {g.min_requests} candidate requests in the window ({n} so far)"
-    elif (error_rate or 0) > g.max_error_rate or cand["p95_ms"] > g.max_p95_ms:
-        state = "over a threshold — trips at the next check"
+        state = "waiting"
+    elif (error_rate or 0) > g.max_error_rate or cand.p95_ms > g.max_p95_ms:
+        state = "over"
     else:
-        state = "armed — within thresholds"
-    return {"state": state, "guardrails": g, "figures": figures, "requests": n, "error_rate": error_rate,
-            "p95_ms": cand["p95_ms"] if n else None}
+        state = "armed"
+    return GuardrailStatus(state, g, figures, n, error_rate, cand.p95_ms if n else None)

@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     src = DATASETS / args.dataset
     root = make_subset(src, args.docs, args.queries, run_dir / "subset") if args.docs else src
     queries = load_queries(root / "queries.jsonl")[: None if args.docs else args.queries]
-    questions, golds = [q["question"] for q in queries], [q["gold"] for q in queries]
+    questions, golds = [q.question for q in queries], [set(q.gold) for q in queries]
     data_dir = (args.data_dir or run_dir / "data").resolve()
     log(f"pid {os.getpid()}; dataset {root} ({len(queries)} queries), data dir {data_dir}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
         f"load {os.getloadavg()[0]:.2f}")

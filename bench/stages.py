@@ -26,6 +26,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
+from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
@@ -98,7 +99,7 @@ def write_native_copy(store: VectorStore, registry: IndexRegistry, source: str, 
     text included, at the top level, and BM25 weights of the chunk's match text. Registered as `native`."""
     row = registry.get(source)
     assert row is not None, f"{source} is not a registered version"
-    store.create_collection(name, row["dim"])
+    store.create_collection(name, row.dim)
     points = list(store.scroll(source))
     for i in range(0, len(points), 256):
         part = points[i:i + 256]
@@ -106,8 +107,8 @@ def write_native_copy(store: VectorStore, registry: IndexRegistry, source: str, 
         store.upsert(name, [models.PointStruct(id=pid, payload=p, vector={
             DENSE: dense[pid],
             SPARSE: doc_vector(Chunk(p["doc_id"], p["start"], p["end"], p["text"], p["title"], p["source"],
-                                     p["section"]).match_text, row["params"]["avgdl"])}) for pid, p in part])
-    registry.add(**{**row, "collection": name, "version": registry.max_version(row["family"]) + 1, "format": NATIVE})
+                                     p["section"]).match_text, row.params["avgdl"])}) for pid, p in part])
+    registry.add(**{**asdict(row), "collection": name, "version": registry.max_version(row.family) + 1, "format": NATIVE})
 
 
 def same_sources(a: list[SourceChunk], b: list[SourceChunk]) -> bool:
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--family is needed: the folder holds {sorted(aliases)}")
     collection = services.store.resolve(family)
     dataset = "cmrc2018" if "cmrc" in family else "scifact"
-    questions = [q["question"] for q in load_queries(DATASETS / dataset / "queries.jsonl")][: args.queries]
+    questions = [q.question for q in load_queries(DATASETS / dataset / "queries.jsonl")][: args.queries]
     policy = Policy(index=family, top_k=10)
     vecs, embed_ms = [], []
     for q in questions:  # one at a time, as the engine embeds a question: the same cost for both paths

@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from backend.access import PERMISSIONS, Action, Role, can
-from backend.access.audit import AuditLog, AuditQuery, audit_csv
+from backend.access.audit import AuditLog, AuditQuery, AuditRecord, audit_csv
 from backend.access.service import AccessStore, KeyInfo, UserInfo
 from console import kit
 from console.auth import current_actor, role_name
@@ -224,10 +224,9 @@ def audit_query(who: str, action: str, target: str, days: Any, result: str, limi
                       result="" if result == "any" else result, limit=int(limit))
 
 
-def audit_rows(rows: list[dict]) -> list[dict]:
-    return [{"when": kit.when(r["ts"], seconds=True), "who": r["actor"], "kind": r.get("actor_kind", ""),
-             "role": r.get("actor_role", ""), "action": r["action"], "target": r["target"], "result": r["result"],
-             "detail": r["detail"]} for r in rows]
+def audit_rows(rows: list[AuditRecord]) -> list[dict]:
+    return [{"when": kit.when(r.ts, seconds=True), "who": r.actor, "kind": r.actor_kind, "role": r.actor_role,
+             "action": r.action, "target": r.target, "result": r.result, "detail": r.detail} for r in rows]
 
 
 def audit_section(audit: AuditLog) -> None:

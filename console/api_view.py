@@ -55,11 +55,12 @@ def rate_limiter() -> None:
     if not rows:
         return
     r = rows[0]
-    if r["failing_open"]:
+    if r.failing_open:
         st.warning(t("Rate limiter **degraded**: its Redis is unreachable, so requests are let through without a "
-                     "limit ({n} so far) — {error}", n=f"{r['fail_open_total']:,}", error=r["last_error"]), icon="🟠")
+                     "limit ({n} so far) — {error}", n=f"{r.fail_open_total:,}", error=r.last_error), icon="🟠")
     else:
-        st.caption(t("🟢 Rate limit {limit} per key, counted in {backend}.", limit=r["limit"], backend=r["backend"]))
+        st.caption(t("🟢 Rate limit {limit} per key, counted in {backend}.", limit=f"{r.limit} per {r.per} {r.unit}",
+                     backend=r.backend))
 
 
 def recent(services: Services) -> None:

@@ -67,8 +67,8 @@ def _index(info: IndexInfo, build: BuildStatus) -> None:
         v = info.version
         if v:
             st.caption(t("{model} · {docs} docs · {chunks} chunks · built {when} by {who}",
-                         model=escape_md(v["embedding_model"]), docs=f"{v['n_docs']:,}", chunks=f"{v['n_chunks']:,}",
-                         when=kit.when(v["created_at"]), who=escape_md(v["created_by"])))
+                         model=escape_md(v.embedding_model), docs=f"{v.n_docs:,}", chunks=f"{v.n_chunks:,}",
+                         when=kit.when(v.created_at), who=escape_md(v.created_by)))
     elif build.state == "running":
         pct = f" {build.progress.fraction:.0%}" if build.progress else ""
         st.caption(t("`{alias}`: building…{pct}", alias=info.alias, pct=pct))

@@ -10,6 +10,8 @@ import streamlit as st
 
 from backend.access import Action, can
 from backend.background.jobs import DONE, FAILED, Job
+from backend.evaluation.metrics import METRICS
+from backend.index_admin.gate import GateResult
 from backend.index_admin.service import IndexAdmin, StoredGate, VersionInfo
 from backend.ingestion.chunking import ChunkingParams
 from backend.services import Services
@@ -163,6 +165,16 @@ def rebuild(services: Services) -> None:
 
 
 # --- gate, promote, roll back ---------------------------------------------------------------------
+def gate_rows(r: GateResult) -> list[dict]:
+    """One row per metric: live, candidate and the delta."""
+    cand, base = r.metrics["candidate"] or {}, r.metrics.get("baseline") or {}
+    rows = []
+    for k in (*METRICS, "p50_ms"):
+        c, b = cand.get(k), base.get(k)
+        rows.append({"metric": k, "live": b, "candidate": c, "delta": (c - b) if c is not None and b is not None else None})
+    return rows
+
+
 def _gate_result(stored: StoredGate) -> None:
     r = stored.result
     verdict = t("✅ Gate passed") if r.passed else t("❌ Gate failed")
@@ -170,7 +182,7 @@ def _gate_result(stored: StoredGate) -> None:
     st.markdown(t("**{verdict}** — {n} queries on {dataset} vs `{baseline}` · {when} by {who}{stale}",
                   verdict=verdict, n=r.n_queries, dataset=kit.code(r.dataset), baseline=r.baseline or t("no live version"),
                   when=kit.when(stored.ts, seconds=True), who=escape_md(stored.actor), stale=stale))
-    st.dataframe(r.rows(), hide_index=True, width="stretch", key=keys("gate_table"),
+    st.dataframe(gate_rows(r), hide_index=True, width="stretch", key=keys("gate_table"),
                  column_config=kit.columns(GATE_COLUMNS) | {k: st.column_config.NumberColumn(t(k), format="%.4f")
                                                        for k in ("live", "candidate", "delta")})
     st.caption(" · ".join(escape_md(x) for x in r.reasons))
@@ -317,16 +329,16 @@ def history(services: Services) -> None:
     st.subheader(t("📜 Alias history"))
     rows = admin.history(limit=100)
     if rows:
-        st.dataframe([{"when": kit.when(h["ts"], seconds=True), "action": h["action"], "alias": h["alias"],
-                       "from": h["from_collection"], "to": h["to_collection"], "who": h["actor"], "why": h["reason"]} for h in rows],
+        st.dataframe([{"when": kit.when(h.ts, seconds=True), "action": h.action, "alias": h.alias,
+                       "from": h.from_collection, "to": h.to_collection, "who": h.actor, "why": h.reason} for h in rows],
                      hide_index=True, width="stretch", key=keys("history"), column_config=kit.columns(HISTORY_COLUMNS))
     else:
         st.caption(t("No alias change recorded yet."))
     if not can(current_actor(), Action.read_audit):
         return
     with st.expander(t("🧾 Audit log of admin actions")):
-        st.dataframe([{"when": kit.when(a["ts"], seconds=True), "who": a["actor"], "action": a["action"],
-                       "target": a["target"], "result": a["result"], "detail": a["detail"]} for a in admin.audit_log(current_actor(), 200)],
+        st.dataframe([{"when": kit.when(a.ts, seconds=True), "who": a.actor, "action": a.action,
+                       "target": a.target, "result": a.result, "detail": a.detail} for a in admin.audit_log(current_actor(), 200)],
                      hide_index=True, width="stretch", key=keys("audit"),
                      column_config=kit.columns(AUDIT_COLUMNS) | {"detail": st.column_config.JsonColumn(t("detail"),
                                                                                                   width="large")})

@@ -110,7 +110,7 @@ class PolicyPanel:
         except Exception as exc:  # database down: knobs still work, loading/saving does not
             saved = []
             st.warning(t("Saved policies unavailable — {error}", error=describe(exc)))
-        versions = {p["name"]: p["versions"] for p in saved}
+        versions = {p.name: p.versions for p in saved}
         names = list(dict.fromkeys(["default", *versions, st.session_state[k("load")]]))
         shown = {n: f"{n} (v{versions[n]})" if n in versions else t("{name} (built-in)", name=n) for n in names}
         st.selectbox(t("Policy"), names, key=k("load"), on_change=self._on_load, format_func=shown.__getitem__,

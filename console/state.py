@@ -17,6 +17,7 @@ from backend.errors import RagError
 from backend.health import Health, check_all
 from backend.ingestion.demo import ensure_demo_index
 from backend.ingestion.ingestor import IngestProgress, IngestResult
+from backend.ingestion.versions import IndexVersion
 from backend.services import Services, close_shared_services, shared_services
 from backend.settings import get_settings
 
@@ -111,7 +112,7 @@ class IndexInfo:
     alias: str
     collection: str | None = None
     points: int | None = None
-    version: dict | None = None  # the registry row: model, documents, chunks, created
+    version: IndexVersion | None = None  # the registry row: model, documents, chunks, created
     error: str | None = None
 
     @property

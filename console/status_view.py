@@ -29,17 +29,17 @@ def live_index(services: Services) -> None:
         st.info(t("The alias `{alias}` does not exist yet — see the first-start notice above.", alias=info.alias),
                 icon="📭")
         return
-    v = info.version or {}
+    v = info.version
     st.markdown(f"`{info.alias}` → `{info.collection}`" +
-                (t(" · built from {source}", source=v["source"]) if v.get("source") else ""))
+                (t(" · built from {source}", source=v.source) if v and v.source else ""))
     cols = st.columns(4)
     cols[0].metric(t("Points"), f"{info.points:,}")
-    cols[1].metric(t("Documents"), f"{v.get('n_docs', 0):,}")
-    cols[2].metric(t("Chunks"), f"{v.get('n_chunks', 0):,}")
-    cols[3].metric(t("Embedding dim"), v.get("dim", "?"), help=v.get("embedding_model"))
+    cols[1].metric(t("Documents"), f"{v.n_docs if v else 0:,}")
+    cols[2].metric(t("Chunks"), f"{v.n_chunks if v else 0:,}")
+    cols[3].metric(t("Embedding dim"), v.dim if v else "?", help=v.embedding_model if v else None)
     if v:
-        st.caption(t("Embedding model **{model}** · built {when} by {who}", model=v["embedding_model"],
-                     when=kit.when(v["created_at"]), who=v["created_by"]))
+        st.caption(t("Embedding model **{model}** · built {when} by {who}", model=v.embedding_model,
+                     when=kit.when(v.created_at), who=v.created_by))
     else:
         st.caption(t("No registry entry for this collection (built outside the console's ingestor?)."))
     st.page_link(CHAT_PAGE, label=t("Ask it in the chat tester"), icon="💬")
@@ -75,10 +75,10 @@ def versions(services: Services) -> None:
         st.caption(t("No index version yet."))
         return
     st.dataframe(
-        [{"live": "✅" if r["collection"] == live else "", "collection": r["collection"], "status": status_name(r["status"]),
-          "docs": r["n_docs"], "chunks": r["n_chunks"], "model": r["embedding_model"], "dim": r["dim"],
-          "created": r["created_at"], "by": r["created_by"], "source": r["source"], "error": r["error"]}
-         for r in sorted(rows, key=lambda r: -r["version"])],
+        [{"live": "✅" if r.collection == live else "", "collection": r.collection, "status": status_name(r.status),
+          "docs": r.n_docs, "chunks": r.n_chunks, "model": r.embedding_model, "dim": r.dim,
+          "created": r.created_at, "by": r.created_by, "source": r.source, "error": r.error}
+         for r in sorted(rows, key=lambda r: -r.version)],
         hide_index=True, width="stretch", column_config=kit.columns(VERSION_COLUMNS),
     )
 

@@ -11,7 +11,7 @@ st.title(t("🏷️ Golden sets"))
 kit.flash(view.keys)
 current = view.choose_set(services)
 if current is not None:
-    name = current["name"]
+    name = current.name
     annotate, review, items, progress, files = st.tabs(
         [t("✍️ Annotate"), t("📥 Review queue"), t("📋 Items"), t("📈 Progress"), t("⇅ Import / export")])
     with annotate:

@@ -123,7 +123,7 @@ def test_diff_and_side_by_side_with_blind_votes(console: Path) -> None:
     assert stored["x"] == votes.count("a") and stored["y"] == votes.count("b") + 1  # + the open vote
     assert stored["tie"] == 1 and stored["both_bad"] == 1
     assert f"A won **{stored['x']}**, B won **{stored['y']}**" in texts(at)
-    blind_rows = [v for v in services().audit.recent(20, action="ab.vote") if v["detail"]["blind"]]
+    blind_rows = [v for v in services().audit.recent(20, action="ab.vote") if v.detail["blind"]]
     assert len(blind_rows) == 6
     print(f"\nblind orders seen: {orders}")
 
@@ -152,11 +152,11 @@ def test_offline_comparison_over_a_small_scifact_golden_set(console: Path, tmp_p
     items = table(at, "change", "question", "gold moves (A → B)")
     assert len(items) == 5
     run_a, run_b = svc.evals.get(job.result["run_a"]), svc.evals.get(job.result["run_b"])
-    assert (run_a["policy"], run_b["policy"]) == ("default", "bm25 v1")
-    assert run_a["golden_version"] == run_b["golden_version"] == 1
+    assert (run_a.policy, run_b.policy) == ("default", "bm25 v1")
+    assert run_a.golden_version == run_b.golden_version == 1
     from backend.releases.online import offline_diff
 
-    rows = offline_metric_rows(offline_diff(svc.evals, run_a["id"], run_b["id"]), run_a, run_b)
+    rows = offline_metric_rows(offline_diff(svc.evals, run_a.id, run_b.id), run_a, run_b)
     assert all(r["verdict"] for r in rows)
     assert "🟢 Improved" in [m.label for m in at.metric]
 
@@ -170,20 +170,20 @@ def test_releases_candidate_online_promote_and_rollback(console: Path) -> None:
         at.selectbox(key="ab.new_policy").set_value(option)
         at.text_input(key="ab.new_note").set_value(f"release of {option}")
         ok(at.button(key="ab.create").click().run())
-    r1, r2 = sorted(svc.releases.list(), key=lambda r: r["id"])
-    assert "Created release" in texts(at) and r2["policy"] == "bm25 v1"
+    r1, r2 = sorted(svc.releases.list(), key=lambda r: r.id)
+    assert "Created release" in texts(at) and r2.policy == "bm25 v1"
     collection = svc.store.aliases()["rag_chunks"]
-    assert r1["collection"] == r2["collection"] == collection
+    assert r1.collection == r2.collection == collection
     # The first one becomes current; the second the candidate for 50% of users.
-    ok(at.selectbox(key="ab.pick").set_value(r1["id"]).run())
+    ok(at.selectbox(key="ab.pick").set_value(r1.id).run())
     ok(at.button(key="ab.make_current").click().run())
-    assert svc.releases.state().current["id"] == r1["id"]
-    ok(at.selectbox(key="ab.pick").set_value(r2["id"]).run())
+    assert svc.releases.state().current.id == r1.id
+    ok(at.selectbox(key="ab.pick").set_value(r2.id).run())
     at.number_input(key="ab.share").set_value(50)
     at.text_input(key="ab.reason").set_value("try BM25")
     ok(at.button(key="ab.set_candidate").click().run())
     live = svc.releases.state()
-    assert live.candidate["id"] == r2["id"] and live.share == 0.5
+    assert live.candidate.id == r2.id and live.share == 0.5
     assert f"is the candidate for 50% of users (experiment {live.experiment_id})" in texts(at)
     assert at.number_input(key="ab.new_share").value == 50
 
@@ -243,13 +243,13 @@ def test_releases_candidate_online_promote_and_rollback(console: Path) -> None:
     assert "becomes the current release" in texts(at)
     at.text_input(key="ab.promote_reason").set_value("BM25 wins")
     ok(at.button(key="ab.promote_confirm").click().run())
-    assert f"Promoted {r2['label']}" in texts(at) and "ab.dialog" not in at.session_state
-    assert svc.releases.state().current["id"] == r2["id"] and svc.releases.state().candidate is None
+    assert f"Promoted {r2.label}" in texts(at) and "ab.dialog" not in at.session_state
+    assert svc.releases.state().current.id == r2.id and svc.releases.state().candidate is None
     ok(at.button(key="ab.rollback").click().run())
     at.text_input(key="ab.rollback_reason").set_value("complaints")
     ok(at.button(key="ab.rollback_confirm").click().run())
-    assert f"Rolled back to {r1['label']}" in texts(at)
-    assert svc.releases.state().current["id"] == r1["id"]
+    assert f"Rolled back to {r1.label}" in texts(at)
+    assert svc.releases.state().current.id == r1.id
     history = table(at, "event", "who", "why")
     assert list(history["event"])[:4] == ["↩️ rollback", "🚀 promote", "🧪 set_candidate", "📌 set_current"]
     assert list(history["why"])[:3] == ["complaints", "BM25 wins", "try BM25"]
@@ -262,7 +262,7 @@ def test_releases_candidate_online_promote_and_rollback(console: Path) -> None:
     assert at.query_params.get("experiment") == exp_id
     assert ok(page({"experiment": exp_id})).selectbox(key="ab.experiment").value == exp_id
     old = ok(page({"ab.experiment": at.selectbox(key="ab.experiment").format_func(exp_id)}))
-    assert old.selectbox(key="ab.experiment").value == svc.releases.experiments()[0]["experiment"]
+    assert old.selectbox(key="ab.experiment").value == svc.releases.experiments()[0].id
     assert "ab.experiment" not in old.query_params
 
 

@@ -69,14 +69,14 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
     ok = svc.policies.save(Policy(name="live-ok", retrieval_mode="sparse", top_k=3), actor=ANN)
     broken = svc.policies.save(Policy(name="live-broken", retrieval_mode="sparse", top_k=3, model="broken-model"),
                                actor=ANN)
-    assert [r["field"] for r in policy_diff(ok, broken) if r["changed"]] == ["name", "model"]
+    assert [r.field for r in policy_diff(ok, broken) if r.changed] == ["name", "model"]
     r1 = svc.releases.create(ANN, "live-ok", ok.version, index=v1)
     r2 = svc.releases.create(ANN, "live-broken", broken.version, index=v2, note="new model, new chunking")
-    svc.releases.set_current(ANN, r1["id"], "baseline")
+    svc.releases.set_current(ANN, r1.id, "baseline")
     window = 5
     svc.releases.set_guardrails(ANN, Guardrails(max_error_rate=0.2, max_p95_ms=30_000, window_minutes=window,
                                                   min_requests=4))
-    svc.releases.set_candidate(ANN, r2["id"], 0.5, "try the new model")
+    svc.releases.set_candidate(ANN, r2.id, 0.5, "try the new model")
     started = svc.releases.state().started_at
     assert started is not None
     # The check is throttled: a second call inside the interval does not read the ledger at all.
@@ -85,7 +85,7 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
     assert svc.releases.maybe_check_guardrails(counting, every_s=60) is None
     assert svc.releases.maybe_check_guardrails(counting, every_s=60) is None
     assert reads == [window]
-    assert "armed" in guardrail_status(svc)["state"]
+    assert guardrail_status(svc).state == "waiting"
 
     questions = _questions(small_datasets)
     answered: list[tuple[str, str]] = []
@@ -97,12 +97,12 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
         try:
             got = answer_live(svc, questions[i % len(questions)], person(user), guardrail_every_s=0.3)
         except LiveRequestError as exc:  # the candidate's failure is a clear error, never a silent drop
-            assert exc.variant == "candidate" and exc.release["id"] == r2["id"]
-            assert str(exc).startswith(f"LLM: the candidate release {r2['label']} could not answer — LLM: answered HTTP 500")
+            assert exc.variant == "candidate" and exc.release.id == r2.id
+            assert str(exc).startswith(f"LLM: the candidate release {r2.label} could not answer — LLM: answered HTTP 500")
             failed.append(user)
             tripped = exc.tripped
         else:
-            assert got.variant == "current" and got.release["id"] == r1["id"]
+            assert got.variant == "current" and got.release.id == r1.id
             assert got.answer.answer_kind == "llm" and got.answer.collection == v1
             answered.append((user, got.answer.request_id))
             tripped = got.tripped
@@ -116,21 +116,21 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
 
     # Within the window, recorded as an event, audited, alerted; the share is back to 0.
     state = svc.releases.state()
-    assert state.share == 0.0 and state.candidate["id"] == r2["id"]
+    assert state.share == 0.0 and state.candidate.id == r2.id
     event = svc.releases.events(1)[0]
-    assert event["action"] == "guardrail_trip" and event["from_id"] == r2["id"] and event["to_id"] == r1["id"]
-    assert (event["ts"] - started).total_seconds() < window * 60
-    assert svc.audit.recent(5, action="release.guardrail_trip")[0]["result"] == "tripped"
-    firing = [a for a in svc.costs.alerts.firing() if a["key"] == f"guardrail:{state.experiment_id}"]
-    assert firing and firing[0]["severity"] == "critical" and "sent back to 0%" in firing[0]["title"]
-    assert svc.releases.experiments(1)[0]["trips"][0]["reason"] == tripped
-    assert guardrail_status(svc)["state"] == "paused (0% share)"
+    assert event.action == "guardrail_trip" and event.from_id == r2.id and event.to_id == r1.id
+    assert (event.ts - started).total_seconds() < window * 60
+    assert svc.audit.recent(5, action="release.guardrail_trip")[0].result == "tripped"
+    firing = [a for a in svc.costs.alerts.firing() if a.key == f"guardrail:{state.experiment_id}"]
+    assert firing and firing[0].severity == "critical" and "sent back to 0%" in firing[0].title
+    assert svc.releases.experiments(1)[0].trips[0].reason == tripped
+    assert guardrail_status(svc).state == "paused"
 
     # Nothing lost: every request sent has its ledger request, answered or failed.
     numbers = variant_numbers(svc.db, started)
     assert numbers["current"].requests == len(answered) and numbers["current"].errors == 0
     assert numbers["candidate"].requests == len(failed) == numbers["candidate"].errors
-    assert variant_stats(svc.db, window, since=started)["candidate"]["errors"] == len(failed)
+    assert variant_stats(svc.db, window, since=started)["candidate"].errors == len(failed)
 
     # Every later request is answered by the current release, the users who failed included.
     for user in failed + [f"later-{i}" for i in range(20)]:
@@ -147,7 +147,7 @@ def test_guardrail_trips_on_a_failing_candidate_and_nothing_is_lost(live, fault_
     assert 0.0 < figures["candidate"].error_rate.low < 1.0 and figures["candidate"].error_rate.high == pytest.approx(1.0)  # Wilson
     assert figures["current"].requests == len(answered) + len(failed) + 20 + 1
     svc.releases.clear_candidate(ANN, "model is broken")
-    assert not [a for a in svc.costs.alerts.firing() if a["key"].startswith("guardrail:")]  # acknowledged
+    assert not [a for a in svc.costs.alerts.firing() if a.key.startswith("guardrail:")]  # acknowledged
 
 
 def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(live, small_datasets) -> None:  # noqa: ANN001
@@ -155,9 +155,9 @@ def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(li
     ok = svc.policies.save(Policy(name="live-ok", retrieval_mode="sparse", top_k=3), actor=ANN)
     r1 = svc.releases.create(ANN, "live-ok", ok.version, index=v1)
     r3 = svc.releases.create(ANN, "live-ok", ok.version, index=v2, note="same policy on the re-chunked index")
-    svc.releases.set_current(ANN, r1["id"], "baseline")
+    svc.releases.set_current(ANN, r1.id, "baseline")
     svc.releases.set_guardrails(ANN, Guardrails(max_error_rate=0.5, window_minutes=5, min_requests=50))
-    svc.releases.set_candidate(ANN, r3["id"], 0.5, "new chunking")
+    svc.releases.set_candidate(ANN, r3.id, 0.5, "new chunking")
     questions = _questions(small_datasets)
     seen = {}
     for i in range(16):
@@ -184,11 +184,11 @@ def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(li
     try:
         time.sleep(0.3)
         promoted = svc.releases.promote(BOB, "v2 chunking wins")
-        assert promoted["id"] == r3["id"] and svc.store.aliases()[FAMILY] == v2
+        assert promoted.id == r3.id and svc.store.aliases()[FAMILY] == v2
         after_promote = [answer_live(svc, questions[0], person(f"u{i}")) for i in range(8)]
         time.sleep(0.3)
         back = svc.releases.rollback(BOB, "complaints")
-        assert back["id"] == r1["id"] and svc.store.aliases()[FAMILY] == v1
+        assert back.id == r1.id and svc.store.aliases()[FAMILY] == v1
         time.sleep(0.3)
     finally:
         stop.set()
@@ -200,10 +200,10 @@ def test_promote_and_rollback_through_the_live_path_swap_the_alias_atomically(li
 
     # The swaps went through the index admin (one atomic alias call each, with its history).
     history = svc.index_admin.history(FAMILY, limit=2)
-    assert [(h["from_collection"], h["to_collection"]) for h in history] == [(v2, v1), (v1, v2)]
-    assert history[1]["reason"] == "v2 chunking wins" and history[1]["actor"] == "bob"
-    assert [e["action"] for e in svc.releases.events(3)] == ["rollback", "promote", "set_candidate"]
-    assert svc.releases.experiments(1)[0]["outcome"] == "promoted"
+    assert [(h.from_collection, h.to_collection) for h in history] == [(v2, v1), (v1, v2)]
+    assert history[1].reason == "v2 chunking wins" and history[1].actor == "bob"
+    assert [e.action for e in svc.releases.events(3)] == ["rollback", "promote", "set_candidate"]
+    assert svc.releases.experiments(1)[0].outcome == "promoted"
 
 
 def test_online_figures_and_votes(live) -> None:  # noqa: ANN001
@@ -211,12 +211,12 @@ def test_online_figures_and_votes(live) -> None:  # noqa: ANN001
     cur = svc.releases.create(ANN, "default", index=v1)
     svc.policies.save(Policy(name="live-votes", retrieval_mode="sparse", top_k=2), actor=ANN)
     cand = svc.releases.create(ANN, "live-votes", index=v2)
-    svc.releases.set_current(ANN, cur["id"])
-    svc.releases.set_candidate(ANN, cand["id"], 0.5)
+    svc.releases.set_current(ANN, cur.id)
+    svc.releases.set_candidate(ANN, cand.id, 0.5)
     for i in range(6):  # the candidate's policy wins 6 of 6 blind votes (stored in either orientation)
-        a, b = (cur["policy"], cand["policy"]) if i % 2 else (cand["policy"], cur["policy"])
+        a, b = (cur.policy, cand.policy) if i % 2 else (cand.policy, cur.policy)
         svc.releases.vote(ANN, "q", a, b, f"ra{i}", f"rb{i}", "a", True, "b" if i % 2 else "a")
-    svc.releases.vote(ANN, "q", cur["policy"], cand["policy"], "x", "y", "b", True, "tie")
+    svc.releases.vote(ANN, "q", cur.policy, cand.policy, "x", "y", "b", True, "tie")
     report = online_report(svc.db, svc.releases, svc.releases.experiments(1)[0])
     assert report.votes == {"current": 0, "candidate": 6, "tie": 1, "both_bad": 0}
     win = next(c for c in report.comparisons if c.metric == "pairwise win rate")
@@ -234,22 +234,22 @@ def test_every_failure_of_a_live_request_counts_for_the_guardrail(live, small_da
     ok = svc.policies.save(Policy(name="live-ok", retrieval_mode="sparse", top_k=3), actor=ANN)
     r1 = svc.releases.create(ANN, "live-ok", ok.version, index=v1)
     r2 = svc.releases.create(ANN, "live-ok", ok.version, index=v2)
-    svc.releases.set_current(ANN, r1["id"], "baseline")
+    svc.releases.set_current(ANN, r1.id, "baseline")
     svc.releases.set_guardrails(ANN, Guardrails(max_error_rate=0.2, window_minutes=5, min_requests=30))
-    svc.releases.set_candidate(ANN, r2["id"], 1.0, "all traffic on the re-chunked version")
+    svc.releases.set_candidate(ANN, r2.id, 1.0, "all traffic on the re-chunked version")
     started = svc.releases.state().started_at
     svc.store.delete_collection(v2)  # gone under the release (the index admin refuses; Qdrant does not)
     questions = _questions(small_datasets)
     for i in range(30):
-        with pytest.raises(LiveRequestError, match=f"candidate release {r2['label']} could not answer") as err:
+        with pytest.raises(LiveRequestError, match=f"candidate release {r2.label} could not answer") as err:
             answer_live(svc, questions[i % len(questions)], person(f"gone-{i}"), guardrail_every_s=3600)
         assert err.value.variant == "candidate" and "unknown index alias or collection" in str(err.value)
     with pytest.raises(LiveRequestError):  # the streaming path too
         list(stream_live(svc, questions[0], person("gone-stream"), guardrail_every_s=3600))
     figures = variant_stats(svc.db, 5, since=started)["candidate"]
-    assert (figures["requests"], figures["errors"]) == (31, 31)
+    assert (figures.requests, figures.errors) == (31, 31)
     status = guardrail_status(svc)
-    assert status["requests"] == 31 and status["error_rate"] == 1.0 and "trips at the next check" in status["state"]
+    assert status.requests == 31 and status.error_rate == 1.0 and status.state == "over"
     assert "error rate 100.0% > 20.0%" in check_guardrails(svc, every_s=0)
     assert svc.releases.state().share == 0.0
     svc.releases.clear_candidate(ANN, "version gone")

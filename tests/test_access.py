@@ -20,7 +20,7 @@ from index_support import cli
 
 from backend.access import PERMISSIONS, Action, PermissionDenied, can, require
 from backend.access import service as access_service
-from backend.access.audit import AuditLog, AuditQuery, audit_csv
+from backend.access.audit import AuditLog, AuditQuery, AuditRecord, audit_csv
 from backend.access.roots import check_ingest_root
 from backend.access.service import KEY_PREFIX, AccessStore, LoginRefused, check_password, check_user_name, open_access
 from backend.access.tables import api_keys, auth_sessions, users
@@ -91,7 +91,7 @@ def _live(svc: Services) -> str:
 
 
 def _index_state(svc: Services) -> tuple:
-    return (svc.store.aliases(), sorted(svc.store.collections()), [(r["collection"], r["status"]) for r in svc.registry.list()],
+    return (svc.store.aliases(), sorted(svc.store.collections()), [(r.collection, r.status) for r in svc.registry.list()],
             [j.id for j in svc.jobs.list(limit=1000)])
 
 
@@ -150,22 +150,22 @@ def test_a_role_below_is_refused_by_the_service_and_audited(services: Services, 
     assert err.value.actor == case.actor and case.actor.role < err.value.needed
     assert case.state(services) == before  # nothing changed
     row = services.audit.recent(1)[0]  # the refusal is the newest record
-    assert (row["action"], row["result"]) == (case.action, "denied")
-    assert (row["actor"], row["actor_kind"], row["actor_role"]) == (case.actor.id, case.actor.kind, case.actor.role.name)
-    assert "may not" in row["detail"]["error"]
+    assert (row.action, row.result) == (case.action, "denied")
+    assert (row.actor, row.actor_kind, row.actor_role) == (case.actor.id, case.actor.kind, case.actor.role.name)
+    assert "may not" in row.detail["error"]
 
 
 def test_the_role_itself_is_allowed_by_the_service(services: Services) -> None:
     """The other side of the same calls: the needed role goes through (and is audited as ok)."""
     sid = services.golden.create("access-allowed", ANNOTATOR)
-    assert sid and services.audit.recent(1)[0]["actor"] == ANNOTATOR.id
+    assert sid and services.audit.recent(1)[0].actor == ANNOTATOR.id
     saved = services.policies.save(Policy(name="access-allowed", top_k=2), OPERATOR)
     row = services.audit.recent(1)[0]
-    assert saved.version >= 1 and (row["action"], row["result"], row["actor_role"]) == ("policy.save", "ok", "operator")
+    assert saved.version >= 1 and (row.action, row.result, row.actor_role) == ("policy.save", "ok", "operator")
     bid = services.costs.budgets.create(ADMIN, "access-allowed", 5.0)
     services.costs.budgets.delete(ADMIN, bid)
-    assert services.audit.recent(1)[0]["action"] == "budget.delete"
-    assert services.audit.search(ADMIN, AuditQuery(who=ANNOTATOR.id, action="golden."))[0]["target"] == "access-allowed"
+    assert services.audit.recent(1)[0].action == "budget.delete"
+    assert services.audit.search(ADMIN, AuditQuery(who=ANNOTATOR.id, action="golden."))[0].target == "access-allowed"
 
 
 def test_audit_records_need_an_actor_and_the_csv_is_safe(services: Services) -> None:
@@ -174,7 +174,7 @@ def test_audit_records_need_an_actor_and_the_csv_is_safe(services: Services) -> 
     key = api_key("exporter", Role.annotator, end_user="erin")
     services.audit.record(key, "export.test", "=HYPERLINK(\"http://evil\")", rows=3)
     rows = services.audit.search(ADMIN, AuditQuery(who="key:exporter", action="export.", limit=5))
-    assert len(rows) == 1 and (rows[0]["actor_kind"], rows[0]["actor_role"]) == ("api_key", "annotator")
+    assert len(rows) == 1 and (rows[0].actor_kind, rows[0].actor_role) == ("api_key", "annotator")
     assert services.audit.search(ADMIN, AuditQuery(who="key:exporter", result="denied")) == []
     assert services.audit.search(ADMIN, AuditQuery(target="HYPERLINK", since=utcnow() - timedelta(minutes=5)))
     assert services.audit.search(ADMIN, AuditQuery(who="key:exporter", until=utcnow() - timedelta(days=1))) == []
@@ -203,11 +203,11 @@ def test_ledger_rows_and_trace_carry_the_actor(services: Services, actor: Actor,
     assert rows and {r["user"] for r in rows} == {recorded}
     assert answer.user == recorded
     trace = services.traces.get(answer.request_id)
-    assert trace is not None and trace["user"] == recorded
+    assert trace is not None and trace.user == recorded
     services.traces.feedback(answer.request_id, 1, actor)  # a viewer (or any key) may rate its answer
     row = services.audit.recent(1)[0]
-    assert (row["action"], row["actor"], row["actor_kind"]) == ("trace.feedback", actor.id, actor.kind)
-    assert services.traces.get(answer.request_id)["feedback_by"] == actor.id
+    assert (row.action, row.actor, row.actor_kind) == ("trace.feedback", actor.id, actor.kind)
+    assert services.traces.get(answer.request_id).feedback_by == actor.id
 
 
 def test_the_engine_refuses_a_bare_user_string(services: Services) -> None:
@@ -242,7 +242,7 @@ def _flip(text: str) -> str:
     return text[:-1] + ("A" if text[-1] != "A" else "B")
 
 
-def _audit(store: AccessStore, n: int = 1) -> list[dict]:
+def _audit(store: AccessStore, n: int = 1) -> list[AuditRecord]:
     return store._audit.recent(n)
 
 
@@ -250,7 +250,7 @@ def test_add_user_authenticate_and_wrong_passwords(store: AccessStore) -> None:
     info = store.add_user(ADMIN, "dana", Role.operator, "correct horse 1", display_name="Dana D.")
     assert (info.name, info.role, info.source, info.disabled, info.last_login_at) == ("dana", Role.operator, "password", False, None)
     row = _audit(store)[0]
-    assert (row["action"], row["target"], row["actor"], row["detail"]["role"]) == ("user.add", "dana", "alice", "operator")
+    assert (row.action, row.target, row.actor, row.detail["role"]) == ("user.add", "dana", "alice", "operator")
     with store._engine.connect() as conn:
         stored = conn.execute(sa.select(users.c.password_hash).where(users.c.name == "dana")).scalar_one()
     assert stored.startswith("$argon2") and "correct horse" not in stored
@@ -258,12 +258,12 @@ def test_add_user_authenticate_and_wrong_passwords(store: AccessStore) -> None:
     actor = store.authenticate("dana", "correct horse 1", "10.0.0.1")
     assert actor == Actor("dana", "Dana D.", Role.operator, "user")
     assert store.get_user("dana").last_login_at is not None
-    assert _audit(store)[0]["action"] == "auth.login" and _audit(store)[0]["result"] == "ok"
+    assert _audit(store)[0].action == "auth.login" and _audit(store)[0].result == "ok"
     for name, password in (("dana", "correct horse 2"), ("dana", ""), ("nobody", "correct horse 1"), ("bad name!", "x")):
         with pytest.raises(LoginRefused, match="wrong user name or password"):  # one message: names stay secret
             store.authenticate(name, password, "10.0.0.2")
     refused = _audit(store)[0]
-    assert (refused["action"], refused["result"], refused["actor_role"]) == ("auth.login", "refused", "viewer")
+    assert (refused.action, refused.result, refused.actor_role) == ("auth.login", "refused", "viewer")
     with pytest.raises(InputError, match="already exists"):
         store.add_user(ADMIN, "dana", Role.viewer, "another password")
     assert [u.name for u in store.list_users(ADMIN)] == ["dana"]
@@ -285,12 +285,12 @@ def test_disabled_accounts_roles_and_passwords(store: AccessStore) -> None:
     with pytest.raises(LoginRefused):
         store.authenticate("dana", "first password")
     assert store.authenticate("dana", "second password").role == Role.annotator
-    assert [r["action"] for r in _audit(store, 20)][:1] == ["auth.login"]
-    assert {"user.set_role", "user.disable", "user.enable", "user.reset_password"} <= {r["action"] for r in _audit(store, 20)}
-    assert all("password_hash" not in r["detail"] for r in _audit(store, 20))
+    assert [r.action for r in _audit(store, 20)][:1] == ["auth.login"]
+    assert {"user.set_role", "user.disable", "user.enable", "user.reset_password"} <= {r.action for r in _audit(store, 20)}
+    assert all("password_hash" not in r.detail for r in _audit(store, 20))
     with pytest.raises(NotFoundError, match="no user 'ghost'"):
         store.set_role(ADMIN, "ghost", Role.admin)
-    assert _audit(store)[0]["result"] == "error"
+    assert _audit(store)[0].result == "error"
     store.add_user(ADMIN, "root2", Role.admin, "admin password")
     me = store.authenticate("root2", "admin password")
     with pytest.raises(InputError, match="cannot disable your own account"):
@@ -327,7 +327,7 @@ def test_session_tokens_tampered_expired_or_closed(store: AccessStore, db: sa.en
     assert store.session_actor(token3) == actor
     store.close_session(token3)
     assert store.session_actor(token3) is None
-    assert _audit(store)[0]["action"] == "auth.logout" and _audit(store)[0]["actor"] == "erin"
+    assert _audit(store)[0].action == "auth.logout" and _audit(store)[0].actor == "erin"
     store.close_session("not.a.token")  # nothing to do, no error
     store.close_session(None)
 
@@ -340,7 +340,7 @@ def test_five_failures_then_throttled_per_account_and_per_address(store: AccessS
     with pytest.raises(LoginRefused, match=r"too many failed logins: try again in \d+ s"):
         store.authenticate("frank", "frank's password", "10.0.0.5")  # even the right password, from elsewhere
     row = _audit(store)[0]
-    assert (row["result"], row["detail"]["reason"]) == ("refused", "throttled")
+    assert (row.result, row.detail["reason"]) == ("refused", "throttled")
     time.sleep(1.2)  # the first delay is one second
     assert store.authenticate("frank", "frank's password", "10.0.0.5").id == "frank"  # and the count resets
     with pytest.raises(LoginRefused, match="wrong user name or password"):
@@ -363,8 +363,8 @@ def test_api_keys_create_use_revoke_and_expire(store: AccessStore, db: sa.engine
     with db.connect() as conn:  # only the hash is stored
         cells = [str(v) for r in conn.execute(sa.select(api_keys)) for v in r]
     assert new.key not in cells and not any(new.key[12:30] in c for c in cells)
-    assert _audit(store)[0]["action"] == "key.create" and _audit(store)[0]["detail"]["key_id"] == new.info.id
-    assert new.key not in json.dumps(_audit(store)[0]["detail"])
+    assert _audit(store)[0].action == "key.create" and _audit(store)[0].detail["key_id"] == new.info.id
+    assert new.key not in json.dumps(_audit(store)[0].detail)
 
     actor = store.key_actor(new.key)
     assert actor == Actor("key:ci-bot", "ci-bot", Role.operator, "api_key") and actor.ledger_user == "key:ci-bot"
@@ -459,9 +459,9 @@ def test_non_admins_manage_nothing(store: AccessStore) -> None:
             call()
     assert [u.name for u in store.list_users(ADMIN)] == ["jo"] and store.list_keys(ADMIN) == []
     assert store.get_user("jo").role == Role.operator
-    denied = [r for r in _audit(store, 30) if r["result"] == "denied"]
-    assert {r["action"] for r in denied} >= {"user.add", "user.set_role", "key.create"}
-    assert all((r["actor"], r["actor_kind"], r["actor_role"]) == ("jo", "user", "operator") for r in denied)
+    denied = [r for r in _audit(store, 30) if r.result == "denied"]
+    assert {r.action for r in denied} >= {"user.add", "user.set_role", "key.create"}
+    assert all((r.actor, r.actor_kind, r.actor_role) == ("jo", "user", "operator") for r in denied)
 
 
 # --- (e) INGEST_ROOTS: the folders a console user may index -----------------------------------------
@@ -513,7 +513,7 @@ def test_inside_the_roots_a_console_user_may_index(services: Services, roots: Pa
     inside = _docs(roots / "team" / "notes")
     job = services.jobs.wait(services.index_admin.start_rebuild(OPERATOR, source=inside, family="access_roots"), 120)
     assert job.status == DONE, job.error
-    assert job.actor == OPERATOR.id and services.registry.get(job.result["collection"])["created_by"] == OPERATOR.id
+    assert job.actor == OPERATOR.id and services.registry.get(job.result["collection"]).created_by == OPERATOR.id
     assert services.store.resolve("rag_chunks") != job.result["collection"]  # a shadow build of its own family
 
 
@@ -522,8 +522,8 @@ def test_the_system_may_index_any_readable_folder(services: Services, roots: Pat
     ci = system_actor("ci")
     job = services.jobs.wait(services.index_admin.start_rebuild(ci, source=outside, family="access_system"), 120)
     assert job.status == DONE, job.error
-    started = next(r for r in services.audit.recent(20) if r["action"] == "index.rebuild" and r["result"] == "started")
-    assert (started["actor"], started["actor_kind"], started["actor_role"]) == ("ci", "system", "admin")
+    started = next(r for r in services.audit.recent(20) if r.action == "index.rebuild" and r.result == "started")
+    assert (started.actor, started.actor_kind, started.actor_role) == ("ci", "system", "admin")
 
 
 # --- (f) the `users` and `keys` commands ------------------------------------------------------------
@@ -565,9 +565,9 @@ def test_users_commands(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no user 'ghost'" in missing.stderr
 
     rows = store._audit.search(ADMIN, AuditQuery(action="user.", limit=20))
-    added = next(r for r in rows if r["action"] == "user.add" and r["result"] == "ok")
-    assert (added["actor"], added["actor_kind"], added["actor_role"]) == ("root-shell", "system", "admin")
-    assert {"user.set_role", "user.disable", "user.reset_password", "user.enable"} <= {r["action"] for r in rows}
+    added = next(r for r in rows if r.action == "user.add" and r.result == "ok")
+    assert (added.actor, added.actor_kind, added.actor_role) == ("root-shell", "system", "admin")
+    assert {"user.set_role", "user.disable", "user.reset_password", "user.enable"} <= {r.action for r in rows}
 
 
 def test_keys_commands(tmp_path: Path) -> None:

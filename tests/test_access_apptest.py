@@ -221,7 +221,7 @@ def test_forced_calls_of_the_viewer_are_refused_with_one_clear_line(console: dic
             services().index_admin.promote(viewer, "rag_chunks_v2")
         assert services().index_admin.live() == "rag_chunks_v1"
         denied = services().audit.search(LOCAL_ADMIN, AuditQuery(who="viewer@example.com", result="denied"))
-        assert {"index.delete", "index.promote"} <= {r["action"] for r in denied}
+        assert {"index.delete", "index.promote"} <= {r.action for r in denied}
 
 
 # --- the local admin -------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def test_admin_confirms_deleting_and_disabling_on_the_costs_page(console: dict) 
         ok(at.run())
         ok(at.button(key="costs.b.delete").click().run())
         assert "The soft budget **team** ($50.00 per" in text(at) and "is deleted for good" in text(at)
-        assert [b["name"] for b in services().costs.budgets.status()] == ["team"]
+        assert [s.budget.name for s in services().costs.budgets.status()] == ["team"]
         ok(at.button(key="costs.confirm").click().run())
         assert "Budget 'team' deleted" in [s.value for s in at.success]
         assert services().costs.budgets.status() == [] and "costs.dialog" not in at.session_state
@@ -316,7 +316,7 @@ def test_admin_confirms_deleting_and_disabling_on_the_costs_page(console: dict) 
         assert "The rule **spend** (" in text(at) and "stops being evaluated" in text(at)
         ok(at.button(key="costs.confirm").click().run())
         assert "Rule 'spend' disabled" in [s.value for s in at.success]
-        assert {x["name"]: x["enabled"] for x in services().costs.alerts.rules()}["spend"] is False
+        assert {x.name: x.enabled for x in services().costs.alerts.rules()}["spend"] is False
 
         at.session_state["costs.tab"] = "🏷️ Prices"
         ok(at.run())
@@ -369,7 +369,7 @@ def test_a_failed_webhook_is_recorded_without_its_secret(tmp_path: Path) -> None
         costs = cost_stack(tmp_path, alert_webhook_url=url)
         costs.alerts.fire("manual:1", "rule", "t", "d", 1.0, 0.5)
         costs.alerts.flush()
-        error = costs.alerts.history(1)[0]["notify_error"]
+        error = costs.alerts.history(1)[0].notify_error
     finally:
         server.shutdown()
         server.server_close()

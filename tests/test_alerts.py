@@ -38,24 +38,24 @@ def test_error_rate_rule_fires_then_resolves_with_webhook(services: Services, fa
         except DependencyError:
             pass
     result = costs.alerts.evaluate()
-    errors = next(r for r in result if r["rule"] == "errors")
-    assert errors["firing"] and errors["value"] == 0.5 and errors["requests"] == 4
+    errors = next(r for r in result if r.rule == "errors")
+    assert errors.firing and errors.value == 0.5 and errors.requests == 4
     firing = costs.alerts.firing()
-    assert len(firing) == 1 and firing[0]["key"] == f"rule:{rid}" and firing[0]["title"].startswith("errors: 50.0% > 25.0%")
-    first_seen = firing[0]["first_seen"]
+    assert len(firing) == 1 and firing[0].key == f"rule:{rid}" and firing[0].title.startswith("errors: 50.0% > 25.0%")
+    first_seen = firing[0].first_seen
     costs.alerts.evaluate()  # still firing: same episode, no second notification
-    assert costs.alerts.firing()[0]["first_seen"] == first_seen
+    assert costs.alerts.firing()[0].first_seen == first_seen
 
     for question in q[:4]:  # cached now, and successful: 2 errors in 8 requests = 25%, not above
         engine.query(question, Policy(top_k=1), ALICE)
     costs.alerts.evaluate()
     assert costs.alerts.firing() == []
     episode = costs.alerts.history(1)[0]
-    assert episode["resolved_at"] is not None and episode["resolved_at"] >= episode["first_seen"]
+    assert episode.resolved_at is not None and episode.resolved_at >= episode.first_seen
     costs.alerts.flush()
     assert [m["status"] for m in hook.received] == ["firing", "resolved"]
     assert hook.received[0]["key"] == f"rule:{rid}" and "🔥" in hook.received[0]["text"]
-    assert episode["notified_at"] is not None and episode["notify_error"] is None
+    assert episode.notified_at is not None and episode.notify_error is None
 
 
 def _rows(costs, totals_ms: list[float], cost: float = 0.0) -> None:
@@ -71,16 +71,16 @@ def test_p95_latency_and_cost_rules(tmp_path) -> None:
     costs.alerts.create_rule(ADMIN, "slow", "p95_latency", 2000, window_minutes=5, min_requests=10)
     costs.alerts.create_rule(ADMIN, "spend", "cost", 1.0, window_minutes=60, webhook=False)
     _rows(costs, [100.0] * 19 + [5000.0])  # one slow request: p95 still fast
-    out = {r["rule"]: r for r in costs.alerts.evaluate()}
-    assert not out["slow"]["firing"] and out["slow"]["value"] < 2000
+    out = {r.rule: r for r in costs.alerts.evaluate()}
+    assert not out["slow"].firing and out["slow"].value < 2000
     _rows(costs, [6000.0] * 5)
-    out = {r["rule"]: r for r in costs.alerts.evaluate()}
-    assert out["slow"]["firing"] and out["slow"]["value"] > 5000
-    assert not out["spend"]["firing"]
+    out = {r.rule: r for r in costs.alerts.evaluate()}
+    assert out["slow"].firing and out["slow"].value > 5000
+    assert not out["spend"].firing
     _rows(costs, [10.0], cost=1.5)
-    out = {r["rule"]: r for r in costs.alerts.evaluate()}
-    assert out["spend"]["firing"] and out["spend"]["value"] == pytest.approx(1.5, rel=1e-6)
-    titles = sorted(a["title"] for a in costs.alerts.firing())
+    out = {r.rule: r for r in costs.alerts.evaluate()}
+    assert out["spend"].firing and out["spend"].value == pytest.approx(1.5, rel=1e-6)
+    titles = sorted(a.title for a in costs.alerts.firing())
     assert titles[0].startswith("slow: ") and titles[1].startswith("spend: $1.5000 > $1.0000")
 
 
@@ -88,15 +88,15 @@ def test_rules_validate_are_audited_and_disable_resolves(tmp_path) -> None:
     costs = cost_stack(tmp_path)
     with pytest.raises(InputError, match="metric must be"):
         costs.alerts.create_rule(ADMIN, "x", "qps", 1)
-    seeded = {r["name"] for r in costs.alerts.rules()}
+    seeded = {r.name for r in costs.alerts.rules()}
     assert "Error rate above 5% (15 min)" in seeded  # sensible defaults ship with the migration
     rid = costs.alerts.create_rule(ADMIN, "spend", "cost", 0.0, window_minutes=60)
     _rows(costs, [10.0], cost=0.5)
     costs.alerts.evaluate()
-    assert [a["rule_id"] for a in costs.alerts.firing()] == [rid]
+    assert [a.rule_id for a in costs.alerts.firing()] == [rid]
     costs.alerts.set_rule_enabled(ADMIN, rid, False)
     assert costs.alerts.firing() == []
-    actions = [r["action"] for r in costs.alerts._audit.recent(20)]
+    actions = [r.action for r in costs.alerts._audit.recent(20)]
     assert {"alert_rule.create", "alert_rule.disable", "alert.fire", "alert.resolve"} <= set(actions)
 
 
@@ -105,4 +105,4 @@ def test_webhook_failure_is_recorded_not_raised(tmp_path) -> None:
     costs.alerts.fire("manual:1", "rule", "t", "d", 1.0, 0.5)
     costs.alerts.flush()
     a = costs.alerts.firing()[0]
-    assert a["notify_error"] and "ConnectError" in a["notify_error"]
+    assert a.notify_error and "ConnectError" in a.notify_error

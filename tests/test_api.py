@@ -646,10 +646,10 @@ def test_failing_candidate_trips_the_guardrail_under_api_traffic(tmp_path: Path,
                                    actor=ann)
         r1 = svc.releases.create(ann, "api-ok", ok.version)
         r2 = svc.releases.create(ann, "api-broken", broken.version, note="new model")
-        svc.releases.set_current(ann, r1["id"], "baseline")
+        svc.releases.set_current(ann, r1.id, "baseline")
         svc.releases.set_guardrails(ann, Guardrails(max_error_rate=0.2, max_p95_ms=30_000, window_minutes=5,
                                                       min_requests=4))
-        svc.releases.set_candidate(ann, r2["id"], 0.5, "try the new model")
+        svc.releases.set_candidate(ann, r2.id, 0.5, "try the new model")
     finally:
         svc.close()
     api = start_api(tmp_path, **env)
@@ -668,11 +668,11 @@ def test_failing_candidate_trips_the_guardrail_under_api_traffic(tmp_path: Path,
                 r = c.post("/query", json={"question": QUESTIONS[i % 6]}, headers={"X-End-User": user})
                 n_sent += 1
                 if r.status_code == 200:
-                    assert r.json()["variant"] == "current" and r.json()["release"] == r1["label"]
+                    assert r.json()["variant"] == "current" and r.json()["release"] == r1.label
                     seen["current"].append(user)
                 else:  # the candidate's failure: a clear error naming the release, never a silent drop
                     err = assert_error(r, 502, "upstream_error")
-                    assert err["part"] == "LLM" and r2["label"] in err["message"], err
+                    assert err["part"] == "LLM" and r2.label in err["message"], err
                     assert "HTTP 500" in err["message"]
                     seen["candidate"].append(user)
                 time.sleep(0.05)
@@ -687,7 +687,7 @@ def test_failing_candidate_trips_the_guardrail_under_api_traffic(tmp_path: Path,
                 r = c.post("/chat/completions", headers={"X-End-User": user},
                            json={"model": "rag", "messages": [{"role": "user", "content": QUESTIONS[2]}]})
                 assert r.status_code == 200, r.text[:500]
-                assert r.json()["rag"]["variant"] == "current" and r.json()["rag"]["release"] == r1["label"]
+                assert r.json()["rag"]["variant"] == "current" and r.json()["rag"]["release"] == r1.label
                 q = c.post("/query", json={"question": QUESTIONS[3]}, headers={"X-End-User": user})
                 assert q.status_code == 200 and q.json()["variant"] == "current", q.text[:300]
             with c.stream("POST", "/query", json={"question": QUESTIONS[5], "stream": True},
@@ -697,13 +697,13 @@ def test_failing_candidate_trips_the_guardrail_under_api_traffic(tmp_path: Path,
 
         # The trip is visible: a release event, an audit record, the experiment's history.
         trip = releases.events(5)
-        trip = next(e for e in trip if e["action"] == "guardrail_trip")
-        assert trip["from_id"] == r2["id"] and trip["to_id"] == r1["id"] and "error rate" in trip["reason"]
+        trip = next(e for e in trip if e.action == "guardrail_trip")
+        assert trip.from_id == r2.id and trip.to_id == r1.id and "error rate" in trip.reason
         audited = audit.recent(5, action="release.guardrail_trip")
-        assert audited and audited[0]["result"] == "tripped" and audited[0]["target"] == str(r2["id"])
-        assert releases.experiments(1)[0]["trips"][0]["reason"] == trip["reason"]
+        assert audited and audited[0].result == "tripped" and audited[0].target == str(r2.id)
+        assert releases.experiments(1)[0].trips[0].reason == trip.reason
         state = releases.state()
-        assert state.share == 0.0 and state.candidate["id"] == r2["id"] and state.current["id"] == r1["id"]
+        assert state.share == 0.0 and state.candidate.id == r2.id and state.current.id == r1.id
         # The CLI reads the same (it opens the database only through build_services: run it with the server stopped).
     finally:
         api.stop()

@@ -67,11 +67,11 @@ def test_hard_budget_blocks_next_paid_call_and_serves_cached_answers(paid, fault
     text = costs.metrics.exposition().decode()
     assert 'rag_requests_total{policy="default",status="refused"} 1.0' in text
     assert 'rag_requests_total{policy="default",status="cache_hit"} 1.0' in text
-    status = {b["name"]: b for b in costs.budgets.status()}["alice daily"]
-    assert status["blocking"] and status["pct"] > 100 and status["fired"] == [80, 95, 100]
+    status = {s.budget.name: s for s in costs.budgets.status()}["alice daily"]
+    assert status.blocking and status.pct > 100 and status.fired == (80, 95, 100)
     assert 'rag_budget_spend_ratio{budget="alice daily",scope="user alice"}' in text
 
-    costs.budgets.set_enabled(ADMIN, status["id"], False)  # lifting the budget lets calls through again
+    costs.budgets.set_enabled(ADMIN, status.budget.id, False)  # lifting the budget lets calls through again
     assert engine.query(QUESTIONS[2], policy, ALICE).cost_usd > 0
 
 
@@ -103,8 +103,8 @@ def test_soft_thresholds_fire_once_each(paid) -> None:
     assert fired == [20, 50, 100]  # once each, in order
     assert [round(s, 2) for _, s in events] == [0.30, 0.60, 1.05]
     assert costs.budgets.evaluate() == []  # evaluating again fires nothing new
-    alerts = [a for a in costs.alerts.firing() if a["source"] == "budget"]
-    assert len(alerts) == 1 and "Budget 'team' at 105% (soft)" in alerts[0]["title"]
+    alerts = [a for a in costs.alerts.firing() if a.source == "budget"]
+    assert len(alerts) == 1 and "Budget 'team' at 105% (soft)" in alerts[0].title
     assert [m["status"] for m in hook.received] == ["firing"] * 3  # one notification per threshold
     texts = sorted(m["text"] for m in hook.received)  # delivered by background threads: any order
     assert any("'team' at 30%" in t for t in texts) and any("'team' at 60%" in t for t in texts)
@@ -149,7 +149,7 @@ def test_budget_validation_and_audit(tmp_path) -> None:
     with pytest.raises(InputError, match="exists"):
         costs.budgets.create(ADMIN, "x", 5)
     costs.budgets.delete(ADMIN, bid)
-    actions = [r["action"] for r in costs.budgets._audit.recent(10)]
+    actions = [r.action for r in costs.budgets._audit.recent(10)]
     assert "budget.create" in actions and "budget.delete" in actions
 
 

@@ -113,12 +113,12 @@ def test_offline_ab_of_the_plain_pipeline_against_the_default_policy(svc: Servic
     job = svc.jobs.wait(job_id, timeout=300)
     assert job.status == "done", job.error
     run_a, run_b = svc.evals.get(job.result["run_a"]), svc.evals.get(job.result["run_b"])
-    assert (run_a["policy"], run_b["policy"]) == ("default", "plain-ab v1")
-    diff = offline_diff(svc.evals, run_a["id"], run_b["id"])
-    items = svc.evals.items(run_b["id"])
-    assert len(items) == len(TOPICS) and all(i["retrieved"][0]["doc_id"] in TOPICS for i in items)
-    assert run_b["metrics"]["recall@10"]["mean"] >= 0.9  # ten distinct topics: the dense pipeline finds them
-    assert "ndcg@10" in diff["metrics"] and diff["costs"]["retrieval latency (ms)"]["b"] > 0
+    assert (run_a.policy, run_b.policy) == ("default", "plain-ab v1")
+    diff = offline_diff(svc.evals, run_a.id, run_b.id)
+    items = svc.evals.items(run_b.id)
+    assert len(items) == len(TOPICS) and all(i.retrieved[0].doc_id in TOPICS for i in items)
+    assert run_b.metrics["recall@10"]["mean"] >= 0.9  # ten distinct topics: the dense pipeline finds them
+    assert "ndcg@10" in diff.quality.metrics and diff.costs[0].name == "retrieval latency (ms)" and diff.costs[0].b > 0
 
 
 def _ledger(svc: Services, request_id: str) -> list[tuple[str, str]]:

@@ -78,12 +78,12 @@ def test_question_shows_answer_sources_and_trace(extractive: Path) -> None:
     assert "policy **default**" in summary and "rag\\_chunks\\_v1" in summary and "cache miss" in summary
     assert any("rag-lat-bar" in e.value for e in at.html)  # the latency bar
     _, traces = db(extractive)
-    assert traces.get(answer.request_id)["question"] == ENGLISH_Q
+    assert traces.get(answer.request_id).question == ENGLISH_Q
 
     at.feedback[0].set_value(0).run()  # thumbs down, then a comment
     at.text_input(key=f"chat.fbc.{answer.request_id}").set_value("wrong passage").run()
     trace = traces.get(answer.request_id)
-    assert (trace["feedback"], trace["comment"], trace["feedback_by"]) == (-1, "wrong passage", "local-admin")
+    assert (trace.feedback, trace.comment, trace.feedback_by) == (-1, "wrong passage", "local-admin")
     assert any("Feedback saved" in e.value for e in at.caption)
 
     assert not at.download_button[0].disabled  # the conversation can be exported
@@ -145,7 +145,7 @@ def test_save_policy_and_link_to_it(extractive: Path) -> None:
     policies, _ = db(extractive)
     saved = policies.get("tight")
     assert (saved.version, saved.top_k) == (1, 4)
-    assert next(p for p in policies.list() if p["name"] == "tight")["created_by"] == "local-admin"
+    assert next(p for p in policies.list() if p.name == "tight").created_by == "local-admin"
     assert ask(at, ENGLISH_Q).answer.policy == "tight v1"
 
     linked = chat_page({"policy": "tight"})  # a link to ?policy=tight opens with that policy

@@ -43,14 +43,14 @@ def test_policy_versions_never_rewrite_and_are_audited(db: sa.engine.Engine) -> 
     assert (v1.version, v2.version) == (1, 2)
     assert store.get("fast").top_k == 5 and store.get("fast", 1).top_k == 3
     assert [p.top_k for p in store.versions("fast")] == [3, 5]
-    assert store.list()[0]["versions"] == 2
+    assert store.list()[0].versions == 2
     assert store.get("default") == Policy()  # built-in default without a saved row
     with pytest.raises(NotFoundError):
         store.get("fast", 7)
     with pytest.raises(InputError):
         store.save(Policy(name=" "), actor=ANN)
     log = audit.recent(action="policy.save")
-    assert [(r["actor"], r["detail"]["version"]) for r in log] == [("bob", 2), ("ann", 1)]
+    assert [(r.actor, r.detail["version"]) for r in log] == [("bob", 2), ("ann", 1)]
 
 
 def test_audit_records_failures_too(db: sa.engine.Engine) -> None:
@@ -59,7 +59,7 @@ def test_audit_records_failures_too(db: sa.engine.Engine) -> None:
         with audit.action(ANN, "index.delete", "rag_chunks_v1"):
             raise RuntimeError("boom")
     row = audit.recent(1)[0]
-    assert (row["actor"], row["action"], row["result"], row["detail"]["error"]) == ("ann", "index.delete", "error", "boom")
+    assert (row.actor, row.action, row.result, row.detail["error"]) == ("ann", "index.delete", "error", "boom")
 
 
 def test_index_registry_round_trip(db: sa.engine.Engine) -> None:
@@ -69,5 +69,5 @@ def test_index_registry_round_trip(db: sa.engine.Engine) -> None:
     assert reg.find_ready("f", "abc") is None
     reg.update("f_v1", status="ready", n_chunks=10)
     row = reg.find_ready("f", "abc")
-    assert row["collection"] == "f_v1" and row["params"]["avgdl"] == 12.5 and row["n_chunks"] == 10
-    assert [r["collection"] for r in reg.list("f")] == ["f_v1"]
+    assert row.collection == "f_v1" and row.params["avgdl"] == 12.5 and row.n_chunks == 10
+    assert [r.collection for r in reg.list("f")] == ["f_v1"]

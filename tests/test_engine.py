@@ -25,7 +25,7 @@ def test_reingest_of_unchanged_corpus_is_a_noop(services: Services, small_datase
     result = services.ingestor.ingest(docs, actor=TESTER, family="rag_chunks", source="tests")
     assert result.unchanged and result.written == 0 and result.collection == live
     assert services.store.count(live) == before
-    assert services.registry.get(live)["status"] == "ready"
+    assert services.registry.get(live).status == "ready"
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
@@ -73,7 +73,7 @@ def test_extractive_answer_is_labeled_cites_sources_and_is_traced(services: Serv
     assert answer.model == "extractive" and answer.cost_usd == 0
     assert set(answer.latency_ms) >= {"embed", "retrieve", "generate", "total"}
     trace = services.traces.get(answer.request_id)
-    assert trace is not None and trace["user"] == "alice" and trace["trace"]["collection"] == answer.collection
+    assert trace is not None and trace.user == "alice" and trace.trace["collection"] == answer.collection
 
 
 def test_stream_yields_sources_then_text_then_answer(services: Services) -> None:

@@ -97,15 +97,15 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         svc.index_admin.promote(ANN, v1)
         policy = svc.policies.save(Policy(name="faults", top_k=3), actor=ANN)
         release = svc.releases.create(ANN, "faults", policy.version, index=v1)
-        svc.releases.set_current(ANN, release["id"], "first setup")
+        svc.releases.set_current(ANN, release.id, "first setup")
         golden = root / "golden.jsonl"
         golden.write_text("".join(json.dumps({"id": f"q{i}-{d}", "question": q, "gold_ids": [d]}) + "\n"
                                   for i in range(12) for d, (_, q) in TOPICS.items()), encoding="utf-8")
         more = write_folder(root / "more", extra={f"extra{i}.md": f"# extra {i}\n\n" + " ".join(
             f"Paragraph {i}.{j} about topic {j} with some words to embed." for j in range(12)) for i in range(30)})
         snapshot = big_snapshot(svc, v1, root / f"big{''.join(Path('x.ragsnap.jsonl.gz').suffixes)}", 6000)
-        before = {"alias": svc.store.aliases()[ALIAS], "release": svc.releases.state().current["id"],
-                  "versions": {r["collection"] for r in svc.registry.list()}}
+        before = {"alias": svc.store.aliases()[ALIAS], "release": svc.releases.state().current.id,
+                  "versions": {r.collection for r in svc.registry.list()}}
     finally:
         svc.close()
     imp = cli(data, "eval", "import", str(golden), "--set", "faults", "--freeze")
@@ -144,18 +144,18 @@ def test_kill_9_mid_rebuild_restore_and_evaluation_leaves_consistent_records(set
     try:
         rebuild = svc.jobs.list(kind="index.rebuild")[0]
         assert rebuild.status == "failed" and "no longer running" in rebuild.error
-        new = {r["collection"]: r for r in svc.registry.list()} | {}
+        new = {r.collection: r for r in svc.registry.list()} | {}
         added = {c: r for c, r in new.items() if c not in before["versions"]}
         # The killed rebuild's version is failed; the killed restore left no row and no collection.
-        assert [(r["status"], r["source"]) for r in added.values()] == [("failed", str(setup["more"]))]
-        assert not any(r["source"].startswith("snapshot ") for r in new.values())
+        assert [(r.status, r.source) for r in added.values()] == [("failed", str(setup["more"]))]
+        assert not any(r.source.startswith("snapshot ") for r in new.values())
         restored_names = {c for c in svc.store.collections() if c not in new}
         assert restored_names == set(), f"collections without a registry row: {restored_names}"
         assert svc.store.aliases()[ALIAS] == before["alias"] == setup["v1"]
-        assert svc.releases.state().current["id"] == before["release"]
+        assert svc.releases.state().current.id == before["release"]
         assert svc.engine.retrieve("Which country is Kilimanjaro in?", Policy(top_k=3)).collection == setup["v1"]
-        recovered = [a for a in svc.audit.recent(50) if a["actor"] == "system" and a["result"] == "error"]
-        assert {a["action"] for a in recovered} >= {"index.rebuild", "index.build", "eval.run.finish"}
+        recovered = [a for a in svc.audit.recent(50) if a.actor == "system" and a.result == "error"]
+        assert {a.action for a in recovered} >= {"index.rebuild", "index.build", "eval.run.finish"}
     finally:
         svc.close()
     print(f"\nfaults injected: {len(KILLS)} kill -9 ({', '.join(KILLS)}); suite {time.monotonic() - t0:.0f}s")

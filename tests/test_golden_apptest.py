@@ -121,11 +121,11 @@ def test_annotator_builds_reviews_and_freezes_a_set(console: Path) -> None:
     assert any("as **approved** with 2 gold references" in e.value for e in at.success), texts(at)
     assert at.session_state["golden.ticked"] == {} and at.text_input(key="golden.question").value == ""
     item = services().golden.items(SET)[0]
-    assert item["status"] == "approved" and item["tags"] == ["english", "scifact"]
-    refs = {(r["doc_id"], r["start"], r["end"]): r for r in item["references"]}  # saved in document order
+    assert item.status == "approved" and item.tags == ("english", "scifact")
+    refs = {(r.doc_id, r.start, r.end): r for r in item.references}  # saved in document order
     assert list(refs) == sorted(refs, key=lambda k: (k[0], k[1]))
     ref = refs[(first["doc_id"], first["start"], first["end"])]
-    assert ref["text_hash"] and ref["quote"] == first["text"][:300]
+    assert ref.text_hash and ref.quote == first["text"][:300]
     assert (neighbours[0]["doc_id"], neighbours[0]["start"], neighbours[0]["end"]) in refs
 
     # Item 2 (a Chinese passage), filtered to its document: a one-chunk document has nothing to widen to.
@@ -164,12 +164,12 @@ def test_annotator_builds_reviews_and_freezes_a_set(console: Path) -> None:
     tick(at, at.session_state["golden.results"][0]["chunk_id"])
     ok(at.button(key="golden.save_draft").click().run())
 
-    items = {i["question"]: i for i in services().golden.items(SET)}
-    assert items[QUESTIONS[2]]["source_trace"] == answer.request_id
-    assert items[QUESTIONS[1]]["status"] == "draft" and len(items[QUESTIONS[1]]["references"]) == 1
+    items = {i.question: i for i in services().golden.items(SET)}
+    assert items[QUESTIONS[2]].source_trace == answer.request_id
+    assert items[QUESTIONS[1]].status == "draft" and len(items[QUESTIONS[1]].references) == 1
 
     # Review queue: approve two drafts (one with a comment), reject one.
-    drafts = [i["id"] for i in services().golden.items(SET, status="draft")]
+    drafts = [i.id for i in services().golden.items(SET, status="draft")]
     assert len(drafts) == 3 and any("3 drafts to review" in e.value for e in at.markdown)
     at.text_input(key=f"golden.comment.{drafts[0]}").set_value("spans checked")
     ok(at.button(key=f"golden.approve.{drafts[0]}").click().run())
@@ -177,10 +177,10 @@ def test_annotator_builds_reviews_and_freezes_a_set(console: Path) -> None:
     at.text_input(key=f"golden.comment.{drafts[2]}").set_value("off topic")
     ok(at.button(key=f"golden.reject.{drafts[2]}").click().run())
     assert any(f"Item **#{drafts[2]}** rejected with your comment" in e.value for e in at.success)
-    reviewed = {i["id"]: i for i in services().golden.items(SET)}
-    assert reviewed[drafts[0]]["review_comment"] == "spans checked" and reviewed[drafts[0]]["reviewer"] == "local-admin"
-    assert reviewed[drafts[2]]["status"] == "rejected"
-    assert [h["action"] for h in services().golden.history(drafts[0])] == ["create", "approved"]
+    reviewed = {i.id: i for i in services().golden.items(SET)}
+    assert reviewed[drafts[0]].review_comment == "spans checked" and reviewed[drafts[0]].reviewer == "local-admin"
+    assert reviewed[drafts[2]].status == "rejected"
+    assert [h.action for h in services().golden.history(drafts[0])] == ["create", "approved"]
 
     # Progress per annotator, then freeze.
     progress = table(at, "annotator")
@@ -208,7 +208,7 @@ def test_import_refuses_a_malformed_file_and_exports(console: Path) -> None:
     at.radio(key="golden.import_status").set_value("draft")
     ok(at.button(key="golden.import").click().run())
     assert any("Imported **1** items" in e.value for e in at.success)
-    assert services().golden.items(SET)[-1]["status"] == "draft"
+    assert services().golden.items(SET)[-1].status == "draft"
 
     # Exports: the three buttons, and the ragas-ready rows with the gold spans' text from the live index.
     labels = [b.label for b in at.get("download_button")]
@@ -255,7 +255,7 @@ def test_runs_start_open_filter_and_diff(console: Path) -> None:
     assert "No LLM judge: set `JUDGE_BASE_URL`" in texts(at)
     hybrid = start_and_finish(at, "default")
     run = services().evals.get(hybrid)
-    assert run["status"] == "done" and run["n_items"] == 3 and run["golden_version"] == 1
+    assert run.status == "done" and run.n_items == 3 and run.golden_version == 1
 
     # The opened run: metrics with CIs, the per-item table, filters and the drill-down.
     metrics = table(at, "metric", "mean", "95% CI", "n")
@@ -264,7 +264,7 @@ def test_runs_start_open_filter_and_diff(console: Path) -> None:
     assert len(items) == 3 and set(items["question"]) == set(QUESTIONS)
     ok(at.toggle(key="runs.misses").set_value(True).run())
     per_item = services().evals.items(hybrid)
-    misses = [i for i in per_item if i["metrics"]["hit@10"] == 0]
+    misses = [i for i in per_item if i.metrics["hit@10"] == 0]
     assert any(f"{len(misses)} of 3 items" in e.value for e in at.caption)
     ok(at.toggle(key="runs.misses").set_value(False).run())
     ok(at.selectbox(key="runs.low_metric").set_value("string_similarity").run())
@@ -274,7 +274,7 @@ def test_runs_start_open_filter_and_diff(console: Path) -> None:
     ok(at.selectbox(key="runs.low_metric").set_value(None).run())
     ok(at.selectbox(key="runs.item").set_value(0).run())
     gold = table(at, "quote")
-    assert list(gold["doc"]) == [g["doc_id"] for g in per_item[0]["gold"]]
+    assert list(gold["doc"]) == [g.doc_id for g in per_item[0].gold]
     retrieved = table(at, "gold doc")
     assert list(retrieved["rank"])[:3] == [1, 2, 3] and "✅" in set(retrieved["gold doc"])
     assert any(e.value.startswith("**Answer** (extractive)") for e in at.markdown)
@@ -282,24 +282,24 @@ def test_runs_start_open_filter_and_diff(console: Path) -> None:
 
     # A second run with the saved sparse policy, then the diff against the first.
     sparse = start_and_finish(at, "bm25")
-    assert services().evals.get(sparse)["policy"] == "bm25 v1"
+    assert services().evals.get(sparse).policy == "bm25 v1"
     ok(at.selectbox(key="runs.base").set_value(hybrid).run())
     assert at.query_params.get("base") in (str(hybrid), [str(hybrid)])
     diff = services().evals.diff(hybrid, sparse)
     counts = {m.label: m.value for m in at.metric if m.label.endswith(("Improved", "Regressed", "Unchanged"))}
-    assert counts == {"🟢 Improved": str(diff["counts"]["improved"]), "🔴 Regressed": str(diff["counts"]["regressed"]),
-                      "⚪ Unchanged": str(diff["counts"]["unchanged"])}
+    assert counts == {"🟢 Improved": str(diff.improved), "🔴 Regressed": str(diff.regressed),
+                      "⚪ Unchanged": str(diff.unchanged)}
     deltas = table(at, "verdict")
     assert {"recall@10", "ndcg@10"} <= set(deltas["metric"]) and set(deltas.columns) >= {"delta", "95% CI", "p-value"}
     moves = table(at, "gold moves (baseline → this run)")
     assert len(moves) == 3 and all("rank" in m or "not found" in m or "found at" in m
                                    for m in moves["gold moves (baseline → this run)"])
     # BM25 cannot match the English question to the Chinese passage: a regression, shown per reference.
-    assert diff["counts"]["regressed"] >= 1
+    assert diff.regressed >= 1
     assert "DEV_3: rank 1 → lost (lost from top 10)" in set(moves["gold moves (baseline → this run)"])
     assert "🔴 regressed" in set(moves["change"])
     ok(at.toggle(key="runs.changed_only").set_value(True).run())
-    changed = diff["counts"]["improved"] + diff["counts"]["regressed"]
+    changed = diff.improved + diff.regressed
     assert len(table(at, "gold moves (baseline → this run)")) == changed == len(diff_item_rows(diff, True))
 
     # The runs table and the metrics-over-time chart (a Plotly chart is opaque to AppTest: check its data).
@@ -336,7 +336,7 @@ def test_cancelled_run_is_reported(console: Path) -> None:
     ok(at.run())
     if job.status == "cancelled":
         assert any(f"Evaluation job {job_id} was cancelled" in e.value for e in at.warning), texts(at)
-        assert services().evals.list()[0]["status"] in ("cancelled", "done")
+        assert services().evals.list()[0].status in ("cancelled", "done")
     else:
         assert any(f"Evaluation job {job_id} finished" in e.value for e in at.success), texts(at)
 

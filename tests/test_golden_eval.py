@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 
 import pytest
 from actors import Role, system_actor, user
@@ -125,9 +126,9 @@ def test_cli_import_refused_leaves_no_new_set(services: Services, tmp_path, monk
     args = argparse.Namespace(file=str(bad), set="cli-new", status="approved", freeze=False, user=ANN)
     with pytest.raises(InputError, match="line 2: gold_ids"):
         cli_eval.cmd_import(args)
-    assert "cli-new" not in {s["name"] for s in services.golden.list_sets()}
+    assert "cli-new" not in {s.name for s in services.golden.list_sets()}
     assert cli_eval.cmd_import(argparse.Namespace(**{**vars(args), "file": str(good)})) == 0
-    assert [i["question"] for i in services.golden.items("cli-new")] == ["q1"]
+    assert [i.question for i in services.golden.items("cli-new")] == ["q1"]
 
 
 def test_annotation_review_history_and_freeze(services: Services) -> None:
@@ -143,8 +144,8 @@ def test_annotation_review_history_and_freeze(services: Services) -> None:
     assert services.golden.freeze("review", BOB) == 1
     version, items = services.golden.version_items("review")
     assert version == 1 and items[0].reference_answer == "ADMP and BMP2/4/7"
-    assert [h["action"] for h in services.golden.history(item_id)] == ["create", "edit", "approved"]
-    assert {(p["author"], p["status"], p["n"]) for p in services.golden.progress("review")} == {("ann", "approved", 1)}
+    assert [h.action for h in services.golden.history(item_id)] == ["create", "edit", "approved"]
+    assert {(p.author, p.status, p.n) for p in services.golden.progress("review")} == {("ann", "approved", 1)}
 
 
 def test_span_references_survive_a_rechunked_rebuild(services: Services, small_datasets) -> None:
@@ -172,16 +173,17 @@ def test_run_matches_cli_evaluate_and_diffs_against_another_policy(services: Ser
     hybrid = services.evals.run("scifact-small", Policy(), actor=ANN, index=report.collection,
                                 progress=lambda done, total: seen.append((done, total)))
     run = services.evals.get(hybrid)
-    assert run["status"] == "done" and seen[-1] == (len(items), len(items))
+    assert run.status == "done" and seen[-1] == (len(items), len(items))
     for metric in ("recall@10", "ndcg@10", "recall@5", "mrr@10"):
-        assert run["metrics"][metric]["mean"] == pytest.approx(report.metrics[metric], abs=1e-9), metric
-        assert run["metrics"][metric]["low"] <= run["metrics"][metric]["mean"] <= run["metrics"][metric]["high"]
+        assert run.metrics[metric]["mean"] == pytest.approx(report.metrics[metric], abs=1e-9), metric
+        assert run.metrics[metric]["low"] <= run.metrics[metric]["mean"] <= run.metrics[metric]["high"]
     per_item = services.evals.items(hybrid)
-    assert per_item[0]["answer_kind"] == "extractive" and "context_recall" in per_item[0]["metrics"]
+    assert per_item[0].answer_kind == "extractive" and "context_recall" in per_item[0].metrics
     sparse = services.evals.run("scifact-small", Policy(name="bm25", retrieval_mode="sparse"), actor=ANN, index=report.collection)
     diff = services.evals.diff(hybrid, sparse)
-    assert diff["n_items"] == len(items) and sum(diff["counts"].values()) == len(items)
-    assert set(diff["metrics"]["ndcg@10"]) == {"delta", "low", "high", "p_value"}
-    assert all("rank" in r["gold moves"] or "not found" in r["gold moves"] for r in diff["items"])
-    assert services.evals.gate(hybrid, {"recall@10": 1.01}) == [f"recall@10 = {run['metrics']['recall@10']['mean']:.4f} < minimum 1.0100"]
+    assert diff.n_items == len(items) and diff.improved + diff.regressed + diff.unchanged == len(items)
+    assert {f.name for f in fields(diff.metrics["ndcg@10"])} == {"delta", "low", "high", "p_value"}
+    moves = [describe_move(m.before, m.after) for r in diff.items for m in r.moves]
+    assert all(r.moves for r in diff.items) and all("rank" in m or "not found" in m for m in moves)
+    assert services.evals.gate(hybrid, {"recall@10": 1.01}) == [f"recall@10 = {run.metrics['recall@10']['mean']:.4f} < minimum 1.0100"]
     assert services.evals.gate(hybrid, {"recall@10": 0.0}, baseline=hybrid) == []

@@ -178,11 +178,11 @@ def test_the_real_tasks_resolve_ended_budget_periods_and_stale_rule_alerts(db_ur
         costs.alerts.fire(ended, "budget", f"Budget 'monthly {tag}' at 90%", "", 900.0, 1000.0)
         rid = costs.alerts.create_rule(ADMIN, f"cost {tag}", "cost", 1e6, window_minutes=5)
         costs.alerts.fire(f"rule:{rid}", "rule", f"cost {tag}: stale", "", 2e6, 1e6, rule_id=rid)
-        assert {ended, f"rule:{rid}"} <= {a["key"] for a in costs.alerts.firing()}
+        assert {ended, f"rule:{rid}"} <= {a.key for a in costs.alerts.firing()}
 
         hk = Housekeeping(costs.db, costs.housekeeping_tasks(), TICK_S, lease=lease_name())  # type: ignore[attr-defined]
         assert hk.tick()
-        assert not {ended, f"rule:{rid}"} & {a["key"] for a in costs.alerts.firing()}
+        assert not {ended, f"rule:{rid}"} & {a.key for a in costs.alerts.firing()}
     finally:
         costs.close()
         costs.db.dispose()  # type: ignore[attr-defined]
@@ -234,7 +234,7 @@ def test_the_costs_page_changes_no_state_the_consoles_housekeeping_does(tmp_path
         hk = state.get_services().housekeeping  # started with the console's services
         assert hk is not None and not hk.held
         release(db, LEASE, "another-host:1")  # that process stopped
-        assert wait_for(lambda: not {f"budget:{bid}:1999-01", f"rule:{rid}"} & {a["key"] for a in costs.alerts.firing()})
+        assert wait_for(lambda: not {f"budget:{bid}:1999-01", f"rule:{rid}"} & {a.key for a in costs.alerts.firing()})
         assert hk.held
     finally:
         state.reset()  # closes the console's services: their housekeeping stops

@@ -159,4 +159,4 @@ def test_the_language_choice_is_kept_per_user(services) -> None:  # noqa: ANN001
         access.set_language(ana, "fr")
     assert access.language(ana) == "zh"
     audited = services.audit.recent(action="preference.language")
-    assert [(r["actor"], r["result"]) for r in audited[:2]] == [("ana", "error"), ("ana", "ok")]
+    assert [(r.actor, r.result) for r in audited[:2]] == [("ana", "error"), ("ana", "ok")]

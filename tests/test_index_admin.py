@@ -70,7 +70,7 @@ def test_versions_list_every_collection_with_its_metadata(svc: Services, live: s
     assert v.vectors == "dense 384 Cosine + sparse (idf)" and v.dim == 384
     assert v.embedding_model == svc.embedder.name and v.source == str(docs) and v.created_by == "ann"
     assert v.chunking == "target 1000 / max 1500 / overlap 0.15" and v.created_at is not None
-    assert svc.index_admin.history(ALIAS)[0]["reason"] == "first version"
+    assert svc.index_admin.history(ALIAS)[0].reason == "first version"
 
 
 def test_shadow_rebuilds_from_jsonl_and_archives_leave_the_alias_alone(svc: Services, live: str, tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_shadow_rebuilds_from_jsonl_and_archives_leave_the_alias_alone(svc: Serv
         zf.writestr("docs/saturn.txt", TOPICS["saturn"][0])
     job = rebuild(svc, upload=("docs.zip", zbuf.getvalue()))
     assert job.status == DONE and job.result["n_docs"] == 2, job.error
-    assert svc.registry.get(job.result["collection"])["source"].startswith("upload docs.zip (sha256 ")
+    assert svc.registry.get(job.result["collection"]).source.startswith("upload docs.zip (sha256 ")
 
     tbuf = io.BytesIO()
     with tarfile.open(fileobj=tbuf, mode="w:gz") as tf:
@@ -167,16 +167,16 @@ def test_cancel_midway_one_rebuild_at_a_time_and_rebuild_again(svc: Services, li
     assert job.status == CANCELLED and "cancelled after" in job.error
     assert svc.index_admin.live() == live and ask(svc) == live
     row = svc.registry.get(partial)
-    assert row["status"] == CANCELLED and svc.store.count(partial) < 10
+    assert row.status == CANCELLED and svc.store.count(partial) < 10
     [v] = [v for v in svc.index_admin.versions() if v.collection == partial]
     assert v.status == CANCELLED and not v.live
     svc.index_admin.delete(ANN, partial)  # a partial collection is removable
-    assert partial not in svc.store.collections() and svc.registry.get(partial)["status"] == "deleted"
+    assert partial not in svc.store.collections() and svc.registry.get(partial).status == "deleted"
     monkeypatch.undo()
     again = rebuild(svc, source=docs, params=params)
     assert again.status == DONE and again.result["collection"] != partial  # names are never reused
-    assert svc.registry.get(again.result["collection"])["status"] == "ready"
-    audit = [(a["action"], a["result"]) for a in svc.audit.recent(50)]
+    assert svc.registry.get(again.result["collection"]).status == "ready"
+    audit = [(a.action, a.result) for a in svc.audit.recent(50)]
     assert ("index.rebuild", "refused") in audit and ("index.rebuild", "cancelled") in audit and ("job.cancel", "ok") in audit
 
 
@@ -188,7 +188,7 @@ def test_a_crash_inside_the_build_fails_it_and_leaves_live_alone(svc: Services, 
     assert job.status == FAILED and "embedding model crashed" in job.error
     partial = job.progress["collection"]
     row = svc.registry.get(partial)
-    assert row["status"] == FAILED and "embedding model crashed" in row["error"]
+    assert row.status == FAILED and "embedding model crashed" in row.error
     assert svc.index_admin.live() == live and ask(svc) == live
     with pytest.raises(InputError, match=rf"{partial} is failed: .*only a ready version can be promoted"):
         svc.index_admin.promote(ANN, partial)
@@ -231,8 +231,8 @@ def test_bad_input(svc: Services, live: str, tmp_path: Path) -> None:
     assert live in svc.store.collections() and ask(svc) == live
     with pytest.raises(InputError, match="already points at"):
         admin.promote(ANN, live)
-    refused = [a for a in svc.audit.recent(30) if a["result"] == "error"]
-    assert {"index.delete", "index.promote"} <= {a["action"] for a in refused}
+    refused = [a for a in svc.audit.recent(30) if a.result == "error"]
+    assert {"index.delete", "index.promote"} <= {a.action for a in refused}
 
 
 def test_gate_promote_rollback_and_history(svc: Services, live: str, tmp_path: Path) -> None:
@@ -269,10 +269,10 @@ def test_gate_promote_rollback_and_history(svc: Services, live: str, tmp_path: P
     with pytest.raises(InputError, match="no earlier ready version"):
         admin.rollback(ANN)
     hist = admin.history(ALIAS)
-    assert [(h["action"], h["from_collection"], h["to_collection"]) for h in hist[:4]] == [
+    assert [(h.action, h.from_collection, h.to_collection) for h in hist[:4]] == [
         ("rollback", good, live), ("rollback", better, good), ("rollback", poor, better), ("promote", better, poor)]
-    assert hist[2]["reason"] == "worse" and hist[2]["actor"] == "ann"
-    actions = {a["action"] for a in admin.audit_log(ANN, 200)}
+    assert hist[2].reason == "worse" and hist[2].actor == "ann"
+    actions = {a.action for a in admin.audit_log(ANN, 200)}
     assert {"index.rebuild", "index.gate", "index.promote", "index.rollback", "index.delete"} <= actions
 
     with pytest.raises(InputError, match="already live"):
@@ -331,8 +331,8 @@ def test_a_rebuild_killed_with_its_process_is_marked_failed_at_the_next_start(tm
         job = svc.jobs.get(row.id)
         assert job.status == FAILED and f"process {proc.pid}" in job.error and "marked failed at startup" in job.error
         partial = row.progress["collection"]
-        assert svc.registry.get(partial)["status"] == FAILED
-        assert "interrupted" in svc.registry.get(partial)["error"]
+        assert svc.registry.get(partial).status == FAILED
+        assert "interrupted" in svc.registry.get(partial).error
         assert svc.index_admin.live() == first.result["collection"]
         svc.index_admin.delete(ANN, partial)
         again = rebuild(svc, source=corpus / "corpus.jsonl", limit=5)
@@ -350,30 +350,30 @@ def test_index_admin_and_releases_keep_one_live_configuration(svc: Services, liv
     before = admin.live()
     other = rebuild(svc, source=docs, params=ChunkingParams(target_chars=600)).result["collection"]
     r1 = releases.create(ANN, "default", index=before)
-    releases.set_current(ANN, r1["id"], "first release")
+    releases.set_current(ANN, r1.id, "first release")
 
     admin.promote(ANN, other, reason="new chunking")
     current = releases.state().current
-    assert admin.live() == other and current["collection"] == other and current["policy"] == r1["policy"]
+    assert admin.live() == other and current.collection == other and current.policy == r1.policy
     assert releases.policy_for("anyone")[0].index == ALIAS and ask(svc) == other
-    assert releases.events(1)[0]["action"] == "index_promote" and releases.events(1)[0]["actor"] == "ann"
-    assert svc.audit.recent(1, action="index.promote")[0]["detail"]["release"] == current["id"]
+    assert releases.events(1)[0].action == "index_promote" and releases.events(1)[0].actor == "ann"
+    assert svc.audit.recent(1, action="index.promote")[0].detail["release"] == current.id
 
-    with pytest.raises(InputError, match=rf"{before} is used by the rollback target release #{r1['id']} "):
+    with pytest.raises(InputError, match=rf"{before} is used by the rollback target release #{r1.id} "):
         admin.delete(ANN, before)
     cand = releases.create(ANN, "default", index=before)
-    releases.set_candidate(ANN, cand["id"], 0.2, "old chunking again?")
-    with pytest.raises(InputError, match=rf"{before} is used by the candidate release #{cand['id']} .* and the "
-                                         rf"rollback target release #{r1['id']} "):
+    releases.set_candidate(ANN, cand.id, 0.2, "old chunking again?")
+    with pytest.raises(InputError, match=rf"{before} is used by the candidate release #{cand.id} .* and the "
+                                         rf"rollback target release #{r1.id} "):
         admin.delete(ANN, before)
-    with pytest.raises(InputError, match=rf"candidate release #{cand['id']} .* is running at 20%: promote or clear"):
+    with pytest.raises(InputError, match=rf"candidate release #{cand.id} .* is running at 20%: promote or clear"):
         admin.rollback(ANN)
-    assert admin.live() == other and releases.state().current["id"] == current["id"]
+    assert admin.live() == other and releases.state().current.id == current.id
     releases.clear_candidate(ANN, "done")
 
     admin.rollback(ANN, reason="worse")
-    assert admin.live() == before and releases.state().current["id"] == cand["id"]  # the identical release reused
-    assert releases.rollback_target()["collection"] == other
+    assert admin.live() == before and releases.state().current.id == cand.id  # the identical release reused
+    assert releases.rollback_target().collection == other
     releases.rollback(ANN, "undo the index rollback")  # and the releases' own rollback moves the alias back
-    assert admin.live() == other and releases.state().current["collection"] == other
-    assert [h["action"] for h in admin.history(ALIAS, limit=3)] == ["promote", "rollback", "promote"]
+    assert admin.live() == other and releases.state().current.collection == other
+    assert [h.action for h in admin.history(ALIAS, limit=3)] == ["promote", "rollback", "promote"]

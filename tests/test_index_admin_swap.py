@@ -72,7 +72,7 @@ def test_twenty_alias_swaps_under_continuous_queries(tmp_path: Path) -> None:
         assert {c for _, c in seen} == {v1, v2}  # queries really landed on both sides of the swaps
         assert {how for how, _ in seen} == {"engine", "alias"}
         assert admin.live() == v1  # 20 swaps: back where it started
-        assert len([h for h in admin.history(ALIAS) if h["actor"] == "swapper"]) == 20
+        assert len([h for h in admin.history(ALIAS) if h.actor == "swapper"]) == 20
         print(f"\n20 swaps in {swap_s:.2f}s with {len(seen)} queries, 0 failed")
     finally:
         svc.close()

@@ -58,13 +58,13 @@ def test_native_versions_keep_serving_beside_llamaindex_ones(tmp_path: Path) -> 
     svc = fresh_services(tmp_path / "data")
     try:
         built = svc.ingestor.ingest(load_source(docs).documents, actor=TESTER, family="fam", source="t")
-        assert svc.registry.get(built.collection)["format"] == LLAMAINDEX
+        assert svc.registry.get(built.collection).format == LLAMAINDEX
         [raw] = svc.store.client.scroll(built.collection, limit=1, with_payload=True)[0]
         assert NODE_CONTENT in raw.payload and "text" not in raw.payload  # LlamaIndex's format, written by its store
         assert json.loads(raw.payload[NODE_CONTENT])["text"] and raw.payload["doc_id"] == raw.payload["chunk_id"].split(":")[0]
 
         write_native_copy(svc.store, svc.registry, built.collection, "fam_native")
-        assert svc.registry.get("fam_native")["format"] == NATIVE
+        assert svc.registry.get("fam_native").format == NATIVE
         new, old = dict(svc.store.scroll(built.collection)), dict(svc.store.scroll("fam_native"))
         assert new == old and all(p["text"] for p in new.values())  # one shape whatever the format
 
@@ -89,7 +89,7 @@ def test_a_restored_snapshot_keeps_the_llamaindex_format(tmp_path: Path) -> None
                                     family="fam", source="t")
         snap = svc.snapshots.create(TESTER, built.collection)
         restored = svc.snapshots.restore(TESTER, path=Path(snap.path))
-        assert svc.registry.get(restored.collection)["format"] == LLAMAINDEX
+        assert svc.registry.get(restored.collection).format == LLAMAINDEX
         question = "Is a Qdrant alias swap atomic?"
         assert [s.text for s in svc.engine.retrieve(question, Policy(index=restored.collection)).sources] == \
             [s.text for s in svc.engine.retrieve(question, Policy(index=built.collection)).sources]

@@ -68,10 +68,10 @@ def test_progress_is_stored_and_the_result_kept(runner: JobRunner, db: sa.engine
     gate.set()
     done = runner.wait(job_id, timeout=30)
     assert done.status == DONE and done.result["steps"] == 5 and done.finished_at is not None and done.error == ""
-    audit = [(a["action"], a["result"]) for a in AuditLog(db).recent(10)]
+    audit = [(a.action, a.result) for a in AuditLog(db).recent(10)]
     assert ("demo.job", "started") in audit and ("demo.job", "ok") in audit
-    ok = next(a for a in AuditLog(db).recent(10) if a["result"] == "ok")
-    assert ok["detail"]["summary"] == {"steps": 5}
+    ok = next(a for a in AuditLog(db).recent(10) if a.result == "ok")
+    assert ok.detail["summary"] == {"steps": 5}
     other.shutdown()
 
 
@@ -114,7 +114,7 @@ def test_cancel_from_this_runner_and_from_another(runner: JobRunner, db: sa.engi
     assert runner.wait(job_id, timeout=30).status == CANCELLED
     with pytest.raises(Exception, match="already ended"):
         remote.cancel(job_id, CAROL)
-    assert ("job.cancel", "ok") in [(a["action"], a["result"]) for a in AuditLog(db).recent(20)]
+    assert ("job.cancel", "ok") in [(a.action, a.result) for a in AuditLog(db).recent(20)]
     remote.shutdown()
 
 
@@ -145,7 +145,7 @@ def test_jobs_of_a_dead_process_are_marked_failed_at_startup(db: sa.engine.Engin
         # The lock of the dead job is free again: a new job for that target starts.
         new = runner.submit("index.rebuild", ANN, lambda ctx: None, target=f"fam-{host}:{dead_pid}:abc")
         assert runner.wait(new, timeout=30).status == DONE
-        assert any(a["actor"] == "system" and a["result"] == "error" for a in AuditLog(db).recent(20))
+        assert any(a.actor == "system" and a.result == "error" for a in AuditLog(db).recent(20))
     finally:
         runner.shutdown()
 
@@ -185,8 +185,8 @@ def test_records_of_dead_owners_are_marked_failed_at_startup(db: sa.engine.Engin
         assert rows[crashed].status == "failed" and f"process {dead_pid}" in rows[crashed].error
         assert "no heartbeat from other-host:42" in rows[far_stale].error and "marked failed at startup" in rows[legacy].error
         assert rows[alive].status == rows[far_fresh].status == table.info["owned"]["active"][0]
-        audit = [a for a in AuditLog(db).recent(20) if a["actor"] == "system" and a["result"] == "error"]
-        assert {a["target"] for a in audit} >= {crashed, far_stale, legacy}
+        audit = [a for a in AuditLog(db).recent(20) if a.actor == "system" and a.result == "error"]
+        assert {a.target for a in audit} >= {crashed, far_stale, legacy}
     finally:
         runner.shutdown()
 

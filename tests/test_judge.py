@@ -97,10 +97,10 @@ def test_eval_run_stores_judged_metrics_and_reasons(services: Services, small_da
     finally:
         services.evals.judge = None
     run = services.evals.get(run_id)
-    assert run["status"] == "done" and run["judge"] == "judge-scripted"
-    assert run["metrics"]["faithfulness"]["mean"] == pytest.approx(0.5)
-    assert run["metrics"]["faithfulness"]["low"] <= 0.5 <= run["metrics"]["faithfulness"]["high"]
-    assert "answer_relevancy" not in run["metrics"]
+    assert run.status == "done" and run.judge == "judge-scripted"
+    assert run.metrics["faithfulness"]["mean"] == pytest.approx(0.5)
+    assert run.metrics["faithfulness"]["low"] <= 0.5 <= run.metrics["faithfulness"]["high"]
+    assert "answer_relevancy" not in run.metrics
     for item in services.evals.items(run_id):
-        assert item["metrics"]["faithfulness"] == pytest.approx(0.5)
-        assert set(item["judge_errors"]) == {"answer_relevancy"}
+        assert item.metrics["faithfulness"] == pytest.approx(0.5)
+        assert set(item.judge_errors) == {"answer_relevancy"}

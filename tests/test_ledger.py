@@ -22,7 +22,7 @@ from backend.engine.policy import Policy
 from backend.engine.rerank import make_reranker
 from backend.errors import DependencyError, InputError
 from backend.ledger.calls import ModelCall, RequestContext
-from backend.ledger.pricing import Price, PriceTable, resolve
+from backend.ledger.pricing import ImportResult, Price, PriceTable, resolve
 from backend.ledger.queries import Filters, TimeRange
 from backend.ledger.store import ledger
 from backend.services import Services
@@ -124,7 +124,7 @@ def test_price_table_edit_csv_round_trip_and_staleness(tmp_path) -> None:
     pid = prices.add(ADMIN, "acme-llm", "exact", 1.0, 2.0, 0.5, effective_from="2025-01-01", note="test")
     assert prices.cost("acme-llm", 1_000_000, 1_000_000).usd == pytest.approx(3.0)
     assert prices.age_days() < 0.01  # a new row counts as checked now
-    assert audit.recent(1, action="prices.add")[0]["actor"] == "alice"
+    assert audit.recent(1, action="prices.add")[0].actor == "alice"
     with pytest.raises(InputError, match="exact, prefix or regex"):
         prices.add(ADMIN, "x", "glob", 1, 1, effective_from="2025-01-01")
     with pytest.raises(InputError, match="does not compile"):
@@ -138,9 +138,9 @@ def test_price_table_edit_csv_round_trip_and_staleness(tmp_path) -> None:
     migrate(db2)
     other = PriceTable(db2, AuditLog(db2))
     result = other.import_csv(user("bob", Role.admin), exported)
-    assert result == {"rows": seeded + 1, "added": 1, "skipped": seeded}  # the seed is already there
+    assert result == ImportResult(rows=seeded + 1, added=1, skipped=seeded)  # the seed is already there
     assert other.cost("acme-llm", 1_000_000, 1_000_000).usd == pytest.approx(3.0)
-    assert other.import_csv(user("bob", Role.admin), exported)["added"] == 0  # idempotent
+    assert other.import_csv(user("bob", Role.admin), exported).added == 0  # idempotent
     with pytest.raises(InputError, match="CSV line 3: input_per_m 'abc' is not a number"):
         other.import_csv(user("bob", Role.admin), "pattern,match,input_per_m,output_per_m,effective_from\n"
                                 "a,exact,1,1,2025-01-01\nb,exact,abc,1,2025-01-01\n")
@@ -205,7 +205,7 @@ def test_ledger_matches_real_server_usage_and_hand_costs(services: Services, llm
     assert summary.prompt_tokens - sum(r["prompt_tokens"] for r in emb) == sum(u["prompt_tokens"] for u in usage)
     assert (summary.requests, summary.cache_hits, summary.errors) == (4, 1, 0)
     assert summary.saved_usd == pytest.approx(cached[0]["saved_usd"])
-    by_user = {r["user"]: r["cost_usd"] for r in costs.queries.top_users(TimeRange.last_days(1))}
+    by_user = {r.user: r.cost_usd for r in costs.queries.top_users(TimeRange.last_days(1))}
     assert by_user["alice"] == pytest.approx(sum(expected[:2])) and by_user["carol"] == 0
     # the price change does not rewrite history: the first rows keep the old price
     assert chat[0]["cost_usd"] == pytest.approx(_hand_cost(usage[0]["prompt_tokens"], usage[0]["completion_tokens"], *p1))
@@ -312,16 +312,16 @@ def _compare_sources(costs, now) -> None:
         assert a.cost_usd == pytest.approx(b.cost_usd) and a.requests == b.requests and a.errors == b.errors
         assert a.prompt_tokens == b.prompt_tokens and a.cache_hits == b.cache_hits
         assert a.latency_ms == pytest.approx(b.latency_ms)
-        qa = {r["question_hash"]: r["cost_usd"] for r in costs.queries.top_questions(day, f, 20)}
-        qb = {r["question_hash"]: r["cost_usd"] for r in costs.queries.top_questions(hours, f, 20)}
+        qa = {r.question_hash: r.cost_usd for r in costs.queries.top_questions(day, f, 20)}
+        qb = {r.question_hash: r.cost_usd for r in costs.queries.top_questions(hours, f, 20)}
         assert qa == pytest.approx(qb)
-        assert {r["user"]: r["cost_usd"] for r in costs.queries.top_users(day, f)} == \
-            pytest.approx({r["user"]: r["cost_usd"] for r in costs.queries.top_users(hours, f)})
+        assert {r.user: r.cost_usd for r in costs.queries.top_users(day, f)} == \
+            pytest.approx({r.user: r.cost_usd for r in costs.queries.top_users(hours, f)})
     by_model = costs.queries.cost_series(day, by="model")
-    assert sum(r["cost_usd"] for r in by_model) == pytest.approx(costs.queries.summary(day).cost_usd)
+    assert sum(r.cost_usd for r in by_model) == pytest.approx(costs.queries.summary(day).cost_usd)
     assert costs.queries.summary(day).requests == 60
     lat = costs.queries.latency_series(hours)
-    assert {r["stage"] for r in lat} >= {"embed", "generate", "cache", "retrieve", "total"}
+    assert {r.stage for r in lat} >= {"embed", "generate", "cache", "retrieve", "total"}
     drill = costs.queries.rows(day, dim="model", value="gpt-4.1")
     assert drill and all(r["model"] == "gpt-4.1" for r in drill)
     assert drill == sorted(drill, key=lambda r: -r["cost_usd"])

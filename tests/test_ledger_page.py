@@ -135,10 +135,10 @@ def test_source_filter_shows_api_traffic_beside_console(seeded) -> None:
     assert [t["name"] for t in figure["data"]] == ["api"]  # one series, in the color "api" always has
     assert figure["data"][0]["marker"]["color"] == costs_view.PALETTE[list(SOURCES).index("api")]
     by_source = q.cost_series(r30, Filters(source=("api",)), by="source")
-    assert {x["key"] for x in by_source} == {"api"}
-    assert sum(x["cost_usd"] for x in by_source) == pytest.approx(api[0])
+    assert {x.key for x in by_source} == {"api"}
+    assert sum(x.cost_usd for x in by_source) == pytest.approx(api[0])
     all_by_source = q.cost_series(r30, by="source")
-    assert {x["key"] for x in all_by_source} >= {"api", "console"}
+    assert {x.key for x in all_by_source} >= {"api", "console"}
 
     # The latency tab honours the same filter (and lists only API rows when a point is picked).
     at.session_state["costs.tab"] = "⏱️ Latency"

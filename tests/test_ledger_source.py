@@ -101,7 +101,7 @@ def _raw_totals(costs, **where) -> tuple[float, int]:
 
 
 def _histogram(q, r: TimeRange, f: Filters) -> dict[tuple[str, int], int]:
-    return {(h["stage"], int(h["le"])): int(h["n"]) for h in q.latency_histogram(r, f, per_bucket=False)}
+    return {(h.stage, h.le): h.n for h in q.latency_histogram(r, f, per_bucket=False)}
 
 
 def _check_filters(costs) -> None:
@@ -117,8 +117,8 @@ def _check_filters(costs) -> None:
         assert a.cost_usd == pytest.approx(b.cost_usd) and a.requests == b.requests and a.errors == b.errors
         assert a.prompt_tokens == b.prompt_tokens and a.cache_hits == b.cache_hits and a.calls == b.calls
         assert a.latency_ms == pytest.approx(b.latency_ms)
-        assert {r["question_hash"]: r["cost_usd"] for r in q.top_questions(day, f, 20)} == \
-            pytest.approx({r["question_hash"]: r["cost_usd"] for r in q.top_questions(hours, f, 20)})
+        assert {r.question_hash: r.cost_usd for r in q.top_questions(day, f, 20)} == \
+            pytest.approx({r.question_hash: r.cost_usd for r in q.top_questions(hours, f, 20)})
         assert _histogram(q, day, f) == _histogram(q, hours, f)
         if len(f.active()) == 1 and len(f.source) == 1:
             parts.append(a)
@@ -127,7 +127,7 @@ def _check_filters(costs) -> None:
     assert api.requests == 16 and q.summary(day, Filters(source=("console",))).requests == 16
     assert sum(p.cost_usd for p in parts) == pytest.approx(total.cost_usd)
     assert sum(p.requests for p in parts) == total.requests == 48
-    by_source = {r["key"]: r["cost_usd"] for r in q.cost_series(day, by="source")}
+    by_source = {r.key: r.cost_usd for r in q.cost_series(day, by="source")}
     assert by_source == pytest.approx({"api": parts[0].cost_usd, "console": parts[1].cost_usd,
                                        "system": parts[2].cost_usd})
     # api_key: raw rows only, on either grain
@@ -138,7 +138,7 @@ def _check_filters(costs) -> None:
         assert (a.cost_usd, a.requests) == pytest.approx(_raw_totals(costs, api_key=key))
         assert a.requests == 8
         [k] = q.key_totals(day, key)
-        assert (k["cost_usd"], k["requests"]) == pytest.approx(_raw_totals(costs, api_key=key)) and k["calls"] == 16
+        assert (k.cost_usd, k.requests) == pytest.approx(_raw_totals(costs, api_key=key)) and k.calls == 16
         assert q.top_questions(day, f, 20) and all(r["api_key"] == key for r in q.rows(day, f))
     assert q.options(day)["source"] == ["api", "console", "system"]
 
@@ -257,7 +257,7 @@ def _key_budgets(costs) -> None:
     costs.budgets.check_key(small_actor)  # $0.004 of $0.01
     first_day = int(month_start(now).timestamp()) // 86400
     assert q.key_spend("small-budget", first_day) == pytest.approx(0.004)
-    totals = {r["api_key"]: r["cost_usd"] for r in q.key_totals(TimeRange.last_days(1, now))}
+    totals = {r.api_key: r.cost_usd for r in q.key_totals(TimeRange.last_days(1, now))}
     assert {k: totals[k] for k in ("small-budget", "no-budget")} == pytest.approx({"small-budget": 0.004, "no-budget": 5.0})
     spend("small-budget", 0.007)
     with pytest.raises(BudgetExceeded) as info:  # $0.011 of $0.01: spent

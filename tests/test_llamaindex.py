@@ -48,7 +48,7 @@ def test_query_engine_answers_through_the_live_release_and_is_traced(svc: Servic
     assert "fifths" in str(response) and response.metadata["answer_kind"] == "extractive"
     assert response.source_nodes[0].node.metadata["doc_id"] == "violin.md"
     trace = svc.traces.get(response.metadata["request_id"])
-    assert trace is not None and trace["user"] == "my-app"  # the ledger's user is the app
+    assert trace is not None and trace.user == "my-app"  # the ledger's user is the app
 
 
 def test_streaming_sends_sources_first_then_the_same_text(svc: Services) -> None:

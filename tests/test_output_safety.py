@@ -16,7 +16,7 @@ from apptest_kit import ask, chat_page, console_config, data_dir, extractive  # 
 from backend.access.audit import AuditLog, audit_csv
 from backend.db import make_engine, migrate
 from backend.evaluation.golden import GoldItem, GoldRef, export_csv
-from backend.evaluation.runs import export_diff_csv
+from backend.evaluation.runs import GoldMove, ItemDiff, RunDiff, export_diff_csv
 from backend.exports import csv_dicts, frame_csv, safe_cell
 from console.markup import answer_md, with_citation_badges
 
@@ -62,8 +62,13 @@ def test_every_csv_export_writes_formulas_as_text(tmp_path: Path) -> None:
     [header, row] = _reads(audit_csv(audit.recent(1)))
     assert row[header.index("target")] == "'" + FORMULA and row[header.index("actor")] == ADMIN.id
 
-    diff = export_diff_csv({"items": [{"question": FORMULA, "delta": -0.25}]})
-    assert _reads(diff)[1] == ["'" + FORMULA, "-0.25"]  # a negative number stays a number
+    item = ItemDiff(key="k", question=FORMULA, change="regressed", delta=-0.25, a=0.5, b=0.25,
+                    moves=(GoldMove(doc_id=FORMULA, before=1, after=None),))
+    [header, row] = _reads(export_diff_csv(RunDiff(run_a=1, run_b=2, primary="ndcg@10", n_items=1, metrics={},
+                                                   improved=0, regressed=1, unchanged=0, items=(item,))))
+    cells = dict(zip(header, row))
+    assert (cells["question"], cells["delta"]) == ("'" + FORMULA, "-0.25")  # a negative number stays a number
+    assert cells["gold moves"].startswith("'" + FORMULA)
     assert _reads(csv_dicts([{"model": "=cmd"}], ["model"]))[1] == ["'=cmd"]
     frame = frame_csv(pd.DataFrame({"user": [FORMULA, "bob"], "cost": [-1.5, 2.0]}))
     assert _reads(frame)[1:] == [["'" + FORMULA, "-1.5"], ["bob", "2.0"]]

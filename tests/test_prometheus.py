@@ -120,9 +120,9 @@ def test_real_prometheus_scrapes_and_agrees_with_the_ledger(services: Services, 
         assert lo <= from_ledger[0.95] <= hi and lo <= from_prom[0.95] <= hi
 
         series = source.latency_series(t_end - timedelta(minutes=2), t_end, 60)
-        assert {"total", "embed", "retrieve", "cache"} <= {r["stage"] for r in series}
+        assert {"total", "embed", "retrieve", "cache"} <= {r.stage for r in series}
         rate = source.request_series(t_end - timedelta(minutes=2), t_end + timedelta(seconds=1), 60)
-        assert {r["outcome"] for r in rate} >= {"ok", "cache_hit"}
+        assert {r.outcome for r in rate} >= {"ok", "cache_hit"}
 
         with urllib.request.urlopen(f"{prom.url}/api/v1/rules", timeout=5) as r:
             groups = json.loads(r.read())["data"]["groups"]

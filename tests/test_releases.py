@@ -14,7 +14,7 @@ from backend.engine.policy import Policy, PolicyStore
 from backend.errors import InputError, NotFoundError
 from backend.ingestion.sources import load_source
 from backend.releases.ab_stats import compare_means, compare_proportions
-from backend.releases.manager import Guardrails, ReleaseManager, bucket
+from backend.releases.manager import Guardrails, ReleaseManager, WindowStats, bucket
 from backend.services import Services
 
 ANN = user("ann", Role.admin)  # sets releases up (setting the current one takes an admin)
@@ -77,11 +77,11 @@ def test_promote_and_rollback_swap_the_alias_with_the_release(services: Services
     releases, v1, v2 = manager
     r1 = releases.create(ANN, "ab-base", index="ab_family")
     r2 = releases.create(ANN, "ab-sparse", index=v2)
-    assert (r1["collection"], r2["collection"]) == (v1, v2)
+    assert (r1.collection, r2.collection) == (v1, v2)
     with pytest.raises(InputError, match="set a current release first"):
-        releases.set_candidate(ANN, r2["id"], 0.5)
-    releases.set_current(ANN, r1["id"], "first setup")
-    releases.set_candidate(ANN, r2["id"], 0.5, "try sparse on the new chunking")
+        releases.set_candidate(ANN, r2.id, 0.5)
+    releases.set_current(ANN, r1.id, "first setup")
+    releases.set_candidate(ANN, r2.id, 0.5, "try sparse on the new chunking")
     variants = {releases.policy_for(f"u{i}")[1] for i in range(40)}
     assert variants == {"current", "candidate"}
     policy, variant, release = next(p for p in (releases.policy_for(f"u{i}") for i in range(40)) if p[1] == "candidate")
@@ -90,34 +90,34 @@ def test_promote_and_rollback_swap_the_alias_with_the_release(services: Services
     releases.promote(BOB, "better on the golden set")
     assert services.store.aliases()["ab_family"] == v2
     state = releases.state()
-    assert state.current["id"] == r2["id"] and state.candidate is None
+    assert state.current.id == r2.id and state.candidate is None
     assert releases.policy_for("anyone")[0].index == "ab_family"  # current release on the live alias
     releases.rollback(BOB, "complaints")
-    assert services.store.aliases()["ab_family"] == v1 and releases.state().current["id"] == r1["id"]
+    assert services.store.aliases()["ab_family"] == v1 and releases.state().current.id == r1.id
     with pytest.raises(InputError, match="no earlier release"):
         releases.rollback(BOB)
-    actions = [e["action"] for e in releases.events()]
+    actions = [e.action for e in releases.events()]
     assert actions[:3] == ["rollback", "promote", "set_candidate"]
-    assert {r["action"] for r in releases._audit.recent(20)} >= {"release.promote", "release.rollback"}
+    assert {r.action for r in releases._audit.recent(20)} >= {"release.promote", "release.rollback"}
 
 
 def test_guardrail_sends_traffic_back_and_records_why(services: Services, manager) -> None:
     releases, v1, v2 = manager
     r1 = releases.create(ANN, "ab-base")
     r2 = releases.create(ANN, "ab-sparse", index=v2)
-    releases.set_current(ANN, r1["id"])
-    releases.set_candidate(ANN, r2["id"], 0.3)
+    releases.set_current(ANN, r1.id)
+    releases.set_candidate(ANN, r2.id, 0.3)
     releases.set_guardrails(ANN, Guardrails(max_error_rate=0.1, max_p95_ms=2000, window_minutes=5, min_requests=10))
-    healthy = lambda minutes: {"candidate": {"requests": 50, "errors": 2, "p95_ms": 800}}  # noqa: E731
+    healthy = lambda minutes: {"candidate": WindowStats(requests=50, errors=2, p95_ms=800)}  # noqa: E731
     assert releases.check_guardrails(healthy) is None and releases.state().share == 0.3
-    few = lambda minutes: {"candidate": {"requests": 5, "errors": 5, "p95_ms": 900}}  # noqa: E731
+    few = lambda minutes: {"candidate": WindowStats(requests=5, errors=5, p95_ms=900)}  # noqa: E731
     assert releases.check_guardrails(few) is None  # not enough requests to judge
-    failing = lambda minutes: {"candidate": {"requests": 40, "errors": 12, "p95_ms": 2500}}  # noqa: E731
+    failing = lambda minutes: {"candidate": WindowStats(requests=40, errors=12, p95_ms=2500)}  # noqa: E731
     reason = releases.check_guardrails(failing)
     assert reason and "error rate 30.0% > 10.0%" in reason and "p95 2500 ms > 2000 ms" in reason
     assert releases.state().share == 0.0
     assert all(releases.assign(f"u{i}")[0] == "current" for i in range(200))
-    assert releases.events(1)[0]["action"] == "guardrail_trip"
+    assert releases.events(1)[0].action == "guardrail_trip"
 
 
 def test_a_request_routed_while_a_change_commits_does_not_keep_the_old_configuration(services: Services, manager,
@@ -128,8 +128,8 @@ def test_a_request_routed_while_a_change_commits_does_not_keep_the_old_configura
     releases, v1, v2 = manager
     r1 = releases.create(ANN, "ab-base")
     r2 = releases.create(ANN, "ab-sparse", index=v2)
-    releases.set_current(ANN, r1["id"])
-    releases.set_candidate(ANN, r2["id"], 0.5)
+    releases.set_current(ANN, r1.id)
+    releases.set_candidate(ANN, r2.id, 0.5)
     assert {releases.assign(f"u{i}")[0] for i in range(40)} == {"current", "candidate"}
     recorded = releases._event
 
@@ -142,7 +142,7 @@ def test_a_request_routed_while_a_change_commits_does_not_keep_the_old_configura
     monkeypatch.setattr(releases, "_event", routed_mid_change)
     releases.promote(BOB, "wins")
     assert {releases.assign(f"u{i}")[0] for i in range(40)} == {"current"}
-    assert releases.assign("u1")[1]["id"] == r2["id"]
+    assert releases.assign("u1")[1].id == r2.id
 
 
 def test_votes_are_counted(services: Services) -> None:
@@ -159,11 +159,11 @@ def test_a_release_on_a_version_gone_from_the_store_cannot_go_live(services: Ser
     releases, v1, v2 = manager
     r1 = releases.create(ANN, "ab-base")
     r2 = releases.create(ANN, "ab-sparse", index=v2)
-    releases.set_current(ANN, r1["id"])
-    assert releases.uses(v2) == [] and releases.uses(v1) == [f"current release {r1['label']}"]
+    releases.set_current(ANN, r1.id)
+    assert releases.uses(v2) == [] and releases.uses(v1) == [f"current release {r1.label}"]
     services.store.delete_collection(v2)
-    with pytest.raises(NotFoundError, match=rf"release #{r2['id']} .* reads {v2}, which is no longer in the vector store"):
-        releases.set_candidate(ANN, r2["id"], 0.5)
+    with pytest.raises(NotFoundError, match=rf"release #{r2.id} .* reads {v2}, which is no longer in the vector store"):
+        releases.set_candidate(ANN, r2.id, 0.5)
     with pytest.raises(NotFoundError, match="no longer in the vector store"):
-        releases.set_current(ANN, r2["id"])
-    assert releases.state().candidate is None and releases.state().current["id"] == r1["id"]
+        releases.set_current(ANN, r2.id)
+    assert releases.state().candidate is None and releases.state().current.id == r1.id

@@ -64,7 +64,7 @@ def search(svc: Services, collection: str) -> list[list[tuple[str, float | None,
 
 def state(svc: Services) -> tuple:
     """Everything a refused restore must leave as it was."""
-    return (svc.store.collections(), svc.store.aliases(), [(r["collection"], r["status"]) for r in svc.registry.list()],
+    return (svc.store.collections(), svc.store.aliases(), [(r.collection, r.status) for r in svc.registry.list()],
             [s.id for s in svc.snapshots.list()], sorted(p.name for p in svc.snapshots.dir.iterdir()))
 
 
@@ -74,7 +74,7 @@ def test_round_trip_snapshot_delete_restore(svc: Services) -> None:
     row = svc.registry.get(shadow)
     snap = svc.snapshots.create(ANN, shadow)
     assert snap.kind == "portable" and snap.n_points == len(before_points) == len(TOPICS) and Path(snap.path).is_file()
-    assert snap.aliases == [] and snap.meta["version"]["fingerprint"] == row["fingerprint"]
+    assert snap.aliases == [] and snap.meta["version"]["fingerprint"] == row.fingerprint
     assert svc.snapshots.read_bytes(ANN, snap.id) == Path(snap.path).read_bytes()  # the download
 
     svc.index_admin.delete(ANN, shadow)
@@ -96,13 +96,13 @@ def test_round_trip_snapshot_delete_restore(svc: Services) -> None:
             assert d1 == pytest.approx(d2, abs=1e-5) and s1 == pytest.approx(s2, abs=1e-5)
 
     new_row = svc.registry.get(new)
-    assert new_row["status"] == "ready" and new_row["fingerprint"] == row["fingerprint"] and new_row["params"] == row["params"]
-    assert new_row["source"].startswith(f"snapshot {snap.name}") and new_row["created_by"] == "bob"
+    assert new_row.status == "ready" and new_row.fingerprint == row.fingerprint and new_row.params == row.params
+    assert new_row.source.startswith(f"snapshot {snap.name}") and new_row.created_by == "bob"
     assert svc.index_admin.live() == live  # a restore never touches the live alias
     svc.index_admin.promote(BOB, new, reason="restored")  # a restored version promotes like any other
     assert svc.engine.retrieve("Is a Qdrant alias swap atomic?", Policy()).collection == new
     svc.index_admin.rollback(BOB)
-    actions = [(a["action"], a["result"]) for a in svc.audit.recent(20)]
+    actions = [(a.action, a.result) for a in svc.audit.recent(20)]
     assert ("snapshot.create", "ok") in actions and ("snapshot.restore", "ok") in actions
 
 
@@ -174,7 +174,7 @@ def test_a_damaged_snapshot_is_refused_and_nothing_changes(svc: Services, tmp_pa
     with pytest.raises(SnapshotError, match=message):
         svc.snapshots.import_file(MALLORY, bad.name, bad.read_bytes())  # the same file uploaded in the console
     assert state(svc) == before
-    assert svc.audit.recent(1)[0]["action"] == "snapshot.restore" and svc.audit.recent(1)[0]["result"] == "error"
+    assert svc.audit.recent(1)[0].action == "snapshot.restore" and svc.audit.recent(1)[0].result == "error"
 
 
 def test_uploaded_snapshot_restores_and_joins_the_list(svc: Services) -> None:
@@ -182,7 +182,7 @@ def test_uploaded_snapshot_restores_and_joins_the_list(svc: Services) -> None:
     snap = svc.snapshots.create(ANN, shadow)
     result = svc.snapshots.import_file(CAROL, "from-prod.ragsnap.jsonl.gz", Path(snap.path).read_bytes())
     assert result.n_points == len(TOPICS) and result.source_collection == shadow
-    assert svc.registry.get(result.collection)["status"] == "ready"
+    assert svc.registry.get(result.collection).status == "ready"
     listed = svc.snapshots.list()[0]
     assert listed.name.endswith("from-prod.ragsnap.jsonl.gz") and listed.created_by == "carol" and listed.n_points == len(TOPICS)
     svc.snapshots.delete(CAROL, listed.id)
@@ -292,10 +292,10 @@ def test_a_failed_restore_leaves_nothing_and_names_come_from_a_safe_base(
         with pytest.raises(DependencyError, match="vector store went away"):
             svc.snapshots.import_file(CAROL, f"../../../escaped{SUFFIX}", upload.read_bytes())
     assert state(svc) == before  # no registry row, no collection, no snapshot row or file
-    assert svc.audit.recent(1)[0]["action"] == "snapshot.restore" and svc.audit.recent(1)[0]["result"] == "error"
+    assert svc.audit.recent(1)[0].action == "snapshot.restore" and svc.audit.recent(1)[0].result == "error"
 
     result = svc.snapshots.import_file(CAROL, f"../../../escaped{SUFFIX}", upload.read_bytes())
-    assert result.collection == "escaped_v1" and svc.registry.get("escaped_v1")["family"] == "escaped"
+    assert result.collection == "escaped_v1" and svc.registry.get("escaped_v1").family == "escaped"
     listed = svc.snapshots.list()[0]
     assert Path(listed.path).parent == svc.snapshots.dir and listed.family == "escaped"
     with pytest.raises(InputError, match="not a valid index family"):
@@ -316,7 +316,7 @@ def test_a_restore_whose_process_died_is_removed_at_the_next_start(svc: Services
     runner = JobRunner(svc.db, svc.audit)
     try:
         assert [(r.table, r.id) for r in runner.recovered_records] == [("index_versions", name)]
-        assert svc.registry.get(name)["status"] == "failed"
+        assert svc.registry.get(name).status == "failed"
         store = SnapshotStore(svc.settings, svc.db, svc.store, svc.registry, svc.audit)
         assert store.dropped == [name]
         assert svc.registry.get(name) is None and name not in svc.store.collections()

@@ -95,8 +95,8 @@ def test_control_characters_are_refused_before_any_write(db: sa.Engine, bad: str
         store.save(Policy(name="p"), ANN, note=bad)
     with pytest.raises(InputError, match="policy: name: holds a control character"):
         parse_policy(f'{{"name": {__import__("json").dumps(bad)}}}')
-    assert golden.items("texts")[0]["question"] == "q" and golden.items("texts")[0]["status"] == "draft"
-    assert [h["action"] for h in golden.history(item)] == ["create"]
+    assert golden.items("texts")[0].question == "q" and golden.items("texts")[0].status == "draft"
+    assert [h.action for h in golden.history(item)] == ["create"]
     assert _count(db, golden_sets) == 1 and _count(db, golden_items) == 1 and sid
     assert store.list() == []
 
@@ -114,7 +114,7 @@ def test_lengths_are_checked_against_the_columns(db: sa.Engine) -> None:
         golden.import_items(longest, [GoldItem(question="q", references=[GoldRef(doc_id="d")]), too_long], ANN)
     assert golden.items(longest) == []  # all or nothing
     golden.import_items(longest, [GoldItem(question="q", references=[GoldRef(doc_id="d")], external_id="e" * ext_max)], ANN)
-    assert golden.items(longest)[0]["external_id"] == "e" * ext_max
+    assert golden.items(longest)[0].external_id == "e" * ext_max
 
 
 def test_a_refused_import_leaves_no_new_set(db: sa.Engine) -> None:
@@ -203,14 +203,14 @@ def test_feedback_comments_are_checked_before_any_write(db: sa.Engine, journal: 
     for bad_id in ("r\x00", "r" * (rid_max + 1)):
         with pytest.raises(InputError, match="the request id"):
             store.feedback(bad_id, 1, ANN)
-    assert store.get("r1")["feedback"] is None and store.get("r1")["comment"] == ""
+    assert store.get("r1").feedback is None and store.get("r1").comment == ""
     refused = _audit_rows(db, "trace.feedback")
     assert [r.result for r in refused] == ["error"] * (len(BAD_TEXT) + 3)
     for row in refused:
         _no_raw_control(row)
     longest = "two lines\n\t" + "c" * (MAX_COMMENT_CHARS - 11)
     store.feedback("r1", -1, ANN, comment=longest)  # newlines, tabs and the limit itself are fine
-    assert store.get("r1")["comment"] == longest and store.get("r1")["feedback"] == -1
+    assert store.get("r1").comment == longest and store.get("r1").feedback == -1
 
 
 class _Store:
@@ -244,8 +244,8 @@ def test_release_notes_and_reasons_are_checked_before_any_write(db: sa.Engine) -
     with pytest.raises(InputError, match=f"the index has {column_length(releases.c.collection) + 1} characters"):
         manager.create(admin, "p", index="i" * (column_length(releases.c.collection) + 1))
     assert manager.list() == []
-    r1 = manager.create(admin, "p", index="fam_v1", note="first\n\tnote")["id"]
-    r2 = manager.create(admin, "p", index="fam_v2")["id"]
+    r1 = manager.create(admin, "p", index="fam_v1", note="first\n\tnote").id
+    r2 = manager.create(admin, "p", index="fam_v2").id
     for bad in BAD_TEXT + [too_long]:
         with pytest.raises(InputError, match="the reason"):
             manager.set_current(admin, r1, reason=bad)
@@ -260,13 +260,13 @@ def test_release_notes_and_reasons_are_checked_before_any_write(db: sa.Engine) -
             with pytest.raises(InputError, match="the reason"):
                 call(bad)
     state = manager.state()
-    assert (state.current["id"], state.candidate["id"], state.share) == (r1, r2, 0.5)
+    assert (state.current.id, state.candidate.id, state.share) == (r1, r2, 0.5)
     manager.promote(admin)
     for bad in BAD_TEXT + [too_long]:
         with pytest.raises(InputError, match="the reason"):
             manager.rollback(admin, reason=bad)
-    assert manager.state().current["id"] == r2
-    assert [e["action"] for e in manager.events()] == ["promote", "set_candidate", "set_current"]
+    assert manager.state().current.id == r2
+    assert [e.action for e in manager.events()] == ["promote", "set_candidate", "set_current"]
     for args, field in ((dict(question="q\x00"), "the question"), (dict(policy_a="a\ud800"), "policy A"),
                         (dict(request_b="r" * 65), "request B")):
         with pytest.raises(InputError, match=field):

@@ -20,6 +20,20 @@ from backend.text import control_chars
 MAX_DETAIL_CHARS = 1_000  # one text value inside a record's detail JSON
 
 
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit record as stored; `detail` is the free-form JSON the recording call added."""
+    id: int
+    ts: datetime
+    actor: str
+    action: str
+    target: str
+    detail: dict
+    result: str
+    actor_kind: str
+    actor_role: str
+
+
 def _escaped(text: str) -> str:
     """Control characters and lone surrogates written out as '\\u0000': PostgreSQL stores neither
     (NUL, no UTF-8 for a surrogate), and the record of a refused value must still be written."""
@@ -99,15 +113,15 @@ class AuditLog:
             raise
         self.record(actor, action, target, **detail, **extra)
 
-    def recent(self, limit: int = 100, action: str | None = None) -> list[dict]:
+    def recent(self, limit: int = 100, action: str | None = None) -> list[AuditRecord]:
         """Newest records, for the backend's own checks and tests; people read through `search`."""
         q = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
         if action:
             q = q.where(audit_log.c.action == action)
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [AuditRecord(**r._mapping) for r in conn.execute(q)]
 
-    def search(self, actor: Actor, f: AuditQuery = AuditQuery()) -> list[dict]:
+    def search(self, actor: Actor, f: AuditQuery = AuditQuery()) -> list[AuditRecord]:
         """The audit viewer: newest first, filtered by who, what, when, target and result."""
         self.require(actor, Action.read_audit, "audit.search")
         c = audit_log.c
@@ -125,7 +139,7 @@ class AuditLog:
         if f.until:
             q = q.where(c.ts < f.until)
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [AuditRecord(**r._mapping) for r in conn.execute(q)]
 
     def actions(self) -> list[str]:
         """Every action name recorded so far (the viewer's filter choices)."""
@@ -133,7 +147,7 @@ class AuditLog:
             return sorted(r[0] for r in conn.execute(sa.select(audit_log.c.action).distinct()))
 
 
-def audit_csv(rows: list[dict]) -> str:
+def audit_csv(rows: list[AuditRecord]) -> str:
     """CSV of audit rows (formula-like cells quoted with ', see backend.exports)."""
     cols = ["ts", "actor", "actor_kind", "actor_role", "action", "target", "result", "detail"]
-    return csv_text(cols, ([r.get(k) for k in cols] for r in rows))
+    return csv_text(cols, ([getattr(r, k) for k in cols] for r in rows))

@@ -120,7 +120,7 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
             if retrieval_only:
                 raise InputError("retrieval_only needs a named policy")
             routed = route(svc, who)
-            label, variant = (routed[2] or {}).get("label"), routed[1]
+            label, variant = routed[2].label if routed[2] else None, routed[1]
             for e in stream_live(svc, question, who, filters, routed=routed):
                 yield e, label, variant
             return
@@ -155,7 +155,7 @@ def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - b
     @api.get("/models", response_model=ModelList, responses=ERRORS, summary="The live release and the saved policies")
     def models(who: Actor = Depends(actor)) -> ModelList:
         now = int(time.time())
-        names = [LIVE_MODEL] + [p["name"] for p in services().policies.list()]
+        names = [LIVE_MODEL] + [p.name for p in services().policies.list()]
         return ModelList(data=[ModelCard(id=n, created=now) for n in dict.fromkeys(names)])
 
     @api.post("/feedback", responses=ERRORS, summary="Thumbs up or down on an answer")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from limits import parse
@@ -55,7 +57,24 @@ class RateLimiter:
         return self.last_failure is not None and time.time() - self.last_failure < 60
 
 
-def limiter_status() -> list[dict]:
-    """What the status page shows: backend, whether it failed open in the last minute, and why."""
-    return [{"backend": r.backend, "limit": str(r.item), "failing_open": r.degraded, "fail_open_total": r.fail_open_total,
-             "last_error": r.last_error} for r in ACTIVE]
+@dataclass(frozen=True)
+class LimiterStatus:
+    """A limiter as the status page shows it: `limit` requests per `per` `unit`s (600 per 1 minute), where it
+    counts, whether it failed open in the last minute, and why."""
+
+    backend: str  # redis | memory
+    limit: int
+    per: int
+    unit: str  # second | minute | hour | day | month | year
+    failing_open: bool
+    fail_open_total: int
+    last_failure: datetime | None
+    last_error: str
+
+
+def limiter_status() -> list[LimiterStatus]:
+    """The limiters of this process's API apps."""
+    return [LimiterStatus(r.backend, r.item.amount, r.item.multiples, r.item.GRANULARITY.name, r.degraded,
+                          r.fail_open_total,
+                          None if r.last_failure is None else datetime.fromtimestamp(r.last_failure, timezone.utc),
+                          r.last_error) for r in ACTIVE]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -13,12 +12,23 @@ if TYPE_CHECKING:
     from backend.services import Services
 
 
-@lru_cache(maxsize=1)
+_built: list[Services] = []  # the command's services, once built
+
+
 def services() -> Services:
     """The stack the settings name, built on first use: `--help` and HTTP-only commands open no store."""
-    from backend.services import build_services
+    if not _built:
+        from backend.services import build_services
 
-    return build_services()
+        _built.append(build_services())
+    return _built[0]
+
+
+def close_services() -> None:
+    """Close what `services` built, before the interpreter shuts down (a Qdrant local client that
+    is still open then fails in its finaliser, with a traceback on stderr)."""
+    while _built:
+        _built.pop().close()
 
 
 def bar(label: str, fraction: float, extra: str = "") -> None:

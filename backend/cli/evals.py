@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend.cli.common import services
 from backend.errors import InputError
 
+if TYPE_CHECKING:
+    from backend.evaluation.runs import EvalRun
+
 
 def cmd_sets(args) -> int:  # noqa: ANN001
     for s in services().golden.list_sets():
-        print(f"{s['name']:<28}draft {s['draft']:<5}approved {s['approved']:<5}rejected {s['rejected']:<5}"
-              f"frozen v{s['latest_version'] or '-'}")
+        print(f"{s.name:<28}draft {s.draft:<5}approved {s.approved:<5}rejected {s.rejected:<5}"
+              f"frozen v{s.latest_version or '-'}")
     return 0
 
 
@@ -61,53 +66,55 @@ def cmd_run(args) -> int:  # noqa: ANN001
                                 progress=lambda done, total: sys.stderr.write(f"\ritem {done}/{total}   "))
     sys.stderr.write("\n")
     run = svc.evals.get(run_id)
-    print(f"run {run_id}: {run['golden_set']} v{run['golden_version']} | policy {run['policy']} | {run['collection']} | "
-          f"{run['n_items']} items in {run['seconds']:.1f}s | unresolved references {run['unresolved']}"
-          + (f" | judge {run['judge']}" if run["judge"] else ""))
-    unjudged = sum(bool(i["judge_errors"]) for i in svc.evals.items(run_id))
+    print(f"run {run_id}: {run.golden_set} v{run.golden_version} | policy {run.policy} | {run.collection} | "
+          f"{run.n_items} items in {run.seconds:.1f}s | unresolved references {run.unresolved}"
+          + (f" | judge {run.judge}" if run.judge else ""))
+    unjudged = sum(bool(i.judge_errors) for i in svc.evals.items(run_id))
     if unjudged:
         print(f"the judge gave no value for some metrics on {unjudged} item(s) (see the run viewer)")
-    for name, m in run["metrics"].items():
+    for name, m in run.metrics.items():
         print(f"{name:<22}{m['mean']:.4f}  [{m['low']:.4f}, {m['high']:.4f}]")
     failures = svc.evals.gate(run_id, minimums, baseline=args.baseline, tolerance=args.tolerance)
     for f in failures:
         print(f"GATE FAILED: {f}")
     if args.json:
         print(json.dumps({"run_id": run_id, "passed": not failures, "failures": failures,
-                          **{k: round(v["mean"], 4) for k, v in run["metrics"].items()}}))
+                          **{k: round(v["mean"], 4) for k, v in run.metrics.items()}}))
     return 1 if failures else 0
 
 
-def run_summary(r: dict) -> dict:
-    """One run for scripts: id, status, progress (done/total items), what it ran and why it failed."""
-    return {"id": r["id"], "status": r["status"], "done_items": r["done_items"], "n_items": r["n_items"],
-            "progress": round(r["done_items"] / r["n_items"], 4) if r["n_items"] else 0.0,
-            "golden_set": r["golden_set"], "golden_version": r["golden_version"], "policy": r["policy"],
-            "collection": r["collection"], "error": r["error"]}
+def run_summary(r: EvalRun) -> dict:
+    """One run for scripts (JSON): id, status, progress (done/total items), what it ran and why it failed."""
+    return {"id": r.id, "status": r.status, "done_items": r.done_items, "n_items": r.n_items,
+            "progress": round(r.progress, 4), "golden_set": r.golden_set, "golden_version": r.golden_version,
+            "policy": r.policy, "collection": r.collection, "error": r.error}
 
 
 def cmd_list(args) -> int:  # noqa: ANN001
     runs = services().evals.list()
     for r in runs:
-        head = " ".join(f"{k}={r['metrics'][k]['mean']:.3f}" for k in ("recall@10", "ndcg@10") if k in r["metrics"])
-        print(f"{r['id']:<5}{r['status']:<10}{r['done_items']:>4}/{r['n_items']:<5}{r['golden_set']} v{r['golden_version']:<4}"
-              f"{r['policy']:<20}{r['collection']:<24}{head}")
+        head = " ".join(f"{k}={r.metrics[k]['mean']:.3f}" for k in ("recall@10", "ndcg@10") if k in r.metrics)
+        print(f"{r.id:<5}{r.status:<10}{r.done_items:>4}/{r.n_items:<5}{r.golden_set} v{r.golden_version:<4}"
+              f"{r.policy:<20}{r.collection:<24}{head}")
     if args.json:
         print(json.dumps([run_summary(r) for r in runs]))
     return 0
 
 
 def cmd_diff(args) -> int:  # noqa: ANN001
+    from backend.evaluation.runs import describe_moves
+
     diff = services().evals.diff(args.run_a, args.run_b)
     if args.json:
-        print(json.dumps(diff, default=str))
+        print(json.dumps(asdict(diff), default=str))
         return 0
-    print(f"run {args.run_a} -> run {args.run_b}: {diff['counts']} ({diff['n_items']} items, by {diff['primary']})")
-    for name, d in diff["metrics"].items():
-        print(f"{name:<22}{d['delta']:+.4f}  [{d['low']:+.4f}, {d['high']:+.4f}]  p={d['p_value']:.4f}")
-    for row in diff["items"]:
-        if row["change"] != "unchanged":
-            print(f"  {row['change']:<10}{row['delta']:+.3f}  {row['question'][:60]}  | {row['gold moves']}")
+    print(f"run {args.run_a} -> run {args.run_b}: improved {diff.improved}, regressed {diff.regressed}, "
+          f"unchanged {diff.unchanged} ({diff.n_items} items, by {diff.primary})")
+    for name, d in diff.metrics.items():
+        print(f"{name:<22}{d.delta:+.4f}  [{d.low:+.4f}, {d.high:+.4f}]  p={d.p_value:.4f}")
+    for row in diff.items:
+        if row.change != "unchanged":
+            print(f"  {row.change:<10}{row.delta:+.3f}  {row.question[:60]}  | {describe_moves(row.moves)}")
     return 0
 
 

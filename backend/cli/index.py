@@ -8,31 +8,33 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from backend.access import system_actor
 from backend.background.jobs import DONE, Job
 from backend.cli.common import bar, services
 from backend.errors import RagError
 
-BarFn = Callable[[str, float, str], None]
+if TYPE_CHECKING:
+    from backend.services import Services
 
 
-def _follow(services: Any, job_id: int, label: str, bar: BarFn, describe: Callable[[dict], tuple[float, str]]) -> Job:
+
+def _follow(svc: Services, job_id: int, label: str, describe: Callable[[dict], tuple[float, str]]) -> Job:
     """Draw the job's stored progress until it ends; Ctrl-C cancels the job."""
     try:
         while True:
-            job = services.jobs.get(job_id)
+            job = svc.jobs.get(job_id)
             fraction, text = describe(job.progress)
             bar(label, fraction, text)
             if not job.active:
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
-        services.jobs.cancel(job_id, system_actor())
-        job = services.jobs.wait(job_id, timeout=60)
+        svc.jobs.cancel(job_id, system_actor())
+        job = svc.jobs.wait(job_id, timeout=60)
     sys.stderr.write("\n")
-    job = services.jobs.wait(job_id)
+    job = svc.jobs.wait(job_id)
     if job.status != DONE:
         raise RagError(f"job {job.id} {job.status}: {job.error}", part=label)
     return job
@@ -60,8 +62,8 @@ def add_commands(idx: argparse._SubParsersAction, family: str) -> None:
             by_collection.setdefault(c, []).append(a)
         rows = svc.registry.list(args.family)
         for r in rows:
-            live = ",".join(by_collection.get(r["collection"], []))
-            print(f"{r['collection']:<28}{r['status']:<10}{r['n_chunks']:>8} chunks  {r['embedding_model']:<24}{live}")
+            live = ",".join(by_collection.get(r.collection, []))
+            print(f"{r.collection:<28}{r.status:<10}{r.n_chunks:>8} chunks  {r.embedding_model:<24}{live}")
         if not rows:
             print("no index versions yet: run `python -m backend ingest SOURCE`")
         return 0
@@ -80,7 +82,7 @@ def add_commands(idx: argparse._SubParsersAction, family: str) -> None:
                                 overlap=args.overlap)
         job_id = svc.index_admin.start_rebuild(args.user, source=args.source, family=args.family, params=params,
                                                limit=args.limit)
-        job = _follow(svc, job_id, "rebuild", bar, _rebuild_progress)
+        job = _follow(svc, job_id, "rebuild", _rebuild_progress)
         r = job.result or {}
         for s in r.get("skipped", []):
             print(f"skipped {s}", file=sys.stderr)
@@ -100,7 +102,7 @@ def add_commands(idx: argparse._SubParsersAction, family: str) -> None:
             raise RagError("no gate data set: pass --dataset FOLDER (corpus.jsonl + queries.jsonl)", part="input")
         job_id = svc.index_admin.start_gate(args.user, args.collection, dataset, limit=args.limit,
                                             max_drop=args.max_drop, policy=args.policy)
-        r = _follow(svc, job_id, "gate", bar, _gate_progress).result or {}
+        r = _follow(svc, job_id, "gate", _gate_progress).result or {}
         base, cand = r["metrics"].get("baseline") or {}, r["metrics"]["candidate"]
         print(f"gate {r['candidate']} vs {r['baseline'] or '(no live version)'} on {r['dataset']}: "
               f"{r['n_queries']} queries ({r['skipped']} without gold documents in either version skipped)")
@@ -125,8 +127,8 @@ def add_commands(idx: argparse._SubParsersAction, family: str) -> None:
 
     def cmd_history(args: argparse.Namespace) -> int:
         for h in services().index_admin.history(args.alias, limit=args.limit):
-            print(f"{h['ts']:%Y-%m-%d %H:%M:%S}  {h['action']:<9}{h['alias']:<16}{h['from_collection'] or '-':<20}-> "
-                  f"{h['to_collection']:<20}{h['actor']:<14}{h['reason']}")
+            print(f"{h.ts:%Y-%m-%d %H:%M:%S}  {h.action:<9}{h.alias:<16}{h.from_collection or '-':<20}-> "
+                  f"{h.to_collection:<20}{h.actor:<14}{h.reason}")
         return 0
 
     def cmd_jobs(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import time
 from backend.access import system_actor
 from backend.api.replay import add_command as add_replay_command
 from backend.cli.access import add_commands as add_access_commands
-from backend.cli.common import bar, ingest_progress, policy_from_args, services
+from backend.cli.common import bar, close_services, ingest_progress, policy_from_args, services
 from backend.cli.evals import add_eval_commands
 from backend.cli.index import add_commands as add_index_commands
 from backend.cli.releases import add_release_commands
@@ -79,7 +79,7 @@ def cmd_evaluate(args) -> int:  # noqa: ANN001
 def cmd_policy_list(args) -> int:  # noqa: ANN001
     svc = services()
     for p in svc.policies.list():
-        print(f"{p['name']:<24}v{p['version']:<4}{json.dumps(p['spec'])}")
+        print(f"{p.name:<24}v{p.version:<4}{json.dumps(p.spec)}")
     return 0
 
 
@@ -166,4 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        close_services()
 

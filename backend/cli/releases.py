@@ -6,27 +6,42 @@ from __future__ import annotations
 import argparse
 import json
 
+from typing import TYPE_CHECKING
+
 from backend.cli.common import services
 
+if TYPE_CHECKING:
+    from backend.live import GuardrailStatus
+    from backend.releases.manager import Release
 
-def _label(r: dict | None) -> str:
-    return r["label"] if r else "-"
+
+def _label(r: Release | None) -> str:
+    return r.label if r else "-"
+
+
+def _guardrail_state(g: GuardrailStatus) -> str:
+    """The guardrail's state in words."""
+    if g.state == "waiting":
+        return (f"armed — waiting for {g.guardrails.min_requests} candidate requests in the window "
+                f"({g.requests} so far)")
+    return {"no candidate": "no candidate", "paused": "paused (0% share)",
+            "over": "over a threshold — trips at the next check", "armed": "armed — within thresholds"}[g.state]
 
 
 def cmd_list(args) -> int:  # noqa: ANN001
     svc = services()
     state = svc.releases.state()
-    live = {state.current["id"] if state.current else None: "current",
-            state.candidate["id"] if state.candidate else None: f"candidate {state.share:.0%}"}
+    live = {state.current.id if state.current else None: "current",
+            state.candidate.id if state.candidate else None: f"candidate {state.share:.0%}"}
     for r in svc.releases.list():
-        print(f"#{r['id']:<4}{r['policy']:<24}{r['collection']:<28}{live.get(r['id'], ''):<16}"
-              f"{r['created_at']:%Y-%m-%d %H:%M} {r['created_by']}  {r['note']}")
+        print(f"#{r.id:<4}{r.policy:<24}{r.collection:<28}{live.get(r.id, ''):<16}"
+              f"{r.created_at:%Y-%m-%d %H:%M} {r.created_by}  {r.note}")
     return 0
 
 
 def cmd_create(args) -> int:  # noqa: ANN001
     r = services().releases.create(args.user, args.policy, args.policy_version, index=args.index, note=args.note)
-    print(f"created release {r['label']}")
+    print(f"created release {r.label}")
     return 0
 
 
@@ -83,7 +98,7 @@ def cmd_promote(args) -> int:  # noqa: ANN001
     before = svc.store.aliases().get(svc.releases.alias)
     r = svc.releases.promote(args.user, args.reason)
     after = svc.store.aliases().get(svc.releases.alias)
-    print(f"promoted {r['label']}" + (f"; alias {svc.releases.alias}: {before} -> {after}" if before != after else ""))
+    print(f"promoted {r.label}" + (f"; alias {svc.releases.alias}: {before} -> {after}" if before != after else ""))
     return 0
 
 
@@ -92,7 +107,7 @@ def cmd_rollback(args) -> int:  # noqa: ANN001
     before = svc.store.aliases().get(svc.releases.alias)
     r = svc.releases.rollback(args.user, args.reason)
     after = svc.store.aliases().get(svc.releases.alias)
-    print(f"rolled back to {r['label']}" + (f"; alias {svc.releases.alias}: {before} -> {after}" if before != after else ""))
+    print(f"rolled back to {r.label}" + (f"; alias {svc.releases.alias}: {before} -> {after}" if before != after else ""))
     return 0
 
 
@@ -101,19 +116,19 @@ def cmd_status(args) -> int:  # noqa: ANN001
 
     svc = services()
     state = svc.releases.state()
-    g = guardrail_status(services)
+    g = guardrail_status(svc)
     print(f"current   {_label(state.current)}")
     print(f"candidate {_label(state.candidate)}" + (f" at {state.share:.0%} (experiment {state.experiment_id})"
                                                     if state.candidate else ""))
     gr = state.guardrails
-    print(f"guardrail {g['state']}: error rate <= {gr.max_error_rate:.1%}, p95 <= {gr.max_p95_ms:,.0f} ms over "
+    print(f"guardrail {_guardrail_state(g)}: error rate <= {gr.max_error_rate:.1%}, p95 <= {gr.max_p95_ms:,.0f} ms over "
           f"{gr.window_minutes} min, from {gr.min_requests} requests")
-    for v, f in sorted(g["figures"].items()):
-        rate = f["errors"] / f["requests"] if f["requests"] else 0
-        print(f"  {v:<10}{f['requests']:>6} requests  error rate {rate:.1%}  p95 {f['p95_ms']:,.0f} ms")
+    for v, f in sorted(g.figures.items()):
+        rate = f.errors / f.requests if f.requests else 0
+        print(f"  {v:<10}{f.requests:>6} requests  error rate {rate:.1%}  p95 {f.p95_ms:,.0f} ms")
     for e in svc.releases.events(args.events):
-        print(f"{e['ts']:%Y-%m-%d %H:%M:%S}  {e['action']:<16}{e['from_id'] or '-'!s:>4} -> {e['to_id'] or '-'!s:<4} "
-              f"{e['actor']:<14}{e['reason']}")
+        print(f"{e.ts:%Y-%m-%d %H:%M:%S}  {e.action:<16}{e.from_id or '-'!s:>4} -> {e.to_id or '-'!s:<4} "
+              f"{e.actor:<14}{e.reason}")
     return 0
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Sequence
 
 import sqlalchemy as sa
@@ -141,6 +143,21 @@ def parse_policy(data: str | bytes) -> Policy:
         raise InputError(f"policy: {where}: {first['msg'].removeprefix('Value error, ')}") from exc
 
 
+@dataclass(frozen=True)
+class SavedPolicy:
+    """A stored policy version; `spec` is its content (Policy.content()), `versions` how many
+    versions its name has (set by PolicyStore.list, which lists the latest ones)."""
+    id: int
+    name: str
+    version: int
+    spec: dict
+    content_hash: str
+    created_at: datetime
+    created_by: str
+    note: str
+    versions: int
+
+
 class PolicyStore:
     def __init__(self, engine: Engine, audit: AuditLog, pipelines: Sequence[str] = ()):
         """`pipelines`: the factories a policy may name (the PIPELINE_FACTORIES setting)."""
@@ -187,13 +204,13 @@ class PolicyStore:
             raise NotFoundError(f"unknown policy '{ref}': use name or name@version")
         return self.get(name, int(version) if version else None)
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[SavedPolicy]:
         """Latest version of every policy, plus its version count."""
         with self._engine.connect() as conn:
             rows = conn.execute(sa.select(policies).order_by(policies.c.name, policies.c.version)).all()
-        latest: dict[str, dict] = {}
+        latest: dict[str, SavedPolicy] = {}
         for r in rows:
-            latest[r.name] = {**dict(r._mapping), "versions": r.version}
+            latest[r.name] = SavedPolicy(**r._mapping, versions=r.version)
         return list(latest.values())
 
     def versions(self, name: str) -> list[Policy]:

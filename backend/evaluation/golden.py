@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -178,6 +180,78 @@ def ref_from_chunk(doc_id: str, start: int, end: int, text: str) -> GoldRef:
     return GoldRef(doc_id=doc_id, start=start, end=end, text_hash=text_hash(text), quote=text[:300])
 
 
+@dataclass(frozen=True)
+class GoldenSet:
+    """A set as listed: its items per status and its latest frozen version (None: never frozen)."""
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    created_by: str
+    draft: int
+    approved: int
+    rejected: int
+    latest_version: int | None
+
+
+@dataclass(frozen=True)
+class SetItem:
+    """An item of a set's working copy as stored: the gold item plus its review state."""
+    id: int
+    set_id: int
+    external_id: str
+    question: str
+    references: tuple[GoldRef, ...]
+    reference_answer: str
+    tags: tuple[str, ...]
+    status: Status
+    author: str
+    reviewer: str | None
+    review_comment: str
+    source_trace: str | None  # the request id of the chat answer the item came from
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> "SetItem":
+        m = dict(row._mapping)
+        return cls(**{**m, "references": tuple(GoldRef.model_validate(r) for r in m["references"]),
+                      "tags": tuple(m["tags"])})
+
+    def gold(self) -> GoldItem:
+        """What runs score and exports write (no review state)."""
+        return GoldItem(question=self.question, references=list(self.references), reference_answer=self.reference_answer,
+                        tags=list(self.tags), external_id=self.external_id)
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """One entry of an item's history; `before` and `after` are the JSON snapshots of what changed."""
+    id: int
+    item_id: int
+    ts: datetime
+    actor: str
+    action: str
+    before: dict | None
+    after: dict | None
+
+
+@dataclass(frozen=True)
+class AuthorCount:
+    """How many items of a set one annotator has in one status."""
+    author: str
+    status: Status
+    n: int
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The chunks of a document just before and just after one chunk, in document order. Each is the
+    vector store's payload (plus `point_id`): its keys are whatever the index wrote."""
+    before: tuple[dict, ...]
+    after: tuple[dict, ...]
+
+
 class GoldenSets:
     def __init__(self, engine: Engine, audit: AuditLog, max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS):
         self._db, self._audit, self.max_question_chars = engine, audit, max_question_chars
@@ -204,7 +278,7 @@ class GoldenSets:
             raise NotFoundError(f"unknown golden set '{name}'")
         return row.id
 
-    def list_sets(self) -> list[dict]:
+    def list_sets(self) -> list[GoldenSet]:
         """Every set with item counts per status and its latest frozen version."""
         counts = (
             sa.select(golden_items.c.set_id, golden_items.c.status, sa.func.count().label("n"))
@@ -213,14 +287,14 @@ class GoldenSets:
         latest = sa.select(golden_set_versions.c.set_id, sa.func.max(golden_set_versions.c.version).label("v")) \
             .group_by(golden_set_versions.c.set_id).subquery()
         with self._db.connect() as conn:
-            sets = [dict(r._mapping) for r in conn.execute(sa.select(golden_sets).order_by(golden_sets.c.name))]
+            sets = conn.execute(sa.select(golden_sets).order_by(golden_sets.c.name)).all()
             per = conn.execute(sa.select(counts)).all()
             versions = {r.set_id: r.v for r in conn.execute(sa.select(latest))}
+        out = []
         for s in sets:
-            s.update({st: 0 for st in ("draft", "approved", "rejected")})
-            s.update({r.status: r.n for r in per if r.set_id == s["id"]})
-            s["latest_version"] = versions.get(s["id"])
-        return sets
+            n = {"draft": 0, "approved": 0, "rejected": 0} | {r.status: r.n for r in per if r.set_id == s.id}
+            out.append(GoldenSet(**s._mapping, **n, latest_version=versions.get(s.id)))
+        return out
 
     # --- items --------------------------------------------------------------------------------
     def add_item(self, set_name: str, item: GoldItem, actor: Actor, status: Status = "draft",
@@ -269,26 +343,26 @@ class GoldenSets:
             self._history(conn, item_id, actor, status, {"status": before["status"]}, {"status": status, "comment": comment})
         self._audit.record(actor, f"golden.item.{status}", str(item_id), comment=comment)
 
-    def items(self, set_name: str, status: str | None = None) -> list[dict]:
+    def items(self, set_name: str, status: str | None = None) -> list[SetItem]:
         q = sa.select(golden_items).where(golden_items.c.set_id == self.set_id(set_name)).order_by(golden_items.c.id)
         if status:
             q = q.where(golden_items.c.status == status)
         with self._db.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [SetItem.from_row(r) for r in conn.execute(q)]
 
-    def history(self, item_id: int) -> list[dict]:
+    def history(self, item_id: int) -> list[ItemChange]:
         with self._db.connect() as conn:
             rows = conn.execute(sa.select(golden_item_history).where(golden_item_history.c.item_id == item_id)
                                 .order_by(golden_item_history.c.id))
-            return [dict(r._mapping) for r in rows]
+            return [ItemChange(**r._mapping) for r in rows]
 
-    def progress(self, set_name: str) -> list[dict]:
+    def progress(self, set_name: str) -> list[AuthorCount]:
         """Items per author and status: annotator progress counts."""
         q = (sa.select(golden_items.c.author, golden_items.c.status, sa.func.count().label("n"))
              .where(golden_items.c.set_id == self.set_id(set_name))
              .group_by(golden_items.c.author, golden_items.c.status))
         with self._db.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [AuthorCount(**r._mapping) for r in conn.execute(q)]
 
     # --- versions -----------------------------------------------------------------------------
     def freeze(self, set_name: str, actor: Actor) -> int:
@@ -297,9 +371,7 @@ class GoldenSets:
         approved = self.items(set_name, status="approved")
         if not approved:
             raise InputError(f"golden set '{set_name}' has no approved items to freeze")
-        frozen = [{"item_id": r["id"], "external_id": r["external_id"], "question": r["question"],
-                   "references": r["references"], "reference_answer": r["reference_answer"], "tags": r["tags"]}
-                  for r in approved]
+        frozen = [{"item_id": r.id, **r.gold().model_dump()} for r in approved]
         with self._audit.action(actor, "golden.freeze", set_name, need=Action.review, items=len(frozen)) as extra:
             with self._db.begin() as conn:
                 current = conn.execute(sa.select(sa.func.max(golden_set_versions.c.version))
@@ -506,27 +578,29 @@ def _item(where: str, row: dict, max_question_chars: int) -> GoldItem:
     return item
 
 
-def export_jsonl(items: list[dict | GoldItem]) -> str:
-    rows = [i.model_dump() if isinstance(i, GoldItem) else GoldItem.model_validate(i).model_dump() for i in items]
+def _gold(item: GoldItem | SetItem) -> GoldItem:
+    return item if isinstance(item, GoldItem) else item.gold()
+
+
+def export_jsonl(items: Sequence[GoldItem | SetItem]) -> str:
+    rows = [_gold(i).model_dump() for i in items]
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def export_csv(items: list[dict | GoldItem]) -> str:
+def export_csv(items: Sequence[GoldItem | SetItem]) -> str:
     rows = []
-    for i in items:
-        g = i if isinstance(i, GoldItem) else GoldItem.model_validate(i)
+    for g in map(_gold, items):
         ids = "|".join(r.doc_id if r.end is None else f"{r.doc_id}:{r.start}-{r.end}" for r in g.references)
         rows.append([g.question, ids, g.reference_answer, ",".join(g.tags)])
     return csv_text(["question", "gold_context_ids", "reference_answer", "tags"], rows)
 
 
-def export_ragas(items: list[dict | GoldItem], contexts: list[list[str]] | None = None) -> str:
+def export_ragas(items: Sequence[GoldItem | SetItem], contexts: list[list[str]] | None = None) -> str:
     """JSONL that `ragas.EvaluationDataset.from_jsonl` reads: user_input, reference (the reference
     answer), reference_contexts (the texts of the gold spans: `contexts[i]` when the caller resolved
     them on an index, else each reference's stored quote) and reference_context_ids."""
     out = []
-    for n, i in enumerate(items):
-        g = i if isinstance(i, GoldItem) else GoldItem.model_validate(i)
+    for n, g in enumerate(map(_gold, items)):
         texts = contexts[n] if contexts is not None and contexts[n] else [r.quote for r in g.references if r.quote]
         ids = [r.doc_id if r.end is None else f"{r.doc_id}:{r.start}-{r.end}" for r in g.references]
         out.append(json.dumps({"user_input": g.question, "reference": g.reference_answer, "reference_contexts": texts,
@@ -534,12 +608,12 @@ def export_ragas(items: list[dict | GoldItem], contexts: list[list[str]] | None 
     return "".join(out)
 
 
-def neighbour_chunks(store: "VectorStore", collection: str, doc_id: str, start: int, n: int = 1) -> dict[str, list[dict]]:
+def neighbour_chunks(store: "VectorStore", collection: str, doc_id: str, start: int, n: int = 1) -> Neighbours:
     """The `n` chunks of the same document just before and just after the chunk starting at `start`, in
-    document order (payload dicts), so an annotator can widen a ticked chunk to its context."""
+    document order, so an annotator can widen a ticked chunk to its context."""
     flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
     chunks = [{**payload, "point_id": pid} for pid, payload in store.scroll(collection, flt, batch=256)]
     chunks.sort(key=lambda c: (int(c.get("start", 0)), int(c.get("end", 0))))
     before = [c for c in chunks if int(c.get("start", 0)) < start]
     after = [c for c in chunks if int(c.get("start", 0)) > start]
-    return {"before": before[-n:] if n else [], "after": after[:n]}
+    return Neighbours(before=tuple(before[-n:] if n else ()), after=tuple(after[:n]))

@@ -54,6 +54,14 @@ def ranking_scores(ranked: list[str], gold: set[str]) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class GoldQuery:
+    """A question of a data set (queries.jsonl) and the ids of the documents that answer it."""
+    id: str
+    question: str
+    gold: frozenset[str]
+
+
+@dataclass(frozen=True)
 class QuestionScores:
     """Mean metrics over the questions and the retrieval latency of each."""
     metrics: dict[str, float]
@@ -67,17 +75,16 @@ class QuestionScores:
         return float(np.percentile(self.latencies_ms, percentile)) if self.latencies_ms else 0.0
 
 
-def score_questions(retrieve: Callable[[str], list[str]], queries: list[dict],
+def score_questions(retrieve: Callable[[str], list[str]], queries: list[GoldQuery],
                     progress: Callable[[int], None] | None = None) -> QuestionScores:
-    """The evaluation loop: `retrieve(question)` returns the retrieved chunks' doc ids in rank
-    order; each query is `{"question", "gold"}` with a set of gold document ids."""
+    """The evaluation loop: `retrieve(question)` returns the retrieved chunks' doc ids in rank order."""
     sums = dict.fromkeys(METRICS, 0.0)
     latencies = []
     for i, q in enumerate(queries):
         t = time.perf_counter()
-        doc_ids = retrieve(q["question"])
+        doc_ids = retrieve(q.question)
         latencies.append((time.perf_counter() - t) * 1000)
-        for k, v in ranking_scores(doc_ranking(doc_ids), q["gold"]).items():
+        for k, v in ranking_scores(doc_ranking(doc_ids), q.gold).items():
             sums[k] += v
         if progress:
             progress(i + 1)
@@ -85,14 +92,14 @@ def score_questions(retrieve: Callable[[str], list[str]], queries: list[dict],
     return QuestionScores({k: v / n for k, v in sums.items()}, latencies)
 
 
-def load_queries(path: Path) -> list[dict]:
+def load_queries(path: Path) -> list[GoldQuery]:
     out = []
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
                 try:
                     row = json.loads(line)
-                    out.append({"id": str(row["id"]), "question": row["question"], "gold": {str(g) for g in row["gold_ids"]}})
+                    out.append(GoldQuery(str(row["id"]), row["question"], frozenset(str(g) for g in row["gold_ids"])))
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
                     raise InputError(f"{path} line {n}: needs 'id', 'question' and 'gold_ids' ({exc})") from exc
     return out

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Callable, Literal
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Callable, Literal
 
 import sqlalchemy as sa
 from qdrant_client import models
@@ -33,6 +35,128 @@ from backend.exports import csv_dicts
 
 HEADLINE = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
 EVAL_JOB = "eval.run"  # the JobRunner kind of a background evaluation run
+Change = Literal["improved", "regressed", "unchanged"]
+CHANGES: tuple[Change, ...] = ("improved", "regressed", "unchanged")
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """A run as stored. `metrics`: metric -> {"mean", "low", "high", "n"} (its 95% bootstrap interval)."""
+    id: int
+    golden_set: str
+    golden_version: int
+    policy: str  # the policy's label, 'bm25 v2'
+    policy_spec: dict
+    index: str  # as asked: an alias or a collection
+    collection: str  # what it resolved to
+    status: str
+    n_items: int
+    done_items: int
+    metrics: dict[str, dict[str, float]]
+    unresolved: int  # gold references no chunk of the collection covers
+    seconds: float
+    error: str
+    created_at: datetime
+    created_by: str
+    judge: str  # the judge model; "" = not judged
+    owner: str
+    heartbeat_at: datetime | None
+
+    @property
+    def progress(self) -> float:
+        """Share of the items scored so far (0 for a run without items)."""
+        return self.done_items / self.n_items if self.n_items else 0.0
+
+
+@dataclass(frozen=True)
+class GoldRank:
+    """A gold reference of a run item and the document rank where the run found it (None: not found)."""
+    key: str
+    doc_id: str
+    rank: int | None
+    quote: str
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    rank: int
+    doc_id: str
+    chunk_id: str
+    title: str
+    score: float | None
+
+
+@dataclass(frozen=True)
+class RunItem:
+    """One scored item of a run. `metrics`: metric -> value; `judge_errors`: judged metric -> why it has no value."""
+    id: int
+    run_id: int
+    idx: int
+    key: str
+    question: str
+    metrics: dict[str, float]
+    gold: tuple[GoldRank, ...]
+    retrieved: tuple[RetrievedChunk, ...]
+    answer: str
+    answer_kind: str
+    reference_answer: str
+    latency_ms: float
+    tokens: int
+    cost_usd: float
+    judge_errors: dict[str, str] | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> "RunItem":
+        m = dict(row._mapping)
+        return cls(**{**m, "gold": tuple(GoldRank(**g) for g in m["gold"]),
+                      "retrieved": tuple(RetrievedChunk(**r) for r in m["retrieved"])})
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """A metric's paired difference b - a over the shared items: mean, 95% interval and p-value."""
+    delta: float
+    low: float
+    high: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class GoldMove:
+    """A gold reference's document rank in run a and in run b (None: not found)."""
+    doc_id: str
+    before: int | None
+    after: int | None
+
+
+@dataclass(frozen=True)
+class ItemDiff:
+    """One shared item: how the primary metric moved (a, b, delta = b - a) and each gold reference's rank."""
+    key: str
+    question: str
+    change: Change
+    delta: float
+    a: float | None
+    b: float | None
+    moves: tuple[GoldMove, ...]
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """Run b against run a over their shared items, items judged by `primary`."""
+    run_a: int
+    run_b: int
+    primary: str
+    n_items: int
+    metrics: dict[str, MetricDelta]
+    improved: int
+    regressed: int
+    unchanged: int
+    items: tuple[ItemDiff, ...]
+
+    def count(self, change: Change) -> int:
+        return {"improved": self.improved, "regressed": self.regressed, "unchanged": self.unchanged}[change]
+
 
 def _ref_key(r: GoldRef) -> str:
     return r.doc_id if r.end is None else f"{r.doc_id}:{r.start}-{r.end}"
@@ -182,7 +306,7 @@ class EvalRuns:
             ctx.progress(done=0, total=0, final=True)
             run_id = self.run(set_name, policy, actor, version=gversion, index=index, generate=generate, cancel=ctx.cancel,
                               progress=lambda done, total: ctx.progress(done=done, total=total, final=done == total))
-            metrics = self.get(run_id)["metrics"]
+            metrics = self.get(run_id).metrics
             return {"run_id": run_id,
                     "summary": {"run_id": run_id, **{k: round(metrics[k]["mean"], 4) for k in HEADLINE if k in metrics}}}
 
@@ -195,52 +319,52 @@ class EvalRuns:
         return [[t for r in i.references for t in resolved[_ref_key(r)]] for i in items]
 
     # --- reading --------------------------------------------------------------------------------
-    def list(self, limit: int = 200) -> list[dict]:
+    def list(self, limit: int = 200) -> list[EvalRun]:
         with self._db.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(eval_runs).order_by(eval_runs.c.id.desc()).limit(limit))]
+            return [EvalRun(**r._mapping) for r in conn.execute(sa.select(eval_runs).order_by(eval_runs.c.id.desc()).limit(limit))]
 
-    def get(self, run_id: int) -> dict:
+    def get(self, run_id: int) -> EvalRun:
         with self._db.connect() as conn:
             row = conn.execute(sa.select(eval_runs).where(eval_runs.c.id == run_id)).first()
         if row is None:
             raise NotFoundError(f"unknown evaluation run {run_id}")
-        return dict(row._mapping)
+        return EvalRun(**row._mapping)
 
-    def items(self, run_id: int) -> list[dict]:
+    def items(self, run_id: int) -> list[RunItem]:
         with self._db.connect() as conn:
             rows = conn.execute(sa.select(eval_run_items).where(eval_run_items.c.run_id == run_id).order_by(eval_run_items.c.idx))
-            return [dict(r._mapping) for r in rows]
+            return [RunItem.from_row(r) for r in rows]
 
-    def diff(self, run_a: int, run_b: int, primary: str = "ndcg@10") -> dict:
+    def diff(self, run_a: int, run_b: int, primary: str = "ndcg@10") -> RunDiff:
         """Per-metric paired deltas (b - a) with p-values, improved/regressed/unchanged items, and
         per item the movement of each gold reference's rank."""
-        a_items = {r["key"]: r for r in self.items(run_a)}
-        b_items = {r["key"]: r for r in self.items(run_b)}
+        a_items = {r.key: r for r in self.items(run_a)}
+        b_items = {r.key: r for r in self.items(run_b)}
         keys = [k for k in a_items if k in b_items]
         if not keys:
             raise InputError(f"runs {run_a} and {run_b} share no items")
-        names = sorted(set.intersection(*(set(a_items[k]["metrics"]) & set(b_items[k]["metrics"]) for k in keys)))
-        metrics = {m: paired_bootstrap([a_items[k]["metrics"][m] for k in keys], [b_items[k]["metrics"][m] for k in keys])
+        names = sorted(set.intersection(*(set(a_items[k].metrics) & set(b_items[k].metrics) for k in keys)))
+        metrics = {m: MetricDelta(**paired_bootstrap([a_items[k].metrics[m] for k in keys],
+                                                     [b_items[k].metrics[m] for k in keys]))
                    for m in names}
         rows = []
         for k in keys:
             a, b = a_items[k], b_items[k]
-            delta = b["metrics"].get(primary, 0) - a["metrics"].get(primary, 0)
-            b_ranks = {g["key"]: g["rank"] for g in b["gold"]}
-            moves = [describe_move(g["rank"], b_ranks.get(g["key"])) for g in a["gold"]]
-            rows.append({"key": k, "question": a["question"], "change": "improved" if delta > 1e-9 else "regressed" if delta < -1e-9 else "unchanged",
-                         "delta": delta, f"{primary} A": a["metrics"].get(primary), f"{primary} B": b["metrics"].get(primary),
-                         "gold moves": "; ".join(f"{g['doc_id']}: {m}" for g, m in zip(a["gold"], moves))})
-        counts = {c: sum(r["change"] == c for r in rows) for c in ("improved", "regressed", "unchanged")}
-        return {"run_a": run_a, "run_b": run_b, "primary": primary, "n_items": len(keys), "metrics": metrics,
-                "counts": counts, "items": rows}
+            delta = b.metrics.get(primary, 0) - a.metrics.get(primary, 0)
+            b_ranks = {g.key: g.rank for g in b.gold}
+            change: Change = "improved" if delta > 1e-9 else "regressed" if delta < -1e-9 else "unchanged"
+            rows.append(ItemDiff(key=k, question=a.question, change=change, delta=delta, a=a.metrics.get(primary),
+                                 b=b.metrics.get(primary),
+                                 moves=tuple(GoldMove(g.doc_id, g.rank, b_ranks.get(g.key)) for g in a.gold)))
+        return RunDiff(run_a=run_a, run_b=run_b, primary=primary, n_items=len(keys), metrics=metrics,
+                       **{c: sum(r.change == c for r in rows) for c in CHANGES}, items=tuple(rows))
 
     def gate(self, run_id: int, minimums: dict[str, float], baseline: int | None = None, tolerance: float = 0.0) -> list[str]:
         """Failures of a CI gate: a metric under its minimum, or below the baseline run beyond the tolerance."""
         run = self.get(run_id)
         failures = []
         for m, floor in minimums.items():
-            value = run["metrics"].get(m, {}).get("mean")
+            value = run.metrics.get(m, {}).get("mean")
             if value is None:
                 failures.append(f"{m}: not measured in run {run_id}")
             elif value < floor:
@@ -248,8 +372,8 @@ class EvalRuns:
         if baseline is not None:
             base = self.get(baseline)
             for m in HEADLINE:
-                if m in base["metrics"] and m in run["metrics"]:
-                    b, v = base["metrics"][m]["mean"], run["metrics"][m]["mean"]
+                if m in base.metrics and m in run.metrics:
+                    b, v = base.metrics[m]["mean"], run.metrics[m]["mean"]
                     if v < b - tolerance:
                         failures.append(f"{m} = {v:.4f} regressed from {b:.4f} (run {baseline}) beyond tolerance {tolerance}")
         return failures
@@ -266,6 +390,11 @@ def describe_move(before: int | None, after: int | None, k: int = 10) -> str:
     return f"rank {before} → {after}{note}"
 
 
+def describe_moves(moves: tuple[GoldMove, ...]) -> str:
+    """'DEV_3: rank 1 → lost (lost from top 10); DEV_7: not found' (the CLI and the CSV export)."""
+    return "; ".join(f"{m.doc_id}: {describe_move(m.before, m.after)}" for m in moves)
+
+
 def aggregate(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Mean with a 95% bootstrap interval for every numeric per-item metric."""
     names = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float))})
@@ -278,34 +407,37 @@ def aggregate(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 # --- exports (the console's run viewer) -------------------------------------------------------------
-def _flat_item(row: dict) -> dict:
-    gold = "; ".join(f"{g['key']}={g['rank'] if g['rank'] is not None else '-'}" for g in row["gold"])
-    return {"idx": row["idx"], "key": row["key"], "question": row["question"], **row["metrics"], "gold_ranks": gold,
-            "top10_docs": " ".join(list(dict.fromkeys(r["doc_id"] for r in row["retrieved"]))[:10]),
-            "answer": row["answer"], "answer_kind": row["answer_kind"], "reference_answer": row["reference_answer"],
-            "latency_ms": round(row["latency_ms"], 2), "tokens": row["tokens"], "cost_usd": row["cost_usd"]}
+def _flat_item(row: RunItem) -> dict:
+    gold = "; ".join(f"{g.key}={g.rank if g.rank is not None else '-'}" for g in row.gold)
+    return {"idx": row.idx, "key": row.key, "question": row.question, **row.metrics, "gold_ranks": gold,
+            "top10_docs": " ".join(list(dict.fromkeys(r.doc_id for r in row.retrieved))[:10]),
+            "answer": row.answer, "answer_kind": row.answer_kind, "reference_answer": row.reference_answer,
+            "latency_ms": round(row.latency_ms, 2), "tokens": row.tokens, "cost_usd": row.cost_usd}
 
 
 def _csv(rows: list[dict]) -> str:
     return csv_dicts(rows)
 
 
-def export_run_json(run: dict, items: list[dict]) -> str:
+def export_run_json(run: EvalRun, items: list[RunItem]) -> str:
     """A run and its items as one JSON document (what `eval_runs` and `eval_run_items` hold)."""
-    return json.dumps({"run": run, "items": items}, default=str, ensure_ascii=False, indent=2)
+    return json.dumps({"run": asdict(run), "items": [asdict(i) for i in items]}, default=str, ensure_ascii=False, indent=2)
 
 
-def export_run_csv(items: list[dict]) -> str:
+def export_run_csv(items: list[RunItem]) -> str:
     """One row per item: every per-item metric, gold ranks, top-10 documents, answer, latency, cost."""
     return _csv([_flat_item(r) for r in items])
 
 
-def export_diff_json(diff: dict) -> str:
-    return json.dumps(diff, default=str, ensure_ascii=False, indent=2)
+def export_diff_json(diff: RunDiff) -> str:
+    return json.dumps(asdict(diff), default=str, ensure_ascii=False, indent=2)
 
 
-def export_diff_csv(diff: dict, part: Literal["items", "metrics"] = "items") -> str:
-    """One row per item (change, delta, gold moves), or one row per metric (delta, 95% CI, p-value)."""
+def export_diff_csv(diff: RunDiff, part: Literal["items", "metrics"] = "items") -> str:
+    """One row per item (change, the primary metric in a and b, delta, gold moves), or one row per
+    metric (delta, 95% CI, p-value)."""
     if part == "metrics":
-        return _csv([{"metric": m, **d} for m, d in diff["metrics"].items()])
-    return _csv(diff["items"])
+        return _csv([{"metric": m, **asdict(d)} for m, d in diff.metrics.items()])
+    p = diff.primary
+    return _csv([{"key": r.key, "question": r.question, "change": r.change, "delta": r.delta, f"{p} A": r.a,
+                  f"{p} B": r.b, "gold moves": describe_moves(r.moves)} for r in diff.items])

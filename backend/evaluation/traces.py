@@ -2,6 +2,9 @@
 later, so a bad answer can be turned into a golden-set item with its full context."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -14,6 +17,24 @@ from backend.ledger.journal import WriteJournal
 from backend.text import check_text, column_length
 
 MAX_COMMENT_CHARS = 4_000  # a feedback comment is a remark on one answer, not a document
+
+
+@dataclass(frozen=True)
+class Trace:
+    """An answer as recorded, with the feedback given on it. `trace`: the Answer as JSON, kept as
+    stored (an old trace need not match today's Answer model)."""
+    id: int
+    request_id: str
+    ts: datetime
+    user: str
+    question: str
+    policy: str
+    collection: str
+    trace: dict
+    feedback: int | None  # +1 thumbs up, -1 thumbs down, None: none given
+    comment: str
+    feedback_by: str | None
+    feedback_at: datetime | None
 
 
 class TraceRows:
@@ -54,14 +75,14 @@ class TraceStore:
             if res.rowcount == 0:
                 raise NotFoundError(f"no answer with request id {request_id}")
 
-    def get(self, request_id: str) -> dict | None:
+    def get(self, request_id: str) -> Trace | None:
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(traces).where(traces.c.request_id == request_id)).first()
-        return dict(row._mapping) if row else None
+        return Trace(**row._mapping) if row else None
 
-    def recent(self, limit: int = 50, feedback: int | None = None) -> list[dict]:
+    def recent(self, limit: int = 50, feedback: int | None = None) -> list[Trace]:
         q = sa.select(traces).order_by(traces.c.id.desc()).limit(limit)
         if feedback is not None:
             q = q.where(traces.c.feedback == feedback)
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [Trace(**r._mapping) for r in conn.execute(q)]

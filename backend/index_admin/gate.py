@@ -14,7 +14,7 @@ from backend.engine.policy import Policy
 from backend.engine.query_engine import QueryEngine
 from backend.engine.vectorstore import VectorStore
 from backend.errors import InputError
-from backend.evaluation.metrics import METRICS, load_queries, score_questions
+from backend.evaluation.metrics import GoldQuery, load_queries, score_questions
 
 GATED = ("ndcg@10", "recall@10")  # the candidate may not lose more than `max_drop` on these
 MAX_DROP = 0.02
@@ -35,18 +35,8 @@ class GateResult:
     def as_json(self) -> dict:
         return asdict(self)
 
-    def rows(self) -> list[dict]:
-        """One row per metric: live, candidate, delta (for tables)."""
-        cand, base = self.metrics["candidate"] or {}, self.metrics.get("baseline") or {}
-        out = []
-        for k in (*METRICS, "p50_ms"):
-            c, b = cand.get(k), base.get(k) if base else None
-            out.append({"metric": k, "live": b, "candidate": c,
-                        "delta": (c - b) if c is not None and b is not None else None})
-        return out
 
-
-def load_gate_queries(dataset: Path, limit: int | None) -> list[dict]:
+def load_gate_queries(dataset: Path, limit: int | None) -> list[GoldQuery]:
     path = dataset / "queries.jsonl" if dataset.is_dir() else dataset
     if not path.is_file():
         raise InputError(f"no queries.jsonl in {dataset} (a gate data set holds queries.jsonl with gold_ids)")
@@ -61,13 +51,13 @@ def doc_ids(store: VectorStore, collection: str) -> set[str]:
     return {str(payload.get("doc_id", "")) for _, payload in store.scroll(collection, fields=["doc_id"], batch=2048)}
 
 
-def answerable(store: VectorStore, collections: list[str], queries: list[dict]) -> list[dict]:
+def answerable(store: VectorStore, collections: list[str], queries: list[GoldQuery]) -> list[GoldQuery]:
     """The queries with at least one gold document in at least one of the collections."""
     present = set().union(*(doc_ids(store, c) for c in collections))
-    return [q for q in queries if q["gold"] & present]
+    return [q for q in queries if q.gold & present]
 
 
-def evaluate_collection(engine: QueryEngine, collection: str, queries: list[dict], policy: Policy,
+def evaluate_collection(engine: QueryEngine, collection: str, queries: list[GoldQuery], policy: Policy,
                         progress: Callable[[int], None] | None = None) -> dict[str, float]:
     """Metrics of one collection (queried by its own name, not through an alias)."""
     run = policy.model_copy(update={"index": collection, "top_k": 100, "candidates": max(policy.candidates, 100)})

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 import backend.index_admin.gate as gating
 from backend.access import Action, Actor
-from backend.access.audit import AuditLog
+from backend.access.audit import AuditLog, AuditRecord
 from backend.access.roots import check_ingest_root
 from backend.background.jobs import JobContext, JobRunner
 from backend.db import audit_log, index_versions, utcnow
@@ -29,7 +29,7 @@ from backend.index_admin.uploads import precheck_source, stage_upload
 from backend.ingestion.chunking import ChunkingParams
 from backend.ingestion.ingestor import Ingestor, IngestProgress
 from backend.ingestion.sources import load_source
-from backend.ingestion.versions import BUILDING, FAILED, READY, IndexRegistry
+from backend.ingestion.versions import BUILDING, FAILED, READY, IndexRegistry, IndexVersion
 from backend.releases.manager import ReleaseManager, check_reason
 from backend.settings import Settings
 from backend.text import check_text, column_length
@@ -77,6 +77,19 @@ class AliasChange:
     previous: str | None
     current: str
     action: str
+
+
+@dataclass(frozen=True)
+class AliasHistoryEntry:
+    """One recorded alias change (promote or rollback), as the history lists it."""
+    id: int
+    ts: datetime
+    actor: str
+    alias: str
+    from_collection: str | None
+    to_collection: str
+    action: str
+    reason: str
 
 
 @dataclass
@@ -127,7 +140,7 @@ class IndexAdmin:
         """Every collection of the family, newest first, with points, vector config and aliases."""
         family = family or self.family
         pattern = re.compile(rf"^{re.escape(family)}_v(\d+)$")
-        rows = {r["collection"]: r for r in self.registry.list(family)}
+        rows = {r.collection: r for r in self.registry.list(family)}
         in_store = set(self.store.collections())
         by_target: dict[str, list[str]] = {}
         for a, c in self.store.aliases().items():
@@ -136,30 +149,30 @@ class IndexAdmin:
         out = []
         for name in names:
             row = rows.get(name)
-            if row and row["status"] == DELETED and not include_deleted:
+            if row and row.status == DELETED and not include_deleted:
                 continue
-            points, vectors, dim = None, "", row["dim"] if row else None
+            points, vectors, dim = None, "", row.dim if row else None
             if name in in_store:
                 shape = self.store.describe(name)
                 points = shape.points
                 vectors, dim = _vectors(shape)
-            status = (row["status"] if row else "unregistered") if name in in_store or (row and row["status"] == DELETED) \
+            status = (row.status if row else "unregistered") if name in in_store or (row and row.status == DELETED) \
                 else "missing"
             m = pattern.match(name)
             out.append(VersionInfo(
-                collection=name, family=family, version=row["version"] if row else (int(m.group(1)) if m else None),
-                status=status, points=points, vectors=vectors, embedding_model=row["embedding_model"] if row else "",
-                dim=dim, params=dict(row["params"]) if row else {}, source=row["source"] if row else "",
-                n_docs=row["n_docs"] if row else 0, n_chunks=row["n_chunks"] if row else 0,
-                created_at=row["created_at"] if row else None, created_by=row["created_by"] if row else "",
-                error=row["error"] if row else "", aliases=sorted(by_target.get(name, [])),
+                collection=name, family=family, version=row.version if row else (int(m.group(1)) if m else None),
+                status=status, points=points, vectors=vectors, embedding_model=row.embedding_model if row else "",
+                dim=dim, params=dict(row.params) if row else {}, source=row.source if row else "",
+                n_docs=row.n_docs if row else 0, n_chunks=row.n_chunks if row else 0,
+                created_at=row.created_at if row else None, created_by=row.created_by if row else "",
+                error=row.error if row else "", aliases=sorted(by_target.get(name, [])),
                 live=family in by_target.get(name, []),
             ))
         return sorted(out, key=lambda v: -(v.version or 0))
 
-    def version(self, collection: str) -> dict:
+    def version(self, collection: str) -> IndexVersion:
         row = self.registry.get(collection)
-        if row is None or row["status"] == DELETED:
+        if row is None or row.status == DELETED:
             raise NotFoundError(f"unknown index version '{collection}'")
         return row
 
@@ -172,10 +185,10 @@ class IndexAdmin:
         restore of another process, and the job runner's owner check fails it when its owner dies."""
         fixed = []
         for row in self.registry.list():
-            if row["status"] == BUILDING and not row.get("owner") and self.jobs.active(REBUILD, row["family"]) is None:
-                self.registry.update(row["collection"], status=FAILED,
+            if row.status == BUILDING and not row.owner and self.jobs.active(REBUILD, row.family) is None:
+                self.registry.update(row.collection, status=FAILED,
                                      error="interrupted: the build stopped with its process (marked failed at startup)")
-                fixed.append(row["collection"])
+                fixed.append(row.collection)
         return fixed
 
     # --- rebuild ----------------------------------------------------------------------------------
@@ -259,7 +272,7 @@ class IndexAdmin:
     def default_gate_dataset(self, collection: str) -> str:
         """The version's own source folder when it holds queries.jsonl, else the demo's SciFact set."""
         row = self.registry.get(collection)
-        src = Path(row["source"]) if row and row["source"] and not row["source"].startswith(("upload ", "demo ")) else None
+        src = Path(row.source) if row and row.source and not row.source.startswith(("upload ", "demo ")) else None
         for cand in ([src, src.parent] if src else []):
             if cand is not None and (cand / "queries.jsonl").is_file():
                 return str(cand)
@@ -273,16 +286,16 @@ class IndexAdmin:
         _collection(candidate)
         check_text(str(dataset), "the gate dataset", max_chars=MAX_PATH_CHARS)
         row = self.version(candidate)
-        if row["status"] != READY:
-            raise InputError(f"{candidate} is {row['status']}: only a ready version can be gated")
-        baseline = self.live(row["family"])
+        if row.status != READY:
+            raise InputError(f"{candidate} is {row.status}: only a ready version can be gated")
+        baseline = self.live(row.family)
         if baseline == candidate:
             raise InputError(f"{candidate} is already live: gate a new version against it")
         queries = gating.load_gate_queries(Path(dataset), limit)
         pol = self.policies.get(policy)
 
         def work(ctx: JobContext) -> dict:
-            res = self._gate(ctx, actor, row["family"], candidate, baseline, str(dataset), queries, pol, max_drop)
+            res = self._gate(ctx, actor, row.family, candidate, baseline, str(dataset), queries, pol, max_drop)
             return {**res.as_json(), "summary": {"passed": res.passed, "baseline": baseline,
                                                   "ndcg@10": res.metrics["candidate"]["ndcg@10"]}}
 
@@ -290,7 +303,7 @@ class IndexAdmin:
                                 detail={"dataset": str(dataset), "baseline": baseline, "limit": limit})
 
     def _gate(self, ctx: JobContext, actor: Actor, family: str, candidate: str, baseline: str | None, dataset: str,
-              queries: list[dict], pol, max_drop: float) -> gating.GateResult:  # noqa: ANN001 - Policy
+              queries: list[gating.GoldQuery], pol, max_drop: float) -> gating.GateResult:  # noqa: ANN001 - Policy
         collections = [candidate] + ([baseline] if baseline else [])
         ctx.progress(phase="checking gold documents", done=0, total=len(queries) * len(collections), final=True)
         usable = gating.answerable(self.store, collections, queries)
@@ -322,7 +335,7 @@ class IndexAdmin:
         r = row._mapping
         res = gating.GateResult(r["candidate"], r["baseline"], r["dataset"], r["n_queries"], 0, r["metrics"],
                                 bool(r["passed"]), list(r["reasons"]))
-        family = (self.registry.get(candidate) or {}).get("family", self.family)
+        family = v.family if (v := self.registry.get(candidate)) else self.family
         return StoredGate(res, r["ts"], r["actor"], self.live(family))
 
     def gate_job(self, candidate: str):  # noqa: ANN201 - Job | None
@@ -331,14 +344,14 @@ class IndexAdmin:
     # --- promote / rollback -----------------------------------------------------------------------
     def _promotable(self, collection: str) -> dict:
         row = self.version(collection)
-        if row["status"] != READY:
-            why = f": {row['error']}" if row["error"] else ""
-            raise InputError(f"{collection} is {row['status']}{why}; only a ready version can be promoted")
+        if row.status != READY:
+            why = f": {row.error}" if row.error else ""
+            raise InputError(f"{collection} is {row.status}{why}; only a ready version can be promoted")
         if collection not in self.store.collections():
             raise NotFoundError(f"{collection} is in the registry but not in the vector store")
         model = self.engine.embedder.name
-        if row["embedding_model"] != model:
-            raise InputError(f"{collection} was embedded with {row['embedding_model']}, but queries are embedded with "
+        if row.embedding_model != model:
+            raise InputError(f"{collection} was embedded with {row.embedding_model}, but queries are embedded with "
                              f"{model}: rebuild it with the current model")
         return row
 
@@ -353,7 +366,7 @@ class IndexAdmin:
                 _collection(alias, "the alias")
             check_reason(reason)
             row = self._promotable(collection)
-            alias = alias or row["family"]
+            alias = alias or row.family
             extra["alias"] = alias
             if self.live(alias) == collection:
                 raise InputError(f"{alias} already points at {collection}")
@@ -380,16 +393,16 @@ class IndexAdmin:
             conn.execute(alias_history.insert().values(ts=utcnow(), actor=actor.id, alias=alias, from_collection=previous,
                                                        to_collection=collection, action=action, reason=reason))
         if following:
-            extra["release"] = self.releases.follow_index(actor, collection, action, reason)["id"]  # type: ignore[union-attr]
+            extra["release"] = self.releases.follow_index(actor, collection, action, reason).id  # type: ignore[union-attr]
         return AliasChange(alias, previous, collection, action)
 
-    def history(self, alias: str | None = None, limit: int = 200) -> list[dict]:
+    def history(self, alias: str | None = None, limit: int = 200) -> list[AliasHistoryEntry]:
         """Alias changes, newest first."""
         q = sa.select(alias_history).order_by(alias_history.c.id.desc()).limit(limit)
         if alias:
             q = q.where(alias_history.c.alias == alias)
         with self.db.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [AliasHistoryEntry(**r._mapping) for r in conn.execute(q)]
 
     def rollback_target(self, alias: str | None = None) -> str | None:
         """The version the alias pointed at before the current one (replaying promotes and
@@ -398,26 +411,26 @@ class IndexAdmin:
         live = self.live(alias)
         if live is None:
             return None
-        ready = {r["collection"]: r for r in self.registry.list() if r["status"] == READY}
+        ready = {r.collection: r for r in self.registry.list() if r.status == READY}
         in_store = set(self.store.collections())
         ok = lambda c: c != live and c in ready and c in in_store  # noqa: E731
         hist = list(reversed(self.history(alias, limit=10_000)))
-        if hist and hist[-1]["to_collection"] == live:
+        if hist and hist[-1].to_collection == live:
             stack: list[str] = []
             for e in hist:
-                if e["action"] == "rollback":
+                if e.action == "rollback":
                     if stack:
                         stack.pop()
-                elif e["from_collection"]:
-                    stack.append(e["from_collection"])
+                elif e.from_collection:
+                    stack.append(e.from_collection)
             for c in reversed(stack):
                 if ok(c):
                     return c
             return None
         live_row = ready.get(live) or self.registry.get(live)
-        older = [r for r in ready.values() if live_row and r["family"] == live_row["family"]
-                 and r["version"] < live_row["version"] and ok(r["collection"])]
-        return max(older, key=lambda r: r["version"])["collection"] if older else None
+        older = [r for r in ready.values() if live_row and r.family == live_row.family
+                 and r.version < live_row.version and ok(r.collection)]
+        return max(older, key=lambda r: r.version).collection if older else None
 
     def rollback(self, actor: Actor, *, alias: str | None = None, reason: str = "") -> AliasChange:
         """Point the alias back at the previous version in one atomic call."""
@@ -440,7 +453,7 @@ class IndexAdmin:
             _collection(collection)
             row = self.registry.get(collection)
             exists = collection in self.store.collections()
-            if (row is None or row["status"] == DELETED) and not exists:
+            if (row is None or row.status == DELETED) and not exists:
                 raise NotFoundError(f"unknown index version '{collection}'")
             pointing = sorted(a for a, c in self.store.aliases().items() if c == collection)
             if pointing:
@@ -449,19 +462,19 @@ class IndexAdmin:
             if used:
                 raise InputError(f"{collection} is used by the {' and the '.join(used)}: move the releases to another "
                                  "version first")
-            if row and row["status"] == BUILDING and self.jobs.active(REBUILD, row["family"]) is not None:
+            if row and row.status == BUILDING and self.jobs.active(REBUILD, row.family) is not None:
                 raise InputError(f"{collection} is being built: cancel the rebuild job first")
-            extra.update(status=row["status"] if row else "unregistered", points=self.store.count(collection) if exists else 0)
+            extra.update(status=row.status if row else "unregistered", points=self.store.count(collection) if exists else 0)
             if exists:
                 self.store.delete_collection(collection)
             if row:
                 self.registry.update(collection, status=DELETED, error=f"deleted by {actor} at {utcnow():%Y-%m-%d %H:%M} UTC")
 
     # --- audit ------------------------------------------------------------------------------------
-    def audit_log(self, actor: Actor, limit: int = 100) -> list[dict]:
+    def audit_log(self, actor: Actor, limit: int = 100) -> list[AuditRecord]:
         """Recent admin actions (index, job and snapshot), newest first."""
         self.audit.require(actor, Action.read_audit, "audit.read")
         cond = sa.or_(*[audit_log.c.action.startswith(p) for p in ADMIN_ACTIONS])
         q = sa.select(audit_log).where(cond).order_by(audit_log.c.id.desc()).limit(limit)
         with self.db.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [AuditRecord(**r._mapping) for r in conn.execute(q)]

@@ -21,7 +21,7 @@ import os
 import re
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Iterator
@@ -39,7 +39,7 @@ from backend.engine.vectorstore import NATIVE as NATIVE_FORMAT
 from backend.engine.vectorstore import VectorStore
 from backend.errors import DependencyError, InputError, NotFoundError, RagError
 from backend.index_admin.uploads import safe_filename
-from backend.ingestion.versions import BUILDING, FAILED, READY, IndexRegistry
+from backend.ingestion.versions import BUILDING, FAILED, READY, IndexRegistry, IndexVersion
 from backend.settings import Settings
 
 FORMAT, FORMAT_VERSION = "rag-ops-console/index-snapshot", 1
@@ -104,8 +104,8 @@ def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31 else 0
 
 
-def _jsonable(row: dict | None) -> dict:
-    return json.loads(json.dumps(row or {}, default=str))
+def _jsonable(row: IndexVersion | None) -> dict:
+    return json.loads(json.dumps(asdict(row) if row else {}, default=str))
 
 
 def _line(obj: Any) -> bytes:
@@ -330,11 +330,11 @@ class SnapshotStore:
             if collection not in self.store.collections():
                 raise NotFoundError(f"unknown collection '{collection}'")
             row = self.registry.get(collection)
-            if row and row["status"] == BUILDING:
+            if row and row.status == BUILDING:
                 raise InputError(f"{collection} is still being built")
             aliases = sorted(a for a, c in self.store.aliases().items() if c == collection)
             meta = {"version": _jsonable(row), "config": self.store.describe(collection).config}
-            family = row["family"] if row else re.sub(r"_v\d+$", "", collection)
+            family = row.family if row else re.sub(r"_v\d+$", "", collection)
             info = self._native(collection, aliases, meta) if kind == NATIVE else self._portable(collection, aliases, meta)
             values = dict(info, collection=collection, family=family, kind=kind, aliases=aliases, meta=meta,
                           created_at=utcnow(), created_by=actor.id)
@@ -546,13 +546,13 @@ class SnapshotStore:
         remove what they left, like a restore that failed in the open. Runs at every start."""
         dropped = []
         for row in self.registry.list():
-            if row["status"] == FAILED and row["source"].startswith(RESTORE_SOURCE):
+            if row.status == FAILED and row.source.startswith(RESTORE_SOURCE):
                 try:
-                    self._abandon(row["collection"])
+                    self._abandon(row.collection)
                 except Exception:  # the vector store is down: the next start retries
-                    log.warning("could not remove the interrupted restore %s", row["collection"], exc_info=True)
+                    log.warning("could not remove the interrupted restore %s", row.collection, exc_info=True)
                     continue
-                dropped.append(row["collection"])
+                dropped.append(row.collection)
         return dropped
 
     # --- delete ---------------------------------------------------------------------------------

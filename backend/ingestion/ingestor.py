@@ -110,15 +110,15 @@ class Ingestor:
         fp = fingerprint(chunks, self.embedder.name, params)
         with self.audit.action(actor, "index.ingest", family, need=Action.rebuild, source=source, docs=len(documents), chunks=len(chunks)) as extra:
             same = self.registry.find_ready(family, fp)
-            if same and same["collection"] in self.store.collections():
+            if same and same.collection in self.store.collections():
                 promoted = False
-                if promote and self.store.aliases().get(family) != same["collection"]:
-                    self.store.point_alias(family, same["collection"])
+                if promote and self.store.aliases().get(family) != same.collection:
+                    self.store.point_alias(family, same.collection)
                     promoted = True
-                extra.update(collection=same["collection"], unchanged=True)
+                extra.update(collection=same.collection, unchanged=True)
                 if progress:
-                    progress(IngestProgress(same["collection"], "done", len(documents), len(chunks), len(chunks)))
-                return IngestResult(same["collection"], same["version"], True, promoted, len(documents), len(chunks), 0, time.perf_counter() - t0)
+                    progress(IngestProgress(same.collection, "done", len(documents), len(chunks), len(chunks)))
+                return IngestResult(same.collection, same.version, True, promoted, len(documents), len(chunks), 0, time.perf_counter() - t0)
 
             name, version = self.store.next_version_name(family)
             if version <= self.registry.max_version(family):  # never reuse a registered (e.g. deleted) name

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from datetime import datetime, timedelta
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,6 +25,7 @@ from backend.text import finite_number
 
 log = logging.getLogger(__name__)
 MAX_THRESHOLD = 1e9  # USD, a share, or ms: larger is a typo
+R = TypeVar("R")
 
 METRICS = {
     "cost": "cost (USD) over the window",
@@ -66,6 +69,69 @@ alerts = sa.Table(
     sa.Column("notify_error", sa.Text, nullable=True),
     sa.Index("ix_alerts_key_open", "key", "resolved_at"),
 )
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """A rule as stored: `metric` above `threshold` over the last `window_minutes` fires."""
+
+    id: int
+    name: str
+    metric: str  # a key of METRICS
+    threshold: float  # USD, a share (0-1) or ms, as the metric
+    window_minutes: int
+    policy: str | None  # None: every policy
+    model: str | None  # None: every model
+    min_requests: int  # fewer requests in the window: a rate or latency rule does not fire (cost rules always may)
+    webhook: bool
+    enabled: bool
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """One rule's evaluation: its figure over the window (None: no data) and whether it fires."""
+
+    rule: str  # the rule's name
+    value: float | None
+    firing: bool
+    requests: int
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert episode: open (firing) until `resolved_at`."""
+
+    id: int
+    key: str  # rule:<id>, budget:<id>:<period key>, guardrail:<experiment>...
+    source: str  # rule | budget | guardrail
+    rule_id: int | None
+    severity: str  # warning | critical
+    title: str
+    detail: str
+    value: float | None
+    threshold: float | None
+    first_seen: datetime
+    last_seen: datetime
+    resolved_at: datetime | None
+    notified_at: datetime | None
+    notify_error: str | None  # the webhook's failure, its URL cut to scheme and host
+
+
+def _aware(value: object) -> object:
+    """A column's value, a naive datetime made UTC: SQLite hands them back naive, every stored time is UTC."""
+    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+def _select(cls: type, table: sa.Table) -> sa.Select:
+    """The table's columns named like the fields of `cls`, in their order."""
+    return sa.select(*[table.c[f.name] for f in fields(cls)])
+
+
+def _of(cls: type[R], row) -> R:
+    """A row of `_select(cls, ...)` as a `cls`."""
+    return cls(*[_aware(v) for v in row])
 
 
 URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;!?)\]]")  # not the sentence's last mark
@@ -155,41 +221,38 @@ class AlertService:
         if not enabled:
             self.resolve(f"rule:{rule_id}", actor=actor)
 
-    def rules(self) -> list[dict]:
+    def rules(self) -> list[AlertRule]:
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(alert_rules).order_by(alert_rules.c.name))]
+            return [_of(AlertRule, r) for r in conn.execute(_select(AlertRule, alert_rules).order_by(alert_rules.c.name))]
 
     # --- evaluation -----------------------------------------------------------------------------
-    def evaluate(self, now: datetime | None = None) -> list[dict]:
-        """Each enabled rule over its window ending now: fire, keep firing, or resolve. Returns
-        [{rule, value, firing}]. Runs every HOUSEKEEPING_S in one process (backend.background.housekeeping),
-        and when an operator asks."""
+    def evaluate(self, now: datetime | None = None) -> list[RuleCheck]:
+        """Each enabled rule over its window ending now: fire, keep firing, or resolve. Runs every
+        HOUSEKEEPING_S in one process (backend.background.housekeeping), and when an operator asks."""
         now = now or utcnow()
         out = []
         with self._eval_lock:
             for rule in self.rules():
-                if not rule["enabled"]:
+                if not rule.enabled:
                     continue
-                f = Filters(policy=(rule["policy"],) if rule["policy"] else (),
-                            model=(rule["model"],) if rule["model"] else ())
-                since = now - timedelta(minutes=rule["window_minutes"])
+                f = Filters(policy=(rule.policy,) if rule.policy else (), model=(rule.model,) if rule.model else ())
+                since = now - timedelta(minutes=rule.window_minutes)
                 w = self._q.window(int(since.timestamp()), int(now.timestamp()) + 1, f)
-                value = {"cost": w["cost_usd"], "p95_latency": w["p95_ms"],
-                         "error_rate": (w["errors"] / w["requests"]) if w["requests"] else None}[rule["metric"]]
-                enough = rule["metric"] == "cost" or w["requests"] >= rule["min_requests"]
-                firing = enough and value is not None and value > rule["threshold"]
-                key = f"rule:{rule['id']}"
+                value = {"cost": w.cost_usd, "p95_latency": w.p95_ms, "error_rate": w.error_rate}[rule.metric]
+                enough = rule.metric == "cost" or w.requests >= rule.min_requests
+                firing = enough and value is not None and value > rule.threshold
+                key = f"rule:{rule.id}"
                 if firing:
-                    scope = ", ".join(x for x in (rule["policy"] and f"policy {rule['policy']}",
-                                                  rule["model"] and f"model {rule['model']}") if x) or "all traffic"
-                    self.fire(key, "rule", f"{rule['name']}: {describe_value(rule['metric'], value)} > "
-                                           f"{describe_value(rule['metric'], rule['threshold'])}",
-                              f"{METRICS[rule['metric']]}, last {rule['window_minutes']} min, {scope}; "
-                              f"{w['requests']} requests", value, rule["threshold"],
-                              severity="warning", rule_id=rule["id"], notify=rule["webhook"], now=now)
+                    scope = ", ".join(x for x in (rule.policy and f"policy {rule.policy}",
+                                                  rule.model and f"model {rule.model}") if x) or "all traffic"
+                    self.fire(key, "rule", f"{rule.name}: {describe_value(rule.metric, value)} > "
+                                           f"{describe_value(rule.metric, rule.threshold)}",
+                              f"{METRICS[rule.metric]}, last {rule.window_minutes} min, {scope}; "
+                              f"{w.requests} requests", value, rule.threshold,
+                              severity="warning", rule_id=rule.id, notify=rule.webhook, now=now)
                 else:
-                    self.resolve(key, now=now, notify=rule["webhook"])
-                out.append({"rule": rule["name"], "value": value, "firing": firing, "requests": w["requests"]})
+                    self.resolve(key, now=now, notify=rule.webhook)
+                out.append(RuleCheck(rule.name, value, firing, w.requests))
         return out
 
     # --- alert episodes -------------------------------------------------------------------------
@@ -234,17 +297,19 @@ class AlertService:
 
     def resolve_prefix(self, prefix: str) -> None:
         for a in self.firing():
-            if a["key"].startswith(prefix):
-                self.resolve(a["key"])
+            if a.key.startswith(prefix):
+                self.resolve(a.key)
 
-    def firing(self) -> list[dict]:
+    def firing(self) -> list[Alert]:
+        """Open episodes, the newest first."""
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                sa.select(alerts).where(alerts.c.resolved_at.is_(None)).order_by(alerts.c.first_seen.desc()))]
+            return [_of(Alert, r) for r in conn.execute(
+                _select(Alert, alerts).where(alerts.c.resolved_at.is_(None)).order_by(alerts.c.first_seen.desc()))]
 
-    def history(self, limit: int = 50) -> list[dict]:
+    def history(self, limit: int = 50) -> list[Alert]:
+        """Every episode, open or resolved, the latest first."""
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(alerts).order_by(alerts.c.id.desc()).limit(limit))]
+            return [_of(Alert, r) for r in conn.execute(_select(Alert, alerts).order_by(alerts.c.id.desc()).limit(limit))]
 
     # --- webhook --------------------------------------------------------------------------------
     def _notify(self, alert_id: int, status: str) -> None:

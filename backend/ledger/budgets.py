@@ -167,6 +167,19 @@ def period_of(b: Budget, now: datetime) -> Period:
 
 
 @dataclass(frozen=True)
+class BudgetStatus:
+    """A budget in its current period, for the budget bars and the status table."""
+
+    budget: Budget
+    spend_usd: float
+    pct: float  # spend / limit, in percent (above 100 once overspent)
+    fired: tuple[int, ...]  # thresholds already fired this period, ascending
+    blocking: bool  # a hard, enabled budget that is spent: its scope's paid calls are refused
+    resets: datetime | None  # when the period starts anew (None: a rolling window)
+    first_day: datetime  # midnight UTC of the period's first day
+
+
+@dataclass(frozen=True)
 class Fired:
     budget: Budget
     threshold: int
@@ -463,10 +476,10 @@ class BudgetService:
         now = now or utcnow()
         current = {f"budget:{b.id}:{period_of(b, now).key}" for b in self.list()}
         for a in self._alerts.firing():
-            if a["source"] == "budget" and a["key"] not in current:
-                self._alerts.resolve(a["key"])
+            if a.source == "budget" and a.key not in current:
+                self._alerts.resolve(a.key)
 
-    def status(self, now: datetime | None = None) -> list[dict]:
+    def status(self, now: datetime | None = None) -> list[BudgetStatus]:
         """Each budget with its current spend, for the budget bars."""
         now = now or utcnow()
         out = []
@@ -476,14 +489,10 @@ class BudgetService:
         for b in self.list():
             p = period_of(b, now)
             spent = self.spend(b, now, fresh=True)
-            fired = sorted(e.threshold for e in events if e.budget_id == b.id and e.period_key == p.key)
-            out.append({"id": b.id, "name": b.name, "scope": b.scope, "scope_value": b.scope_value,
-                        "scope_label": b.scope_label, "period": b.period, "period_label": b.period_label,
-                        "rolling_days": b.rolling_days, "limit_usd": b.limit_usd, "hard": b.hard,
-                        "thresholds": list(b.thresholds), "enabled": b.enabled, "spend_usd": spent,
-                        "pct": 100 * spent / b.limit_usd, "fired": fired,
-                        "blocking": b.hard and b.enabled and spent >= b.limit_usd,
-                        "resets": p.resets, "first_day": datetime.fromtimestamp(p.first_day * DAY_S, timezone.utc)})
+            fired = tuple(sorted(e.threshold for e in events if e.budget_id == b.id and e.period_key == p.key))
+            out.append(BudgetStatus(b, spent, 100 * spent / b.limit_usd, fired,
+                                    blocking=b.hard and b.enabled and spent >= b.limit_usd, resets=p.resets,
+                                    first_day=datetime.fromtimestamp(p.first_day * DAY_S, timezone.utc)))
         return out
 
 

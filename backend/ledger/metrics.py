@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 
 from backend.ledger.buckets import LATENCY_BUCKETS_MS
 from backend.ledger.calls import ModelCall, RequestContext
+from backend.ledger.queries import LatencyPoint, RequestPoint
 
 log = logging.getLogger(__name__)
 
@@ -190,19 +191,20 @@ class PrometheusSource:
         return out
 
     def latency_series(self, start: datetime, end: datetime, step_s: int, policies: tuple[str, ...] = (),
-                       qs=(0.5, 0.95, 0.99)) -> list[dict]:
-        """bucket (epoch of the step's start), stage, q, ms: each step's own window."""
+                       qs=(0.5, 0.95, 0.99)) -> list[LatencyPoint]:
+        """Points as the ledger's `latency_series` gives them (bucket: epoch of the step's start; no count),
+        each step over its own window."""
         out = []
         for q in qs:
             for bucket, labels, v in self._stepped(lambda w: self.quantile_query(q, w, None, policies, by_stage=True),
                                                    start, end, step_s):
-                out.append({"bucket": bucket, "stage": labels.get("stage", "?"), "q": q, "ms": v * 1000})
-        return sorted(out, key=lambda r: (r["bucket"], r["stage"], r["q"]))
+                out.append(LatencyPoint(bucket, labels.get("stage", "?"), q, v * 1000))
+        return sorted(out, key=lambda p: (p.bucket, p.stage, p.q))
 
-    def request_series(self, start: datetime, end: datetime, step_s: int, policies: tuple[str, ...] = ()) -> list[dict]:
-        """bucket, outcome (status), requests in that step (increase of the counter)."""
+    def request_series(self, start: datetime, end: datetime, step_s: int,
+                       policies: tuple[str, ...] = ()) -> list[RequestPoint]:
+        """Requests per step by outcome (the status label): the increase of the counter, not always whole."""
         def query(w: int) -> str:
             return f"sum by (status) (increase(rag_requests_total{{status=~\".+\"{_label_filter(policies)}}}[{int(w)}s]))"
-        out = [{"bucket": b, "outcome": labels.get("status", "?"), "requests": v}
-               for b, labels, v in self._stepped(query, start, end, step_s)]
-        return sorted(out, key=lambda r: (r["bucket"], r["outcome"]))
+        out = [RequestPoint(b, labels.get("status", "?"), v) for b, labels, v in self._stepped(query, start, end, step_s)]
+        return sorted(out, key=lambda p: (p.bucket, p.outcome))

@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from typing import Iterable, Literal
 
@@ -151,6 +151,15 @@ class Price:
             raise RagError(f"price row {self.id} ('{self.pattern}') gives the cost {usd!r}; fix or delete the row",
                            part="pricing")
         return usd
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What a CSV import did: its rows, those added, those already in the table."""
+
+    rows: int
+    added: int
+    skipped: int
 
 
 @dataclass(frozen=True)
@@ -302,8 +311,9 @@ class PriceTable:
         newest = max(r.checked_at for r in rows)
         return ((now or utcnow()) - newest).total_seconds() / 86400
 
-    def list(self) -> list[dict]:
-        return [r.__dict__.copy() for r in sorted(self.rows(), key=lambda r: (r.specificity, r.pattern, r.effective_from))]
+    def list(self) -> list[Price]:
+        """Every usable row in the order a model's price is looked up: most specific pattern first."""
+        return sorted(self.rows(), key=lambda r: (r.specificity, r.pattern, r.effective_from))
 
     # --- editing (every change takes the acting user and is audited) ---------------------------
     def add(self, actor: Actor, pattern: str, match: str, input_per_m, output_per_m, cached_input_per_m=None,
@@ -338,9 +348,9 @@ class PriceTable:
         return n
 
     def export_csv(self) -> str:
-        return csv_dicts(self.list(), CSV_FIELDS)
+        return csv_dicts([asdict(p) for p in self.list()], CSV_FIELDS)
 
-    def import_csv(self, actor: Actor, text: str) -> dict[str, int]:
+    def import_csv(self, actor: Actor, text: str) -> ImportResult:
         """Adds the CSV's rows (same columns as the export); rows already in the table are skipped.
         All or nothing: one bad line refuses the file with its line number."""
         new = parse_csv(text)
@@ -352,7 +362,7 @@ class PriceTable:
                 with self._engine.begin() as conn:
                     conn.execute(prices.insert(), [{**r, "created_at": now, "created_by": actor.id} for r in fresh])
         self._invalidate()
-        return {"rows": len(new), "added": len(fresh), "skipped": len(new) - len(fresh)}
+        return ImportResult(len(new), len(fresh), len(new) - len(fresh))
 
     @staticmethod
     def _validate(pattern, match, input_per_m, output_per_m, cached_input_per_m, per_call_usd, effective_from,

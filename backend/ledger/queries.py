@@ -26,6 +26,7 @@ DIMENSIONS = ("policy", "model", "user", "variant", "index_version")
 FILTER_DIMENSIONS = (*DIMENSIONS, "source")
 SOURCES = ("api", "console", "system")
 NO_VARIANT = ""  # how rows without an A/B variant are stored and filtered
+EPOCH_DAY0 = date(1970, 1, 1)  # epoch day 0 of the roll-ups' `day`
 
 
 def _utc(dt: datetime) -> datetime:
@@ -107,8 +108,24 @@ class Filters:
         return {d: getattr(self, d) for d in (*FILTER_DIMENSIONS, "api_key") if getattr(self, d)}
 
 
+class PerRequest:
+    """The per-request rates of a record that counts requests, errors and their cost (the costs
+    page's totals, an A/B variant's figures)."""
+    requests: int
+    errors: int
+    cost_usd: float
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def cost_per_request(self) -> float | None:
+        return self.cost_usd / self.requests if self.requests else None
+
+
 @dataclass
-class Summary:
+class Summary(PerRequest):
     cost_usd: float = 0.0
     saved_usd: float = 0.0
     calls: int = 0
@@ -125,14 +142,6 @@ class Summary:
     @property
     def cache_hit_rate(self) -> float | None:
         return self.cache_hits / self.requests if self.requests else None
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
-
-    @property
-    def cost_per_request(self) -> float | None:
-        return self.cost_usd / self.requests if self.requests else None
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,119 @@ class RecentRequest:
     cost_usd: float
 
 
+@dataclass(frozen=True)
+class MonthForecast:
+    """This UTC month's spend so far and its straight-line forecast for the whole month."""
+
+    month_to_date: float
+    forecast: float
+    days_in_month: int
+    elapsed_days: float
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    """Cost in one time bucket (epoch seconds of its start) of one value (`key`) of the stacking dimension."""
+
+    bucket: int
+    key: str
+    cost_usd: float
+    requests: int
+
+
+@dataclass(frozen=True)
+class TokenPoint:
+    bucket: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+@dataclass(frozen=True)
+class RequestPoint:
+    """Requests of one outcome in a bucket: whole from the ledger, an increase() estimate from Prometheus."""
+
+    bucket: int
+    outcome: str  # ok | cache_hit | error | refused | aborted
+    requests: float
+
+
+@dataclass(frozen=True)
+class LatencyCount:
+    """Observations of a stage in one latency bucket (`le`, an index into LATENCY_BUCKETS_MS)."""
+
+    bucket: int | None  # None: summed over the whole range
+    stage: str
+    le: int
+    n: int
+
+
+@dataclass(frozen=True)
+class LatencyPoint:
+    """A quantile `q` of a stage's latency in one bucket (histogram estimate; None without observations)."""
+
+    bucket: int
+    stage: str
+    q: float
+    ms: float | None
+    n: int | None = None  # observations behind it: the ledger knows, Prometheus does not say
+
+
+@dataclass(frozen=True)
+class UserCost:
+    user: str
+    cost_usd: float
+    requests: int
+    tokens: int  # prompt + completion
+
+
+@dataclass(frozen=True)
+class QuestionCost:
+    question_hash: str
+    question: str | None  # None when its text row is missing
+    cost_usd: float
+    requests: int
+    saved_usd: float
+
+
+@dataclass(frozen=True)
+class UnpricedModel:
+    """A model with calls that had no price when written (recorded at $0)."""
+
+    model: str
+    calls: int
+    last_day: date  # UTC
+
+
+@dataclass(frozen=True)
+class KeyTotal:
+    api_key: str
+    requests: int
+    calls: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class WindowFigures:
+    """Request-level figures of a short raw window, what the alert rules compare."""
+
+    cost_usd: float
+    requests: int
+    errors: int
+    p95_ms: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
 def _n(x) -> float:
     return float(x or 0)
+
+
+def _i(x) -> int:
+    """A count from SQL (PostgreSQL's SUM of integers is a Decimal), 0 for NULL."""
+    return int(x or 0)
 
 
 class LedgerQueries:
@@ -229,6 +349,10 @@ class LedgerQueries:
         with self._engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(q)]
 
+    def _rows(self, q) -> list[sa.Row]:
+        with self._engine.connect() as conn:
+            return conn.execute(q).all()
+
     # --- tiles ----------------------------------------------------------------------------------
     def summary(self, r: TimeRange, f: Filters = Filters()) -> Summary:
         c = self._calls(r, f)
@@ -247,7 +371,7 @@ class LedgerQueries:
         s.latency_ms = self.latency_quantiles(r, f, "total")
         return s
 
-    def month_forecast(self, now: datetime | None = None, f: Filters = Filters()) -> dict[str, float]:
+    def month_forecast(self, now: datetime | None = None, f: Filters = Filters()) -> MonthForecast:
         """Spend so far this month and a straight-line forecast for the whole month (UTC)."""
         now = _utc(now or datetime.now(timezone.utc))
         first = now.date().replace(day=1)
@@ -258,50 +382,49 @@ class LedgerQueries:
             mtd = _n(conn.execute(sa.select(sa.func.sum(c.c.cost_usd))).scalar())
         elapsed = (now - _midnight(first)).total_seconds() / DAY_S
         days = (nxt - first).days
-        return {"month_to_date": mtd, "forecast": mtd / max(elapsed, 1 / 24) * days, "days_in_month": days,
-                "elapsed_days": elapsed}
+        return MonthForecast(mtd, mtd / max(elapsed, 1 / 24) * days, days, elapsed)
 
     # --- charts ---------------------------------------------------------------------------------
-    def cost_series(self, r: TimeRange, f: Filters = Filters(), by: str = "model") -> list[dict]:
-        """bucket, key (the value of `by`), cost_usd, requests."""
+    def cost_series(self, r: TimeRange, f: Filters = Filters(), by: str = "model") -> list[CostPoint]:
+        """Cost and requests per bucket and value of `by`."""
         c = self._calls(r, f)
         key = c.c[by]
         q = sa.select(c.c.bucket, key.label("key"), sa.func.sum(c.c.cost_usd).label("cost_usd"),
                       sa.func.sum(sa.case((c.c.kind == "chat", c.c.calls), else_=0)).label("requests")) \
             .group_by(c.c.bucket, key).order_by(c.c.bucket, key)
-        return self._all(q)
+        return [CostPoint(_i(x.bucket), x.key, _n(x.cost_usd), _i(x.requests)) for x in self._rows(q)]
 
-    def token_series(self, r: TimeRange, f: Filters = Filters()) -> list[dict]:
+    def token_series(self, r: TimeRange, f: Filters = Filters()) -> list[TokenPoint]:
         c = self._calls(r, f)
         q = sa.select(c.c.bucket, sa.func.sum(c.c.prompt_tokens).label("prompt_tokens"),
                       sa.func.sum(c.c.completion_tokens).label("completion_tokens"),
                       sa.func.sum(c.c.cached_tokens).label("cached_tokens")).group_by(c.c.bucket).order_by(c.c.bucket)
-        return self._all(q)
+        return [TokenPoint(_i(x.bucket), _i(x.prompt_tokens), _i(x.completion_tokens), _i(x.cached_tokens))
+                for x in self._rows(q)]
 
-    def request_series(self, r: TimeRange, f: Filters = Filters()) -> list[dict]:
+    def request_series(self, r: TimeRange, f: Filters = Filters()) -> list[RequestPoint]:
         """Requests per bucket by outcome: ok, cache_hit, error, refused, aborted (as Prometheus labels them)."""
         c = self._calls(r, f)
         outcome = sa.case((c.c.cache_hit, "cache_hit"), else_=c.c.status).label("outcome")
         q = sa.select(c.c.bucket, outcome, sa.func.sum(c.c.calls).label("requests")) \
             .where(c.c.kind == "chat").group_by(c.c.bucket, outcome).order_by(c.c.bucket)
-        return self._all(q)
+        return [RequestPoint(_i(x.bucket), x.outcome, _i(x.requests)) for x in self._rows(q)]
 
-    def latency_histogram(self, r: TimeRange, f: Filters = Filters(), per_bucket: bool = True) -> list[dict]:
+    def latency_histogram(self, r: TimeRange, f: Filters = Filters(), per_bucket: bool = True) -> list[LatencyCount]:
         lat = self._latency(r, f)
         cols = [lat.c.bucket] if per_bucket else []
         q = sa.select(*cols, lat.c.stage, lat.c.le, sa.func.sum(lat.c.n).label("n")).group_by(*cols, lat.c.stage, lat.c.le)
-        return self._all(q)
+        return [LatencyCount(_i(x.bucket) if per_bucket else None, x.stage, _i(x.le), _i(x.n)) for x in self._rows(q)]
 
-    def latency_series(self, r: TimeRange, f: Filters = Filters(), qs=(0.5, 0.95, 0.99)) -> list[dict]:
-        """bucket, stage, q, ms: quantiles from the histogram counts (histogram_quantile's estimate)."""
+    def latency_series(self, r: TimeRange, f: Filters = Filters(), qs=(0.5, 0.95, 0.99)) -> list[LatencyPoint]:
+        """Quantiles per bucket and stage from the histogram counts (histogram_quantile's estimate)."""
         hist: dict[tuple[int, str], dict[int, float]] = {}
-        for row in self.latency_histogram(r, f):
-            hist.setdefault((row["bucket"], row["stage"]), {})[row["le"]] = _n(row["n"])
+        for h in self.latency_histogram(r, f):
+            hist.setdefault((h.bucket or 0, h.stage), {})[h.le] = float(h.n)
         out = []
         for (bucket, stage), counts in sorted(hist.items()):
             for q in qs:
-                out.append({"bucket": bucket, "stage": stage, "q": q, "ms": quantile(q, counts),
-                            "n": int(sum(counts.values()))})
+                out.append(LatencyPoint(bucket, stage, q, quantile(q, counts), int(sum(counts.values()))))
         return out
 
     def latency_quantiles(self, r: TimeRange, f: Filters = Filters(), stage: str = "total",
@@ -312,15 +435,15 @@ class LedgerQueries:
             counts = {int(le): _n(n) for le, n in conn.execute(q)}
         return {x: quantile(x, counts) for x in qs}
 
-    def top_users(self, r: TimeRange, f: Filters = Filters(), n: int = 10) -> list[dict]:
+    def top_users(self, r: TimeRange, f: Filters = Filters(), n: int = 10) -> list[UserCost]:
         c = self._calls(r, f)
         cost = sa.func.sum(c.c.cost_usd).label("cost_usd")
         q = sa.select(c.c.user, cost, sa.func.sum(sa.case((c.c.kind == "chat", c.c.calls), else_=0)).label("requests"),
                       sa.func.sum(c.c.prompt_tokens + c.c.completion_tokens).label("tokens")) \
             .group_by(c.c.user).order_by(cost.desc(), c.c.user).limit(n)
-        return self._all(q)
+        return [UserCost(x.user, _n(x.cost_usd), _i(x.requests), _i(x.tokens)) for x in self._rows(q)]
 
-    def top_questions(self, r: TimeRange, f: Filters = Filters(), n: int = 10) -> list[dict]:
+    def top_questions(self, r: TimeRange, f: Filters = Filters(), n: int = 10) -> list[QuestionCost]:
         qf = self._questions(r, f)
         cost = sa.func.sum(qf.c.cost_usd).label("cost_usd")
         top = sa.select(qf.c.question_hash, cost, sa.func.sum(qf.c.requests).label("requests"),
@@ -329,7 +452,8 @@ class LedgerQueries:
         q = sa.select(top, ledger_questions.c.question) \
             .join(ledger_questions, ledger_questions.c.question_hash == top.c.question_hash, isouter=True) \
             .order_by(top.c.cost_usd.desc(), top.c.question_hash)
-        return self._all(q)
+        return [QuestionCost(x.question_hash, x.question, _n(x.cost_usd), _i(x.requests), _n(x.saved_usd))
+                for x in self._rows(q)]
 
     # --- filters, warnings, drill-down ------------------------------------------------------------
     def options(self, r: TimeRange) -> dict[str, list[str]]:
@@ -343,14 +467,14 @@ class LedgerQueries:
                 out.setdefault(dim, []).append(value)
         return out
 
-    def unpriced_models(self, r: TimeRange | None = None) -> list[dict]:
+    def unpriced_models(self, r: TimeRange | None = None) -> list[UnpricedModel]:
         """Models with calls that had no price when written (their cost was recorded as 0)."""
         t = ledger_daily
         q = sa.select(t.c.model, sa.func.sum(t.c.unpriced).label("calls"), sa.func.max(t.c.day).label("last_day")) \
             .where(t.c.unpriced > 0).group_by(t.c.model).order_by(t.c.model)
         if r is not None:
             q = q.where(t.c.day >= r.start_day, t.c.day < r.end_day)
-        return self._all(q)
+        return [UnpricedModel(x.model, _i(x.calls), EPOCH_DAY0 + timedelta(days=_i(x.last_day))) for x in self._rows(q)]
 
     def rows(self, r: TimeRange, f: Filters = Filters(), *, bucket: int | None = None, bucket_s: int | None = None,
              dim: str | None = None, value: str | None = None, stage: str | None = None,
@@ -412,8 +536,8 @@ class LedgerQueries:
         with self._engine.connect() as conn:
             return _n(conn.execute(q).scalar())
 
-    def key_totals(self, r: TimeRange, api_key: str | None = None) -> list[dict]:
-        """api_key, requests, calls, cost_usd per API key over the range's days, costliest first."""
+    def key_totals(self, r: TimeRange, api_key: str | None = None) -> list[KeyTotal]:
+        """Requests, calls and cost per API key over the range's days, costliest first."""
         t = ledger_key_daily
         cost = sa.func.sum(t.c.cost_usd).label("cost_usd")
         q = sa.select(t.c.api_key, sa.func.sum(t.c.requests).label("requests"), sa.func.sum(t.c.calls).label("calls"),
@@ -421,14 +545,14 @@ class LedgerQueries:
             .order_by(cost.desc(), t.c.api_key)
         if api_key is not None:
             q = q.where(t.c.api_key == api_key)
-        return self._all(q)
+        return [KeyTotal(x.api_key, _i(x.requests), _i(x.calls), _n(x.cost_usd)) for x in self._rows(q)]
 
     def spend(self, first_day: int, end_day: int, scope: str = "global", value: str | None = None) -> float:
         """Cost over whole UTC days [first_day, end_day) for a budget's scope."""
         with self._engine.connect() as conn:
             return _n(conn.execute(spend_select(first_day, end_day, scope, value)).scalar())
 
-    def window(self, since_epoch: int, until_epoch: int, f: Filters = Filters()) -> dict:
+    def window(self, since_epoch: int, until_epoch: int, f: Filters = Filters()) -> WindowFigures:
         """Request-level figures over a short raw window (alert rules): cost, requests, errors, total latencies."""
         r = TimeRange(datetime.fromtimestamp(since_epoch, timezone.utc), datetime.fromtimestamp(until_epoch, timezone.utc),
                       "hour")
@@ -442,8 +566,7 @@ class LedgerQueries:
         with self._engine.connect() as conn:
             cost, requests, errors = conn.execute(q).one()
             counts = {int(b): float(n) for b, n in conn.execute(hq)}
-        return {"cost_usd": _n(cost), "requests": int(_n(requests)), "errors": int(_n(errors)),
-                "p95_ms": quantile(0.95, counts)}
+        return WindowFigures(_n(cost), _i(requests), _i(errors), quantile(0.95, counts))
 
 
 def spend_select(first_day: int, end_day: int, scope: str = "global", value: str | None = None) -> sa.Select:

@@ -15,7 +15,7 @@ def _phi(z: float) -> float:
     return 0.5 * (1 + math.erf(z / math.sqrt(2)))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
     metric: str
     a: float
@@ -26,9 +26,6 @@ class Comparison:
     p_value: float | None
     significant: bool
     more_needed: int | None  # per variant, to detect the observed difference with 80% power; None when significant or unknown
-
-    def as_dict(self) -> dict:
-        return self.__dict__.copy()
 
 
 def compare_proportions(metric: str, succ_a: int, n_a: int, succ_b: int, n_b: int, alpha: float = 0.05) -> Comparison:

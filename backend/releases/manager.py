@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, Literal
 
@@ -107,20 +107,94 @@ class Guardrails(BaseModel):
     min_requests: int = Field(20, ge=1)
 
 
+@dataclass(frozen=True)
+class Release:
+    """One release: a policy version bound to an index version (a collection). Rows are never
+    rewritten, so a release read once stays true."""
+    id: int
+    policy_name: str
+    policy_version: int | None  # None: the built-in default policy
+    collection: str
+    note: str
+    created_at: datetime
+    created_by: str
+
+    @property
+    def policy(self) -> str:
+        """The policy's label ('bm25 v2'), as the ledger and the pairwise votes name it."""
+        return policy_label(self.policy_name, self.policy_version)
+
+    @property
+    def label(self) -> str:
+        """How people name a release: '#3 bm25 v2 @ rag_chunks_v2'."""
+        return f"#{self.id} {self.policy} @ {self.collection}"
+
+
+@dataclass(frozen=True)
+class ReleaseEvent:
+    """One change of the live configuration, who made it and why."""
+    id: int
+    ts: datetime
+    actor: str
+    action: str  # set_current, set_candidate, set_share, clear_candidate, promote, rollback, guardrail_trip, index_*
+    from_id: int | None
+    to_id: int | None
+    reason: str
+    detail: dict[str, Any]  # the action's own values (share, experiment, figures of a trip): free-form JSON
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A guardrail trip during an experiment."""
+    ts: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One candidate experiment, replayed from the release events."""
+    id: str
+    current_id: int
+    candidate_id: int
+    share: float | None  # the latest share set while it ran
+    started_at: datetime
+    started_by: str
+    ended_at: datetime | None = None  # None while running
+    outcome: str = "running"  # running, promoted, rolled back, cleared, replaced by a new candidate
+    trips: tuple[Trip, ...] = ()
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One field of two policy versions (values as the policies hold them)."""
+    field: str
+    a: Any
+    b: Any
+    changed: bool
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """One variant's figures over the guardrail window: what a trip is decided on."""
+    requests: int = 0
+    errors: int = 0  # failed requests
+    p95_ms: float = 0.0  # end-to-end latency of its chat requests
+
+
 @dataclass
 class LiveConfig:
-    current: dict | None
-    candidate: dict | None
+    current: Release | None
+    candidate: Release | None
     share: float
     experiment_id: str
     guardrails: Guardrails
     started_at: datetime | None = None  # when the running experiment (the candidate) was set
 
 
-def policy_diff(a: Policy, b: Policy) -> list[dict]:
+def policy_diff(a: Policy, b: Policy) -> list[FieldDiff]:
     """Every field of two policy versions in declaration order: field, A, B and whether it changed."""
     da, db_ = a.model_dump(), b.model_dump()
-    return [{"field": k, "A": da[k], "B": db_[k], "changed": da[k] != db_[k]} for k in da]
+    return [FieldDiff(k, da[k], db_[k], da[k] != db_[k]) for k in da]
 
 
 def bucket(user: str, experiment_id: str) -> float:
@@ -129,9 +203,9 @@ def bucket(user: str, experiment_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-# Reads the candidate's and the current release's numbers over a window from the ledger:
-# variant -> {"requests": int, "errors": int, "p95_ms": float}.
-VariantStats = Callable[[int], dict[str, dict[str, float]]]
+# Reads the candidate's and the current release's numbers over a window (minutes) from the ledger:
+# variant -> its WindowStats.
+VariantStats = Callable[[int], dict[str, WindowStats]]
 
 
 class ReleaseManager:
@@ -154,7 +228,7 @@ class ReleaseManager:
 
     # --- releases ---------------------------------------------------------------------------------
     def create(self, actor: Actor, policy_name: str, policy_version: int | None = None, index: str | None = None,
-               note: str = "") -> dict:
+               note: str = "") -> Release:
         check_text(policy_name, "the policy name", max_chars=column_length(releases.c.policy_name))
         if index is not None:
             check_text(index, "the index", max_chars=column_length(releases.c.collection))
@@ -170,17 +244,14 @@ class ReleaseManager:
             extra["release"] = rid
         return self.get(rid)
 
-    def get(self, release_id: int) -> dict:
+    def get(self, release_id: int) -> Release:
         with self._db.connect() as conn:
             row = conn.execute(sa.select(releases).where(releases.c.id == release_id)).first()
         if row is None:
             raise NotFoundError(f"unknown release {release_id}")
-        r = dict(row._mapping)
-        r["policy"] = policy_label(r["policy_name"], r["policy_version"])
-        r["label"] = f"#{r['id']} {r['policy']} @ {r['collection']}"
-        return r
+        return Release(**row._mapping)
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[Release]:
         with self._db.connect() as conn:
             ids = [r.id for r in conn.execute(sa.select(releases.c.id).order_by(releases.c.id.desc()))]
         return [self.get(i) for i in ids]
@@ -209,10 +280,10 @@ class ReleaseManager:
         finally:
             self.forget_routing()
 
-    def _servable(self, release: dict) -> dict:
+    def _servable(self, release: Release) -> Release:
         """A release whose index version was deleted would fail every request it is sent."""
-        if release["collection"] not in self._store.collections():
-            raise NotFoundError(f"release {release['label']} reads {release['collection']}, which is no longer in the "
+        if release.collection not in self._store.collections():
+            raise NotFoundError(f"release {release.label} reads {release.collection}, which is no longer in the "
                                 "vector store: create a release on an existing index version")
         return release
 
@@ -239,7 +310,7 @@ class ReleaseManager:
             self._point_alias(actor, release, reason or f"release #{release_id} made current")
             with self._changing() as conn:
                 self._save(conn, actor, current_id=release_id)
-                self._event(conn, actor, "set_current", before["id"] if before else None, release_id, reason)
+                self._event(conn, actor, "set_current", before.id if before else None, release_id, reason)
 
     def set_candidate(self, actor: Actor, release_id: int, share: float, reason: str = "") -> str:
         """Start an experiment: `share` of users (sticky) get the candidate. Returns the experiment id."""
@@ -248,7 +319,7 @@ class ReleaseManager:
         state = self.state()
         if state.current is None:
             raise InputError("set a current release first")
-        if state.current["id"] == release_id:
+        if state.current.id == release_id:
             raise InputError("the candidate must differ from the current release")
         self._servable(self.get(release_id))
         experiment = uuid.uuid4().hex[:12]
@@ -257,7 +328,7 @@ class ReleaseManager:
             check_reason(reason)
             with self._changing() as conn:
                 self._save(conn, actor, candidate_id=release_id, share=share, experiment_id=experiment)
-                self._event(conn, actor, "set_candidate", state.current["id"], release_id, reason, share=share,
+                self._event(conn, actor, "set_candidate", state.current.id, release_id, reason, share=share,
                             experiment=experiment)
         self._resolve_alerts()
         return experiment
@@ -268,24 +339,24 @@ class ReleaseManager:
         state = self.state()
         if state.candidate is None:
             raise InputError("there is no candidate release")
-        with self._audit.action(actor, "release.set_share", str(state.candidate["id"]), need=Action.set_traffic_share,
+        with self._audit.action(actor, "release.set_share", str(state.candidate.id), need=Action.set_traffic_share,
                                 share=share, reason=reason):
             check_reason(reason)
             with self._changing() as conn:
                 self._save(conn, actor, share=share)
-                self._event(conn, actor, "set_share", None, state.candidate["id"], reason, share=share, was=state.share)
+                self._event(conn, actor, "set_share", None, state.candidate.id, reason, share=share, was=state.share)
         self._resolve_alerts()
 
     def clear_candidate(self, actor: Actor, reason: str = "") -> None:
         state = self.state()
         if state.candidate is None:
             raise InputError("there is no candidate release")
-        with self._audit.action(actor, "release.clear_candidate", str(state.candidate["id"]), need=Action.set_traffic_share,
+        with self._audit.action(actor, "release.clear_candidate", str(state.candidate.id), need=Action.set_traffic_share,
                                 reason=reason):
             check_reason(reason)
             with self._changing() as conn:
                 self._save(conn, actor, candidate_id=None, share=0.0)
-                self._event(conn, actor, "clear_candidate", state.candidate["id"], None, reason)
+                self._event(conn, actor, "clear_candidate", state.candidate.id, None, reason)
         self._resolve_alerts()
 
     def set_guardrails(self, actor: Actor, guardrails: Guardrails) -> None:
@@ -293,38 +364,38 @@ class ReleaseManager:
             with self._changing() as conn:
                 self._save(conn, actor, guardrails=guardrails.model_dump())
 
-    def promote(self, actor: Actor, reason: str = "") -> dict:
+    def promote(self, actor: Actor, reason: str = "") -> Release:
         """The candidate becomes current (alias swapped in the same step when its index differs)."""
         state = self.state()
         if state.candidate is None:
             raise InputError("there is no candidate release to promote")
         cand = state.candidate
-        with self._audit.action(actor, "release.promote", str(cand["id"]), need=Action.promote, reason=reason,
-                                previous=state.current["id"] if state.current else None):
+        with self._audit.action(actor, "release.promote", str(cand.id), need=Action.promote, reason=reason,
+                                previous=state.current.id if state.current else None):
             check_reason(reason)
-            self._point_alias(actor, cand, reason or f"release #{cand['id']} promoted")
+            self._point_alias(actor, cand, reason or f"release #{cand.id} promoted")
             with self._changing() as conn:
-                self._save(conn, actor, current_id=cand["id"], candidate_id=None, share=0.0)
-                self._event(conn, actor, "promote", state.current["id"] if state.current else None, cand["id"], reason)
+                self._save(conn, actor, current_id=cand.id, candidate_id=None, share=0.0)
+                self._event(conn, actor, "promote", state.current.id if state.current else None, cand.id, reason)
         self._resolve_alerts()
         return cand
 
-    def rollback(self, actor: Actor, reason: str = "") -> dict:
+    def rollback(self, actor: Actor, reason: str = "") -> Release:
         """Back to the release that was current before this one (alias swapped back if needed)."""
         state = self.state()
         if state.current is None:
             raise InputError("there is no current release")
-        previous = self._previous_current(state.current["id"])
+        previous = self._previous_current(state.current.id)
         if previous is None:
             raise InputError("there is no earlier release to roll back to")
         target = self.get(previous)
         with self._audit.action(actor, "release.rollback", str(previous), need=Action.rollback, reason=reason,
-                                from_release=state.current["id"]):
+                                from_release=state.current.id):
             check_reason(reason)
             self._point_alias(actor, target, reason or f"rolled back to release #{previous}")
             with self._changing() as conn:
                 self._save(conn, actor, current_id=previous, candidate_id=None, share=0.0)
-                self._event(conn, actor, "rollback", state.current["id"], previous, reason)
+                self._event(conn, actor, "rollback", state.current.id, previous, reason)
         self._resolve_alerts()
         return target
 
@@ -332,18 +403,18 @@ class ReleaseManager:
         """Replay the current-release changes as a stack (a rollback pops), like the alias history."""
         stack: list[int] = []
         for e in reversed(self.events(10_000)):
-            if e["action"] in CURRENT_MOVES and e["to_id"] is not None:
-                stack.append(e["to_id"])
-            elif e["action"] == "rollback" and stack:
+            if e.action in CURRENT_MOVES and e.to_id is not None:
+                stack.append(e.to_id)
+            elif e.action == "rollback" and stack:
                 stack.pop()
         while stack and stack[-1] == current_id:
             stack.pop()
         return stack[-1] if stack else None
 
-    def rollback_target(self) -> dict | None:
+    def rollback_target(self) -> Release | None:
         """The release a rollback would make current (None when there is none)."""
         state = self.state()
-        previous = self._previous_current(state.current["id"]) if state.current else None
+        previous = self._previous_current(state.current.id) if state.current else None
         return self.get(previous) if previous else None
 
     def _resolve_alerts(self) -> None:
@@ -354,13 +425,13 @@ class ReleaseManager:
             except Exception:  # an alert is a notice; it never blocks a release action
                 log.exception("resolving guardrail alerts failed")
 
-    def _point_alias(self, actor: Actor, release: dict, reason: str) -> None:
-        if self._store.aliases().get(self.alias) == release["collection"]:
+    def _point_alias(self, actor: Actor, release: Release, reason: str) -> None:
+        if self._store.aliases().get(self.alias) == release.collection:
             return
         if self._promote_index is not None:  # from_release: the index admin must not move the release again
-            self._promote_index(actor, release["collection"], alias=self.alias, reason=reason, from_release=True)
+            self._promote_index(actor, release.collection, alias=self.alias, reason=reason, from_release=True)
         else:
-            self._store.point_alias(self.alias, release["collection"])
+            self._store.point_alias(self.alias, release.collection)
 
     # --- one live configuration with the index admin ----------------------------------------------
     def uses(self, collection: str) -> list[str]:
@@ -368,13 +439,13 @@ class ReleaseManager:
         and the release a rollback would return to (deleting that one would make the rollback fail)."""
         state = self.state()
         roles = [("current", state.current), ("candidate", state.candidate), ("rollback target", self.rollback_target())]
-        return [f"{role} release {r['label']}" for role, r in roles if r is not None and r["collection"] == collection]
+        return [f"{role} release {r.label}" for role, r in roles if r is not None and r.collection == collection]
 
     def serves(self, collection: str | None) -> bool:
         """Whether the current release serves `collection` (an alias's target): the index admin's
         promote and rollback of that alias then move the current release with it."""
         current = self.state().current
-        return current is not None and collection is not None and current["collection"] == collection
+        return current is not None and collection is not None and current.collection == collection
 
     def check_index_change(self, serving: str | None, target: str) -> None:
         """Refuse an index admin promote / rollback away from the collection the releases serve while
@@ -382,26 +453,27 @@ class ReleaseManager:
         candidate's comparison would mix two configurations."""
         state = self.state()
         if self.serves(serving) and state.candidate is not None:
-            raise InputError(f"the releases serve {serving} and candidate release {state.candidate['label']} is running "
+            raise InputError(f"the releases serve {serving} and candidate release {state.candidate.label} is running "
                              f"at {state.share:.0%}: promote or clear the candidate on the A/B page before moving the "
                              f"index to {target}")
 
-    def follow_index(self, actor: Actor, collection: str, action: Literal["promote", "rollback"], reason: str) -> dict:
+    def follow_index(self, actor: Actor, collection: str, action: Literal["promote", "rollback"],
+                     reason: str) -> Release:
         """The index admin moved the alias the current release serves to `collection`: the current
         release's policy on that version becomes current (an existing identical release is reused),
         so the alias and the current release never disagree. Returns the new current release."""
         state = self.state()
         assert state.current is not None
         cur = state.current
-        target = self._find(cur["policy_name"], cur["policy_version"], collection)
+        target = self._find(cur.policy_name, cur.policy_version, collection)
         with self._changing() as conn:
             if target is None:
                 target = conn.execute(releases.insert().values(
-                    policy_name=cur["policy_name"], policy_version=cur["policy_version"], collection=collection,
+                    policy_name=cur.policy_name, policy_version=cur.policy_version, collection=collection,
                     note=f"index {action} from the index admin", created_at=utcnow(),
                     created_by=actor.id)).inserted_primary_key[0]
             self._save(conn, actor, current_id=target)
-            self._event(conn, actor, f"index_{action}", cur["id"], target, reason, collection=collection)
+            self._event(conn, actor, f"index_{action}", cur.id, target, reason, collection=collection)
         self._resolve_alerts()
         return self.get(target)
 
@@ -412,10 +484,11 @@ class ReleaseManager:
             return conn.execute(sa.select(r.id).where(r.policy_name == policy_name, version, r.collection == collection)
                                 .order_by(r.id.desc()).limit(1)).scalar()
 
-    def events(self, limit: int = 200) -> list[dict]:
+    def events(self, limit: int = 200) -> list[ReleaseEvent]:
+        """The latest changes of the live configuration, newest first."""
         with self._db.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                sa.select(release_events).order_by(release_events.c.id.desc()).limit(limit))]
+            rows = conn.execute(sa.select(release_events).order_by(release_events.c.id.desc()).limit(limit))
+            return [ReleaseEvent(**{**r._mapping, "detail": dict(r.detail or {})}) for r in rows]
 
     # --- traffic ------------------------------------------------------------------------------------
     def _routing(self) -> tuple[LiveConfig, dict[tuple[str, int | None], Policy], str | None]:
@@ -435,7 +508,7 @@ class ReleaseManager:
         policies: dict[tuple[str, int | None], Policy] = {("default", None): self._policies.get("default")}
         for r in (state.current, state.candidate):
             if r is not None:
-                policies[(r["policy_name"], r["policy_version"])] = self._policies.get(r["policy_name"], r["policy_version"])
+                policies[(r.policy_name, r.policy_version)] = self._policies.get(r.policy_name, r.policy_version)
         live = self._store.aliases().get(self.alias) if (state.current or state.candidate) else None
         with self._route_lock:
             if generation == self._route_generation:  # not forgotten while we read: safe to keep
@@ -447,21 +520,21 @@ class ReleaseManager:
             self._route = None
             self._route_generation += 1
 
-    def assign(self, user: str) -> tuple[Variant, dict | None]:
+    def assign(self, user: str) -> tuple[Variant, Release | None]:
         state = self._routing()[0]
         if state.candidate is not None and state.share > 0 and bucket(user, state.experiment_id) < state.share:
             return "candidate", state.candidate
         return "current", state.current
 
-    def policy_for(self, user: str) -> tuple[Policy, Variant | None, dict | None]:
+    def policy_for(self, user: str) -> tuple[Policy, Variant | None, Release | None]:
         """The policy a live request of `user` runs with, and its variant; the built-in default
         policy on the alias when no release is configured."""
         variant, release = self.assign(user)
         _, policies, live = self._routing()
         if release is None:
             return policies[("default", None)], None, None
-        policy = policies[(release["policy_name"], release["policy_version"])]
-        index = self.alias if release["collection"] == live else release["collection"]
+        policy = policies[(release.policy_name, release.policy_version)]
+        index = self.alias if release.collection == live else release.collection
         return policy.model_copy(update={"index": index}), variant, release
 
     def check_guardrails(self, stats: VariantStats, actor: Actor = GUARDRAIL) -> str | None:
@@ -471,31 +544,31 @@ class ReleaseManager:
         if state.candidate is None or state.share == 0:
             return None
         g = state.guardrails
-        cand = stats(g.window_minutes).get("candidate", {})
-        n = int(cand.get("requests", 0))
+        cand = stats(g.window_minutes).get("candidate", WindowStats())
+        n = cand.requests
         if n < g.min_requests:
             return None
-        error_rate = cand.get("errors", 0) / n
+        error_rate = cand.errors / n
         reasons = []
         if error_rate > g.max_error_rate:
             reasons.append(f"error rate {error_rate:.1%} > {g.max_error_rate:.1%}")
-        if cand.get("p95_ms", 0) > g.max_p95_ms:
-            reasons.append(f"p95 {cand['p95_ms']:.0f} ms > {g.max_p95_ms:.0f} ms")
+        if cand.p95_ms > g.max_p95_ms:
+            reasons.append(f"p95 {cand.p95_ms:.0f} ms > {g.max_p95_ms:.0f} ms")
         if not reasons:
             return None
         reason = f"guardrail: candidate {', '.join(reasons)} over {n} requests in {g.window_minutes} min"
         with self._changing() as conn:
             self._save(conn, actor, share=0.0)
-            self._event(conn, actor, "guardrail_trip", state.candidate["id"], state.current["id"] if state.current else None,
-                        reason, share_was=state.share, requests=n, error_rate=error_rate, p95_ms=cand.get("p95_ms"),
+            self._event(conn, actor, "guardrail_trip", state.candidate.id, state.current.id if state.current else None,
+                        reason, share_was=state.share, requests=n, error_rate=error_rate, p95_ms=cand.p95_ms,
                         experiment=state.experiment_id)
-        self._audit.record(actor, "release.guardrail_trip", str(state.candidate["id"]), result="tripped", reason=reason)
-        log.warning("release #%s: %s; traffic back to the current release", state.candidate["id"], reason)
+        self._audit.record(actor, "release.guardrail_trip", str(state.candidate.id), result="tripped", reason=reason)
+        log.warning("release #%s: %s; traffic back to the current release", state.candidate.id, reason)
         if self._alerts is not None:
             try:
                 self._alerts.fire(key=f"guardrail:{state.experiment_id}", source="guardrail", severity="critical",
-                                  title=f"Guardrail tripped: candidate release #{state.candidate['id']} "
-                                        f"({state.candidate['policy']}) sent back to 0%",
+                                  title=f"Guardrail tripped: candidate release #{state.candidate.id} "
+                                        f"({state.candidate.policy}) sent back to 0%",
                                   detail=reason, value=error_rate, threshold=g.max_error_rate, actor=actor)
             except Exception:
                 log.exception("the guardrail alert could not be stored")
@@ -515,30 +588,28 @@ class ReleaseManager:
         finally:
             self._check_lock.release()
 
-    def experiments(self, limit: int = 50) -> list[dict]:
+    def experiments(self, limit: int = 50) -> list[Experiment]:
         """Each candidate experiment, newest first: id, current and candidate release ids, share,
         started / ended (None while running), how it ended, and its guardrail trips."""
-        out: list[dict] = []
-        running: dict | None = None
+        out: list[Experiment] = []
+        running: int | None = None  # where the experiment still running is in `out`
         endings = {"promote": "promoted", "rollback": "rolled back", "clear_candidate": "cleared"}
         for e in reversed(self.events(10_000)):
-            action = e["action"]
-            if action == "set_candidate":
+            if e.action == "set_candidate":
                 if running is not None:
-                    running.update(ended_at=e["ts"], outcome="replaced by a new candidate")
-                running = {"experiment": (e["detail"] or {}).get("experiment", ""), "current_id": e["from_id"],
-                           "candidate_id": e["to_id"], "share": (e["detail"] or {}).get("share"), "started_at": e["ts"],
-                           "started_by": e["actor"], "ended_at": None, "outcome": "running", "trips": []}
-                out.append(running)
+                    out[running] = replace(out[running], ended_at=e.ts, outcome="replaced by a new candidate")
+                out.append(Experiment(e.detail.get("experiment", ""), e.from_id, e.to_id, e.detail.get("share"), e.ts,
+                                      e.actor))
+                running = len(out) - 1
             elif running is None:
                 continue
-            elif action in endings:
-                running.update(ended_at=e["ts"], outcome=endings[action])
+            elif e.action in endings:
+                out[running] = replace(out[running], ended_at=e.ts, outcome=endings[e.action])
                 running = None
-            elif action == "guardrail_trip":
-                running["trips"].append({"ts": e["ts"], "reason": e["reason"]})
-            elif action == "set_share":
-                running["share"] = (e["detail"] or {}).get("share")
+            elif e.action == "guardrail_trip":
+                out[running] = replace(out[running], trips=(*out[running].trips, Trip(e.ts, e.reason)))
+            elif e.action == "set_share":
+                out[running] = replace(out[running], share=e.detail.get("share"))
         return list(reversed(out))[:limit]
 
     # --- pairwise votes -----------------------------------------------------------------------------

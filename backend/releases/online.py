@@ -24,12 +24,13 @@ from backend.engine.policy import Policy, policy_label
 from backend.errors import InputError
 from backend.evaluation.golden import GoldenSets
 from backend.evaluation.quality import preload as preload_quality_metrics
-from backend.evaluation.runs import EvalRuns
+from backend.evaluation.runs import EvalRuns, RunDiff
 from backend.evaluation.stats import paired_bootstrap
 from backend.ledger.buckets import quantile
+from backend.ledger.queries import PerRequest
 from backend.ledger.store import ledger, to_epoch
 from backend.releases.ab_stats import Z_95, Comparison, compare_means, compare_proportions, compare_win_rate, wilson
-from backend.releases.manager import ReleaseManager
+from backend.releases.manager import Experiment, ReleaseManager, WindowStats
 
 VARIANTS = ("current", "candidate")
 OFFLINE_JOB = "ab.offline"
@@ -41,7 +42,7 @@ def _aware(ts: datetime) -> datetime:
 
 # --- per-variant figures -------------------------------------------------------------------------
 @dataclass
-class VariantOnline:
+class VariantOnline(PerRequest):
     variant: str
     requests: int = 0
     errors: int = 0
@@ -54,14 +55,6 @@ class VariantOnline:
     rated: int = 0
     thumbs_up: int = 0
     releases: list[str] = field(default_factory=list)  # 'policy vN @ collection' seen in the ledger
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
-
-    @property
-    def cost_per_request(self) -> float | None:
-        return self.cost_usd / self.requests if self.requests else None
 
     @property
     def thumbs_up_rate(self) -> float | None:
@@ -160,9 +153,9 @@ def variant_numbers(db: Engine, since: datetime, until: datetime | None = None,
 
 
 def variant_stats(db: Engine, window_minutes: int, *, since: datetime | None = None,
-                  now: datetime | None = None, source: str | None = None) -> dict[str, dict[str, float]]:
+                  now: datetime | None = None, source: str | None = None) -> dict[str, WindowStats]:
     """The guardrails' read: per variant over the last `window_minutes` (not before `since`, the
-    start of the running experiment): requests, failed requests and p95 end-to-end latency (ms).
+    start of the running experiment), its WindowStats; a variant with no ledger rows is left out.
     `source` (api, console; None or 'all': every request) narrows it to one kind of traffic."""
     now = _aware(now or utcnow())
     start = now - timedelta(minutes=window_minutes)
@@ -179,22 +172,21 @@ def variant_stats(db: Engine, window_minutes: int, *, since: datetime | None = N
     q = sa.select(per_request.c.variant, sa.func.count(), sa.func.sum(per_request.c.failed)).group_by(per_request.c.variant)
     hq = sa.select(L.c.variant, L.c.total_bucket, sa.func.count()) \
         .where(*w, L.c.kind == "chat", L.c.total_bucket.is_not(None)).group_by(L.c.variant, L.c.total_bucket)
-    out: dict[str, dict[str, float]] = {}
+    requests: dict[str, tuple[int, int]] = {}
     counts: dict[str, dict[int, float]] = {}
     with db.connect() as conn:
         for v, n, failed in conn.execute(q):
-            out[v] = {"requests": int(n), "errors": int(failed or 0), "p95_ms": 0.0}
+            requests[v] = int(n), int(failed or 0)
         for v, b, n in conn.execute(hq):
             counts.setdefault(v, {})[int(b)] = float(n)
-    for v, c in counts.items():
-        out.setdefault(v, {"requests": 0, "errors": 0, "p95_ms": 0.0})["p95_ms"] = quantile(0.95, c) or 0.0
-    return out
+    p95 = {v: quantile(0.95, c) or 0.0 for v, c in counts.items()}
+    return {v: WindowStats(*requests.get(v, (0, 0)), p95.get(v, 0.0)) for v in {**requests, **p95}}
 
 
 # --- comparisons -----------------------------------------------------------------------------------
 @dataclass
 class OnlineReport:
-    experiment: dict
+    experiment: Experiment
     since: datetime
     until: datetime | None
     variants: dict[str, VariantOnline]
@@ -221,16 +213,17 @@ def compare_variants(cur: VariantOnline, cand: VariantOnline, votes: dict[str, i
     return rows
 
 
-def online_report(db: Engine, releases: ReleaseManager, experiment: dict, source: str | None = None) -> OnlineReport:
+def online_report(db: Engine, releases: ReleaseManager, experiment: Experiment,
+                  source: str | None = None) -> OnlineReport:
     """The comparison of one experiment (an entry of ReleaseManager.experiments()) over its life,
     on one traffic source's requests (api, console; None or 'all': every request). Votes are the
     console's own (pairwise comparisons), whatever the source."""
-    since, until = experiment["started_at"], experiment["ended_at"]
+    since, until = experiment.started_at, experiment.ended_at
     numbers = variant_numbers(db, since, until, source)
-    cur, cand = releases.get(experiment["current_id"]), releases.get(experiment["candidate_id"])
-    pair = releases.pair_votes(cur["policy"], cand["policy"], since=since, until=until)
+    cur, cand = releases.get(experiment.current_id), releases.get(experiment.candidate_id)
+    pair = releases.pair_votes(cur.policy, cand.policy, since=since, until=until)
     votes = {"current": pair["x"], "candidate": pair["y"], "tie": pair["tie"], "both_bad": pair["both_bad"]}
-    if cur["policy"] == cand["policy"]:  # same policy on two index versions: votes cannot tell them apart
+    if cur.policy == cand.policy:  # same policy on two index versions: votes cannot tell them apart
         votes = {"current": 0, "candidate": 0, "tie": 0, "both_bad": 0}
     return OnlineReport(experiment, since, until, numbers, votes,
                         compare_variants(numbers["current"], numbers["candidate"], votes))
@@ -318,18 +311,41 @@ def start_offline(jobs: JobRunner, evals: EvalRuns, golden: GoldenSets, set_name
                        what=f"an offline comparison of {target}")
 
 
-def offline_diff(evals: EvalRuns, run_a: int, run_b: int, primary: str = "ndcg@10") -> dict:
+# What an offline comparison costs, per item: the name it is shown by and the run item's field.
+COST_FIGURES = (("retrieval latency (ms)", "latency_ms"), ("tokens per item", "tokens"),
+                ("cost per item (USD)", "cost_usd"))
+
+
+@dataclass(frozen=True)
+class CostDelta:
+    """A per-item figure of both runs: A's and B's means and the paired difference b − a with its
+    95% interval and p-value."""
+    name: str
+    a: float
+    b: float
+    delta: float
+    low: float
+    high: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class OfflineDiff:
+    """Run b against run a: the quality comparison as EvalRuns.diff gives it, and what each run costs."""
+    quality: RunDiff
+    costs: tuple[CostDelta, ...]  # in COST_FIGURES order
+
+
+def offline_diff(evals: EvalRuns, run_a: int, run_b: int, primary: str = "ndcg@10") -> OfflineDiff:
     """EvalRuns.diff (b − a: paired bootstrap per metric, improved / regressed items) plus the
     per-item latency, token and cost deltas with the same paired test."""
-    diff = evals.diff(run_a, run_b, primary=primary)
-    a_items = {r["key"]: r for r in evals.items(run_a)}
-    b_items = {r["key"]: r for r in evals.items(run_b)}
+    quality = evals.diff(run_a, run_b, primary=primary)  # refuses two runs without shared items
+    a_items = {r.key: r for r in evals.items(run_a)}
+    b_items = {r.key: r for r in evals.items(run_b)}
     keys = [k for k in a_items if k in b_items]
-    costs = {}
-    for name, col in (("retrieval latency (ms)", "latency_ms"), ("tokens per item", "tokens"),
-                      ("cost per item (USD)", "cost_usd")):
-        a = [float(a_items[k][col]) for k in keys]
-        b = [float(b_items[k][col]) for k in keys]
-        costs[name] = {"a": sum(a) / len(a), "b": sum(b) / len(b), **paired_bootstrap(a, b)}
-    diff["costs"] = costs
-    return diff
+    costs = []
+    for name, field_ in COST_FIGURES:
+        a = [float(getattr(a_items[k], field_)) for k in keys]
+        b = [float(getattr(b_items[k], field_)) for k in keys]
+        costs.append(CostDelta(name, sum(a) / len(a), sum(b) / len(b), **paired_bootstrap(a, b)))
+    return OfflineDiff(quality, tuple(costs))

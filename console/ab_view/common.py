@@ -29,7 +29,7 @@ def parse_option(option: str) -> tuple[str, int | None]:
 def policy_options(services: Services) -> list[str]:
     options = [BUILTIN]
     for p in services.policies.list():
-        options += [f"{v.name}:{v.version}" for v in reversed(services.policies.versions(p["name"]))]
+        options += [f"{v.name}:{v.version}" for v in reversed(services.policies.versions(p.name))]
     return options
 
 

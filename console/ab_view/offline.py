@@ -54,12 +54,12 @@ def _job_label(j: Job) -> str:
 
 
 def offline(services: Services, a: Policy, b: Policy) -> None:
-    sets = [s for s in services.golden.list_sets() if s["latest_version"]]
+    sets = [s for s in services.golden.list_sets() if s.latest_version]
     if not sets:
         st.info(t("No frozen golden set yet: import or annotate one on the Golden sets page and freeze it."), icon="🏷️")
     else:
-        names = [s["name"] for s in sets]
-        latest = {s["name"]: s["latest_version"] for s in sets}
+        names = [s.name for s in sets]
+        latest = {s.name: s.latest_version for s in sets}
         with st.container(horizontal=True, vertical_alignment="bottom"):
             name = kit.select(t("Golden set"), names, keys("set"), width=280)
             kit.select(t("Version"), list(range(latest[name], 0, -1)), keys("set_version"), format_func=lambda v: f"v{v}",
@@ -92,24 +92,24 @@ def offline(services: Services, a: Policy, b: Policy) -> None:
 
 def offline_result(services: Services, job: Job) -> None:
     run_a, run_b = services.evals.get(job.result["run_a"]), services.evals.get(job.result["run_b"])
-    common = [m for m in run_b["metrics"] if m in run_a["metrics"]]
+    common = [m for m in run_b.metrics if m in run_a.metrics]
     primaries = [m for m in HEADLINE if m in common] or sorted(common)
     if SS.get(keys("primary")) not in primaries:
         SS[keys("primary")] = "ndcg@10" if "ndcg@10" in primaries else primaries[0]
     try:
-        diff = offline_diff(services.evals, run_a["id"], run_b["id"], primary=SS[keys("primary")])
+        diff = offline_diff(services.evals, run_a.id, run_b.id, primary=SS[keys("primary")])
     except RagError as exc:
         st.error(describe(exc), icon="🛑")
         return
     st.markdown(t("**A** {a} (run #{run_a}, `{index_a}`) vs **B** {b} (run #{run_b}, `{index_b}`) · {n} items of "
-                  "{set} v{version}", a=escape_md(run_a["policy"]), run_a=run_a["id"], index_a=run_a["collection"],
-                  b=escape_md(run_b["policy"]), run_b=run_b["id"], index_b=run_b["collection"], n=diff["n_items"],
-                  set=escape_md(run_a["golden_set"]), version=run_a["golden_version"]))
+                  "{set} v{version}", a=escape_md(run_a.policy), run_a=run_a.id, index_a=run_a.collection,
+                  b=escape_md(run_b.policy), run_b=run_b.id, index_b=run_b.collection, n=diff.quality.n_items,
+                  set=escape_md(run_a.golden_set), version=run_a.golden_version))
     with st.container(horizontal=True, vertical_alignment="bottom", gap="large"):
         st.selectbox(t("Items judged by"), primaries, key=keys("primary"), width=200)
         for change, label in (("improved", N_("🟢 Improved")), ("regressed", N_("🔴 Regressed")),
                               ("unchanged", N_("⚪ Unchanged"))):
-            st.metric(t(label), diff["counts"][change], width="content")
+            st.metric(t(label), diff.quality.count(change), width="content")
     metrics = offline_metric_rows(diff, run_a, run_b)
     st.dataframe(metrics, hide_index=True, width="stretch", key=keys("offline_metrics"),
                  column_config=headers(metrics, **{c: st.column_config.NumberColumn(format="%.4f")

@@ -26,7 +26,7 @@ def online(services: Services) -> None:
         st.info(t("No experiment yet: in **🚀 Releases**, make a release current, then set a candidate with a traffic "
                   "share. Live requests (`backend.live.answer_live`) record their variant on every ledger row."), icon="📈")
         return
-    by_id = {e["experiment"]: e for e in experiments}
+    by_id = {e.id: e for e in experiments}
     ids = list(by_id)
     kit.from_url(keys("experiment"), "experiment", ids, ids[0])  # the newest unless the link names another
     if LABEL_PARAM in st.query_params:  # a link from before ?experiment=: its label is ignored
@@ -43,13 +43,13 @@ def online(services: Services) -> None:
                "(system requests too). Pairwise votes are the console's own, whatever the traffic.")) or "all"
     right.button(t("🔄 Refresh"), key=keys("online_refresh"), help=t("Read the ledger, traces and votes again"))
     report = online_report(services.db, releases, exp, source=source)
-    cur, cand = releases.get(exp["current_id"]), releases.get(exp["candidate_id"])
-    until = f"{kit.when(exp['ended_at'])} ({exp['outcome']})" if exp["ended_at"] else t("now (running)")
+    cur, cand = releases.get(exp.current_id), releases.get(exp.candidate_id)
+    until = f"{kit.when(exp.ended_at)} ({exp.outcome})" if exp.ended_at else t("now (running)")
     st.markdown(t("**current** {current} vs **candidate** {candidate} · from {start} to {until} · {traffic}",
-                  current=escape_md(cur["label"]), candidate=escape_md(cand["label"]), start=kit.when(exp["started_at"]),
+                  current=escape_md(cur.label), candidate=escape_md(cand.label), start=kit.when(exp.started_at),
                   until=until, traffic=t(ONLINE_SOURCES[source])))
-    for trip in exp["trips"]:
-        st.warning(f"{kit.when(trip['ts'], seconds=True)} · {trip['reason']}", icon="🚨")
+    for trip in exp.trips:
+        st.warning(f"{kit.when(trip.ts, seconds=True)} · {trip.reason}", icon="🚨")
     variants = variant_display_rows(report)
     st.dataframe(variants, hide_index=True, width="stretch", key=keys("online_variants"), column_config=headers(variants))
     tests = comparison_rows(report)

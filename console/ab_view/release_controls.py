@@ -30,13 +30,13 @@ def _promote_body(services: Services) -> None:
     live = services.store.aliases().get(alias)
     if cur:
         st.markdown(t("**{candidate}** becomes the current release instead of {current}; every user gets it.",
-                      candidate=escape_md(cand["label"]), current=escape_md(cur["label"])))
+                      candidate=escape_md(cand.label), current=escape_md(cur.label)))
     else:
         st.markdown(t("**{candidate}** becomes the current release; every user gets it.",
-                      candidate=escape_md(cand["label"])))
-    if cand["collection"] != live:
+                      candidate=escape_md(cand.label)))
+    if cand.collection != live:
         st.markdown(t("`{alias}` will point at **`{collection}`** instead of `{live}` in the same step (one atomic "
-                      "alias update, recorded in the alias history).", alias=alias, collection=cand["collection"],
+                      "alias update, recorded in the alias history).", alias=alias, collection=cand.collection,
                       live=live))
     st.text_input(t("Why (recorded with the release event)"), key=keys("promote_reason"))
 
@@ -47,12 +47,12 @@ def _rollback_body(services: Services) -> None:
     if target is None or state.current is None:
         kit.close(keys)
         st.rerun()
-    back = dict(target=escape_md(target["label"]), current=escape_md(state.current["label"]))
+    back = dict(target=escape_md(target.label), current=escape_md(state.current.label))
     st.markdown(t("Back to **{target}** instead of {current} (the candidate is cleared).", **back) if state.candidate
                 else t("Back to **{target}** instead of {current}.", **back))
-    if target["collection"] != state.current["collection"]:
+    if target.collection != state.current.collection:
         st.markdown(t("`{alias}` will point back at **`{collection}`** in the same step.", alias=services.releases.alias,
-                      collection=target["collection"]))
+                      collection=target.collection))
     st.text_input(t("Why (recorded with the release event)"), key=keys("rollback_reason"))
 
 
@@ -62,13 +62,13 @@ def dialogs(services: Services) -> None:
     if d and d["kind"] == "promote":
         kit.confirm(keys, t("Promote the candidate?"), t("🚀 Promote now"), "promote",
                     lambda: releases.promote(current_actor(), SS.get(keys("promote_reason"), "")),
-                    ok=lambda done: t("Promoted {release}: it is now the current release.", release=done["label"]),
+                    ok=lambda done: t("Promoted {release}: it is now the current release.", release=done.label),
                     failed=t("Not promoted"),
                     body=lambda: _promote_body(services))
     elif d and d["kind"] == "rollback":
         kit.confirm(keys, t("Roll back?"), t("↩️ Roll back now"), "rollback",
                     lambda: releases.rollback(current_actor(), SS.get(keys("rollback_reason"), "")),
-                    ok=lambda done: t("Rolled back to {release}.", release=done["label"]), failed=t("Not rolled back"),
+                    ok=lambda done: t("Rolled back to {release}.", release=done.label), failed=t("Not rolled back"),
                     body=lambda: _rollback_body(services))
 
 
@@ -78,9 +78,9 @@ def _on_create(services: Services) -> None:
     r = kit.run(keys, lambda: services.releases.create(current_actor(), name, version,
                                                        index=None if index == POLICY_INDEX else index,
                                                        note=SS.get(keys("new_note"), "")),
-                failed=t("Release not created"), ok=lambda r: t("Created release {release}.", release=r["label"]))
+                failed=t("Release not created"), ok=lambda r: t("Created release {release}.", release=r.label))
     if r is not None:
-        SS[keys("pick")] = r["id"]
+        SS[keys("pick")] = r.id
 
 
 def _on_make_current(services: Services) -> None:
@@ -123,16 +123,16 @@ def controls(services: Services) -> None:
     releases = services.releases
     state = releases.state()
     rows = releases.list()
-    by_id = {r["id"]: r for r in rows}
+    by_id = {r.id: r for r in rows}
     st.markdown(t("**🎛️ Traffic**"))
     if rows:
         with st.container(horizontal=True, vertical_alignment="bottom"):
-            pick = kit.select(t("Release"), list(by_id), keys("pick"), format_func=lambda i: by_id[i]["label"], width=380)
+            pick = kit.select(t("Release"), list(by_id), keys("pick"), format_func=lambda i: by_id[i].label, width=380)
             st.number_input(t("Candidate share (%)"), 1, 100, 10, step=5, key=keys("share"), width=170,
                             help=t("Share of users (sticky per user) who get the candidate"))
             st.text_input(t("Why"), key=keys("reason"), placeholder=t("recorded with the event"), width=260)
         with st.container(horizontal=True):
-            is_current = state.current is not None and pick == state.current["id"]
+            is_current = state.current is not None and pick == state.current.id
             st.button(t("🧪 Set as candidate"), type="primary", key=keys("set_candidate"), on_click=_on_set_candidate,
                       args=(services,), **need(Action.set_traffic_share, disabled=state.current is None or is_current,
                                                help=t("Needs a current release") if state.current is None else None))
@@ -156,7 +156,7 @@ def controls(services: Services) -> None:
                       **need(Action.promote))
     target = releases.rollback_target()
     if target is not None:
-        st.button(t("↩️ Roll back to {release}", release=target["label"]), key=keys("rollback"), on_click=kit.ask, args=(keys, "rollback"),
+        st.button(t("↩️ Roll back to {release}", release=target.label), key=keys("rollback"), on_click=kit.ask, args=(keys, "rollback"),
                   **need(Action.rollback))
 
 

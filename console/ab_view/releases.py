@@ -8,12 +8,11 @@ import dataclasses
 import streamlit as st
 
 from backend.live import answer_live, guardrail_status
-from backend.releases.manager import Guardrails
 from backend.services import Services
 from console import answer_view, kit
 from console.ab_view.common import SS, headers, keys
 from console.ab_view.release_controls import controls, create_form, guardrail_form
-from console.ab_view.rows import event_rows, release_rows
+from console.ab_view.rows import event_rows, guardrail_state, release_rows
 from console.auth import current_actor
 from console.i18n import t
 from console.markup import escape_md
@@ -34,16 +33,16 @@ def live_status(services: Services) -> None:
     with left, st.container(border=True):
         st.markdown(t("**📌 Current release**"))
         if state.current:
-            st.markdown(f"**{escape_md(state.current['label'])}**")
+            st.markdown(f"**{escape_md(state.current.label)}**")
             st.caption(t("{share} of users · policy {policy} · index `{index}`", share=f"{100 - state.share * 100:.0f}%",
-                         policy=escape_md(state.current["policy"]), index=state.current["collection"]))
+                         policy=escape_md(state.current.policy), index=state.current.collection))
         else:
             st.caption(t("None yet: live requests use the built-in default policy on the live alias. Create a release "
                          "below and make it current."))
     with right, st.container(border=True):
         st.markdown(t("**🧪 Candidate release**"))
         if state.candidate:
-            st.markdown(t("**{release}** · **{share}** of users", release=escape_md(state.candidate["label"]),
+            st.markdown(t("**{release}** · **{share}** of users", release=escape_md(state.candidate.label),
                           share=f"{state.share:.0%}"))
             started = kit.when(state.started_at) if state.started_at else "?"
             st.caption(t("experiment `{experiment}` since {started} · sticky per user", experiment=state.experiment_id,
@@ -51,14 +50,14 @@ def live_status(services: Services) -> None:
         else:
             st.caption(t("No experiment running."))
     g = guardrail_status(services)
-    gr: Guardrails = g["guardrails"]
-    icon = "🚨" if "over" in g["state"] else "⏸️" if "paused" in g["state"] else "🛡️"
+    gr = g.guardrails
+    icon = {"over": "🚨", "paused": "⏸️"}.get(g.state, "🛡️")
     figures = ""
-    if g.get("requests"):
-        figures = t(" · candidate: {n} requests, error rate {rate}, p95 {p95}", n=g["requests"],
-                    rate=f"{g['error_rate']:.1%}", p95=kit.duration(g["p95_ms"]))
+    if g.requests:
+        figures = t(" · candidate: {n} requests, error rate {rate}, p95 {p95}", n=g.requests,
+                    rate=f"{g.error_rate:.1%}", p95=kit.duration(g.p95_ms))
     st.markdown(t("{icon} **Guardrail:** {state}{figures} · limits: error rate ≤ {rate}, p95 ≤ {p95} over {window} min, "
-                  "from {n} requests", icon=icon, state=escape_md(g["state"]), figures=figures,
+                  "from {n} requests", icon=icon, state=escape_md(guardrail_state(g)), figures=figures,
                   rate=f"{gr.max_error_rate:.0%}", p95=kit.duration(gr.max_p95_ms), window=gr.window_minutes,
                   n=gr.min_requests))
 
@@ -68,8 +67,8 @@ def tables(services: Services) -> None:
     rows = services.releases.list()
     if rows:
         st.markdown(t("**📦 Releases**"))
-        shown = release_rows(rows, state.current["id"] if state.current else None,
-                             state.candidate["id"] if state.candidate else None, state.share)
+        shown = release_rows(rows, state.current.id if state.current else None,
+                             state.candidate.id if state.candidate else None, state.share)
         st.dataframe(shown, hide_index=True, width="stretch", key=keys("releases"), column_config=headers(shown))
     events = services.releases.events(100)
     if events:
@@ -96,7 +95,7 @@ def live_probe(services: Services) -> None:
             if got is None:
                 return
             where = t("the **{variant}** release {release}", variant=t(got.variant),
-                      release=escape_md(got.release["label"])) if got.release else \
+                      release=escape_md(got.release.label)) if got.release else \
                 t("the built-in default policy (no release configured)")
             st.markdown(t("**{user}** is served by {where}", user=escape_md(SS[keys("probe_user")]), where=where))
             answer_view.answer_text(got.answer)

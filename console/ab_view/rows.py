@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from backend.engine.policy import Policy
-from backend.evaluation.runs import HEADLINE
+from backend.evaluation.runs import HEADLINE, EvalRun, describe_moves
 from backend.releases.ab_stats import Comparison
-from backend.releases.manager import policy_diff
-from backend.releases.online import Estimate, OnlineReport, variant_figures
+from backend.live import GuardrailStatus
+from backend.releases.manager import Experiment, Release, ReleaseEvent, policy_diff
+from backend.releases.online import Estimate, OfflineDiff, OnlineReport, variant_figures
 from console import kit
 from console.i18n import N_, t
 
@@ -53,44 +54,43 @@ def diff_rows(a: Policy, b: Policy, changed_only: bool = False) -> list[dict]:
     """field, A, B and a marker; name and version are listed but are not 'changes' of behaviour."""
     rows = []
     for r in policy_diff(a, b):
-        if changed_only and (not r["changed"] or r["field"] in ("name", "version")):
+        if changed_only and (not r.changed or r.field in ("name", "version")):
             continue
-        mark = "" if not r["changed"] else ("≠" if r["field"] in ("name", "version") else t("✏️ changed"))
-        rows.append({N_("field"): r["field"], "A": _show(r["field"], r["A"]), "B": _show(r["field"], r["B"]),
-                     N_("change"): mark})
+        mark = "" if not r.changed else ("≠" if r.field in ("name", "version") else t("✏️ changed"))
+        rows.append({N_("field"): r.field, "A": _show(r.field, r.a), "B": _show(r.field, r.b), N_("change"): mark})
     return rows
 
 
 def changed_fields(a: Policy, b: Policy) -> list[str]:
-    return [r["field"] for r in policy_diff(a, b) if r["changed"] and r["field"] not in ("name", "version")]
+    return [r.field for r in policy_diff(a, b) if r.changed and r.field not in ("name", "version")]
 
 
-def offline_metric_rows(diff: dict, run_a: dict, run_b: dict) -> list[dict]:
+def offline_metric_rows(diff: OfflineDiff, run_a: EvalRun, run_b: EvalRun) -> list[dict]:
     """Per metric: A's and B's means, the paired delta (B − A) with its 95% CI, p-value and verdict."""
     rows = []
-    for m, d in diff["metrics"].items():
-        significant = kit.significant(d["p_value"], d["low"], d["high"])
-        rows.append({N_("metric"): m, "A": (run_a["metrics"].get(m) or {}).get("mean"),
-                     "B": (run_b["metrics"].get(m) or {}).get("mean"), N_("delta (B − A)"): d["delta"],
-                     N_("95% CI"): f"[{d['low']:+.3f}, {d['high']:+.3f}]", N_("p-value"): d["p_value"],
-                     N_("verdict"): (t("▲ B better") if d["delta"] > 0 else t("▼ B worse")) if significant
+    for m, d in diff.quality.metrics.items():
+        significant = kit.significant(d.p_value, d.low, d.high)
+        rows.append({N_("metric"): m, "A": (run_a.metrics.get(m) or {}).get("mean"),
+                     "B": (run_b.metrics.get(m) or {}).get("mean"), N_("delta (B − A)"): d.delta,
+                     N_("95% CI"): f"[{d.low:+.3f}, {d.high:+.3f}]", N_("p-value"): d.p_value,
+                     N_("verdict"): (t("▲ B better") if d.delta > 0 else t("▼ B worse")) if significant
                      else t("≈ no significant change")})
     return sorted(rows, key=lambda r: (r["metric"] not in HEADLINE, r["metric"]))
 
 
-def offline_cost_rows(diff: dict) -> list[dict]:
-    return [{N_("per item"): t(name), "A": d["a"], "B": d["b"], "delta (B − A)": d["delta"],
-             "95% CI": f"[{d['low']:+.4g}, {d['high']:+.4g}]", "p-value": d["p_value"],
-             "verdict": ((t("▲ B higher") if d["delta"] > 0 else t("▼ B lower"))
-                         if kit.significant(d["p_value"], d["low"], d["high"]) else t("≈ no significant change"))}
-            for name, d in diff["costs"].items()]
+def offline_cost_rows(diff: OfflineDiff) -> list[dict]:
+    return [{N_("per item"): t(c.name), "A": c.a, "B": c.b, "delta (B − A)": c.delta,
+             "95% CI": f"[{c.low:+.4g}, {c.high:+.4g}]", "p-value": c.p_value,
+             "verdict": ((t("▲ B higher") if c.delta > 0 else t("▼ B lower"))
+                         if kit.significant(c.p_value, c.low, c.high) else t("≈ no significant change"))}
+            for c in diff.costs]
 
 
-def offline_item_rows(diff: dict, changed_only: bool) -> list[dict]:
-    p = diff["primary"]
-    return [{"change": t(CHANGE_ICONS[r["change"]]), N_("question"): r["question"], f"{p} A": r[f"{p} A"],
-             f"{p} B": r[f"{p} B"], N_("delta"): r["delta"], N_("gold moves (A → B)"): r["gold moves"]}
-            for r in diff["items"] if not changed_only or r["change"] != "unchanged"]
+def offline_item_rows(diff: OfflineDiff, changed_only: bool) -> list[dict]:
+    p = diff.quality.primary
+    return [{"change": t(CHANGE_ICONS[r.change]), N_("question"): r.question, f"{p} A": r.a, f"{p} B": r.b,
+             N_("delta"): r.delta, N_("gold moves (A → B)"): describe_moves(r.moves)}
+            for r in diff.quality.items if not changed_only or r.change != "unchanged"]
 
 
 def _ci(e: Estimate, pct: bool = False) -> str:
@@ -137,29 +137,42 @@ def comparison_rows(report: OnlineReport) -> list[dict]:
     return rows
 
 
-def event_rows(events: list[dict]) -> list[dict]:
-    return [{N_("when"): kit.when(e["ts"], seconds=True), N_("event"): f"{EVENT_ICONS.get(e['action'], '')} {e['action']}",
-             "from": f"#{e['from_id']}" if e["from_id"] else "", "to": f"#{e['to_id']}" if e["to_id"] else "",
-             N_("who"): e["actor"], N_("why"): e["reason"],
-             N_("detail"): ", ".join(f"{k}={v}" for k, v in (e["detail"] or {}).items() if k not in ("experiment",))}
+def event_rows(events: list[ReleaseEvent]) -> list[dict]:
+    return [{N_("when"): kit.when(e.ts, seconds=True), N_("event"): f"{EVENT_ICONS.get(e.action, '')} {e.action}",
+             "from": f"#{e.from_id}" if e.from_id else "", "to": f"#{e.to_id}" if e.to_id else "",
+             N_("who"): e.actor, N_("why"): e.reason,
+             N_("detail"): ", ".join(f"{k}={v}" for k, v in e.detail.items() if k not in ("experiment",))}
             for e in events]
 
 
-def release_rows(releases: list[dict], current_id: int | None, candidate_id: int | None, share: float) -> list[dict]:
-    def role(r: dict) -> str:
-        if r["id"] == current_id:
+def release_rows(releases: list[Release], current_id: int | None, candidate_id: int | None,
+                 share: float) -> list[dict]:
+    def role(r: Release) -> str:
+        if r.id == current_id:
             return t("📌 current")
-        if r["id"] == candidate_id:
+        if r.id == candidate_id:
             return t("🧪 candidate {share}", share=f"{share:.0%}")
         return ""
 
-    return [{N_("release"): f"#{r['id']}", N_("live"): role(r), N_("policy"): r["policy"], N_("index"): r["collection"],
-             N_("note"): r["note"], N_("created"): kit.when(r["created_at"]), N_("by"): r["created_by"]}
+    return [{N_("release"): f"#{r.id}", N_("live"): role(r), N_("policy"): r.policy, N_("index"): r.collection,
+             N_("note"): r.note, N_("created"): kit.when(r.created_at), N_("by"): r.created_by}
             for r in releases]
 
 
-def experiment_label(e: dict) -> str:
-    trips = t(" · 🚨 {n} trip", n=len(e["trips"])) if e["trips"] else ""
-    share = f"{e['share']:.0%}" if e.get("share") is not None else "?"
-    return t("{started} · #{current} vs #{candidate} at {share} · {outcome}{trips}", started=kit.when(e["started_at"]),
-             current=e["current_id"], candidate=e["candidate_id"], share=share, outcome=e["outcome"], trips=trips)
+def experiment_label(e: Experiment) -> str:
+    trips = t(" · 🚨 {n} trip", n=len(e.trips)) if e.trips else ""
+    share = f"{e.share:.0%}" if e.share is not None else "?"
+    return t("{started} · #{current} vs #{candidate} at {share} · {outcome}{trips}", started=kit.when(e.started_at),
+             current=e.current_id, candidate=e.candidate_id, share=share, outcome=e.outcome, trips=trips)
+
+
+def guardrail_state(g: GuardrailStatus) -> str:
+    """The guardrail's state in the session's language."""
+    if g.state == "waiting":
+        return t("armed — waiting for {min} candidate requests in the window ({n} so far)",
+                 min=g.guardrails.min_requests, n=g.requests)
+    if g.state == "over":
+        return t("over a threshold — trips at the next check")
+    if g.state == "armed":
+        return t("armed — within thresholds")
+    return t("paused (0% share)") if g.state == "paused" else t("no candidate")

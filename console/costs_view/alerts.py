@@ -11,12 +11,12 @@ import streamlit as st
 from backend.access import Action
 from backend.ledger.alerts import MAX_THRESHOLD
 from backend.ledger.alerts import METRICS as ALERT_METRICS
-from backend.ledger.alerts import describe_value, redact_urls, webhook_label
+from backend.ledger.alerts import AlertRule, describe_value, redact_urls, webhook_label
 from backend.ledger.costs import Costs
 from console import kit
 from console.access_view import locked
 from console.auth import current_actor
-from console.costs_view.common import download, keys, manage
+from console.costs_view.common import download, frame, keys, manage
 from console.i18n import N_, t
 from console.markup import escape_md
 
@@ -31,9 +31,9 @@ HISTORY = [N_("title"), N_("source"), N_("severity"), N_("first_seen"), N_("last
 def firing_banner(costs: Costs) -> None:
     firing = costs.alerts.firing()
     for a in firing[:4]:
-        icon = "💸" if a["source"] == "budget" else "🚨"
-        st.error(t("**{title}** — {detail} · firing since {when} UTC", title=escape_md(a["title"]),
-                   detail=escape_md(a["detail"]), when=kit.when(a["first_seen"])), icon=icon)
+        icon = "💸" if a.source == "budget" else "🚨"
+        st.error(t("**{title}** — {detail} · firing since {when} UTC", title=escape_md(a.title),
+                   detail=escape_md(a.detail), when=kit.when(a.first_seen)), icon=icon)
     if len(firing) > 4:
         st.caption(t("…and {n} more under 🚨 Alerts.", n=len(firing) - 4))
 
@@ -48,9 +48,9 @@ def alerts_section(costs: Costs) -> None:
     if not firing:
         st.success(t("No alert is firing."), icon="✅")
     for a in firing:
-        st.error(t("**{title}** — {detail}  \nfirst seen {first} UTC · last seen {last}", title=escape_md(a["title"]),
-                   detail=escape_md(a["detail"]), first=kit.when(a["first_seen"]), last=f"{a['last_seen']:%H:%M}"),
-                 icon="💸" if a["source"] == "budget" else "🚨")
+        st.error(t("**{title}** — {detail}  \nfirst seen {first} UTC · last seen {last}", title=escape_md(a.title),
+                   detail=escape_md(a.detail), first=kit.when(a.first_seen), last=f"{a.last_seen:%H:%M}"),
+                 icon="💸" if a.source == "budget" else "🚨")
     hook = webhook_label(costs.alerts.webhook_url)  # the URL's path and query hold its token: host only
     if hook:
         st.caption(t("Webhook: {hook} (ALERT_WEBHOOK_URL). Rules and budget periods are checked in the background every "
@@ -58,7 +58,7 @@ def alerts_section(costs: Costs) -> None:
     else:
         st.caption(t("Webhook: none (set ALERT_WEBHOOK_URL). Rules and budget periods are checked in the background "
                      "every HOUSEKEEPING_S (30 s by default)."))
-    hist = pd.DataFrame(costs.alerts.history(100))
+    hist = frame(costs.alerts.history(100))
     st.markdown(t("**History**"))
     if hist.empty:
         st.caption(t("No alerts yet."))
@@ -71,11 +71,11 @@ def alerts_section(costs: Costs) -> None:
     st.markdown(t("**Rules**"))
     rules = costs.alerts.rules()
     if rules:
-        df = pd.DataFrame([{N_("name"): x["name"], N_("metric"): x["metric"],
-                            N_("fires when above"): describe_value(x["metric"], x["threshold"]),
-                            N_("window"): t("{n} min", n=x["window_minutes"]), N_("policy"): x["policy"] or t("all"),
-                            N_("model"): x["model"] or t("all"), N_("min requests"): x["min_requests"],
-                            N_("webhook"): x["webhook"], N_("enabled"): x["enabled"]} for x in rules])
+        df = pd.DataFrame([{N_("name"): x.name, N_("metric"): x.metric,
+                            N_("fires when above"): describe_value(x.metric, x.threshold),
+                            N_("window"): t("{n} min", n=x.window_minutes), N_("policy"): x.policy or t("all"),
+                            N_("model"): x.model or t("all"), N_("min requests"): x.min_requests,
+                            N_("webhook"): x.webhook, N_("enabled"): x.enabled} for x in rules])
         st.dataframe(df, hide_index=True, key=keys("rules_table"), column_config=kit.columns(list(df.columns)))
     if locked(Action.alert_rules, N_("Creating, disabling or deleting alert rules")):
         return
@@ -105,11 +105,11 @@ def alerts_section(costs: Costs) -> None:
                                           "stay in the history.", rule=_rule(x, name)))
 
 
-def _rule(x: dict, name: str) -> str:
+def _rule(x: AlertRule, name: str) -> str:
     """How a confirmation names the rule: name, metric, threshold and window."""
     return t("The rule **{name}** ({metric} above {value} over {n} min)", name=escape_md(name),
-             metric=escape_md(t(ALERT_METRICS[x["metric"]])), value=escape_md(describe_value(x["metric"], x["threshold"])),
-             n=x["window_minutes"])
+             metric=escape_md(t(ALERT_METRICS[x.metric])), value=escape_md(describe_value(x.metric, x.threshold)),
+             n=x.window_minutes)
 
 
 def sidebar_alerts(costs: Costs) -> None:
@@ -120,5 +120,5 @@ def sidebar_alerts(costs: Costs) -> None:
     n = len(firing)
     with st.expander(t("🚨 {n} alerts firing", n=n) if n > 1 else t("🚨 {n} alert firing", n=n), expanded=True):
         for a in firing[:5]:
-            st.caption(t("**{title}** · since {when} UTC", title=escape_md(a["title"]), when=f"{a['first_seen']:%m-%d %H:%M}"))
+            st.caption(t("**{title}** · since {when} UTC", title=escape_md(a.title), when=f"{a.first_seen:%m-%d %H:%M}"))
         st.page_link(PAGE, label=t("Costs & latency"), icon="💰")

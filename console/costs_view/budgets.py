@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from backend.access import Action
-from backend.ledger.budgets import MAX_LIMIT_USD, PERIODS, SCOPES
+from backend.ledger.budgets import MAX_LIMIT_USD, PERIODS, SCOPES, Budget, BudgetStatus
 from backend.ledger.costs import Costs
 from backend.ledger.queries import TimeRange
 from console import charts, kit
@@ -22,14 +22,14 @@ PERIOD_NAMES = {"day": N_("UTC day"), "week": N_("week (from Monday)"), "month":
 SCOPE_NAMES = {"global": N_("global"), "policy": N_("policy"), "user": N_("user"), "model": N_("model")}
 
 
-def budget_bars(status: list[dict]) -> go.Figure:
+def budget_bars(status: list[BudgetStatus]) -> go.Figure:
     """Each budget's use as a bar against its limit (100%), with a tick at each alert threshold."""
-    names = [b["name"] for b in status]
-    shown = [min(b["pct"], 150.0) for b in status]
-    color = ["#bab0ac" if not b["enabled"] else "#e15759" if b["pct"] >= 100 else "#f1a340" if b["fired"] else "#59a14f"
-             for b in status]
-    text = [t("{spend} of {limit} · {pct}%", spend=kit.money(b["spend_usd"]), limit=kit.money(b["limit_usd"]),
-              pct=f"{b['pct']:.0f}") for b in status]
+    names = [s.budget.name for s in status]
+    shown = [min(s.pct, 150.0) for s in status]
+    color = ["#bab0ac" if not s.budget.enabled else "#e15759" if s.pct >= 100 else "#f1a340" if s.fired else "#59a14f"
+             for s in status]
+    text = [t("{spend} of {limit} · {pct}%", spend=kit.money(s.spend_usd), limit=kit.money(s.budget.limit_usd),
+              pct=f"{s.pct:.0f}") for s in status]
     top = max(125.0, max(shown) + 25)
     fig = charts.new(height=40 + 58 * len(status), legend=False)
     y = [charts.text(n) for n in names]
@@ -38,7 +38,7 @@ def budget_bars(status: list[dict]) -> go.Figure:
     fig.add_bar(x=shown, y=y, orientation="h", width=0.4, marker_color=color, text=text, textposition="outside",
                 cliponaxis=False, customdata=text,
                 hovertemplate=f"{t('budget')}: %{{y}}<br>{t('spend')}: %{{customdata}}<extra></extra>")
-    ticks = [(charts.text(b["name"]), float(x)) for b in status for x in b["thresholds"]]
+    ticks = [(charts.text(s.budget.name), float(x)) for s in status for x in s.budget.thresholds]
     if ticks:
         fig.add_scatter(x=[x for _, x in ticks], y=[n for n, _ in ticks], mode="markers+text",
                         marker=dict(symbol="line-ns", size=30, line=dict(width=2, color="#333")),
@@ -51,18 +51,24 @@ def budget_bars(status: list[dict]) -> go.Figure:
     return fig
 
 
+def _table_row(s: BudgetStatus) -> dict:
+    """A budget as a row of the table: columns under English names (shown translated), numbers left numbers."""
+    b = s.budget
+    return {
+        N_("budget"): b.name, N_("kind"): t("hard") if b.hard else t("soft"), N_("scope"): b.scope_label,
+        N_("period"): b.period_label, N_("spend"): s.spend_usd, N_("limit"): b.limit_usd,
+        N_("used"): s.pct / 100, N_("thresholds"): ", ".join(f"{x}%" for x in b.thresholds),
+        N_("fired"): ", ".join(f"{x}%" for x in s.fired) or "–",
+        N_("state"): (t("disabled") if not b.enabled else t("refusing paid calls") if s.blocking else t("ok")),
+        N_("resets"): s.resets.strftime("%Y-%m-%d") if s.resets else t("rolling"),
+    }
+
+
 def budgets_section(costs: Costs, r: TimeRange) -> None:
     status = costs.budgets.status()
     if status:
         charts.show(budget_bars(status), keys("budget_chart"))
-        table = pd.DataFrame([{
-            N_("budget"): b["name"], N_("kind"): t("hard") if b["hard"] else t("soft"), N_("scope"): b["scope_label"],
-            N_("period"): b["period_label"], N_("spend"): b["spend_usd"], N_("limit"): b["limit_usd"],
-            N_("used"): b["pct"] / 100, N_("thresholds"): ", ".join(f"{x}%" for x in b["thresholds"]),
-            N_("fired"): ", ".join(f"{x}%" for x in b["fired"]) or "–",
-            N_("state"): (t("disabled") if not b["enabled"] else t("refusing paid calls") if b["blocking"] else t("ok")),
-            N_("resets"): b["resets"].strftime("%Y-%m-%d") if b["resets"] else t("rolling"),
-        } for b in status])
+        table = pd.DataFrame([_table_row(s) for s in status])
         st.dataframe(table, hide_index=True, key=keys("budget_table"), column_config=kit.columns(
             list(table.columns), spend=st.column_config.NumberColumn(format="$%.4f"),
             limit=st.column_config.NumberColumn(format="$%.2f"),
@@ -103,27 +109,27 @@ def budgets_section(costs: Costs, r: TimeRange) -> None:
                         thresholds=ths, rolling_days=days if period == "rolling" else None),
                         ok=t("Budget '{name}' created", name=name), inline=True, rerun=True)
     if status:
-        manage(costs, "budget", "b", status, disabling=_disabling, deleting=_deleting)
+        manage(costs, "budget", "b", [s.budget for s in status], disabling=_disabling, deleting=_deleting)
 
 
-def _disabling(b: dict, name: str) -> str:
-    if b["hard"]:
+def _disabling(b: Budget, name: str) -> str:
+    if b.hard:
         return t("{budget} stops alerting and refusing paid calls until it is enabled again. Its definition and history "
                  "are kept.", budget=_budget(b, name))
     return t("{budget} stops alerting until it is enabled again. Its definition and history are kept.",
              budget=_budget(b, name))
 
 
-def _deleting(b: dict, name: str) -> str:
-    if b["hard"]:
+def _deleting(b: Budget, name: str) -> str:
+    if b.hard:
         return t("{budget} is deleted for good and its firing alerts are resolved: its scope's paid calls are no longer "
                  "refused.", budget=_budget(b, name))
     return t("{budget} is deleted for good and its firing alerts are resolved.", budget=_budget(b, name))
 
 
-def _budget(b: dict, name: str) -> str:
+def _budget(b: Budget, name: str) -> str:
     """How a confirmation names the budget: kind, name, limit per period and scope."""
-    facts = dict(name=escape_md(name), limit=kit.money(b["limit_usd"]), period=b["period_label"],
-                 scope=escape_md(b["scope_label"]))
-    return t("The hard budget **{name}** ({limit} per {period}, {scope})", **facts) if b["hard"] else \
+    facts = dict(name=escape_md(name), limit=kit.money(b.limit_usd), period=b.period_label,
+                 scope=escape_md(b.scope_label))
+    return t("The hard budget **{name}** ({limit} per {period}, {scope})", **facts) if b.hard else \
         t("The soft budget **{name}** ({limit} per {period}, {scope})", **facts)

@@ -4,7 +4,9 @@ download under each chart or table, and the confirmations of destructive actions
 "enable, disable or delete" control of budgets and alert rules."""
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import pandas as pd
 import streamlit as st
@@ -46,6 +48,11 @@ def dimension(d: str) -> str:
 def value_label(value: object) -> str:
     """A series or filter value as shown: the placeholders (none) and (other) translated, data as is."""
     return t(value) if value in (NO_VARIANT, OTHER) else str(value)
+
+
+def frame(records: Sequence[Any]) -> pd.DataFrame:
+    """A chart's or table's DataFrame from the backend's records (frozen dataclasses): a column per field."""
+    return pd.DataFrame([dataclasses.asdict(x) for x in records])
 
 
 def times(df: pd.DataFrame) -> pd.DataFrame:
@@ -97,24 +104,37 @@ ENABLE = {"budget": lambda c, a, i: c.budgets.set_enabled(a, i, True),
           "rule": lambda c, a, i: c.alerts.set_rule_enabled(a, i, True)}
 
 
-def manage(costs: Costs, noun: str, short: str, rows: list[dict], disabling: Callable[[dict, str], str],
-           deleting: Callable[[dict, str], str]) -> None:
+class Managed(Protocol):
+    """What the control needs of a row (a Budget or an AlertRule)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def enabled(self) -> bool: ...
+
+
+def manage(costs: Costs, noun: str, short: str, rows: Sequence[Managed], disabling: Callable[[Any, str], str],
+           deleting: Callable[[Any, str], str]) -> None:
     """The "⚙️ Enable, disable or delete" expander of budgets and alert rules, then its open confirmation.
     `noun` ("budget", "rule") names the confirmations (CONFIRMS `noun`.disable and `noun`.delete) and the
     call that enables (ENABLE); `short` the widget keys (costs.`short`.pick, .toggle, .delete);
     `disabling` and `deleting` say in Markdown what the confirmation will do to the picked row (row, name)."""
     expander, picker, enabled = NOUNS[noun]
     with st.expander(t(expander)):
-        by_name = {x["name"]: x for x in rows}
+        by_name = {x.name: x for x in rows}
         pick = st.selectbox(t(picker), list(by_name), key=keys(f"{short}.pick"))
         x = by_name[pick]
         c = st.columns(3)
-        if x["enabled"]:
+        if x.enabled:
             c[0].button(t("⏸️ Disable"), key=keys(f"{short}.toggle"), on_click=kit.ask, args=(keys, f"{noun}.disable"),
-                        kwargs=dict(id=x["id"], name=pick, what=disabling(x, pick)))
+                        kwargs=dict(id=x.id, name=pick, what=disabling(x, pick)))
         elif c[0].button(t("▶️ Enable"), key=keys(f"{short}.toggle")):
-            kit.run(keys, lambda: ENABLE[noun](costs, current_actor(), x["id"]),
+            kit.run(keys, lambda: ENABLE[noun](costs, current_actor(), x.id),
                     ok=t(enabled, name=pick), inline=True, rerun=True)
         c[1].button(t("🗑️ Delete"), key=keys(f"{short}.delete"), on_click=kit.ask, args=(keys, f"{noun}.delete"),
-                    kwargs=dict(id=x["id"], name=pick, what=deleting(x, pick)))
+                    kwargs=dict(id=x.id, name=pick, what=deleting(x, pick)))
     dialog(costs, f"{noun}.")

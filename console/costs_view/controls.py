@@ -72,7 +72,7 @@ def controls(costs: Costs, now: datetime) -> tuple[TimeRange, Filters]:
 def warnings(costs: Costs, r: TimeRange) -> None:
     unpriced = costs.queries.unpriced_models(r)
     if unpriced:
-        names = ", ".join(t("{model} ({n} calls)", model=kit.code(u["model"]), n=f"{u['calls']:,}") for u in unpriced)
+        names = ", ".join(t("{model} ({n} calls)", model=kit.code(u.model), n=f"{u.calls:,}") for u in unpriced)
         st.warning(t("**Models without a price in this range:** {models}. Their calls were recorded at \\$0 — add a "
                      "price under 🏷️ Prices (it applies to calls from its effective date on).", models=names), icon="🏷️")
     age = costs.prices.age_days()
@@ -115,10 +115,10 @@ def tiles(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None:
     a[0].metric(t("Spend"), kit.money(s.cost_usd), delta=change(s.cost_usd, prev.cost_usd), delta_color="inverse",
                 border=True, help=t("Change against the previous range ({range}): {spend}", range=r.previous().label(),
                                     spend=kit.money(prev.cost_usd)))
-    a[1].metric(t("Month forecast"), kit.money(fc["forecast"]), border=True,
+    a[1].metric(t("Month forecast"), kit.money(fc.forecast), border=True,
                 help=t("This UTC month: {spend} in the first {elapsed} of {days} days extended at the same daily rate "
-                       "(filters apply)", spend=kit.money(fc["month_to_date"]), elapsed=f"{fc['elapsed_days']:.1f}",
-                       days=fc["days_in_month"]))
+                       "(filters apply)", spend=kit.money(fc.month_to_date), elapsed=f"{fc.elapsed_days:.1f}",
+                       days=fc.days_in_month))
     a[2].metric(t("Requests"), f"{s.requests:,}", delta=change(s.requests, prev.requests), delta_color="off", border=True,
                 help=t("Answered, failed or refused requests (one chat row each; retrieval-only requests not counted); "
                        "change against the previous range: {n}", n=f"{prev.requests:,}"))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pandas as pd
 import streamlit as st
 
 from backend.ledger.costs import Costs
 from backend.ledger.queries import Filters, TimeRange
 from console import charts
-from console.costs_view.common import download, keys, times
+from console.costs_view.common import download, frame, keys, times
 from console.costs_view.controls import latency_source
 from console.costs_view.rows import bucket_label, show_rows
 from console.i18n import t
@@ -35,7 +34,7 @@ def latency_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> None
     if rows is None:
         rows = costs.queries.latency_series(r, f, qs=(qv,))
     hint = "" if costs.prometheus is not None else t(" Set PROMETHEUS_URL to read latency and rates from Prometheus.")
-    df = pd.DataFrame([x for x in rows if x["ms"] is not None and x["q"] == qv])
+    df = frame([x for x in rows if x.ms is not None and x.q == qv])
     if df.empty:
         st.info(t("No latency data in this range and filter."), icon="📭")
         st.caption(t("Source: **{source}**.", source=note) + (f" {why}" if why else "") + hint)

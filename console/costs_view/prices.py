@@ -2,7 +2,6 @@
 a price (or a price change: a new row with a later date) and deleting a row (confirmed first)."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from backend.access import Action
@@ -12,7 +11,7 @@ from backend.ledger.queries import TimeRange
 from console import kit
 from console.access_view import locked, need
 from console.auth import current_actor
-from console.costs_view.common import dialog, keys
+from console.costs_view.common import dialog, frame, keys
 from console.i18n import N_, t
 from console.markup import escape_md
 
@@ -27,7 +26,7 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
                    **need(Action.edit_prices, help=t("You compared the table with the providers' price lists today"))):
         kit.run(keys, lambda: costs.prices.mark_checked(current_actor()), ok=t("Price table marked as checked today"),
                 inline=True, rerun=True)
-    df = pd.DataFrame(rows)
+    df = frame(rows)
     if not df.empty:
         df = df[["id", N_("pattern"), N_("match"), "input_per_m", "output_per_m", "cached_input_per_m", "per_call_usd",
                  "effective_from", "checked_at", N_("note")]]
@@ -87,13 +86,13 @@ def prices_section(costs: Costs, r: TimeRange) -> None:
             if up is not None and st.button(t("📥 Import"), key=keys("p.import")):
                 csv = up.getvalue().decode("utf-8", errors="replace")
                 kit.run(keys, lambda: costs.prices.import_csv(current_actor(), csv),
-                        ok=lambda res: t("Imported: {added} rows added, {skipped} already present", added=res["added"],
-                                         skipped=res["skipped"]),
+                        ok=lambda res: t("Imported: {added} rows added, {skipped} already present", added=res.added,
+                                         skipped=res.skipped),
                         inline=True, rerun=True)
         if rows:
             with st.expander(t("🗑️ Delete a price row")):
-                labels = {x["id"]: t("#{id} {pattern} ({match}) from {date}", id=x["id"], pattern=x["pattern"],
-                                     match=x["match"], date=f"{x['effective_from']:%Y-%m-%d}") for x in rows}
+                labels = {x.id: t("#{id} {pattern} ({match}) from {date}", id=x.id, pattern=x.pattern,
+                                  match=x.match, date=f"{x.effective_from:%Y-%m-%d}") for x in rows}
                 pick = kit.select(t("Row"), list(labels), keys("p.pick"), format_func=labels.get)
                 st.button(t("Delete this row"), key=keys("p.delete"), on_click=kit.ask, args=(keys, "price.delete"),
                           kwargs=dict(id=pick, name=labels[pick], what=t(

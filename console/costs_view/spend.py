@@ -8,7 +8,7 @@ import streamlit as st
 from backend.ledger.costs import Costs
 from backend.ledger.queries import SOURCES, Filters, TimeRange
 from console import charts
-from console.costs_view.common import LABELS, NO_VARIANT, OTHER, dimension, download, keys, times, value_label
+from console.costs_view.common import LABELS, NO_VARIANT, OTHER, dimension, download, frame, keys, times, value_label
 from console.costs_view.rows import bucket_label, show_rows
 from console.i18n import t
 
@@ -48,7 +48,7 @@ def series_color(by: str, key: str, costs: Costs, r: TimeRange) -> str:
 def spend_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
     by = st.segmented_control(t("Stack cost by"), list(STACK_BY), default="model", format_func=lambda d: t(LABELS[d]),
                               key=keys("stack_by")) or "model"
-    df = pd.DataFrame(costs.queries.cost_series(r, f, by))
+    df = frame(costs.queries.cost_series(r, f, by))
     if df.empty:
         st.info(t("No ledger rows in this range and filter."), icon="📭")
         return

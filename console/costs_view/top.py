@@ -7,7 +7,7 @@ import streamlit as st
 from backend.ledger.costs import Costs
 from backend.ledger.queries import Filters, TimeRange
 from console import charts
-from console.costs_view.common import download, keys
+from console.costs_view.common import download, frame, keys
 from console.costs_view.rows import show_rows
 from console.i18n import t
 
@@ -23,7 +23,7 @@ def _ranking(labels: list[str], cost: pd.Series, color: str, title: str, customd
 def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
     left, right = st.columns(2)
     with left:
-        users = pd.DataFrame(costs.queries.top_users(r, f, 10))
+        users = frame(costs.queries.top_users(r, f, 10))
         if users.empty:
             st.info(t("No users in this range."), icon="📭")
         else:
@@ -39,7 +39,7 @@ def top_charts(costs: Costs, r: TimeRange, f: Filters) -> None:
                 user = str(point["user"])
                 show_rows(costs.queries.rows(r, f, dim="user", value=user), t("user {user}", user=user), "user")
     with right:
-        qs = pd.DataFrame(costs.queries.top_questions(r, f, 10))
+        qs = frame(costs.queries.top_questions(r, f, 10))
         if qs.empty:
             st.info(t("No questions in this range."), icon="📭")
         else:

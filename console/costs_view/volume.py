@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pandas as pd
 import streamlit as st
 
 from backend.ledger.costs import Costs
 from backend.ledger.queries import Filters, TimeRange
 from console import charts
-from console.costs_view.common import download, keys, times
+from console.costs_view.common import download, frame, keys, times
 from console.costs_view.controls import latency_source
 from console.i18n import N_, t
 
@@ -21,7 +20,7 @@ OUTCOMES = {"ok": N_("ok"), "cache_hit": N_("cache hit"), "error": N_("error"), 
 
 
 def tokens_chart(costs: Costs, r: TimeRange, f: Filters) -> None:
-    df = pd.DataFrame(costs.queries.token_series(r, f))
+    df = frame(costs.queries.token_series(r, f))
     if df.empty:
         return
     df = times(df)
@@ -55,7 +54,7 @@ def requests_chart(costs: Costs, r: TimeRange, f: Filters, now: datetime) -> Non
             why = t("Prometheus did not answer ({error}); showing the ledger.", error=type(exc).__name__)
     if rows is None:
         rows = costs.queries.request_series(r, f)
-    df = pd.DataFrame(rows)
+    df = frame(rows)
     if df.empty:
         return
     df = times(df)

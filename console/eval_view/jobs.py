@@ -57,21 +57,21 @@ def _on_start(services: Services) -> None:
 
 
 def start_form(services: Services, expanded: bool) -> None:
-    sets = [s for s in services.golden.list_sets() if s["latest_version"]]
+    sets = [s for s in services.golden.list_sets() if s.latest_version]
     with st.expander(t("▶️ Start an evaluation run"), expanded=expanded):
         if not sets:
             st.caption(t("No frozen golden set yet: annotate and approve items, then freeze a version."))
             st.page_link(GOLDEN_PAGE, label=t("Build a golden set"), icon="🏷️")
             return
-        names = [s["name"] for s in sets]
+        names = [s.name for s in sets]
         if SS.get(keys("set")) not in names:  # the set the runs table shows, else the first
             SS[keys("set")] = SS.get(keys("filter_set")) if SS.get(keys("filter_set")) in names else names[0]
-        latest = {s["name"]: s["latest_version"] for s in sets}
+        latest = {s.name: s.latest_version for s in sets}
         versions = list(range(latest[SS[keys("set")]], 0, -1))
         if SS.get(keys("version")) not in versions:
             SS[keys("version")] = versions[0]
         try:
-            policies = {p["name"]: p["versions"] for p in services.policies.list()}
+            policies = {p.name: p.versions for p in services.policies.list()}
             collections = services.store.collections()
         except RagError as exc:
             st.error(describe(exc), icon="🛑")

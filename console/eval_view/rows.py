@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from backend.evaluation.judge import JUDGED_METRICS
-from backend.evaluation.runs import HEADLINE
+from backend.evaluation.runs import HEADLINE, EvalRun, RunDiff, RunItem, describe_moves
 from console import charts, kit
 from console.i18n import N_, t
 
@@ -37,38 +37,36 @@ def ci(m: dict | None, digits: int = 3) -> str:
     return f"{m['mean']:.{digits}f} [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
 
 
-def run_label(r: dict) -> str:
-    return (f"#{r['id']} · {r['golden_set']} v{r['golden_version']} · {r['policy']} · {r['collection']} · "
-            f"{r['created_at']:%Y-%m-%d %H:%M}")
+def run_label(r: EvalRun) -> str:
+    return f"#{r.id} · {r.golden_set} v{r.golden_version} · {r.policy} · {r.collection} · {r.created_at:%Y-%m-%d %H:%M}"
 
 
-def runs_rows(runs: list[dict]) -> list[dict]:
+def runs_rows(runs: list[EvalRun]) -> list[dict]:
     """The runs table: one row per run, headline metrics as 'mean [95% CI]'."""
     rows = []
     for r in runs:
-        index = r["collection"] if r["index"] == r["collection"] else f"{r['index']} → {r['collection']}"
-        status = t(STATUS_NAMES[r["status"]]) if r["status"] in STATUS_NAMES else r["status"]
-        rows.append({"run": r["id"], "status": f"{STATUS_ICONS.get(r['status'], '')} {status}",
-                     "set": f"{r['golden_set']} v{r['golden_version']}", "policy": r["policy"], "index": index,
-                     "date": f"{r['created_at']:%Y-%m-%d %H:%M:%S}", "items": f"{r['done_items']}/{r['n_items']}",
-                     **{m: ci(r["metrics"].get(m)) for m in HEADLINE},
-                     "unresolved refs": r["unresolved"], "judge": r.get("judge") or "", "seconds": round(r["seconds"], 1),
-                     "by": r["created_by"],
-                     "error": r["error"]})
+        index = r.collection if r.index == r.collection else f"{r.index} → {r.collection}"
+        status = t(STATUS_NAMES[r.status]) if r.status in STATUS_NAMES else r.status
+        rows.append({"run": r.id, "status": f"{STATUS_ICONS.get(r.status, '')} {status}",
+                     "set": f"{r.golden_set} v{r.golden_version}", "policy": r.policy, "index": index,
+                     "date": f"{r.created_at:%Y-%m-%d %H:%M:%S}", "items": f"{r.done_items}/{r.n_items}",
+                     **{m: ci(r.metrics.get(m)) for m in HEADLINE},
+                     "unresolved refs": r.unresolved, "judge": r.judge, "seconds": round(r.seconds, 1),
+                     "by": r.created_by, "error": r.error})
     return rows
 
 
-def metrics_frame(runs: list[dict], set_name: str, metrics: list[str]) -> pd.DataFrame:
+def metrics_frame(runs: list[EvalRun], set_name: str, metrics: list[str]) -> pd.DataFrame:
     """Each metric's mean and 95% interval over the finished runs of one set, oldest run first."""
-    done = sorted((r for r in runs if r["golden_set"] == set_name and r["status"] == "done"), key=lambda r: r["created_at"])
-    return pd.DataFrame([{"time": r["created_at"], "metric": m, "mean": r["metrics"][m]["mean"], "low": r["metrics"][m]["low"],
-                          "high": r["metrics"][m]["high"], "run": f"#{r['id']} · v{r['golden_version']}",
-                          "policy": r["policy"], "index": r["collection"]}
-                         for r in done for m in metrics if m in r["metrics"]],
+    done = sorted((r for r in runs if r.golden_set == set_name and r.status == "done"), key=lambda r: r.created_at)
+    return pd.DataFrame([{"time": r.created_at, "metric": m, "mean": r.metrics[m]["mean"], "low": r.metrics[m]["low"],
+                          "high": r.metrics[m]["high"], "run": f"#{r.id} · v{r.golden_version}",
+                          "policy": r.policy, "index": r.collection}
+                         for r in done for m in metrics if m in r.metrics],
                         columns=["time", "metric", "mean", "low", "high", "run", "policy", "index"])
 
 
-def metrics_figure(runs: list[dict], set_name: str, metrics: list[str], title: str | None = None) -> go.Figure:
+def metrics_figure(runs: list[EvalRun], set_name: str, metrics: list[str], title: str | None = None) -> go.Figure:
     """Each metric's mean over the finished runs of one set (a line per metric, colored in the order
     asked), with its 95% interval as error bars."""
     df = metrics_frame(runs, set_name, metrics)
@@ -93,51 +91,49 @@ def metrics_figure(runs: list[dict], set_name: str, metrics: list[str], title: s
     return fig
 
 
-def gold_ranks(item: dict) -> str:
-    return "; ".join(f"{g['doc_id']}: {t('rank {rank}', rank=g['rank']) if g['rank'] else t('not found')}"
-                     for g in item["gold"])
+def gold_ranks(item: RunItem) -> str:
+    return "; ".join(f"{g.doc_id}: {t('rank {rank}', rank=g.rank) if g.rank else t('not found')}" for g in item.gold)
 
 
-def filter_items(items: list[dict], misses: bool = False, unresolved: bool = False, low_metric: str | None = None,
-                 threshold: float = 0.5) -> list[dict]:
+def filter_items(items: list[RunItem], misses: bool = False, unresolved: bool = False, low_metric: str | None = None,
+                 threshold: float = 0.5) -> list[RunItem]:
     """Misses: hit@10 == 0. Unresolved: a gold reference that no chunk of the run's index covers.
     Low metric: the item has the metric and it is under the threshold."""
     out = items
     if misses:
-        out = [i for i in out if i["metrics"].get("hit@10", 0) == 0]
+        out = [i for i in out if i.metrics.get("hit@10", 0) == 0]
     if unresolved:
-        out = [i for i in out if i["metrics"].get("unresolved_refs", 0) > 0]
+        out = [i for i in out if i.metrics.get("unresolved_refs", 0) > 0]
     if low_metric:
-        out = [i for i in out if low_metric in i["metrics"] and i["metrics"][low_metric] < threshold]
+        out = [i for i in out if low_metric in i.metrics and i.metrics[low_metric] < threshold]
     return out
 
 
-def item_rows(items: list[dict]) -> list[dict]:
-    extra = [m for m in ANSWER_METRICS if any(m in i["metrics"] for i in items)]
-    return [{"#": i["idx"] + 1, "question": i["question"], "hit@10": "✅" if i["metrics"].get("hit@10") else "❌",
-             **{m: i["metrics"].get(m) for m in ("recall@10", "ndcg@10", "mrr@10")},
-             **{m: i["metrics"].get(m) for m in extra},
-             "gold ranks": gold_ranks(i), "unresolved": i["metrics"].get("unresolved_refs", 0),
-             "latency ms": round(i["latency_ms"], 1)} for i in items]
+def item_rows(items: list[RunItem]) -> list[dict]:
+    extra = [m for m in ANSWER_METRICS if any(m in i.metrics for i in items)]
+    return [{"#": i.idx + 1, "question": i.question, "hit@10": "✅" if i.metrics.get("hit@10") else "❌",
+             **{m: i.metrics.get(m) for m in ("recall@10", "ndcg@10", "mrr@10")},
+             **{m: i.metrics.get(m) for m in extra},
+             "gold ranks": gold_ranks(i), "unresolved": i.metrics.get("unresolved_refs", 0),
+             "latency ms": round(i.latency_ms, 1)} for i in items]
 
 
-def diff_metric_rows(diff: dict, base: dict, run: dict) -> list[dict]:
+def diff_metric_rows(diff: RunDiff, base: EvalRun, run: EvalRun) -> list[dict]:
     """Per metric: baseline and this run's means, the paired delta with its 95% CI and p-value."""
     rows = []
-    for m, d in diff["metrics"].items():
-        verdict = ((t("▲ better") if d["delta"] > 0 else t("▼ worse")) if kit.significant(d["p_value"], d["low"], d["high"])
+    for m, d in diff.metrics.items():
+        verdict = ((t("▲ better") if d.delta > 0 else t("▼ worse")) if kit.significant(d.p_value, d.low, d.high)
                    else t("≈ no significant change"))
-        rows.append({"metric": m, "baseline": (base["metrics"].get(m) or {}).get("mean"),
-                     "this run": (run["metrics"].get(m) or {}).get("mean"), "delta": d["delta"],
-                     "95% CI": f"[{d['low']:+.3f}, {d['high']:+.3f}]", "p-value": d["p_value"], "verdict": verdict})
+        rows.append({"metric": m, "baseline": (base.metrics.get(m) or {}).get("mean"),
+                     "this run": (run.metrics.get(m) or {}).get("mean"), "delta": d.delta,
+                     "95% CI": f"[{d.low:+.3f}, {d.high:+.3f}]", "p-value": d.p_value, "verdict": verdict})
     return sorted(rows, key=lambda r: (r["metric"] not in HEADLINE, r["metric"]))
 
 
-def diff_item_rows(diff: dict, changed_only: bool) -> pd.DataFrame:
+def diff_item_rows(diff: RunDiff, changed_only: bool) -> pd.DataFrame:
     """One row per shared item (or per changed item): its change, the primary metric in the baseline
     and in this run, and every gold reference's movement. Keeps its columns when no row is left."""
     columns = ["change", "question", "baseline", "this run", "delta", "gold moves (baseline → this run)"]
-    p = diff["primary"]
-    rows = [[t(CHANGE_ICONS[r["change"]]), r["question"], r[f"{p} A"], r[f"{p} B"], r["delta"], r["gold moves"]]
-            for r in diff["items"] if not changed_only or r["change"] != "unchanged"]
+    rows = [[t(CHANGE_ICONS[r.change]), r.question, r.a, r.b, r.delta, describe_moves(r.moves)]
+            for r in diff.items if not changed_only or r.change != "unchanged"]
     return pd.DataFrame(rows, columns=columns)

@@ -2,13 +2,11 @@
 working copy or a frozen version as CSV, JSONL or ragas JSONL."""
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from backend.access import Action
 from backend.errors import RagError
-from backend.evaluation.golden import GoldItem, export_csv, export_jsonl, export_ragas, parse_items
+from backend.evaluation.golden import GoldenSet, GoldItem, SetItem, export_csv, export_jsonl, export_ragas, parse_items
 from backend.services import Services
 from console import kit
 from console.access_view import need
@@ -46,14 +44,14 @@ def _export_choices(latest: int | None) -> list[str]:
     return ["approved", "all"] + [f"v{v}" for v in range(latest or 0, 0, -1)]
 
 
-def export_section(services: Services, current: dict) -> None:
+def export_section(services: Services, current: GoldenSet) -> None:
     st.markdown(t("**⬇️ Export**"))
-    set_name = current["name"]
-    choices = _export_choices(current["latest_version"])
+    set_name = current.name
+    choices = _export_choices(current.latest_version)
     names = {"approved": t("approved items (working copy)"), "all": t("all items")} | {
         w: t("frozen version {v}", v=w[1:]) for w in choices if w.startswith("v")}
     what = st.selectbox(t("Items"), choices, key=keys("export_what"), format_func=names.__getitem__)
-    items: list[Any]
+    items: list[GoldItem] | list[SetItem]
     if what.startswith("v"):
         items = services.golden.version_items(set_name, int(what[1:]))[1]
     else:
@@ -62,7 +60,7 @@ def export_section(services: Services, current: dict) -> None:
 
     def ragas() -> str:
         """The gold spans' text as the live index holds it; each reference's stored quote without an index."""
-        gold = [i if isinstance(i, GoldItem) else GoldItem.model_validate(i) for i in items]
+        gold = [i if isinstance(i, GoldItem) else i.gold() for i in items]
         try:
             contexts = services.evals.reference_contexts(services.store.resolve(services.settings.index_alias), gold)
         except RagError:

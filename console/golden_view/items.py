@@ -24,21 +24,20 @@ def items_table(services: Services, set_name: str) -> None:
         st.caption(t("No items yet."))
         return
     st.dataframe(
-        [{"id": r["id"], "status": f"{STATUS_ICONS[r['status']]} {status_name(r['status'])}", "question": r["question"],
-          "references": " | ".join(r["doc_id"] if r.get("end") is None else f"{r['doc_id']}:{r['start']}-{r['end']}"
-                                   for r in r["references"]),
-          "reference answer": r["reference_answer"], "tags": ", ".join(r["tags"]), "author": r["author"],
-          "reviewer": r["reviewer"] or "", "comment": r["review_comment"], "updated": kit.when(r["updated_at"]),
-          "from trace": r["source_trace"] or ""} for r in rows],
+        [{"id": r.id, "status": f"{STATUS_ICONS[r.status]} {status_name(r.status)}", "question": r.question,
+          "references": " | ".join(g.doc_id if g.end is None else f"{g.doc_id}:{g.start}-{g.end}" for g in r.references),
+          "reference answer": r.reference_answer, "tags": ", ".join(r.tags), "author": r.author,
+          "reviewer": r.reviewer or "", "comment": r.review_comment, "updated": kit.when(r.updated_at),
+          "from trace": r.source_trace or ""} for r in rows],
         hide_index=True, width="stretch", key=keys("items"),
         column_config=kit.columns(ITEM_COLUMNS) | {"question": st.column_config.TextColumn(t("question"), width="large"),
                                                "id": st.column_config.NumberColumn(t("id"), format="%d")})
-    ids = [r["id"] for r in rows]
-    chosen = st.selectbox(t("History of item"), ids, index=None, key=keys("history_item"), placeholder=t("choose an item"),
-                          format_func=lambda i: f"#{i} · {next(r['question'] for r in rows if r['id'] == i)[:80]}")
+    questions = {r.id: r.question for r in rows}
+    chosen = st.selectbox(t("History of item"), list(questions), index=None, key=keys("history_item"),
+                          placeholder=t("choose an item"), format_func=lambda i: f"#{i} · {questions[i][:80]}")
     if chosen is not None:
-        st.dataframe([{"when": f"{h['ts']:%Y-%m-%d %H:%M:%S}", "who": h["actor"], "action": h["action"],
-                       "before": h["before"], "after": h["after"]} for h in services.golden.history(chosen)],
+        st.dataframe([{"when": f"{h.ts:%Y-%m-%d %H:%M:%S}", "who": h.actor, "action": h.action,
+                       "before": h.before, "after": h.after} for h in services.golden.history(chosen)],
                      hide_index=True, width="stretch", key=keys("history"),
                      column_config=kit.columns(HISTORY_COLUMNS) | {"before": st.column_config.JsonColumn(t("before")),
                                                                 "after": st.column_config.JsonColumn(t("after"))})
@@ -47,7 +46,7 @@ def items_table(services: Services, set_name: str) -> None:
 def progress(services: Services, set_name: str) -> None:
     per: dict[str, dict[str, int]] = {}
     for p in services.golden.progress(set_name):
-        per.setdefault(p["author"], {"draft": 0, "approved": 0, "rejected": 0})[p["status"]] = p["n"]
+        per.setdefault(p.author, {"draft": 0, "approved": 0, "rejected": 0})[p.status] = p.n
     if not per:
         st.caption(t("No items yet."))
         return

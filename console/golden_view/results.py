@@ -47,8 +47,8 @@ def _on_widen(services: Services, cid: str) -> None:
                 "source": p.get("source", ""), "start": int(p.get("start", 0)), "end": int(p.get("end", 0)),
                 "text": p.get("text", ""), "scores": {}, "kind": kind, "parent": chunk["parent"], "hit_rank": None}
 
-    before = [as_row(p, "before") for p in around["before"] if p.get("chunk_id") != cid]
-    after = [as_row(p, "after") for p in around["after"] if p.get("chunk_id") != cid]
+    before = [as_row(p, "before") for p in around.before if p.get("chunk_id") != cid]
+    after = [as_row(p, "after") for p in around.after if p.get("chunk_id") != cid]
     chunk["widened"] = True
     if not before and not after:
         chunk["note"] = N_("No other chunk of this document next to it.")  # shown with t()

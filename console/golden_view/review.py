@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.access import Action
+from backend.evaluation.golden import GoldRef
 from backend.services import Services
 from console import kit
 from console.access_view import need
@@ -14,13 +15,13 @@ from console.i18n import t
 from console.markup import escape_md
 
 
-def _refs_md(refs: list[dict]) -> str:
+def _refs_md(refs: tuple[GoldRef, ...]) -> str:
     lines = []
     for r in refs:
-        span = t("whole document") if r.get("end") is None else \
-            t("chars {start}–{end}", start=f"{r['start']:,}", end=f"{r['end']:,}")
-        quote = f" — {escape_md(r['quote'][:200])}…" if r.get("quote") else ""
-        lines.append(f"- {kit.code(r['doc_id'])} {span}{quote}")
+        span = t("whole document") if r.end is None else \
+            t("chars {start}–{end}", start=f"{r.start:,}", end=f"{r.end:,}")
+        quote = f" — {escape_md(r.quote[:200])}…" if r.quote else ""
+        lines.append(f"- {kit.code(r.doc_id)} {span}{quote}")
     return "\n".join(lines)
 
 
@@ -42,17 +43,17 @@ def review_queue(services: Services, set_name: str) -> None:
         st.caption(t("Nothing to review: drafts saved in ✍️ Annotate (or imported as drafts) appear here."))
     for d in drafts:
         with st.container(border=True):
-            st.markdown(f"**#{d['id']}** {escape_md(d['question'])}")
-            tags = t(" · tags {tags}", tags=escape_md(", ".join(d["tags"]))) if d["tags"] else ""
-            st.caption(t("by {author} · {when}", author=escape_md(d["author"]), when=kit.when(d["updated_at"])) + tags)
-            st.markdown(_refs_md(d["references"]))
-            if d["reference_answer"]:
-                st.markdown(t("**Reference answer:** {answer}", answer=escape_md(d["reference_answer"])))
-            with st.form(keys(f"review_form.{d['id']}"), border=False, enter_to_submit=False):
-                st.text_input(t("Comment"), key=keys(f"comment.{d['id']}"),
+            st.markdown(f"**#{d.id}** {escape_md(d.question)}")
+            tags = t(" · tags {tags}", tags=escape_md(", ".join(d.tags))) if d.tags else ""
+            st.caption(t("by {author} · {when}", author=escape_md(d.author), when=kit.when(d.updated_at)) + tags)
+            st.markdown(_refs_md(d.references))
+            if d.reference_answer:
+                st.markdown(t("**Reference answer:** {answer}", answer=escape_md(d.reference_answer)))
+            with st.form(keys(f"review_form.{d.id}"), border=False, enter_to_submit=False):
+                st.text_input(t("Comment"), key=keys(f"comment.{d.id}"),
                               placeholder=t("why (kept in the item's history)"))
                 with st.container(horizontal=True, gap="small"):
-                    st.form_submit_button(t("✅ Approve"), type="primary", key=keys(f"approve.{d['id']}"),
-                                          on_click=_on_review, args=(services, d["id"], True), **need(Action.review))
-                    st.form_submit_button(t("❌ Reject"), key=keys(f"reject.{d['id']}"),
-                                          on_click=_on_review, args=(services, d["id"], False), **need(Action.review))
+                    st.form_submit_button(t("✅ Approve"), type="primary", key=keys(f"approve.{d.id}"),
+                                          on_click=_on_review, args=(services, d.id, True), **need(Action.review))
+                    st.form_submit_button(t("❌ Reject"), key=keys(f"reject.{d.id}"),
+                                          on_click=_on_review, args=(services, d.id, False), **need(Action.review))

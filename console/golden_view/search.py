@@ -9,6 +9,7 @@ import streamlit as st
 
 from backend.engine.policy import Policy
 from backend.errors import RagError
+from backend.evaluation.traces import Trace
 from backend.services import Services
 from console import kit
 from console.auth import current_actor
@@ -17,28 +18,28 @@ from console.i18n import t
 from console.policy_panel import LIVE
 
 
-def _trace_options(services: Services) -> dict[str, dict]:
-    """Thumbs-down answers first, then the other recent chat traces (request id -> row)."""
+def _trace_options(services: Services) -> dict[str, Trace]:
+    """Thumbs-down answers first, then the other recent chat traces (request id -> trace)."""
     try:
         rows = services.traces.recent(limit=30, feedback=-1) + services.traces.recent(limit=30)
     except Exception:  # the trace table is unavailable: typing a question still works
         return {}
-    return {r["request_id"]: r for r in rows}
+    return {r.request_id: r for r in rows}
 
 
-def _trace_label(row: dict) -> str:
-    thumb = "👎 " if row.get("feedback") == -1 else "👍 " if row.get("feedback") == 1 else "💬 "
-    comment = f" — “{row['comment']}”" if row.get("comment") else ""
-    return f"{thumb}{row['question'][:90]}{comment} · {kit.when(row.get('ts'))}"
+def _trace_label(row: Trace) -> str:
+    thumb = "👎 " if row.feedback == -1 else "👍 " if row.feedback == 1 else "💬 "
+    comment = f" — “{row.comment}”" if row.comment else ""
+    return f"{thumb}{row.question[:90]}{comment} · {kit.when(row.ts)}"
 
 
-def _on_pick(services: Services, options: dict[str, dict]) -> None:
+def _on_pick(services: Services, options: dict[str, Trace]) -> None:
     rid = SS.get(keys("pick"))
     if not rid or rid not in options:
         return
-    SS[keys("question")] = options[rid]["question"]
+    SS[keys("question")] = options[rid].question
     SS[keys("source_trace")] = rid  # the item remembers the answer it came from
-    SS[keys("trace_q")] = options[rid]["question"]
+    SS[keys("trace_q")] = options[rid].question
     _on_search(services)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.access import Action
+from backend.evaluation.golden import GoldenSet
 from backend.services import Services
 from console import kit
 from console.access_view import need
@@ -34,10 +35,10 @@ def _create_form(services: Services) -> None:
                               **need(Action.annotate))
 
 
-def choose_set(services: Services) -> dict | None:
-    """Set picker, 'new set' form, counts and the freeze button; returns the chosen set's row."""
+def choose_set(services: Services) -> GoldenSet | None:
+    """Set picker, 'new set' form, counts and the freeze button; returns the chosen set."""
     sets = services.golden.list_sets()
-    names = [s["name"] for s in sets]
+    names = [s.name for s in sets]
     kit.from_url(keys("set"), "set", names, names[0] if names else None)  # first visit, or the set is gone
     if not sets:
         st.info(t("No golden set yet. Create one: name it after what its questions cover."), icon="🏷️")
@@ -49,19 +50,19 @@ def choose_set(services: Services) -> dict | None:
                      help=t("The URL keeps the set (?set=…), so a view can be linked and reloaded."))
         with st.popover(t("➕ New set")):
             _create_form(services)
-    current = next(s for s in sets if s["name"] == SS[keys("set")])
-    latest = current["latest_version"]
+    current = next(s for s in sets if s.name == SS[keys("set")])
+    latest = current.latest_version
     with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
         st.markdown(t("📝 **{draft}** draft · ✅ **{approved}** approved · ❌ **{rejected}** rejected · 🧊 frozen: "
-                      "**{frozen}**", draft=current["draft"], approved=current["approved"],
-                      rejected=current["rejected"], frozen=f"v{latest}" if latest else t("not yet")))
+                      "**{frozen}**", draft=current.draft, approved=current.approved,
+                      rejected=current.rejected, frozen=f"v{latest}" if latest else t("not yet")))
         st.button(t("🧊 Freeze approved items as v{n}", n=(latest or 0) + 1), key=keys("freeze"),
-                  on_click=_on_freeze, args=(services, current["name"]),
-                  **need(Action.review, disabled=current["approved"] == 0,
+                  on_click=_on_freeze, args=(services, current.name),
+                  **need(Action.review, disabled=current.approved == 0,
                          help=t("Snapshot the approved items as an immutable version: evaluation runs point at a "
                                 "version.")))
-    if current["description"]:
-        st.caption(escape_md(current["description"]))
+    if current.description:
+        st.caption(escape_md(current.description))
     return current
 
 
