@@ -9,7 +9,7 @@ import json
 import re
 import time
 import uuid
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -24,6 +24,9 @@ from backend.engine.policy import Policy
 from backend.engine.query_engine import Answer, Retrieved
 from backend.errors import InputError
 from backend.live import route, stream_live
+
+if TYPE_CHECKING:
+    from backend.services import Services
 
 LIVE_MODEL = "rag"
 READY_TTL_S = 5.0
@@ -65,7 +68,7 @@ class RequestIds:
         await self.app(scope, receive, send_with_id)
 
 
-def create_api(services: Callable[[], "Services"]) -> FastAPI:  # noqa: F821 - backend.services.Services
+def create_api(services: Callable[[], Services]) -> FastAPI:
     """The API app; `services` returns the process's one Services (built on first use)."""
     from backend.settings import get_settings
 
