@@ -25,6 +25,7 @@ from typing import Iterator
 import httpx
 import openai
 import pytest
+from browser_kit import start_console
 from services import HOST, FaultLLM, LlmServer, PostgresServer, RedisServer, free_port
 
 from backend.settings import Settings
@@ -161,13 +162,12 @@ def start_api(data_dir: Path, **env: str) -> ApiProcess:
                   f"http://{HOST}:{port}/api/v1/healthz")
 
 
-def start_console(data_dir: Path, **env: str) -> ApiProcess:
-    """`streamlit run console/app.py` (as tests/test_browser_index_admin.py starts it); its API is at /api/v1."""
-    port = free_port()
-    argv = [sys.executable, "-m", "streamlit", "run", "console/app.py", "--server.port", str(port),
-            "--server.headless", "true", "--server.address", HOST]
-    return _spawn("streamlit (console)", argv, child_env(data_dir, **env), data_dir / "streamlit.log",
-                  f"http://{HOST}:{port}/api/v1", f"http://{HOST}:{port}/_stcore/health")
+def start_mounted_api(data_dir: Path, **env: str) -> ApiProcess:
+    """The console's own server (browser_kit.start_console) and its API under /api/v1."""
+    console = start_console(data_dir, **{"DEMO_DOCS": "4", "OMP_WAIT_POLICY": "PASSIVE", **env})
+    api = ApiProcess(f"{console.url}/api/v1", console.proc, console.log, child_env(data_dir, **env))
+    warm(api)
+    return api
 
 
 def ingest(env: dict[str, str], corpus: Path) -> None:
@@ -257,7 +257,7 @@ def _target(kind: str, data_dir: Path, corpus: Path, llm: LlmServer) -> Iterator
     save_policy(env, name="short", top_k=3, max_tokens=48, retrieval_mode="hybrid")
     save_policy(env, name="default", top_k=4, max_tokens=64)  # what `rag` runs without a release: short answers
     key_id, key = create_key(env, f"{kind}-client")
-    api = (start_console if kind == "console" else start_api)(data_dir, **_llm_env(llm))
+    api = (start_mounted_api if kind == "console" else start_api)(data_dir, **_llm_env(llm))
     try:
         yield Target(api, key, key_id)
     finally:
