@@ -18,7 +18,7 @@ from team_factories import BUILDS
 from backend.engine.answer_cache import MemoryCache
 from backend.engine.generation import OpenAIGenerator
 from backend.engine.policy import Policy, parse_policy
-from backend.engine.query_engine import QueryEngine, Retrieved
+from backend.engine.query_engine import SOURCE_TOKENS_EST, QueryEngine, Retrieved
 from backend.errors import InputError
 from backend.evaluation.golden import parse_items
 from backend.ingestion.sources import load_source
@@ -147,6 +147,11 @@ def test_a_policy_naming_a_third_party_reranker_reorders_our_retrieval_and_meter
     assert len(chat) == 2 and ours[1].text[:40] in str(chat[0]["body"]["messages"])  # the rerank call saw our chunks
     assert _ledger(svc, answer.request_id) == [("embedding", svc.embedder.name), ("chat", fault_llm.model),
                                                ("chat", fault_llm.model)]
+    # a hard budget holds the postprocessor's LLM call too, before the request makes any
+    planned = engine._planned(policy, True, question)
+    held = [p for p in planned if p.kind == "chat"]
+    assert len(held) == 2 and held[0].prompt_tokens > 3 * SOURCE_TOKENS_EST and held[0].completion_tokens > 0
+    assert [p.kind for p in engine._planned(Policy(top_k=3), True, question)] == ["embedding", "chat"]
 
 
 def test_a_postprocessor_that_calls_no_model_is_timed_and_filters(svc: Services) -> None:

@@ -351,3 +351,74 @@ def test_ledger_on_postgresql(pg_url: str, tmp_path) -> None:
                        ModelCall("chat", "gpt-4o-mini", prompt_tokens=1, completion_tokens=1, latency_ms=1, total_ms=2))
     assert costs.queries.summary(TimeRange.last_days(1)).requests >= 1  # the upsert path on PostgreSQL
     costs.db.dispose()
+
+
+def test_a_reader_that_stops_mid_stream_leaves_an_aborted_row_counting_the_text_so_far(
+        services: Services, fault_llm, tmp_path) -> None:
+    """The engine generates through LlamaIndex's `stream_chat`, whose events meter the call; a reader
+    that stops after the first words (a closed tab, a dropped API client) never sees its end event. The
+    row is still written, as "aborted", with the prompt and the words generated so far counted, and the
+    request's retrieval and total times."""
+    from backend.engine.tokens import count_tokens
+
+    costs = cost_stack(tmp_path)
+    costs.prices.add(ADMIN, fault_llm.model, "exact", 1000.0, 2000.0, effective_from="2024-01-01")
+    engine = metered_engine(services, costs, OpenAIGenerator(services.settings.model_copy(update=dict(
+        openai_base_url=fault_llm.base_url, llm_model=fault_llm.model, llm_max_retries=0))),
+        openai_base_url=fault_llm.base_url, llm_model=fault_llm.model)
+    stream = engine.stream(first_queries("scifact", 1)[0]["question"], Policy(top_k=2), user("alice"))
+    words = []
+    for event in stream:
+        if isinstance(event, str):
+            words.append(event)
+            if len(words) == 2:
+                break
+    stream.close()
+    row = ledger_rows(costs, kind="chat")[-1]
+    assert (row["status"], row["error_class"], row["model"]) == ("aborted", "GeneratorExit", fault_llm.model)
+    assert row["completion_tokens"] == count_tokens("".join(words))[0] > 0
+    assert row["prompt_tokens"] > 50 and row["token_method"] in ("tiktoken", "estimate")
+    assert row["cost_usd"] > 0 and row["total_ms"] >= row["retrieve_ms"] > 0
+    assert len(fault_llm.reply.split()) > 2  # it did stop before the end
+
+
+def test_the_engine_answers_through_a_llamaindex_llm_whose_events_carry_the_usage(
+        services: Services, fault_llm, tmp_path) -> None:
+    """A handler of a team's own on LlamaIndex's root dispatcher (Langfuse, Phoenix...) sees the engine's
+    generation as one LLM chat call: start, the streamed pieces, and an end whose raw usage is what the
+    endpoint reported, the cached prompt tokens included."""
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+    from llama_index.core.instrumentation.events.llm import (LLMChatEndEvent, LLMChatInProgressEvent,
+                                                             LLMChatStartEvent)
+
+    class Seen(BaseEventHandler):
+        events: list = []
+
+        def handle(self, event, **kwargs) -> None:
+            if isinstance(event, (LLMChatStartEvent, LLMChatInProgressEvent, LLMChatEndEvent)):
+                self.events.append(event)
+
+    seen = Seen()
+    dispatcher = get_dispatcher()
+    dispatcher.add_event_handler(seen)
+    try:
+        costs = cost_stack(tmp_path)
+        engine = metered_engine(services, costs, OpenAIGenerator(services.settings.model_copy(update=dict(
+            openai_base_url=fault_llm.base_url, llm_model=fault_llm.model, llm_max_retries=0))),
+            openai_base_url=fault_llm.base_url, llm_model=fault_llm.model)
+        fault_llm.cached_tokens = 3
+        answer = engine.query(first_queries("scifact", 1)[0]["question"], Policy(top_k=2), user("alice"))
+    finally:
+        dispatcher.event_handlers.remove(seen)
+    kinds = [type(e).__name__ for e in seen.events]
+    assert kinds[0] == "LLMChatStartEvent" and kinds[-1] == "LLMChatEndEvent"
+    assert kinds.count("LLMChatInProgressEvent") == len(fault_llm.reply.split(" ")) + 1  # the words, then the usage
+    start, end = seen.events[0], seen.events[-1]
+    assert start.model_dict["model_name"] == fault_llm.model and start.messages[-1].content.endswith(answer.question)
+    assert end.response.message.content == answer.answer == fault_llm.reply
+    usage = end.response.raw["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (answer.usage.prompt_tokens,
+                                                                    answer.usage.completion_tokens)
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 3}
+    assert ledger_rows(costs, kind="chat")[-1]["cached_tokens"] == 3

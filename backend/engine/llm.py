@@ -1,5 +1,5 @@
-"""Our OpenAI-compatible generator as a LlamaIndex `LLM` (a team's own pipeline gets this one, see
-backend/engine/pipelines.py)."""
+"""Our OpenAI-compatible generator as a LlamaIndex `LLM`: the engine generates its answers through it,
+and a team's own pipeline gets the same one (backend/engine/pipelines.py)."""
 from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
@@ -14,9 +14,10 @@ from backend.engine.generation import Generator, Usage
 
 
 class GeneratorLLM(CustomLLM):
-    """Our OpenAI-compatible generator as a LlamaIndex LLM, so a team's pipeline uses the endpoint,
-    timeouts and retries of OPENAI_BASE_URL without llama-index-llms-openai. The usage the endpoint
-    reports rides in `raw["usage"]`, where the instrumentation handler reads it for the ledger."""
+    """Our OpenAI-compatible generator as a LlamaIndex LLM, so the engine and a team's pipeline use the
+    endpoint, timeouts and retries of OPENAI_BASE_URL without llama-index-llms-openai. The usage the
+    endpoint reports (cached prompt tokens included) and the model that answered ride in `raw`, in
+    OpenAI's shape, where the instrumentation handler reads them for the ledger."""
 
     model: str
     temperature: float = 0.1
@@ -40,8 +41,9 @@ class GeneratorLLM(CustomLLM):
         text, raw = "", {"model": self.model}
         for piece in self._stream(messages):
             if isinstance(piece, Usage):
-                raw = {"model": piece.model, "usage": {"prompt_tokens": piece.prompt_tokens,
-                                                       "completion_tokens": piece.completion_tokens}}
+                raw = {"model": piece.model, "usage": {
+                    "prompt_tokens": piece.prompt_tokens, "completion_tokens": piece.completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": piece.cached_tokens}}}
                 yield "", text, raw
             else:
                 text += piece

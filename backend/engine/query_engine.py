@@ -1,8 +1,10 @@
 """The one query engine: validate -> cache -> embed -> retrieve -> fuse -> rerank -> prompt ->
 generate. The console, the CLI and any HTTP service call this module; nothing else answers.
-Retrieval and rerank are LlamaIndex components (backend/engine/stages.py) that the engine composes; it
-keeps what it adds around them: validation, cache, budgets, metering and the ledger. They are
-imported on the first retrieval, so commands that never retrieve do not load llama-index."""
+Retrieval and rerank are LlamaIndex components (backend/engine/stages.py) and an LLM answers through
+a LlamaIndex `LLM` (backend/engine/llm.py); the engine composes them and keeps what it adds around
+them: validation, cache, budgets and release routing. Their timings and model calls (the ledger's
+rows) come from LlamaIndex's instrumentation (backend/engine/instrumentation.py). They are imported on
+the first retrieval, so commands that never retrieve do not load llama-index."""
 from __future__ import annotations
 
 import logging
@@ -20,7 +22,7 @@ from backend.access import SYSTEM, Action, Actor, require
 from backend.db import utcnow
 from backend.engine.answer_cache import Cache, cache_key
 from backend.engine.embeddings import Embedder
-from backend.engine.generation import Generator, Usage
+from backend.engine.generation import Generator
 from backend.engine.policy import PROMPT_TEMPLATES, Policy, check_factories
 from backend.engine.rerank import Reranker
 from backend.engine.tokens import count_tokens
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("cache", "embed", "retrieve", "rerank", "generate", "total")
 SOURCE_TOKENS_EST = 400  # a source in the prompt, for the budget hold (1,500 characters, title and rank)
+POSTPROCESSOR_PROMPT_EST, POSTPROCESSOR_VERDICT_EST = 300, 16  # an LLM postprocessor's instructions; its answer per node
 
 
 class SourceChunk(BaseModel):
@@ -211,6 +214,12 @@ class QueryEngine:
         if policy.rerank and self.reranker.model:
             calls.append(Planned("rerank", self.reranker.model,
                                  q_tokens + policy.rerank_candidates * SOURCE_TOKENS_EST))
+        if policy.postprocessor and self.generator.kind == "llm":
+            # a team's postprocessor gets our LLM (LLMRerank calls it): held as one chat call that reads
+            # every candidate and writes a short verdict on each; its rows carry the real cost
+            calls.append(Planned("chat", policy.model or self.settings.llm_model,
+                                 q_tokens + POSTPROCESSOR_PROMPT_EST + policy.rerank_candidates * SOURCE_TOKENS_EST,
+                                 policy.rerank_candidates * POSTPROCESSOR_VERDICT_EST))
         if generate and self.generator.kind == "llm":
             prompt = count_tokens(PROMPT_TEMPLATES[policy.prompt_template])[0] + q_tokens + 16
             calls.append(Planned("chat", policy.model or self.settings.llm_model,
@@ -232,26 +241,6 @@ class QueryEngine:
         call = self.meter.record(ctx, call)
         ctx.calls.append(call)
         return call
-
-    @contextmanager
-    def _metered(self, ctx: RequestContext, kind: str, model: str, latency: dict[str, float],
-                 stage: str) -> Iterator[ModelCall]:
-        """Times one model call into `latency[stage]` and records its ledger row, whatever the outcome.
-        The block fills in the tokens (and may correct the model name)."""
-        call = ModelCall(kind=kind, model=model)
-        t = time.perf_counter()
-        try:
-            yield call
-        except BaseException as exc:
-            call.status = "aborted" if isinstance(exc, GeneratorExit) else "error"
-            call.error_class = root_cause_name(exc)
-            raise
-        finally:
-            call.latency_ms = (time.perf_counter() - t) * 1000
-            latency[stage] = latency.get(stage, 0.0) + call.latency_ms
-            if kind == "chat":
-                call.retrieve_ms, call.total_ms = latency.get("retrieve"), ctx.elapsed_ms()
-            self._record(ctx, call)
 
     def embed_model(self) -> LlamaEmbedding:
         """The embedder as a LlamaIndex `BaseEmbedding` (questions, teams' pipelines), made on first use."""
@@ -401,54 +390,71 @@ class QueryEngine:
                                       latency_ms=latency, usage=TokenUsage(), cost_usd=ctx.cost_usd, price_known=ctx.price_known,
                                       cache_hit=False, model=model, prompt=messages))
             return
-        if text is not None:  # a pipeline's query engine answered (its LLM calls are ledger rows already)
+        if text is not None:  # a pipeline's query engine answered: its LLM calls are ledger rows already
             yield text
-            yield self._pipeline_answer(ctx, common, text, retrieval, latency, model, filters, key)
-            return
-        parts: list[str] = []
-        usage = Usage(None, None, model)
-        tokens = TokenUsage()
-        with self._metered(ctx, "chat", model if self.generator.kind == "llm" else "extractive", latency, "generate") as call:
-            try:
-                for piece in self.generator.stream(messages, [s.text for s in retrieval.sources], q, model,
-                                                   policy.temperature, policy.max_tokens):
-                    if isinstance(piece, Usage):
-                        usage = piece
-                    else:
-                        parts.append(piece)
-                        yield piece
-            finally:  # also when the call fails or the reader stops: what was generated is counted
-                if parts or usage.prompt_tokens is not None:
-                    tokens = self._usage(usage, messages, "".join(parts))
-                    call.prompt_tokens, call.completion_tokens = tokens.prompt_tokens, tokens.completion_tokens
-                    call.cached_tokens = usage.cached_tokens or 0
-                    call.token_method = tokens.method
-                if self.generator.kind == "llm":
-                    call.model = usage.model
-        text = "".join(parts)
-        latency["total"] = call.total_ms
-        answer = Answer(**common, answer=text, answer_kind=self.generator.kind, citations=citations_in(text, len(retrieval.sources)),
+            calls, kind, prompt = [c for c in ctx.calls if c.kind == "chat"], "llm", []  # LlamaIndex's own prompt
+        else:
+            calls, parts, kind, prompt = [], [], self.generator.kind, messages
+            for piece in self._generate(ctx, q, messages, retrieval.sources, policy, model, latency, calls):
+                parts.append(piece)
+                yield piece
+            text = "".join(parts)
+        tokens = TokenUsage(prompt_tokens=sum(c.prompt_tokens for c in calls),
+                            completion_tokens=sum(c.completion_tokens for c in calls),
+                            method=calls[-1].token_method if calls else "none")
+        latency["total"] = calls[-1].total_ms if calls and calls[-1].total_ms else ctx.elapsed_ms()
+        answer = Answer(**common, answer=text, answer_kind=kind, citations=citations_in(text, len(retrieval.sources)),
                         sources=retrieval.sources, latency_ms=latency, usage=tokens, cost_usd=ctx.cost_usd,
-                        price_known=ctx.price_known, cache_hit=False, model=call.model, prompt=messages)
+                        price_known=ctx.price_known, cache_hit=False, model=calls[-1].model if calls else model,
+                        prompt=prompt)
         if not filters:
             self.cache.set(key, answer.model_dump_json())
         yield self._finish(answer)
 
-    def _pipeline_answer(self, ctx: RequestContext, common: dict, text: str, retrieval: Retrieval,
-                         latency: dict[str, float], model: str, filters: dict | None, key: str) -> Answer:
-        """The Answer of a pipeline's query engine: tokens and model from its LLM calls as the
-        instrumentation saw them. The prompt is LlamaIndex's own, so none is shown."""
-        chat = [c for c in ctx.calls if c.kind == "chat"]
-        tokens = TokenUsage(prompt_tokens=sum(c.prompt_tokens for c in chat),
-                            completion_tokens=sum(c.completion_tokens for c in chat),
-                            method=chat[-1].token_method if chat else "none")
-        latency["total"] = ctx.elapsed_ms()
-        answer = Answer(**common, answer=text, answer_kind="llm", citations=citations_in(text, len(retrieval.sources)),
-                        sources=retrieval.sources, latency_ms=latency, usage=tokens, cost_usd=ctx.cost_usd,
-                        price_known=ctx.price_known, cache_hit=False, model=chat[-1].model if chat else model, prompt=[])
-        if not filters:
-            self.cache.set(key, answer.model_dump_json())
-        return self._finish(answer)
+    def _generate(self, ctx: RequestContext, q: str, messages: list[dict], sources: list[SourceChunk], policy: Policy,
+                  model: str, latency: dict[str, float], calls: list[ModelCall]) -> Iterator[str]:
+        """The answer's text deltas. An LLM answers through LlamaIndex (`GeneratorLLM.stream_chat`), and its
+        instrumentation times and meters the call as it does any team's LLM: tokens as the endpoint
+        reports them (cached ones included) or counted, the model that answered, an "aborted" row
+        with the text so far when the reader stops. The extractive answer is a ledger row too."""
+
+        def on_call(call: ModelCall) -> None:
+            call.retrieve_ms, call.total_ms = latency.get("retrieve"), ctx.elapsed_ms()
+            latency["generate"] = latency.get("generate", 0.0) + call.latency_ms
+            calls.append(self._record(ctx, call))
+
+        if self.generator.kind != "llm":
+            t = time.perf_counter()
+            text = "".join(p for p in self.generator.stream(messages, [s.text for s in sources], q, model,
+                                                            policy.temperature, policy.max_tokens) if isinstance(p, str))
+            on_call(ModelCall(kind="chat", model="extractive", latency_ms=(time.perf_counter() - t) * 1000))
+            yield text
+            return
+        from llama_index.core.base.llms.types import ChatMessage
+
+        from backend.engine.instrumentation import StageCollector
+        from backend.engine.llm import GeneratorLLM
+
+        llm = GeneratorLLM(self.generator, model, policy.temperature, policy.max_tokens)
+        collector = StageCollector(latency, on_call)
+        responses = None
+        try:
+            # the reader iterates this stream, so the collector is routed each step, not once around it
+            with collector.active():
+                responses = llm.stream_chat([ChatMessage(role=m["role"], content=m["content"]) for m in messages])
+            while True:
+                with collector.active():
+                    response = next(responses, None)
+                if response is None:
+                    return
+                if response.delta:
+                    yield response.delta
+        except BaseException as exc:
+            collector.failed(exc)
+            raise
+        finally:
+            if responses is not None:
+                responses.close()
 
     def query(self, question: str, policy: Policy, actor: Actor, filters: dict | None = None,
               retrieval_only: bool = False, *, variant: str | None = None) -> Answer:
@@ -458,15 +464,6 @@ class QueryEngine:
                 answer = event
         assert answer is not None
         return answer
-
-    def _usage(self, usage: Usage, messages: list[dict], text: str) -> TokenUsage:
-        if self.generator.kind != "llm":
-            return TokenUsage(method="none")
-        if usage.prompt_tokens is not None and usage.completion_tokens is not None:
-            return TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, method="api")
-        p, method = count_tokens("\n".join(m["content"] for m in messages))
-        c, _ = count_tokens(text)
-        return TokenUsage(prompt_tokens=p, completion_tokens=c, method=method)
 
     def _finish(self, answer: Answer) -> Answer:
         for record in self.recorders:
