@@ -218,7 +218,10 @@ def test_releases_candidate_online_promote_and_rollback(console: Path) -> None:
     n = dict(zip(*(table(at, "variant", "requests")[c] for c in ("variant", "requests"))))
     assert n["current"] + n["candidate"] == 5
     ok(at.segmented_control(key="ab.online_source").set_value("api").run())
-    tests = table(at, "figure", "significant yet?")
+    tests = table(at, "figure", "significant yet?", "p-value")
+    p_values = dict(zip(tests["figure"], tests["p-value"]))
+    assert p_values["pairwise win rate"] == "—"  # no votes: a dash, as in the CI column (it showed "None")
+    assert all(p == "—" or 0 <= float(p) <= 1 for p in p_values.values()), p_values
     assert list(tests["figure"]) == ["error rate", "mean latency (ms)", "cost per request (USD)", "thumbs-up rate",
                                      "pairwise win rate"]
     verdicts = dict(zip(tests["figure"], tests["significant yet?"]))

@@ -710,6 +710,12 @@ def test_failing_candidate_trips_the_guardrail_under_api_traffic(tmp_path: Path,
         db.dispose()
     out = backend_cli(child_env(tmp_path, **env), "release", "status")
     assert "guardrail_trip" in out and "paused (0% share)" in out, out
+    # Promote and roll back from the CLI: both releases serve the one index, so the alias does not move.
+    out = backend_cli(child_env(tmp_path, **env), "release", "promote", "--reason", "fixed upstream")
+    assert out.strip() == f"promoted {r2.label}", out
+    out = backend_cli(child_env(tmp_path, **env), "release", "rollback", "--reason", "not yet")
+    assert out.strip() == f"rolled back to {r1.label}", out
+    assert [e.action for e in releases.events(2)] == ["rollback", "promote"]
 
 
 # --- 6. PostgreSQL down during API traffic, then back: no failed answer, no lost ledger row ----------

@@ -93,22 +93,22 @@ def cmd_guardrails(args) -> int:  # noqa: ANN001
     return 0
 
 
-def cmd_promote(args) -> int:  # noqa: ANN001
+def _switch(args, verb: str, switch) -> int:  # noqa: ANN001
+    """Promote or roll back, then say what the live alias now points at when it moved."""
     svc = services()
     before = svc.store.aliases().get(svc.releases.alias)
-    r = svc.releases.promote(args.user, args.reason)
+    r = switch(svc.releases)(args.user, args.reason)
     after = svc.store.aliases().get(svc.releases.alias)
-    print(f"promoted {r.label}" + (f"; alias {svc.releases.alias}: {before} -> {after}" if before != after else ""))
+    print(f"{verb} {r.label}" + (f"; alias {svc.releases.alias}: {before} -> {after}" if before != after else ""))
     return 0
+
+
+def cmd_promote(args) -> int:  # noqa: ANN001
+    return _switch(args, "promoted", lambda releases: releases.promote)
 
 
 def cmd_rollback(args) -> int:  # noqa: ANN001
-    svc = services()
-    before = svc.store.aliases().get(svc.releases.alias)
-    r = svc.releases.rollback(args.user, args.reason)
-    after = svc.store.aliases().get(svc.releases.alias)
-    print(f"rolled back to {r.label}" + (f"; alias {svc.releases.alias}: {before} -> {after}" if before != after else ""))
-    return 0
+    return _switch(args, "rolled back to", lambda releases: releases.rollback)
 
 
 def cmd_status(args) -> int:  # noqa: ANN001

@@ -54,8 +54,7 @@ def online(services: Services) -> None:
     st.dataframe(variants, hide_index=True, width="stretch", key=keys("online_variants"), column_config=headers(variants))
     tests = comparison_rows(report)
     st.dataframe(tests, hide_index=True, width="stretch", key=keys("online_tests"),
-                 column_config=headers(tests, **{"p-value": st.column_config.NumberColumn(format="%.4f"),
-                                                 "significant yet?": st.column_config.TextColumn(width="large")}))
+                 column_config=headers(tests, **{"significant yet?": st.column_config.TextColumn(width="large")}))
     st.caption(t("Requests, errors and cost from the ledger (one request = its model calls), latency = end to end "
                  "(histogram estimate; order-statistic 95% CI), thumbs from the traces, win rate from the pairwise "
                  "votes between the two releases' policies (ties and 'both bad' left out; exact sign test). Tests: "

@@ -133,7 +133,8 @@ def comparison_rows(report: OnlineReport) -> list[dict]:
 
         ci = "—" if c.low != c.low else f"[{fmt(c.low)}, {fmt(c.high)}]"
         rows.append({N_("figure"): t(c.metric), "current": fmt(c.a), "candidate": fmt(c.b), "delta": fmt(c.delta),
-                     "95% CI": ci, "p-value": c.p_value, N_("significant yet?"): verdict(c, unit)})
+                     "95% CI": ci, "p-value": "—" if c.p_value is None else f"{c.p_value:.4f}",
+                     N_("significant yet?"): verdict(c, unit)})
     return rows
 
 
