@@ -2,11 +2,16 @@
 resolved times, shown as firing until resolved, POSTed to the webhook once per episode."""
 from __future__ import annotations
 
+import threading
+import uuid
+from pathlib import Path
+
 import pytest
 from actors import ADMIN, user
 from corpus import first_queries
 from ledger_fixtures import cost_stack, metered_engine, start_webhook
 
+from backend.access.audit import AuditLog
 from backend.engine.generation import OpenAIGenerator
 from backend.engine.policy import Policy
 from backend.errors import DependencyError, InputError
@@ -106,3 +111,78 @@ def test_webhook_failure_is_recorded_not_raised(tmp_path) -> None:
     costs.alerts.flush()
     a = costs.alerts.firing()[0]
     assert a.notify_error and "ConnectError" in a.notify_error
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'alerts.db'}"
+    return request.getfixturevalue("postgres_server").create_database(f"alerts_{uuid.uuid4().hex[:12]}")
+
+
+def test_one_episode_and_one_notification_when_replicas_fire_at_once(db_url, tmp_path, hook) -> None:
+    """Two replicas (two services on one database), four threads each, crossing the same budget
+    threshold at the same moment: one open episode, one audit record, one webhook call. Before the
+    unique index each thread that saw no open episode opened its own, and each notified."""
+    for i in range(2):
+        (tmp_path / f"r{i}").mkdir()
+    replicas = [cost_stack(tmp_path / f"r{i}", db_url, alert_webhook_url=hook.url) for i in range(2)]
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def fire(costs) -> None:  # noqa: ANN001
+        try:
+            start.wait(10)
+            costs.alerts.fire("budget:7", "budget", "budget team: 80% used", "d", 80.0, 100.0)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=fire, args=(replicas[i % 2],)) for i in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert not failures, failures
+    for costs in replicas:
+        costs.alerts.flush()
+    history = replicas[0].alerts.history(10)
+    assert [(a.key, a.resolved_at) for a in history] == [("budget:7", None)]
+    assert len(AuditLog(replicas[0].db).recent(20, action="alert.fire")) == 1
+    assert [m["status"] for m in hook.received] == ["firing"]
+    # a higher threshold is a new title: the same episode notifies again, once
+    replicas[1].alerts.fire("budget:7", "budget", "budget team: 100% used", "d", 100.0, 100.0)
+    replicas[1].alerts.flush()
+    assert [m["status"] for m in hook.received] == ["firing", "firing"] and len(replicas[0].alerts.history(10)) == 1
+
+
+def test_the_migration_closes_duplicate_open_episodes_left_by_the_race(tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    import backend.db
+    from backend.db import make_engine, migrate
+    from backend.ledger.alerts import alerts
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(backend.db.__file__).parent / "migrations"))
+    with engine.begin() as conn:  # the schema before 0016_alert_episodes
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0011_key_reservations")
+    t = [datetime(2026, 12, 1, h, tzinfo=timezone.utc) for h in range(4)]
+    with engine.begin() as conn:
+        for key, seen in (("budget:1", t[0]), ("budget:1", t[1]), ("rule:2", t[2]), ("budget:1", t[3])):
+            conn.execute(alerts.insert().values(key=key, source="budget", severity="warning", title="x", detail="",
+                                                first_seen=seen, last_seen=seen))
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(alerts.c.id, alerts.c.key, alerts.c.resolved_at).order_by(alerts.c.id)).all()
+    assert [(r.key, r.resolved_at is None) for r in rows] == [("budget:1", False), ("budget:1", False),
+                                                              ("rule:2", True), ("budget:1", True)]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # the index now holds
+        conn.execute(alerts.insert().values(key="rule:2", source="rule", severity="warning", title="y", detail="",
+                                            first_seen=t[0], last_seen=t[0]))
+    engine.dispose()

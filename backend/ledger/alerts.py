@@ -68,6 +68,8 @@ alerts = sa.Table(
     sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("notify_error", sa.Text, nullable=True),
     sa.Index("ix_alerts_key_open", "key", "resolved_at"),
+    sa.Index("uq_alerts_open_key", "key", unique=True,  # one open episode per key (0016_alert_episodes)
+             sqlite_where=sa.text("resolved_at IS NULL"), postgresql_where=sa.text("resolved_at IS NULL")),
 )
 
 
@@ -266,17 +268,27 @@ class AlertService:
         """Open an episode (first time) or refresh it. A budget alert re-notifies when its title changes
         (a higher threshold crossed); a rule alert notifies once per episode."""
         now = now or utcnow()
-        with self._engine.begin() as conn:
-            row = self._open(conn, key)
-            if row is None:
-                aid = conn.execute(alerts.insert().values(
-                    key=key, source=source, rule_id=rule_id, severity=severity, title=title, detail=detail, value=value,
-                    threshold=threshold, first_seen=now, last_seen=now).returning(alerts.c.id)).scalar_one()
-                new = True
-            else:
-                aid, new = row.id, source == "budget" and row.title != title
-                conn.execute(alerts.update().where(alerts.c.id == aid).values(
-                    last_seen=now, value=value, title=title, detail=detail, severity=severity, threshold=threshold))
+        fields = dict(last_seen=now, value=value, title=title, detail=detail, severity=severity, threshold=threshold)
+
+        def refresh(conn: sa.Connection, row: sa.Row) -> tuple[int, bool]:
+            conn.execute(alerts.update().where(alerts.c.id == row.id).values(**fields))
+            return row.id, source == "budget" and row.title != title
+
+        try:
+            with self._engine.begin() as conn:
+                row = self._open(conn, key)
+                if row is None:
+                    aid = conn.execute(alerts.insert().values(key=key, source=source, rule_id=rule_id, first_seen=now,
+                                                              **fields).returning(alerts.c.id)).scalar_one()
+                    new = True
+                else:
+                    aid, new = refresh(conn, row)
+        except sa.exc.IntegrityError:  # another process or thread opened this episode meanwhile: it notified
+            with self._engine.begin() as conn:
+                row = self._open(conn, key)
+                if row is None:  # ...and resolved it already
+                    raise
+                aid, new = refresh(conn, row)
         if new:
             self._audit.record(actor, "alert.fire", key, title=title, value=value, threshold=threshold)
             if notify:
