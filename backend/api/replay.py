@@ -295,10 +295,7 @@ def run_replay(config: ReplayConfig, progress: Callable[[int, int], None] | None
                 if due > now:
                     if stop.wait(due - now):
                         return
-                sent = time.monotonic()
-                sample = _send(client, base, config, i, sent - due)
-                done = time.monotonic()
-                sample.latency_ms = (done - sent) * 1000
+                sample, done = _send(client, base, config, i, due)
                 with lock:
                     samples.append(sample)
                     last_done[0] = max(last_done[0], done)
@@ -321,24 +318,30 @@ def run_replay(config: ReplayConfig, progress: Callable[[int, int], None] | None
     return ReplayResult(config, samples, scheduled, max(0.0, last_done[0] - t0) if samples else 0.0)
 
 
-def _send(client, base: str, config: ReplayConfig, i: int, late_s: float) -> Sample:  # noqa: ANN001 - httpx.Client
+def _send(client, base: str, config: ReplayConfig, i: int, due: float) -> tuple[Sample, float]:  # noqa: ANN001
+    """Request i on `client` (an httpx.Client); (its Sample, the monotonic time its response ended).
+    The latency runs from the send to the end of the response: the body is read, not yet parsed."""
     import httpx
 
-    late_ms = max(0.0, late_s * 1000)
+    body, headers = config.body(i), config.headers(i)
+    sent = time.monotonic()
+    late_ms = max(0.0, (sent - due) * 1000)
     try:
-        r = client.post(f"{base}/query", json=config.body(i), headers=config.headers(i))
+        r = client.post(f"{base}/query", json=body, headers=headers)
     except httpx.TimeoutException:
-        return Sample(i, "timeout", 0.0, late_ms)
+        return Sample(i, "timeout", 0.0, late_ms), time.monotonic()
     except httpx.HTTPError:
-        return Sample(i, "connection", 0.0, late_ms)
+        return Sample(i, "connection", 0.0, late_ms), time.monotonic()
+    done = time.monotonic()
+    latency_ms = (done - sent) * 1000
     if r.status_code != 200:
-        return Sample(i, str(r.status_code), 0.0, late_ms)
+        return Sample(i, str(r.status_code), latency_ms, late_ms), done
     try:
-        body = r.json()
-        lat = {k: float(v) for k, v in (body.get("latency_ms") or {}).items()}
-        return Sample(i, "ok", 0.0, late_ms, bool(body.get("cache_hit")), lat)
+        answer = r.json()
+        lat = {k: float(v) for k, v in (answer.get("latency_ms") or {}).items()}
+        return Sample(i, "ok", latency_ms, late_ms, bool(answer.get("cache_hit")), lat), done
     except (ValueError, AttributeError, TypeError):
-        return Sample(i, "bad_body", 0.0, late_ms)
+        return Sample(i, "bad_body", latency_ms, late_ms), done
 
 
 # --- command line ------------------------------------------------------------------------------
