@@ -218,3 +218,47 @@ def test_request_bodies_and_headers() -> None:
     assert "X-End-User" not in ro.headers(0)
     named = ReplayConfig("http://127.0.0.1:1/api/v1", "rok_k", ["a"], rate=1, duration=1, policy="fast@2")
     assert named.body(0)["policy"] == "fast@2"
+
+
+def test_workers_connect_before_the_schedule_starts() -> None:
+    """Each worker opens its keep-alive connection (GET /healthz) before request 0 is due, and sends
+    its requests on it: the first second of a run used to measure 32 TCP handshakes at once (cached
+    answers at 150 req/s: p95 85 ms over the run, 7 ms after its first two seconds). The real API does
+    not show which connection a request came on, so a small recording HTTP/1.1 server stands in."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, int]] = []  # (path, client port) in arrival order
+
+    class Recorder(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _reply(self) -> None:
+            if self.command == "POST":
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((self.path, self.client_address[1]))
+            body = b'{"cache_hit": true, "latency_ms": {"total": 1.0}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _reply
+
+    server = ThreadingHTTPServer((HOST, free_port()), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://{HOST}:{server.server_address[1]}/api/v1"
+        result = run_replay(ReplayConfig(base, "k", ["q"], rate=40, duration=0.5, concurrency=4))
+    finally:
+        server.shutdown()
+        server.server_close()
+    paths = [p for p, _ in seen]
+    assert paths[:4] == ["/api/v1/healthz"] * 4 and paths[4:] == ["/api/v1/query"] * result.requests
+    assert result.ok == result.requests == 20
+    connections = {port for _, port in seen}
+    assert len(connections) == 4 and {port for p, port in seen if p.endswith("/query")} <= connections

@@ -7,7 +7,9 @@ else one question per line) or from a frozen golden set read from the database (
 
 Open-loop schedule: request i is due at start + i / rate; `concurrency` workers (threads, one
 httpx.Client each) take the next due request, wait for its time, send it and time it from send to
-the end of the response. When every worker is busy, due requests wait (counted as late) and the
+the end of the response. Each worker opens its keep-alive connection (GET /healthz) before the
+schedule starts, as a caller's connection pool would be open: otherwise the first second measures
+`concurrency` TCP handshakes at once rather than the API. When every worker is busy, due requests wait (counted as late) and the
 rate achieved drops below the rate asked. Nothing new starts after `duration` seconds; requests in
 flight then finish (each bounded by `timeout`). The target is the loopback default or the base URL
 the caller names: nothing else."""
@@ -269,9 +271,14 @@ def run_replay(config: ReplayConfig, progress: Callable[[int, int], None] | None
     lock = threading.Lock()
     stop = threading.Event()
     next_i = [0]
-    t0 = time.monotonic() + 0.05  # workers are up before the first due time
-    deadline = t0 + config.duration
-    last_done = [t0]
+    clock: dict[str, float] = {}
+
+    def start_clock() -> None:  # once every worker is connected: request 0 is due now
+        clock["t0"] = time.monotonic() + 0.01
+        clock["deadline"] = clock["t0"] + config.duration
+
+    connected = threading.Barrier(config.concurrency + 1, action=start_clock)
+    last_done = [0.0]
 
     def take() -> int | None:
         with lock:
@@ -284,6 +291,15 @@ def run_replay(config: ReplayConfig, progress: Callable[[int, int], None] | None
     def worker() -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         with httpx.Client(timeout=config.timeout, limits=limits) as client:
+            try:  # open this worker's keep-alive connection before the schedule starts (see the docstring)
+                client.get(f"{base}/healthz")
+            except httpx.HTTPError:
+                pass  # the first request then connects, and says what failed
+            try:
+                connected.wait(config.timeout + 5)
+            except threading.BrokenBarrierError:
+                return
+            t0, deadline = clock["t0"], clock["deadline"]
             while not stop.is_set():
                 i = take()
                 if i is None:
@@ -306,6 +322,11 @@ def run_replay(config: ReplayConfig, progress: Callable[[int, int], None] | None
     threads = [threading.Thread(target=worker, name=f"replay-{w}", daemon=True) for w in range(config.concurrency)]
     for t in threads:
         t.start()
+    try:
+        connected.wait(config.timeout + 5)
+    except threading.BrokenBarrierError:
+        pass  # a worker never connected: the others stop too (the barrier is broken for all)
+    t0 = clock.get("t0", time.monotonic())
     try:
         for t in threads:
             while t.is_alive():
