@@ -120,17 +120,7 @@ def shared_services() -> Services:
         if _shared is None:
             _shared = build_services()
             _shared.start_housekeeping()
-            threading.Thread(target=preload_stages, name="stages-preload", daemon=True).start()
         return _shared
-
-
-def preload_stages() -> None:
-    """Load llama-index and the engine's stages now, beside the first page, not inside the first
-    question (~1.3 s here). Commands that never retrieve never build shared services."""
-    import importlib
-
-    for module in ("backend.engine.instrumentation", "backend.engine.llm", "backend.engine.stages"):
-        importlib.import_module(module)
 
 
 def close_shared_services() -> None:

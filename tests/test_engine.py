@@ -149,28 +149,3 @@ def test_unreachable_qdrant_server_is_named_without_hanging(services: Services) 
         engine.query("a question", Policy(), VIEWER)
     assert getattr(err.value, "part", "") == "vector store" and "failed" in str(err.value)
     assert time.perf_counter() - t < 10
-
-
-def test_shared_services_load_the_stages_beside_the_first_page_not_in_the_first_question(tmp_path) -> None:
-    """The console's first question used to pay the llama-index import (~1.3 s here); a serving process
-    now loads it in the background as soon as its services exist. Run in a fresh interpreter: this
-    one has llama-index loaded already."""
-    import subprocess
-    import sys
-
-    from index_support import cli_env
-
-    from backend.settings import PROJECT_ROOT
-
-    script = ("import sys, time\n"
-              "from backend.services import close_shared_services, shared_services\n"
-              "shared_services()\n"
-              "deadline = time.monotonic() + 60\n"
-              "while 'backend.engine.stages' not in sys.modules and time.monotonic() < deadline:\n"
-              "    time.sleep(0.05)\n"
-              "print('after', 'backend.engine.stages' in sys.modules, 'backend.engine.llm' in sys.modules)\n"
-              "close_shared_services()\n")
-    out = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=cli_env(tmp_path / "data"),
-                         capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[0] == "after True True", out.stdout  # nothing but the preload imports them

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _start_services() -> None:
-    from backend.services import preload_stages, shared_services
+    from backend.services import shared_services
 
     try:
         shared_services()
@@ -28,7 +28,9 @@ def _start_services() -> None:
         log.exception("services could not be built at startup")
         return
     # The retrieval stages (llama-index) load now rather than on the first question, frozen with the rest.
-    preload_stages()
+    import backend.engine.instrumentation  # noqa: F401
+    import backend.engine.stages  # noqa: F401
+
     # What startup loaded (modules, the embedding model, the services) lives as long as the worker:
     # frozen out of the garbage collector, a full collection no longer walks it and stalls requests.
     gc.collect()
