@@ -59,7 +59,7 @@ def test_engine_rows_say_where_the_request_came_from(services: Services, tmp_pat
     last = ledger_rows(costs)[-1]
     assert (last["kind"], last["source"], last["api_key"], last["user"]) == ("embedding", "system", None, "system")
 
-    day = TimeRange.last_days(1)
+    day = TimeRange.last_days(2)  # 2: the rows stay in it when midnight passes mid-test
     api = costs.queries.summary(day, Filters(source=("api",)))
     assert api.requests == 2 and costs.queries.summary(day, Filters(source=("console",))).requests == 1
     assert costs.queries.summary(day, Filters(api_key=("support-bot",))).requests == 1
