@@ -457,6 +457,27 @@ def test_json_answers_count_as_finished_requests_in_metrics(extractive_api: Targ
     assert counts.get("ok", 0.0) >= 3, counts
 
 
+LOADED_BEFORE_SERVING = """
+import sys
+from streamlit import config
+config.set_option("server.address", "127.0.0.1")
+{build}
+print("backend.engine.stages" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("build", ["from backend.api.server import create_server; create_server()",
+                                   "import runpy; runpy.run_path('console/app.py')"], ids=["serve", "console"])
+def test_servers_load_llamaindex_before_they_serve(build: str, tmp_path: Path) -> None:
+    """Both servers import llama-index in their main thread before serving: two threads importing it
+    at once (a request and a warm-up, two pages) fail with 'partially initialized module'."""
+    code = LOADED_BEFORE_SERVING.format(build=build)
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child_env(tmp_path), capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True"]
+
+
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error(extractive_api: Target, tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "schemathesis"

@@ -27,10 +27,6 @@ def _start_services() -> None:
     except Exception:  # the first request builds them (and says what is down)
         log.exception("services could not be built at startup")
         return
-    # The retrieval stages (llama-index) load now rather than on the first question, frozen with the rest.
-    import backend.engine.instrumentation  # noqa: F401
-    import backend.engine.stages  # noqa: F401
-
     # What startup loaded (modules, the embedding model, the services) lives as long as the worker:
     # frozen out of the garbage collector, a full collection no longer walks it and stalls requests.
     gc.collect()
@@ -52,12 +48,21 @@ def create_server() -> FastAPI:
     """The standalone app (one per worker): the API under /api/v1 and the metrics at /metrics."""
     from backend.services import shared_services
 
+    load_llamaindex()
     root = FastAPI(title="RAG Ops Console API server", docs_url=None, redoc_url=None, openapi_url=None,
                    lifespan=lifespan)
     root.router.routes.append(Mount("/api/v1", app=create_api(shared_services)))
 
     root.router.routes.append(Route("/metrics", metrics_endpoint))
     return root
+
+
+def load_llamaindex() -> None:
+    """Import the retrieval stages (llama-index) in the server's main thread, before it serves:
+    llama-index's circular imports fail ("partially initialized module") when two threads import it
+    at once, as a request and a background warm-up would; and the first question does not pay the import."""
+    import backend.engine.instrumentation  # noqa: F401
+    import backend.engine.stages  # noqa: F401
 
 
 def metrics_endpoint(request: Request) -> Response:
