@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     ledger_flush_ms: int = Field(0, ge=0, le=60_000, description="Ledger rows and chat traces go through a journal file (DATA_DIR/journal) and are written to the database inside the request (0) or in batches every this many ms (API replicas under load: fewer, larger transactions). Rows survive a database outage or a crash either way.")
 
     # Costs, budgets, alerts, Prometheus
-    metrics_port: int | None = Field(None, description="Port of the Prometheus metrics endpoint (/metrics) the console serves; unset = no endpoint.")
-    metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint binds to (0.0.0.0 in containers).")
+    metrics_token: SecretStr | None = Field(None, description="Bearer token that /metrics on the console's and the API server's own port asks for (Prometheus scrape config: authorization.credentials); unset = /metrics is open, as Prometheus endpoints usually are.")
+    metrics_port: int | None = Field(None, description="A second port serving the same Prometheus metrics (/metrics), without a token; unset = none. The console's and the API server's own port always serve /metrics.")
+    metrics_host: str = Field("127.0.0.1", description="Address the METRICS_PORT endpoint binds to (0.0.0.0 in containers).")
     prometheus_url: str | None = Field(None, description="Prometheus server URL; set = the cost dashboard can draw latency and request-rate charts from it.")
     price_table_max_age_days: int = Field(90, description="The cost dashboard warns when the price table was last checked longer ago than this.")
     alert_webhook_url: str | None = Field(None, description="URL that firing and resolved alerts are POSTed to as JSON (Slack-style 'text' included); unset = no webhook.")
@@ -152,7 +153,8 @@ class Settings(BaseSettings):
             "rerank": _redact(self.rerank_url) if self.rerank_url else "embedding re-score (in process)",
             "cache": _redact(self.redis_url) if self.redis_url else "in-process TTL+LRU",
             "database": make_url(self.sql_url).render_as_string(hide_password=True),
-            "metrics": f"Prometheus endpoint on {self.metrics_host}:{self.metrics_port}" if self.metrics_port else "no endpoint",
+            "metrics": ("/metrics on the server's port, " + ("bearer token required" if self.metrics_token else "open")
+                        + (f"; also on {self.metrics_host}:{self.metrics_port}" if self.metrics_port else "")),
         }
 
 

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0  # a server process answers /healthz within this
 WARM_TIMEOUT_S = 120.0  # the first /readyz builds the services (embedding model, index, LLM probe)
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}  # the stack of the test process is never inherited
+METRICS_TOKEN = "scrape-secret"  # /metrics of the extractive API asks for it
 ERROR_KEYS = {"type", "message", "part", "request_id"}
 
 # A tiny corpus of short documents: small prompts keep SmolLM2 (2048-token context) quick.
@@ -434,7 +435,7 @@ def extractive_api(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> It
     ingest(env, corpus)
     save_policy(env, name="short", top_k=3)
     key_id, key = create_key(env, "fuzz")
-    api = start_api(data, API_RATE_LIMIT="100000/minute")
+    api = start_api(data, API_RATE_LIMIT="100000/minute", METRICS_TOKEN=METRICS_TOKEN)
     try:
         yield Target(api, key, key_id)
     finally:
@@ -450,7 +451,8 @@ def test_json_answers_count_as_finished_requests_in_metrics(extractive_api: Targ
             assert c.post("/query", json={"question": q}).status_code == 200
         r = c.post("/chat/completions", json={"model": "rag", "messages": [{"role": "user", "content": "metrics-3?"}]})
         assert r.status_code == 200
-    metrics = httpx.get(api.url.removesuffix("/api/v1") + "/metrics", timeout=30).text
+    metrics = httpx.get(api.url.removesuffix("/api/v1") + "/metrics", timeout=30,
+                        headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     counts = {m.group(1): float(m.group(2)) for m in
               re.finditer(r'^rag_requests_total\{policy="default",status="(\w+)"\} (\S+)$', metrics, flags=re.M)}
     assert counts.get("aborted", 0.0) == 0.0, counts
@@ -476,6 +478,17 @@ def test_servers_load_llamaindex_before_they_serve(build: str, tmp_path: Path) -
                        text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True"]
+
+
+def test_metrics_ask_for_the_token_when_one_is_set(extractive_api: Target) -> None:
+    url = extractive_api.api.url.removesuffix("/api/v1") + "/metrics"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN},
+                    {"Authorization": f"Bearer {extractive_api.key}"}):  # an API key is not the metrics token
+        r = httpx.get(url, headers=headers, timeout=30)
+        assert (r.status_code, r.headers.get("www-authenticate")) == (401, "Bearer"), headers
+        assert "rag_requests_total" not in r.text
+    r = httpx.get(url, headers={"Authorization": f"bearer {METRICS_TOKEN}"}, timeout=30)
+    assert r.status_code == 200 and "rag_requests_total" in r.text
 
 
 @pytest.mark.slow

@@ -66,12 +66,21 @@ def load_llamaindex() -> None:
 
 
 def metrics_endpoint(request: Request) -> Response:
-    """Prometheus exposition on the API's own port (the console's too); METRICS_PORT, when set,
-    serves the same series on a separate port."""
+    """Prometheus exposition on the API's own port (the console's too), behind METRICS_TOKEN when it
+    is set; METRICS_PORT, when set, serves the same series on a separate port."""
+    import hmac
+
     from prometheus_client import CONTENT_TYPE_LATEST
 
     from backend.services import shared_services
+    from backend.settings import get_settings
 
+    token = get_settings().metrics_token
+    if token is not None:
+        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
+            return Response("metrics: a bearer token (METRICS_TOKEN) is required\n", status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"}, media_type="text/plain")
     return Response(shared_services().costs.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
