@@ -132,6 +132,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def aware(ts: datetime) -> datetime:
+    """A stored time made comparable: SQLite hands datetimes back naive, and every stored time is UTC."""
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
 def process_owner() -> str:
     """host:pid of this process, the owner of the long-running records it writes (backend/background/jobs.py
     marks the records of a dead owner failed at every start)."""

@@ -17,8 +17,8 @@ from actors import Role, user
 
 import backend.background.jobs as jobs_module
 from backend.access.audit import AuditLog
-from backend.background.jobs import CANCELLED, DONE, FAILED, RUNNING, JobConflict, JobContext, JobRunner, aware, jobs
-from backend.db import index_versions, make_engine, migrate, process_owner, utcnow
+from backend.background.jobs import CANCELLED, DONE, FAILED, RUNNING, JobConflict, JobContext, JobRunner, jobs
+from backend.db import aware, index_versions, make_engine, migrate, process_owner, utcnow
 from backend.evaluation.runs import eval_runs
 
 ANN, BOB, CAROL = (user(n, Role.operator) for n in ("ann", "bob", "carol"))  # cancelling needs an operator

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -26,7 +26,7 @@ from backend.access.actor import Actor, Role
 from backend.access.audit import AuditLog
 from backend.access.permissions import Action
 from backend.access.tables import api_keys, auth_sessions, login_failures, user_preferences, users
-from backend.db import dialect_insert, utcnow
+from backend.db import aware, dialect_insert, utcnow
 from backend.errors import InputError, NotFoundError, RagError
 from backend.text import check_text, column_length, finite_number, text_problem
 
@@ -82,7 +82,7 @@ class KeyInfo:
 
     def active(self, now: datetime | None = None) -> bool:
         now = now or utcnow()
-        return self.revoked_at is None and (self.expires_at is None or _aware(self.expires_at) > now)
+        return self.revoked_at is None and (self.expires_at is None or aware(self.expires_at) > now)
 
 
 @dataclass(frozen=True)
@@ -95,11 +95,6 @@ class NewKey:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _aware(ts: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 def check_user_name(name: str, what: str = "a user name") -> str:
@@ -245,7 +240,7 @@ class AccessStore:
         for r in rows:
             if r.failures >= FREE_FAILURES:
                 delay = min(2.0 ** (r.failures - FREE_FAILURES), MAX_DELAY_S)
-                wait = max(wait, delay - (now - _aware(r.last_at)).total_seconds())
+                wait = max(wait, delay - (now - aware(r.last_at)).total_seconds())
         return wait
 
     def _fail(self, subjects: list[str]) -> None:
@@ -303,7 +298,7 @@ class AccessStore:
                 .where(auth_sessions.c.id == _sha256(sid), auth_sessions.c.revoked_at.is_(None))
                 .add_columns(auth_sessions.c.expires_at)
             ).first()
-        if row is None or row.disabled or _aware(row.expires_at) <= utcnow():
+        if row is None or row.disabled or aware(row.expires_at) <= utcnow():
             return None
         return _user_actor(row)
 
@@ -398,7 +393,7 @@ class AccessStore:
         if info is None or not info.active(utcnow()):
             return None
         now = utcnow()
-        if info.last_used_at is None or (now - _aware(info.last_used_at)).total_seconds() > LAST_USED_EVERY_S:
+        if info.last_used_at is None or (now - aware(info.last_used_at)).total_seconds() > LAST_USED_EVERY_S:
             with self._engine.begin() as conn:
                 conn.execute(api_keys.update().where(api_keys.c.id == info.id).values(last_used_at=now))
             with self._keys_lock:
@@ -418,8 +413,8 @@ class AccessStore:
 
 def _user(row: sa.Row) -> UserInfo:
     return UserInfo(name=row.name, display_name=row.display_name, role=Role[row.role], source=row.source,
-                    disabled=bool(row.disabled), created_at=_aware(row.created_at),
-                    last_login_at=_aware(row.last_login_at) if row.last_login_at else None)
+                    disabled=bool(row.disabled), created_at=aware(row.created_at),
+                    last_login_at=aware(row.last_login_at) if row.last_login_at else None)
 
 
 def _user_actor(row: sa.Row) -> Actor:
@@ -432,9 +427,9 @@ def _anonymous(name: str) -> Actor:
 
 
 def _key(row: sa.Row) -> KeyInfo:
-    ts = lambda v: _aware(v) if v else None  # noqa: E731
+    ts = lambda v: aware(v) if v else None  # noqa: E731
     return KeyInfo(id=row.id, name=row.name, prefix=row.prefix, role=Role[row.role], budget_usd=row.budget_usd,
-                   created_at=_aware(row.created_at), created_by=row.created_by, expires_at=ts(row.expires_at),
+                   created_at=aware(row.created_at), created_by=row.created_by, expires_at=ts(row.expires_at),
                    revoked_at=ts(row.revoked_at), last_used_at=ts(row.last_used_at))
 
 

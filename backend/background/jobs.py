@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from backend.access import SYSTEM, Action, Actor
 from backend.access.audit import AuditLog
-from backend.db import metadata, process_owner, utcnow
+from backend.db import aware, metadata, process_owner, utcnow
 from backend.errors import InputError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,6 @@ def owned_tables() -> list[tuple[sa.Table, dict]]:
     """Tables of long-running records: `info={"owned": {"active", "failed", "action"}}` with `status`,
     `owner`, `heartbeat_at`, `created_at` and `error` columns (index builds and evaluation runs, in backend.db)."""
     return [(t, t.info["owned"]) for t in metadata.sorted_tables if "owned" in t.info]
-
-
-def aware(ts: datetime) -> datetime:
-    """SQLite returns naive datetimes (stored as UTC): make them comparable."""
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 def _detail(detail: dict | None) -> dict:

@@ -8,7 +8,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from backend.access import SYSTEM, Action, Actor
 from backend.access.audit import AuditLog
-from backend.db import metadata, utcnow
+from backend.db import aware, metadata, utcnow
 from backend.errors import InputError, NotFoundError
 from backend.ledger.queries import Filters, LedgerQueries
 from backend.text import finite_number
@@ -123,7 +123,7 @@ class Alert:
 
 def _aware(value: object) -> object:
     """A column's value, a naive datetime made UTC: SQLite hands them back naive, every stored time is UTC."""
-    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
+    return aware(value) if isinstance(value, datetime) else value
 
 
 def _select(cls: type, table: sa.Table) -> sa.Select:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from backend.access import Action, Actor
 from backend.access.audit import AuditLog
-from backend.db import metadata, utcnow
+from backend.db import aware, metadata, utcnow
 from backend.errors import InputError, NotFoundError, RagError
 from backend.exports import csv_dicts
 from backend.text import control_chars, finite_number
@@ -206,11 +206,6 @@ def check_regex(pattern: str) -> None:
                 "(nested repetition backtracks); use a prefix match or a regex without nested + or *") from None
 
 
-def _aware(dt: datetime) -> datetime:
-    """SQLite hands back naive datetimes: every stored time is UTC."""
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
 def resolve(rows: Iterable[Price], model: str, at: datetime) -> Price | None:
     """The row in effect for `model` at `at`: the most specific matching pattern that has a row
     effective by then, and of that pattern the latest such row."""
@@ -243,14 +238,14 @@ def cost_usd(model: str, prompt_tokens: int, completion_tokens: int, cached_toke
 
 def _parse_time(value: str | date | datetime | None, field: str) -> datetime:
     if isinstance(value, datetime):
-        return _aware(value)
+        return aware(value)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     text = (value or "").strip()
     if not text:
         raise InputError(f"{field} is required (YYYY-MM-DD or an ISO date-time)")
     try:
-        return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        return aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise InputError(f"{field} '{text}' is not a date (YYYY-MM-DD or an ISO date-time)") from None
 
@@ -280,7 +275,7 @@ class PriceTable:
                 with self._engine.connect() as conn:
                     res = conn.execute(sa.select(prices).order_by(prices.c.pattern, prices.c.effective_from)).all()
                 rows = [Price(r.id, r.pattern, r.match, r.input_per_m, r.output_per_m, r.cached_input_per_m,
-                              r.per_call_usd, _aware(r.effective_from), _aware(r.checked_at), r.note) for r in res]
+                              r.per_call_usd, aware(r.effective_from), aware(r.checked_at), r.note) for r in res]
                 self._rows = _usable(rows)
                 self._loaded_at = time.monotonic()
             return self._rows

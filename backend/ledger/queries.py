@@ -13,6 +13,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend.db import aware
 from backend.ledger.buckets import quantile
 from backend.ledger.store import (
     DAY_S, ledger, ledger_daily, ledger_dims, ledger_key_daily, ledger_latency_daily, ledger_question_daily,
@@ -27,10 +28,6 @@ FILTER_DIMENSIONS = (*DIMENSIONS, "source")
 SOURCES = ("api", "console", "system")
 NO_VARIANT = ""  # how rows without an A/B variant are stored and filtered
 EPOCH_DAY0 = date(1970, 1, 1)  # epoch day 0 of the roll-ups' `day`
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def _midnight(d: date) -> datetime:
@@ -52,12 +49,12 @@ class TimeRange:
 
     @classmethod
     def last_days(cls, n: int, now: datetime | None = None) -> "TimeRange":
-        today = _utc(now or datetime.now(timezone.utc)).date()
+        today = aware(now or datetime.now(timezone.utc)).date()
         return cls.days(today - timedelta(days=n - 1), today)
 
     @classmethod
     def last_hours(cls, n: int, now: datetime | None = None) -> "TimeRange":
-        now = _utc(now or datetime.now(timezone.utc))
+        now = aware(now or datetime.now(timezone.utc))
         end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         return cls(end - timedelta(hours=n), end, "hour")
 
@@ -373,7 +370,7 @@ class LedgerQueries:
 
     def month_forecast(self, now: datetime | None = None, f: Filters = Filters()) -> MonthForecast:
         """Spend so far this month and a straight-line forecast for the whole month (UTC)."""
-        now = _utc(now or datetime.now(timezone.utc))
+        now = aware(now or datetime.now(timezone.utc))
         first = now.date().replace(day=1)
         nxt = (first + timedelta(days=32)).replace(day=1)
         r = TimeRange.days(first, now.date())
@@ -522,7 +519,7 @@ class LedgerQueries:
             .where(*where).order_by(L.c.epoch.desc(), L.c.id.desc()).limit(max(0, int(limit)))
         with self._engine.connect() as conn:
             rows = conn.execute(q).all()
-        return [RecentRequest(ts=_utc(r.ts), request_id=r.request_id, source=r.source, api_key=r.api_key, user=r.user,
+        return [RecentRequest(ts=aware(r.ts), request_id=r.request_id, source=r.source, api_key=r.api_key, user=r.user,
                               policy=r.policy, model=r.model, variant=r.variant, status=r.status,
                               cache_hit=bool(r.cache_hit), total_ms=None if r.total_ms is None else float(r.total_ms),
                               cost_usd=_n(r.cost_usd)) for r in rows]

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from backend.db import dialect_insert, metadata, utcnow
+from backend.db import aware, dialect_insert, metadata, utcnow
 from backend.ledger.buckets import bucket_of
 from backend.ledger.calls import ModelCall, RequestContext
 
@@ -166,8 +166,7 @@ def question_hash(question: str) -> str:
 
 
 def to_epoch(ts: datetime) -> int:
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    return int(ts.timestamp())
+    return int(aware(ts).timestamp())
 
 
 def row_values(ctx: RequestContext, call: ModelCall) -> dict:

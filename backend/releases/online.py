@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.background.jobs import JobContext, JobRunner
-from backend.db import traces, utcnow
+from backend.db import aware, traces, utcnow
 from backend.engine.policy import Policy, policy_label
 from backend.errors import InputError
 from backend.evaluation.golden import GoldenSets
@@ -34,10 +34,6 @@ from backend.releases.manager import Experiment, ReleaseManager, WindowStats
 
 VARIANTS = ("current", "candidate")
 OFFLINE_JOB = "ab.offline"
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 # --- per-variant figures -------------------------------------------------------------------------
@@ -105,9 +101,9 @@ def _source_where(source: str | None) -> list:
 
 def _window(since: datetime, until: datetime | None, source: str | None = None) -> list:
     L = ledger
-    w = [L.c.epoch >= to_epoch(_aware(since)), L.c.variant.in_(VARIANTS), *_source_where(source)]
+    w = [L.c.epoch >= to_epoch(aware(since)), L.c.variant.in_(VARIANTS), *_source_where(source)]
     if until is not None:
-        w.append(L.c.epoch < to_epoch(_aware(until)) + 1)
+        w.append(L.c.epoch < to_epoch(aware(until)) + 1)
     return w
 
 
@@ -157,12 +153,12 @@ def variant_stats(db: Engine, window_minutes: int, *, since: datetime | None = N
     """The guardrails' read: per variant over the last `window_minutes` (not before `since`, the
     start of the running experiment), its WindowStats; a variant with no ledger rows is left out.
     `source` (api, console; None or 'all': every request) narrows it to one kind of traffic."""
-    now = _aware(now or utcnow())
+    now = aware(now or utcnow())
     start = now - timedelta(minutes=window_minutes)
     L = ledger
     exact = []
-    if since is not None and _aware(since) > start:
-        start = _aware(since)
+    if since is not None and aware(since) > start:
+        start = aware(since)
         exact = [L.c.ts >= start]  # epoch has whole seconds: the last second of the experiment before counted too
     w = [L.c.epoch >= to_epoch(start), L.c.epoch <= to_epoch(now), L.c.variant.in_(VARIANTS), *exact,
          *_source_where(source)]
