@@ -61,7 +61,8 @@ class Services:
         """Run the periodic housekeeping in this process (the console, an API worker); one-shot
         CLI commands don't: they build Services too but would only compete for the lease."""
         if self.housekeeping is None:
-            self.housekeeping = Housekeeping(self.db, self.costs.housekeeping_tasks(), self.settings.housekeeping_s)
+            tasks = [*self.costs.housekeeping_tasks(), self.ingestor.vectors.prune]
+            self.housekeeping = Housekeeping(self.db, tasks, self.settings.housekeeping_s)
             self.housekeeping.start()
 
     def close(self) -> None:
@@ -89,7 +90,7 @@ def build_services(settings: Settings | None = None, record_traces: bool = True)
     golden = GoldenSets(db, audit, max_question_chars=s.max_question_chars)
     if record_traces:
         engine.recorders.append(trace_store.record)
-    ingestor = Ingestor(store, embedder, registry, audit, EmbeddingCache(db), s.embedding_batch_size)
+    ingestor = Ingestor(store, embedder, registry, audit, EmbeddingCache(db, s.embedding_cache_days), s.embedding_batch_size)
     policy_store = PolicyStore(db, audit, s.pipeline_factory_list)
     jobs = JobRunner(db, audit)  # marks the jobs of a process that died as failed
     index_admin = IndexAdmin(s, db, store, registry, ingestor, engine, policy_store, audit, jobs)

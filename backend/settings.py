@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     embedding_query_prefix: str = Field("", description="Prefix added to queries for a remote endpoint (e.g. 'query: ' for e5 on TEI). The local model adds its own.")
     embedding_passage_prefix: str = Field("", description="Prefix added to passages for a remote endpoint.")
     embedding_batch_size: int = Field(32, description="Texts per embedding call during ingestion.")
+    embedding_cache_days: int = Field(90, ge=0, description="Housekeeping forgets cached chunk vectors no build has used for this many days (those of edited or deleted chunks, of a model no longer used); 0 = keep them forever.")
 
     # Generation
     openai_base_url: str | None = Field(None, description="OpenAI-compatible chat endpoint; unset = extractive answers built from the retrieved chunks.")
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(None, description="Prometheus server URL; set = the cost dashboard can draw latency and request-rate charts from it.")
     price_table_max_age_days: int = Field(90, description="The cost dashboard warns when the price table was last checked longer ago than this.")
     alert_webhook_url: str | None = Field(None, description="URL that firing and resolved alerts are POSTed to as JSON (Slack-style 'text' included); unset = no webhook.")
-    housekeeping_s: float = Field(30.0, gt=0, le=3600, description="Seconds between housekeeping runs: budget alerts of ended periods resolve and alert rules are evaluated. The console and every API worker try each period; the one holding the database lease does the work.")
+    housekeeping_s: float = Field(30.0, gt=0, le=3600, description="Seconds between housekeeping runs: budget alerts of ended periods resolve, alert rules are evaluated and unused cached embeddings are forgotten. The console and every API worker try each period; the one holding the database lease does the work.")
 
     # Access
     auth_mode: Literal["local", "password", "oidc"] = Field("local", description="Who may use the console: 'local' = no login, everyone is the admin local-admin (only on a loopback address); 'password' = accounts in the database (`python -m backend users add`); 'oidc' = OpenID Connect login (OIDC_* settings).")

@@ -3,18 +3,21 @@ model, a real local Qdrant store, SQLite and PostgreSQL, and the command line's 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 from actors import system_actor
+from alembic import command
+from alembic.config import Config
 from index_support import TOPICS, cli, fresh_services, write_folder
 
-from backend.db import make_engine, migrate
+from backend.db import aware, make_engine, migrate, utcnow
 from backend.engine.policy import Policy
 from backend.ingestion.chunking import chunk_document
-from backend.ingestion.embedding_cache import EmbeddingCache, text_key
+from backend.ingestion.embedding_cache import EmbeddingCache, embedding_cache, text_key
 from backend.ingestion.sources import load_source
 
 TESTER = system_actor("test")
@@ -104,4 +107,58 @@ def test_cache_rows_on_each_database(backend: str, tmp_path: Path, request: pyte
     assert cache.clear(model) == 1202 and cache.count(model) == 0
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM embedding_cache WHERE model = :m"), {"m": model}).scalar() == 0
+    engine.dispose()
+
+
+def _used_at(engine, model: str) -> dict[str, datetime]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(embedding_cache.c.text_sha256, embedding_cache.c.used_at)
+                            .where(embedding_cache.c.model == model))
+        return {k: aware(v) for k, v in rows}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_housekeeping_forgets_vectors_no_build_used(backend: str, tmp_path: Path,
+                                                    request: pytest.FixtureRequest) -> None:
+    """A hit marks its row used (at most once a day); prune forgets rows unused for keep_days."""
+    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    migrate(engine)
+    model = f"prune-model-{tmp_path.name}"
+    old, reused, recent = text_key("old"), text_key("reused"), text_key("recent")
+    cache = EmbeddingCache(engine, keep_days=90)
+    cache.store(model, {k: np.ones(3, dtype=np.float32) for k in (old, reused, recent)})
+    now = utcnow()
+    ages = {old: timedelta(days=100), reused: timedelta(days=100), recent: timedelta(hours=2)}
+    with engine.begin() as conn:
+        for key, age in ages.items():
+            conn.execute(sa.update(embedding_cache).where(embedding_cache.c.model == model,
+                                                          embedding_cache.c.text_sha256 == key)
+                         .values(used_at=now - age))
+    assert set(cache.lookup(model, 3, [reused, recent])) == {reused, recent}
+    used = _used_at(engine, model)
+    assert abs((used[reused] - now).total_seconds()) < 60  # a hit on an old row marks it used
+    assert abs((used[recent] - (now - timedelta(hours=2))).total_seconds()) < 1  # used today: not rewritten
+    assert EmbeddingCache(engine, keep_days=0).prune() == 0  # 0 keeps everything
+    assert cache.prune() == 1 and set(_used_at(engine, model)) == {reused, recent}
+    assert cache.prune() == 0
+    cache.clear(model)
+    engine.dispose()
+
+
+def test_migration_counts_existing_vectors_used_when_stored(tmp_path: Path) -> None:
+    import backend.db
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(backend.db.__file__).parent / "migrations"))
+    stored = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+    with engine.begin() as conn:  # the schema before 0017_embedding_cache_used_at, with a row
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0012_embedding_cache")
+        conn.execute(sa.text("INSERT INTO embedding_cache (model, text_sha256, dim, vector, created_at) "
+                             "VALUES ('m', 'k', 3, :v, :t)"), {"v": np.ones(3, dtype="<f4").tobytes(), "t": stored})
+    migrate(engine)
+    assert _used_at(engine, "m") == {"k": stored}
+    assert EmbeddingCache(engine, keep_days=90).prune() == 1  # stored long ago, never used since
     engine.dispose()

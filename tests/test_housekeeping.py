@@ -2,15 +2,18 @@
 PostgreSQL (racing holders: one wins; the holder renews; another takes it after expiry or
 release), two housekeeping runners on one database doing the work once per period, a failing task
 or lease that leaves the thread running, the real budget and alert tasks, and a Costs page that
-changes nothing when it renders while the console's own housekeeping does."""
+changes nothing when it renders while the console's own housekeeping does (and forgets unused
+cached embeddings)."""
 from __future__ import annotations
 
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from actors import ADMIN
@@ -24,7 +27,8 @@ from streamlit.testing.v1 import AppTest
 from backend.access.audit import audit_log
 from backend.background.housekeeping import LEASE, Housekeeping
 from backend.background.leases import leases, release, try_acquire
-from backend.db import make_engine, migrate
+from backend.db import make_engine, migrate, utcnow
+from backend.ingestion.embedding_cache import EmbeddingCache, embedding_cache, text_key
 from backend.ledger.alerts import alerts
 from backend.ledger.budgets import budget_events
 from console import state
@@ -193,7 +197,7 @@ def test_the_real_tasks_resolve_ended_budget_periods_and_stale_rule_alerts(db_ur
 def _state(db: Engine) -> tuple:
     with db.connect() as conn:
         return tuple(conn.execute(sa.select(t).order_by(*t.primary_key.columns)).all()
-                     for t in (alerts, audit_log, budget_events, leases))
+                     for t in (alerts, audit_log, budget_events, leases, embedding_cache))
 
 
 def test_the_costs_page_changes_no_state_the_consoles_housekeeping_does(tmp_path: Path,
@@ -210,6 +214,10 @@ def test_the_costs_page_changes_no_state_the_consoles_housekeeping_does(tmp_path
         costs.alerts.fire(f"budget:{bid}:1999-01", "budget", "Budget 'old month' at 90%", "", 900.0, 1000.0)
         rid = costs.alerts.create_rule(ADMIN, "cost above a million", "cost", 1e6, window_minutes=5)
         costs.alerts.fire(f"rule:{rid}", "rule", "cost above a million: stale", "", 2e6, 1e6, rule_id=rid)
+        stale = text_key("a chunk no build asked for since spring")  # past EMBEDDING_CACHE_DAYS (90)
+        EmbeddingCache(db).store("some-model", {stale: np.ones(3, dtype=np.float32)})
+        with db.begin() as conn:
+            conn.execute(sa.update(embedding_cache).values(used_at=utcnow() - timedelta(days=200)))
         assert try_acquire(db, LEASE, "another-host:1", 3600)  # another process does the housekeeping
         before = _state(db)
 
@@ -235,6 +243,7 @@ def test_the_costs_page_changes_no_state_the_consoles_housekeeping_does(tmp_path
         assert hk is not None and not hk.held
         release(db, LEASE, "another-host:1")  # that process stopped
         assert wait_for(lambda: not {f"budget:{bid}:1999-01", f"rule:{rid}"} & {a.key for a in costs.alerts.firing()})
+        assert wait_for(lambda: EmbeddingCache(db).count() == 0)
         assert hk.held
     finally:
         state.reset()  # closes the console's services: their housekeeping stops
