@@ -85,6 +85,12 @@ def test_command_line_rebuild_reports_embedded_and_reused_counts(tmp_path: Path)
     assert type(counts["embedded"]) is int and type(counts["reused"]) is int
     assert (counts["embedded"], counts["reused"], counts["n_chunks"], counts["unchanged"]) == (2, 9, 11, False)
 
+    shown = cli(data, "index", "cache", "--json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    (row,) = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert (row["vectors"], row["bytes"], row["unused"]) == (12, 12 * 384 * 4, 0)  # e5-small: 384 float32
+    assert "12 vectors" in shown.stdout and "0 unused for 90 days" in shown.stdout
+
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_cache_rows_on_each_database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
@@ -139,6 +145,9 @@ def test_housekeeping_forgets_vectors_no_build_used(backend: str, tmp_path: Path
     used = _used_at(engine, model)
     assert abs((used[reused] - now).total_seconds()) < 60  # a hit on an old row marks it used
     assert abs((used[recent] - (now - timedelta(hours=2))).total_seconds()) < 1  # used today: not rewritten
+    (mine,) = [m for m in cache.stats() if m.model == model]
+    assert (mine.vectors, mine.bytes, mine.unused) == (3, 3 * 3 * 4, 1)
+    assert mine.last_used is not None and abs((mine.last_used - now).total_seconds()) < 60
     assert EmbeddingCache(engine, keep_days=0).prune() == 0  # 0 keeps everything
     assert cache.prune() == 1 and set(_used_at(engine, model)) == {reused, recent}
     assert cache.prune() == 0

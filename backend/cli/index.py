@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -142,6 +143,20 @@ def add_commands(idx: argparse._SubParsersAction, family: str) -> None:
         print(f"job {job.id}: cancel requested ({job.status})")
         return 0
 
+    def cmd_cache(args: argparse.Namespace) -> int:
+        cache = services().ingestor.vectors
+        rows = cache.stats()
+        for r in rows:
+            last = f"{r.last_used:%Y-%m-%d %H:%M}" if r.last_used else "-"
+            print(f"{r.model:<40}{r.vectors:>10,} vectors {r.bytes / 1e6:>10.1f} MB  last used {last}  "
+                  f"{r.unused:,} unused for {cache.keep_days} days")
+        if not rows:
+            print("the embedding cache is empty")
+        if args.json:
+            print(json.dumps([{**asdict(r), "last_used": r.last_used.isoformat() if r.last_used else None}
+                              for r in rows]))
+        return 0
+
     def cmd_snap_create(args: argparse.Namespace) -> int:
         snap = services().snapshots.create(args.user, args.collection, kind=args.kind)
         print(f"snapshot {snap.id}: {snap.name} ({snap.kind}, {snap.n_points} points, {snap.size:,} bytes)")
@@ -224,6 +239,11 @@ def add_commands(idx: argparse._SubParsersAction, family: str) -> None:
     cj = idx.add_parser("cancel", help="ask a running job to stop")
     cj.add_argument("job_id", type=int)
     cj.set_defaults(func=cmd_cancel)
+
+    ca = idx.add_parser("cache", help="the embedding cache per model: vectors, size, last use, what housekeeping "
+                                      "forgets (EMBEDDING_CACHE_DAYS)")
+    ca.add_argument("--json", action="store_true", help="last line: the figures as JSON")
+    ca.set_defaults(func=cmd_cache)
 
     sn = idx.add_parser("snapshot", help="snapshots of versions").add_subparsers(dest="snapshot_command", required=True)
     sc = sn.add_parser("create", help="snapshot a version (portable file in local mode, native on a server)")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
@@ -32,6 +33,17 @@ embedding_cache = sa.Table(  # migration 0012_embedding_cache
 _LOOKUP_BATCH = 500  # hashes per SELECT ... IN (...): well under SQLite's bound-parameter limit
 TOUCH_AFTER = timedelta(days=1)  # a hit rewrites used_at at most once a day: lookups stay reads
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """What the cache holds for one embedding model."""
+
+    model: str
+    vectors: int
+    bytes: int  # the float32 vectors alone, without the database's overhead
+    last_used: datetime | None
+    unused: int  # vectors the next housekeeping forgets (unused for keep_days; 0 when kept forever)
 
 
 def text_key(text: str) -> str:
@@ -83,6 +95,19 @@ class EmbeddingCache:
             q = q.where(embedding_cache.c.model == model)
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
+
+    def stats(self) -> list[CachedModel]:
+        """One row per model, the most vectors first (`python -m backend index cache`)."""
+        t = embedding_cache.c
+        unused = sa.literal(0)
+        if self.keep_days > 0:
+            cutoff = utcnow() - timedelta(days=self.keep_days)
+            unused = sa.func.sum(sa.case((t.used_at < cutoff, 1), else_=0))
+        q = (sa.select(t.model, sa.func.count(), sa.func.sum(t.dim), sa.func.max(t.used_at), unused)
+             .group_by(t.model).order_by(sa.func.count().desc(), t.model))
+        with self.engine.connect() as conn:
+            return [CachedModel(m, int(n), 4 * int(dims or 0), aware(last) if last else None, int(old or 0))
+                    for m, n, dims, last, old in conn.execute(q)]
 
     def clear(self, model: str | None = None) -> int:
         """Forgets cached vectors (all, or one model's); the next build embeds everything again."""
