@@ -28,6 +28,7 @@ import pytest
 from browser_kit import start_console
 from services import HOST, FaultLLM, LlmServer, PostgresServer, RedisServer, free_port
 
+from backend.api.models import ChatCompletion
 from backend.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,6 +292,7 @@ def test_openai_client_chat_completions(target: Target) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="rag", messages=[{"role": "user", "content": QUESTIONS[0]}], max_tokens=48)
     assert raw.headers.get("x-request-id")
+    ChatCompletion.model_validate_json(raw.content)  # what the OpenAPI schema documents
     done = raw.parse()
     assert done.object == "chat.completion" and done.model == "rag"
     assert done.choices[0].message.role == "assistant" and done.choices[0].message.content.strip()
@@ -377,6 +379,9 @@ def test_every_response_has_a_request_id_and_errors_have_one_shape(target: Targe
         # Malformed JSON, NUL in the question (both endpoints), top_k out of range: 422.
         r = c.post("/query", content=b'{"question": "unterminated', headers={"Content-Type": "application/json"})
         assert_error(r, 422, "invalid_request")
+        for path in ("/query", "/chat/completions", "/feedback"):  # bytes that are not UTF-8 (400 before)
+            r = c.post(path, content=b'{"question": "\xff\xfe"}', headers={"Content-Type": "application/json"})
+            assert assert_error(r, 422, "invalid_request")["part"] == "input"
         assert_error(c.post("/query", json={"question": "what\x00is this"}), 422, "invalid_request")
         assert_error(c.post("/chat/completions", json={"model": "rag", "messages": [{"role": "user", "content": "a\x00b"}]}),
                      422, "invalid_request")
@@ -491,11 +496,15 @@ def test_metrics_ask_for_the_token_when_one_is_set(extractive_api: Target) -> No
     assert r.status_code == 200 and "rag_requests_total" in r.text
 
 
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+
+
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error(extractive_api: Target, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(extractive_api: Target,
+                                                                            tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "schemathesis"
     assert exe.exists(), "schemathesis is not installed: pip install -r requirements-test.txt"
-    argv = [str(exe), "run", f"{extractive_api.api.url}/openapi.json", "--checks", "not_a_server_error",
+    argv = [str(exe), "run", f"{extractive_api.api.url}/openapi.json", "--checks", CHECKS,
             "-H", f"Authorization: Bearer {extractive_api.key}", "-n", "25", "--request-timeout", "60",
             "--generation-database", "none", "--no-color"]
     env = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS_ENV}

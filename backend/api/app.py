@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.access import Action, Actor, require
 from backend.api.errors import ApiError, install_error_handlers
-from backend.api.models import (ChatRequest, ErrorResponse, FeedbackRequest, ModelCard, ModelList, QueryRequest,
-                                QueryResponse)
+from backend.api.models import (ChatCompletion, ChatRequest, ErrorResponse, FeedbackRequest, ModelCard, ModelList,
+                                QueryRequest, QueryResponse)
 from backend.api.ratelimit import RateLimiter
 from backend.engine.policy import Policy
 from backend.engine.query_engine import Answer, Retrieved
@@ -33,6 +33,8 @@ READY_TTL_S = 5.0
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 END_USER_RE = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 ERRORS = {s: {"model": ErrorResponse} for s in (401, 402, 403, 404, 413, 422, 429, 500, 502, 503)}
+STREAMED = {200: {"description": "The answer; with `stream: true`, server-sent events",
+                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 
 
 class RequestIds:
@@ -130,7 +132,7 @@ def create_api(services: Callable[[], Services]) -> FastAPI:
         for e in svc.engine.stream(question, policy, who, filters, retrieval_only):
             yield e, None, None
 
-    @api.post("/query", response_model=QueryResponse, responses=ERRORS, summary="Ask a question")
+    @api.post("/query", response_model=QueryResponse, responses={**ERRORS, **STREAMED}, summary="Ask a question")
     def query(body: QueryRequest, who: Actor = Depends(actor)):  # noqa: ANN202 - JSON or SSE
         policy = policy_of(body.policy, body.top_k)
         stream = events(body.question, policy, who, body.filters, body.retrieval_only)
@@ -141,7 +143,8 @@ def create_api(services: Callable[[], Services]) -> FastAPI:
         answer, release, variant = _final(stream)
         return _answer_json(answer, release, variant)
 
-    @api.post("/chat/completions", responses=ERRORS, summary="OpenAI-compatible chat completions")
+    @api.post("/chat/completions", response_model=ChatCompletion, responses={**ERRORS, **STREAMED},
+              summary="OpenAI-compatible chat completions")
     def chat(body: ChatRequest, who: Actor = Depends(actor)):  # noqa: ANN202
         try:
             question = body.question()

@@ -72,6 +72,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bytes that are not UTF-8 JSON
+            return error_response(request, 422, "invalid_request", "the body is not valid JSON (UTF-8)", "input")
         return error_response(request, exc.status_code, "http_error", str(exc.detail), "api")
 
     @app.exception_handler(Exception)

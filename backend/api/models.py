@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from backend.engine.query_engine import Answer
+from backend.engine.query_engine import Answer, SourceChunk
 from backend.text import control_chars
 
 MAX_TOP_K = 100
@@ -70,6 +70,52 @@ class ChatRequest(BaseModel):
                 if text.strip():
                     return _clean(text, "the last user message")
         raise ValueError("no user message with text")
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    message: CompletionMessage
+    finish_reason: Literal["stop"]
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class RagInfo(BaseModel):
+    """Where a chat completion came from: what `/query` returns beside the answer text."""
+
+    request_id: str
+    answer_kind: Literal["llm", "extractive", "retrieval_only"]
+    policy: str
+    collection: str
+    cost_usd: float
+    cache_hit: bool
+    latency_ms: dict[str, float]
+    release: str | None
+    variant: str | None
+    citations: list[int]
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat completion object; the answer keeps its `[n]` citations, and `sources` holds
+    the chunks they point at (n = a source's rank)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+    sources: list[SourceChunk]
+    rag: RagInfo
 
 
 class FeedbackRequest(BaseModel):
