@@ -17,13 +17,13 @@ from starlette.middleware import Middleware  # noqa: E402
 from starlette.routing import Mount, Route  # noqa: E402
 
 from backend.api import create_api  # noqa: E402
-from backend.api.server import load_llamaindex, metrics_endpoint  # noqa: E402
+from backend.api.server import metrics_endpoint, preload  # noqa: E402
 from backend.services import shared_services  # noqa: E402
 
 from backend.settings import get_settings  # noqa: E402
 from console.auth import oidc_secrets, refuse_local_off_loopback  # noqa: E402
 
-load_llamaindex()  # here, before any session's thread runs a page
+preload()  # here, before any session's thread runs a page
 settings = get_settings()
 refuse_local_off_loopback(settings, st.get_option("server.address"))
 # The HTTP API on the same port and process (it shares the Qdrant local store with the pages).
