@@ -147,7 +147,9 @@ def rebuild(services: Services) -> None:
         target = c1.number_input(t("Target chars"), 200, 4000, 1000, step=100, key=keys("target_chars"))
         maximum = c2.number_input(t("Max chars"), 300, 6000, 1500, step=100, key=keys("max_chars"))
         overlap = c3.number_input(t("Overlap"), 0.0, 0.5, 0.15, step=0.05, key=keys("overlap"))
-        st.caption(t("Embedding model: **{model}** (the one queries use).", model=escape_md(services.embedder.name)))
+        st.caption(t("Embedding model: **{model}** (the one queries use) · {n} chunk vectors of it cached: a rebuild "
+                     "embeds only the chunks not among them.", model=escape_md(services.embedder.name),
+                     n=kit.count(services.ingestor.vectors.count(services.embedder.cache_key))))
         submitted = st.form_submit_button(t("🏗️ Start rebuild"), type="primary", **need(Action.rebuild))
     if not submitted:
         return

@@ -81,6 +81,8 @@ def test_versions_rebuild_gate_promote_rollback(console: Path) -> None:
     versions = table(at, "vectors")
     assert list(versions["collection"]) == ["rag_chunks_v1"] and versions["live"][0] == "✅" and "dense 384" in versions["vectors"][0]
     assert "Nothing to roll back to" in text(at)
+    cached = services().ingestor.vectors.count(services().embedder.cache_key)
+    assert cached > 0 and f"{cached} chunk vectors of it cached" in text(at)  # the demo build's
 
     # Rebuild from a dataset folder on the server; the form names the model and keeps the alias serving.
     data = write_dataset(console / "set")
