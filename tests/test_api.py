@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+import jsonschema
 import openai
 import pytest
 from browser_kit import start_console
@@ -361,6 +362,9 @@ def test_query_json_and_sse(target: Target) -> None:
         assert events[0][1]["sources"][0]["doc_id"] == "violin" and len(events[0][1]["sources"]) <= 3
         final = events[-1][1]
         assert final["answer"] == "".join(d["text"] for e, d in events if e == "delta")
+        documented = c.get("/openapi.json").json()["paths"]["/query"]["post"]["responses"]["200"]["content"]
+        for e, d in events:  # each event as the schema describes it (schemathesis checks the same)
+            jsonschema.validate({"event": e, "data": json.dumps(d)}, documented["text/event-stream"]["schema"])
         assert final["answer_kind"] == "llm" and final["policy"] == "short v1" and final["usage"]["completion_tokens"] > 0
 
 

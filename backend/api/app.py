@@ -33,8 +33,21 @@ READY_TTL_S = 5.0
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 END_USER_RE = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 ERRORS = {s: {"model": ErrorResponse} for s in (401, 402, 403, 404, 413, 422, 429, 500, 502, 503)}
-STREAMED = {200: {"description": "The answer; with `stream: true`, server-sent events",
-                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
+def _streamed(events: dict) -> dict:
+    """The 200 response's server-sent events (`stream: true`); on OpenAPI 3.1 a text/event-stream
+    schema describes one event, with `data` as its text."""
+    event = {"type": "object", "required": ["data"],
+             "properties": {"event": events, "data": {"type": "string"}, "id": {"type": "string"}}}
+    return {200: {"description": "The answer; with `stream: true`, server-sent events",
+                  "content": {"text/event-stream": {"schema": event}}}}
+
+
+QUERY_STREAM = _streamed({"type": "string", "enum": ["sources", "delta", "done", "error"],
+                          "description": "sources, then deltas, then done (the answer object); error mid-stream"})
+CHAT_STREAM = _streamed({"type": "string", "description": "message: data is a chat.completion.chunk, "
+                                                           "then [DONE]"})
 
 
 class RequestIds:
@@ -132,7 +145,7 @@ def create_api(services: Callable[[], Services]) -> FastAPI:
         for e in svc.engine.stream(question, policy, who, filters, retrieval_only):
             yield e, None, None
 
-    @api.post("/query", response_model=QueryResponse, responses={**ERRORS, **STREAMED}, summary="Ask a question")
+    @api.post("/query", response_model=QueryResponse, responses={**ERRORS, **QUERY_STREAM}, summary="Ask a question")
     def query(body: QueryRequest, who: Actor = Depends(actor)):  # noqa: ANN202 - JSON or SSE
         policy = policy_of(body.policy, body.top_k)
         stream = events(body.question, policy, who, body.filters, body.retrieval_only)
@@ -143,7 +156,7 @@ def create_api(services: Callable[[], Services]) -> FastAPI:
         answer, release, variant = _final(stream)
         return _answer_json(answer, release, variant)
 
-    @api.post("/chat/completions", response_model=ChatCompletion, responses={**ERRORS, **STREAMED},
+    @api.post("/chat/completions", response_model=ChatCompletion, responses={**ERRORS, **CHAT_STREAM},
               summary="OpenAI-compatible chat completions")
     def chat(body: ChatRequest, who: Actor = Depends(actor)):  # noqa: ANN202
         try:
